@@ -1,0 +1,35 @@
+# Everything a fresh machine needs, from Python 3.11 and make alone.
+#   make demo   create .venv, install, run the main job on embedded defaults
+#   make test   create .venv, install with test extras, run the suite
+# EXTRAS=dev,torch adds PyTorch (interop tests and anchors; CI uses it).
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+EXTRAS ?= dev
+PYTEST_ARGS ?= -n 2
+comma := ,
+STAMP := $(VENV)/.installed-$(subst $(comma),_,$(EXTRAS))
+
+.PHONY: demo test venv benchmark clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --upgrade pip setuptools wheel
+
+$(STAMP): $(VENV)/bin/python setup.cfg pyproject.toml
+	$(VENV)/bin/python -m pip install -e ".[$(EXTRAS)]"
+	touch $@
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/python -m benchmarks.throughput --preset=quick
+
+benchmark: $(STAMP)
+	$(VENV)/bin/python -m benchmarks.throughput
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS) tests
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,28 @@
+"""rnn_zoo: a JAX/Flax model zoo of recurrent networks.
+
+Pure-function cells (:class:`SimpleRNN`, :class:`LSTM`, :class:`GRU`), one
+``lax.scan`` runner (:func:`unroll`) and what is built on it
+(:func:`bidirectional`, :class:`StackedRNN`, :func:`truncated_bptt`), a Flax
+module (:class:`rnn_zoo.nn.RNN`) and PyTorch interop (:mod:`rnn_zoo.interop`).
+
+  >>> import jax, jax.numpy as jnp, rnn_zoo as rz
+  >>> cell = rz.LSTM(32)
+  >>> params = cell.init(jax.random.key(0), input_size=8)
+  >>> ys, carry = rz.unroll(cell, params, jnp.zeros((4, 20, 8)))
+  >>> ys.shape
+  (4, 20, 32)
+"""
+
+from rnn_zoo import interop
+from rnn_zoo import nn
+from rnn_zoo.cells import CELLS, GRU, LSTM, Cell, HiddenCarry, LSTMCarry, SimpleRNN, make_cell
+from rnn_zoo.recurrence import (StackedRNN, bidirectional, python_unroll,
+                                reverse_within_lengths, truncated_bptt, unroll)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Cell", "SimpleRNN", "LSTM", "GRU", "HiddenCarry", "LSTMCarry", "CELLS",
+    "make_cell", "unroll", "python_unroll", "bidirectional", "StackedRNN",
+    "truncated_bptt", "reverse_within_lengths", "nn", "interop",
+]

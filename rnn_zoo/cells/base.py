@@ -1,0 +1,110 @@
+"""Shared pieces of the pure-function cells: carries, initializers, checks.
+
+Every cell in :mod:`rnn_zoo.cells` is a small frozen dataclass holding only
+hyperparameters. Its methods are pure functions of explicit arguments:
+
+* ``init(key, input_size) -> params``: a dict of arrays (names documented on
+  each cell, gate order follows PyTorch so weights port both ways).
+* ``initial_carry(batch_shape, dtype=jnp.float32) -> carry``: a NamedTuple.
+* ``input_projection(params, x) -> xp``: ``x @ w_ih + b`` for any leading
+  shape, so the runner can do it for all time steps in one matmul.
+* ``step_projected(params, carry, xp) -> (carry, y)``: the recurrence given
+  the already projected input.
+* ``step(params, carry, x) -> (carry, y)``: one whole time step.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+Array = jax.Array
+PyTree = Any
+
+
+class HiddenCarry(NamedTuple):
+  """Carry of :class:`SimpleRNN` and :class:`GRU`."""
+  h: Array  # [*batch, hidden] hidden state.
+
+
+class LSTMCarry(NamedTuple):
+  """Carry of :class:`LSTM`."""
+  h: Array  # [*batch, hidden] hidden state (the output).
+  c: Array  # [*batch, hidden] cell state.
+
+
+def check_choice(name: str, value: Any, allowed: Sequence[Any]) -> None:
+  if value not in allowed:
+    raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
+
+
+def check_positive_int(name: str, value: Any) -> None:
+  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+    raise ValueError(f"{name} must be a positive int, got {value!r}")
+
+
+def check_dtype(name: str, value: Any) -> None:
+  try:
+    dt = jnp.dtype(value)
+  except TypeError as e:
+    raise ValueError(f"{name} must be a floating dtype, got {value!r}") from e
+  if not jnp.issubdtype(dt, jnp.floating):
+    raise ValueError(f"{name} must be a floating dtype, got {value!r}")
+
+
+# --------------------------------------------------------------------------
+# Initializers. Each takes (key, shape, dtype) and returns an array.
+
+def uniform_fan(key, shape, dtype, hidden_size):
+  """PyTorch's default RNN init: U(-1/sqrt(H), 1/sqrt(H))."""
+  bound = 1.0 / math.sqrt(hidden_size)
+  return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+
+def glorot_uniform(key, shape, dtype):
+  fan_in, fan_out = shape[-2], shape[-1]
+  bound = math.sqrt(6.0 / (fan_in + fan_out))
+  return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+
+def orthogonal_blocks(key, hidden_size, num_blocks, dtype, scale=1.0):
+  """``[H, G*H]`` made of G independent orthogonal ``[H, H]`` blocks."""
+  keys = jax.random.split(key, num_blocks)
+  init = jax.nn.initializers.orthogonal(scale)
+  return jnp.concatenate(
+      [init(k, (hidden_size, hidden_size), dtype) for k in keys], axis=-1)
+
+
+def identity_blocks(hidden_size, num_blocks, dtype, scale=1.0):
+  eye = scale * jnp.eye(hidden_size, dtype=dtype)
+  return jnp.concatenate([eye] * num_blocks, axis=-1)
+
+
+def matmul(x: Array, w: Array, dtype) -> Array:
+  """``x @ w`` computed in ``dtype`` with float32 (or wider) accumulation."""
+  out_dtype = jnp.promote_types(dtype, jnp.float32)
+  return jnp.matmul(x.astype(dtype), w.astype(dtype),
+                    preferred_element_type=out_dtype)
+
+
+def check_params(cell, params: PyTree, expected: dict[str, tuple]) -> None:
+  """Raises ValueError if ``params`` lacks a key or has a wrong shape."""
+  if not isinstance(params, dict):
+    raise ValueError(
+        f"params of {type(cell).__name__} must be a dict with keys "
+        f"{sorted(expected)}, got {type(params).__name__}")
+  missing = sorted(set(expected) - set(params))
+  if missing:
+    raise ValueError(
+        f"params of {type(cell).__name__} miss keys {missing}; "
+        f"got keys {sorted(params)}")
+  for k, shape in expected.items():
+    got = tuple(params[k].shape)
+    if any(e is not None and e != g for e, g in zip(shape, got)) or len(got) != len(shape):
+      raise ValueError(
+          f"params[{k!r}] of {type(cell).__name__} must have shape "
+          f"{tuple('?' if s is None else s for s in shape)}, got {got}")

@@ -1,0 +1,105 @@
+"""Long short-term memory (Hochreiter & Schmidhuber 1997; Gers et al. 2000)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+from rnn_zoo.cells import base
+from rnn_zoo.cells.cell import Cell
+
+RECURRENT_INITS = ("orthogonal", "uniform", "glorot_uniform")
+INPUT_INITS = ("glorot_uniform", "uniform")
+
+
+@dataclasses.dataclass(frozen=True)
+class LSTM(Cell):
+  r"""LSTM with a forget gate; gate order ``i, f, g, o`` as in PyTorch.
+
+  Equations, with ``[z_i, z_f, z_g, z_o] = x_t W_ih + h_{t-1} W_hh + b``::
+
+    i_t = sigmoid(z_i)          input gate
+    f_t = sigmoid(z_f)          forget gate
+    g_t = tanh(z_g)             candidate
+    o_t = sigmoid(z_o)          output gate
+    c_t = f_t * c_{t-1} + i_t * g_t
+    h_t = o_t * tanh(c_t),      y_t = h_t
+
+  Shapes: ``x_t`` ``[*batch, I]``; ``h_t, c_t`` ``[*batch, H]``.
+
+  Params (``init``):
+    ``w_ih`` ``[I, 4H]``, ``w_hh`` ``[H, 4H]`` (columns in blocks of H in gate
+    order i, f, g, o), ``b`` ``[4H]`` (PyTorch's ``bias_ih + bias_hh``).
+
+  Attributes:
+    forget_bias: initial value of the forget-gate bias ``b_f`` (1.0 default,
+      Gers et al. 2000 / Jozefowicz et al. 2015; 0 is the "no bias" baseline).
+    chrono_t_max: if set, chrono initialization (Tallec & Ollivier 2018):
+      ``b_f ~ log U([1, T_max - 1])`` and ``b_i = -b_f``; overrides
+      ``forget_bias``. Must be > 2.
+    recurrent_init: ``"orthogonal"`` (default; each gate block orthogonal),
+      ``"uniform"`` (PyTorch's ``U(±1/sqrt(H))``) or ``"glorot_uniform"``.
+    input_init: ``"glorot_uniform"`` (default) or ``"uniform"``.
+
+  Example:
+    >>> import jax, jax.numpy as jnp, rnn_zoo as rz
+    >>> cell = rz.LSTM(16, chrono_t_max=100)
+    >>> params = cell.init(jax.random.key(0), input_size=2)
+    >>> carry = cell.initial_carry((4,))
+    >>> carry, y = cell.step(params, carry, jnp.zeros((4, 2)))
+    >>> carry.c.shape
+    (4, 16)
+  """
+  forget_bias: float = 1.0
+  chrono_t_max: float | None = None
+  recurrent_init: str = "orthogonal"
+  input_init: str = "glorot_uniform"
+
+  num_gates = 4
+
+  def __post_init__(self):
+    super().__post_init__()
+    base.check_choice("recurrent_init", self.recurrent_init, RECURRENT_INITS)
+    base.check_choice("input_init", self.input_init, INPUT_INITS)
+    if self.chrono_t_max is not None and not self.chrono_t_max > 2:
+      raise ValueError(f"chrono_t_max must be > 2, got {self.chrono_t_max!r}")
+
+  def init(self, key, input_size):
+    base.check_positive_int("input_size", input_size)
+    H, dt = self.hidden_size, self.param_dtype
+    k_ih, k_hh, k_b = jax.random.split(key, 3)
+    if self.input_init == "glorot_uniform":
+      w_ih = jnp.concatenate([base.glorot_uniform(k, (input_size, H), dt)
+                              for k in jax.random.split(k_ih, 4)], axis=-1)
+    else:
+      w_ih = base.uniform_fan(k_ih, (input_size, 4 * H), dt, H)
+    if self.recurrent_init == "orthogonal":
+      w_hh = base.orthogonal_blocks(k_hh, H, 4, dt)
+    elif self.recurrent_init == "uniform":
+      w_hh = base.uniform_fan(k_hh, (H, 4 * H), dt, H)
+    else:
+      w_hh = jnp.concatenate([base.glorot_uniform(k, (H, H), dt)
+                              for k in jax.random.split(k_hh, 4)], axis=-1)
+    if self.chrono_t_max is not None:
+      b_f = jnp.log(jax.random.uniform(k_b, (H,), dt, 1.0,
+                                       self.chrono_t_max - 1.0))
+      b_i = -b_f
+    else:
+      b_f = jnp.full((H,), self.forget_bias, dt)
+      b_i = jnp.zeros((H,), dt)
+    b = jnp.concatenate([b_i, b_f, jnp.zeros((2 * H,), dt)])
+    return {"w_ih": w_ih, "w_hh": w_hh, "b": b}
+
+  def initial_carry(self, batch_shape=(), dtype=None):
+    z = self._zeros(batch_shape, dtype)
+    return base.LSTMCarry(h=z, c=z)
+
+  def step_projected(self, params, carry, xp):
+    z = xp + base.matmul(carry.h, params["w_hh"], self.dtype)
+    zi, zf, zg, zo = jnp.split(z, 4, axis=-1)
+    c = jax.nn.sigmoid(zf) * carry.c + jax.nn.sigmoid(zi) * jnp.tanh(zg)
+    h = jax.nn.sigmoid(zo) * jnp.tanh(c)
+    dt = carry.h.dtype
+    return base.LSTMCarry(h=h.astype(dt), c=c.astype(dt)), h.astype(dt)

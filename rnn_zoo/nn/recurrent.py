@@ -1,0 +1,68 @@
+"""Flax linen wrapper: any zoo cell + the runner, params in the Flax tree."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import flax.linen as nn
+import jax
+
+from rnn_zoo.cells.cell import Cell
+from rnn_zoo.recurrence import StackedRNN
+
+
+class RNN(nn.Module):
+  """A (stacked, optionally bidirectional) recurrent layer as a linen module.
+
+  The parameters are the zoo's own params dicts, stored under
+  ``params["stack"]["layer_<k>"]`` so they can be read, ported
+  (:mod:`rnn_zoo.interop`) or analysed with the pure functions.
+
+  Attributes:
+    cell: the cell of every layer (e.g. ``rz.LSTM(128)``).
+    num_layers: number of stacked layers.
+    bidirectional: run each layer both ways.
+    merge: ``"concat"`` or ``"sum"`` of the two directions.
+    dropout_rate: dropout between layers (uses the ``"dropout"`` RNG stream
+      when ``deterministic`` is False).
+    time_major: layout of inputs and outputs.
+    unroll: ``lax.scan`` unroll factor.
+    remat: gradient checkpointing (see :func:`rnn_zoo.unroll`).
+    return_carry: also return the final carries.
+
+  Example:
+    >>> import jax, jax.numpy as jnp, rnn_zoo as rz
+    >>> layer = rz.nn.RNN(rz.GRU(16), num_layers=2)
+    >>> xs = jnp.ones((4, 9, 3))
+    >>> variables = layer.init(jax.random.key(0), xs)
+    >>> layer.apply(variables, xs).shape
+    (4, 9, 16)
+  """
+  cell: Cell
+  num_layers: int = 1
+  bidirectional: bool = False
+  merge: str = "concat"
+  dropout_rate: float = 0.0
+  time_major: bool = False
+  unroll: int = 1
+  remat: Any = False
+  return_carry: bool = False
+
+  def _stack(self) -> StackedRNN:
+    return StackedRNN.of(self.cell, self.num_layers,
+                         bidirectional=self.bidirectional, merge=self.merge,
+                         dropout_rate=self.dropout_rate)
+
+  @nn.compact
+  def __call__(self, xs: jax.Array, *, initial_carry=None, lengths=None,
+               deterministic: bool = True):
+    stack = self._stack()
+    params = self.param("stack", lambda key: stack.init(key, xs.shape[-1]))
+    use_dropout = self.dropout_rate > 0 and not deterministic
+    key = self.make_rng("dropout") if use_dropout else None
+    ys, carries = stack.apply(params, xs, initial_carry=initial_carry,
+                              lengths=lengths, key=key,
+                              deterministic=not use_dropout,
+                              time_major=self.time_major, unroll=self.unroll,
+                              remat=self.remat)
+    return (ys, carries) if self.return_carry else ys

@@ -1,0 +1,564 @@
+"""The one runner over time, and what is built on it.
+
+* :func:`unroll` runs any cell over a sequence with ``jax.lax.scan``
+  (the input projection hoisted out of the loop as one matmul), with
+  per-example lengths, length-aware reversal, unrolling, gradient
+  checkpointing and zero "probes" on the hidden state (for ``dL/dh_t``).
+* :func:`python_unroll` is the same computation as a plain Python loop over
+  ``cell.step``: the reference the scan is tested against.
+* :func:`bidirectional`, :class:`StackedRNN` and :func:`truncated_bptt` build
+  on :func:`unroll`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rnn_zoo.cells import base
+from rnn_zoo.cells.cell import Cell
+
+Array = jax.Array
+PyTree = Any
+
+MERGES = ("concat", "sum")
+
+
+# --------------------------------------------------------------------------
+# Checks (run on shapes and dtypes, so before tracing).
+
+def _is_concrete(x) -> bool:
+  return not isinstance(x, jax.core.Tracer)
+
+
+def _check_cell(cell) -> None:
+  if not isinstance(cell, Cell):
+    raise ValueError(
+        f"cell must be an rnn_zoo cell (SimpleRNN, LSTM, GRU, ...), got {cell!r}")
+
+
+def _check_inputs(cell: Cell, params, xs, time_major: bool) -> None:
+  """Validates ``xs`` ([B, T, I], or [T, B, I] if time_major) against params."""
+  if not hasattr(xs, "shape") or not hasattr(xs, "dtype"):
+    raise ValueError(f"xs must be an array, got {type(xs).__name__}")
+  if xs.ndim != 3:
+    layout = "[time, batch, features]" if time_major else "[batch, time, features]"
+    raise ValueError(f"xs must have rank 3 {layout}, got shape {tuple(xs.shape)}")
+  if not jnp.issubdtype(xs.dtype, jnp.floating):
+    raise ValueError(f"xs must be a floating array, got dtype {xs.dtype}")
+  cell.check_params(params)
+  input_size = cell.input_size_of(params)
+  if xs.shape[-1] != input_size:
+    raise ValueError(
+        f"xs has feature size {xs.shape[-1]} but params expect input_size "
+        f"{input_size} (xs shape {tuple(xs.shape)})")
+
+
+def _check_lengths(lengths, batch: int, time: int) -> Array:
+  lengths = jnp.asarray(lengths)
+  if not jnp.issubdtype(lengths.dtype, jnp.integer):
+    raise ValueError(f"lengths must be integers, got dtype {lengths.dtype}")
+  if lengths.shape != (batch,):
+    raise ValueError(
+        f"lengths must have shape [batch]=({batch},), got {tuple(lengths.shape)}")
+  if _is_concrete(lengths):
+    arr = np.asarray(lengths)
+    bad = arr[(arr < 0) | (arr > time)]
+    if bad.size:
+      raise ValueError(
+          f"lengths must lie in [0, time={time}], got {bad.tolist()} in "
+          f"lengths={arr.tolist()}")
+  return lengths
+
+
+def _check_remat(remat) -> int:
+  """Returns 0 (no remat), 1 (per step) or the chunk size."""
+  if remat is False or remat is None or remat == "none":
+    return 0
+  if remat is True or remat == "step":
+    return 1
+  if isinstance(remat, (int, np.integer)) and not isinstance(remat, bool) and remat > 0:
+    return int(remat)
+  raise ValueError(
+      f"remat must be False, True/'step', or a positive chunk size, got {remat!r}")
+
+
+def _check_unroll(unroll) -> None:
+  if isinstance(unroll, bool):
+    return
+  if not isinstance(unroll, (int, np.integer)) or unroll <= 0:
+    raise ValueError(f"unroll must be a positive int or bool, got {unroll!r}")
+
+
+def _check_carry(cell: Cell, carry, batch: int) -> None:
+  ref = cell.initial_carry((batch,))
+  if type(carry) is not type(ref):
+    raise ValueError(
+        f"initial_carry must be a {type(ref).__name__} for {type(cell).__name__}, "
+        f"got {type(carry).__name__}")
+  for name, want, got in zip(ref._fields, ref, carry):
+    if tuple(got.shape) != tuple(want.shape):
+      raise ValueError(
+          f"initial_carry.{name} must have shape {tuple(want.shape)}, "
+          f"got {tuple(got.shape)}")
+
+
+# --------------------------------------------------------------------------
+# Time-reversal that respects lengths.
+
+def reverse_within_lengths(xs_t: Array, lengths: Array | None) -> Array:
+  """Reverses time-major ``[T, B, ...]`` within each sequence's length.
+
+  Position ``t < L_b`` of example ``b`` gets ``x[L_b - 1 - t]``; padding
+  positions (``t >= L_b``) stay where they are. The map is an involution.
+  """
+  if lengths is None:
+    return jnp.flip(xs_t, axis=0)
+  T = xs_t.shape[0]
+  t = jnp.arange(T)[:, None]
+  idx = jnp.where(t < lengths[None, :], lengths[None, :] - 1 - t, t)  # [T, B]
+  idx = idx.reshape(idx.shape + (1,) * (xs_t.ndim - 2))
+  return jnp.take_along_axis(xs_t, idx, axis=0)
+
+
+# --------------------------------------------------------------------------
+# The runner.
+
+def _python_scan(f, init, xs, length, unroll=1):
+  """``lax.scan``'s contract as a plain Python loop (the test reference)."""
+  del unroll
+  carry, outs = init, []
+  for t in range(length):
+    carry, y = f(carry, jax.tree.map(lambda a: a[t], xs))
+    outs.append(y)
+  return carry, jax.tree.map(lambda *a: jnp.stack(a), *outs)
+
+
+def _run(cell: Cell, params, xs, *, initial_carry, lengths, reverse,
+         time_major, unroll, remat, return_all_carries, hidden_probes,
+         scan_impl, hoist=True):
+  _check_cell(cell)
+  _check_inputs(cell, params, xs, time_major)
+  _check_unroll(unroll)
+  chunk = _check_remat(remat)
+  xs_t = xs if time_major else jnp.swapaxes(xs, 0, 1)  # [T, B, I]
+  T, B = xs_t.shape[0], xs_t.shape[1]
+  if lengths is not None:
+    lengths = _check_lengths(lengths, B, T)
+  if initial_carry is None:
+    initial_carry = cell.initial_carry((B,))
+  else:
+    _check_carry(cell, initial_carry, B)
+  probes_t = None
+  if hidden_probes is not None:
+    want = (xs.shape[0], xs.shape[1], cell.hidden_size)
+    if tuple(hidden_probes.shape) != want:
+      raise ValueError(
+          f"hidden_probes must have the output shape {want}, got "
+          f"{tuple(hidden_probes.shape)}")
+    probes_t = hidden_probes if time_major else jnp.swapaxes(hidden_probes, 0, 1)
+
+  if reverse:
+    xs_t = reverse_within_lengths(xs_t, lengths)
+    if probes_t is not None:
+      probes_t = reverse_within_lengths(probes_t, lengths)
+  # The input-to-hidden matmul for every time step at once.
+  if hoist:
+    xp = cell.input_projection(params, xs_t)  # [T, B, G*H]
+    step = cell.step_projected
+  else:
+    xp, step = xs_t, cell.step
+  mask = None
+  if lengths is not None:
+    mask = jnp.arange(T)[:, None] < lengths[None, :]  # [T, B]
+
+  def body(carry, inp):
+    xp_t, m_t, p_t = inp
+    new, y = step(params, carry, xp_t)
+    if p_t is not None:
+      # A zero probe added to h_t: d loss / d probe_t = d loss / d h_t.
+      new = new._replace(h=new.h + p_t)
+      y = new.h
+    if m_t is not None:
+      keep = m_t[:, None]
+      new = jax.tree.map(lambda n, o: jnp.where(keep, n, o), new, carry)
+      y = jnp.where(keep, y, jnp.zeros_like(y))
+    return new, ((y, new) if return_all_carries else y)
+
+  inputs = (xp, mask, probes_t)
+  if chunk == 0:
+    carry, outs = scan_impl(body, initial_carry, inputs, length=T, unroll=unroll)
+  elif chunk == 1:
+    carry, outs = scan_impl(jax.checkpoint(body), initial_carry, inputs,
+                            length=T, unroll=unroll)
+  else:
+    n_chunks = -(-T // chunk)
+    pad = n_chunks * chunk - T
+    if pad:
+      # Padded steps are masked out so they change neither carry nor output.
+      if mask is None:
+        mask = jnp.ones((T, B), bool)
+      pad_fn = lambda a: jnp.concatenate(
+          [a, jnp.zeros((pad,) + a.shape[1:], a.dtype)])
+      inputs = jax.tree.map(pad_fn, (xp, mask, probes_t))
+    inputs = jax.tree.map(
+        lambda a: a.reshape((n_chunks, chunk) + a.shape[1:]), inputs)
+
+    @jax.checkpoint
+    def chunk_body(carry, inp):
+      return scan_impl(body, carry, inp, length=chunk, unroll=unroll)
+
+    carry, outs = scan_impl(chunk_body, initial_carry, inputs, length=n_chunks)
+    outs = jax.tree.map(
+        lambda a: a.reshape((n_chunks * chunk,) + a.shape[2:])[:T], outs)
+
+  def finish(a):  # back to the caller's time order and layout
+    if reverse:
+      a = reverse_within_lengths(a, lengths)
+    return a if time_major else jnp.swapaxes(a, 0, 1)
+
+  if return_all_carries:
+    ys, carries = outs
+    return finish(ys), carry, jax.tree.map(finish, carries)
+  return finish(outs), carry
+
+
+def unroll(cell: Cell, params, xs: Array, *, initial_carry=None,
+           lengths: Array | None = None, reverse: bool = False,
+           time_major: bool = False, unroll: int | bool = 1,
+           remat: bool | str | int = False, return_all_carries: bool = False,
+           hidden_probes: Array | None = None):
+  """Runs ``cell`` over a sequence with ``jax.lax.scan``.
+
+  The input projection ``x_t W_ih + b`` is computed for all steps at once,
+  outside the loop; the scan body does only the recurrent part.
+
+  Args:
+    cell: a cell from :mod:`rnn_zoo.cells`.
+    params: ``cell.init(...)`` output.
+    xs: ``[batch, time, input]`` floating array (``[time, batch, input]`` if
+      ``time_major``).
+    initial_carry: the carry at t=0 (batch shape ``[batch]``); zeros if None.
+    lengths: optional int ``[batch]`` valid lengths in ``[0, time]``. Outputs
+      at ``t >= length`` are zero; the final carry is the carry after the last
+      valid step (the initial carry when the length is 0).
+    reverse: run from the end of each sequence to its start; with
+      ``lengths``, each sequence is reversed within its own length. Outputs are
+      returned in the original time order.
+    time_major: layout of ``xs`` and of the outputs.
+    unroll: ``lax.scan`` unroll factor (same values, maybe faster).
+    remat: gradient checkpointing: False, True/``"step"`` (recompute each
+      step in the backward pass), or an int K (store the carry only every K
+      steps; memory ~ T/K + K instead of T).
+    return_all_carries: also return the carry after every step (time axis as
+      the outputs').
+    hidden_probes: optional zeros shaped like the outputs, added to ``h_t``
+      after each step. Their gradient is ``dL/dh_t`` for every t in one
+      backward pass (see :mod:`rnn_zoo.gradflow`).
+
+  Returns:
+    ``(ys, final_carry)``; ``ys`` is ``[batch, time, hidden]``. With
+    ``return_all_carries``: ``(ys, final_carry, carries)``.
+
+  Raises:
+    ValueError: on a wrong rank, a feature size that does not match the
+      params, non-float inputs, out-of-range lengths or unknown options.
+
+  Example:
+    >>> import jax, jax.numpy as jnp, rnn_zoo as rz
+    >>> cell = rz.GRU(32)
+    >>> params = cell.init(jax.random.key(0), input_size=4)
+    >>> xs = jnp.ones((2, 10, 4))
+    >>> ys, carry = rz.unroll(cell, params, xs, lengths=jnp.array([10, 3]))
+    >>> ys.shape, carry.h.shape
+    ((2, 10, 32), (2, 32))
+  """
+  return _run(cell, params, xs, initial_carry=initial_carry, lengths=lengths,
+              reverse=reverse, time_major=time_major, unroll=unroll,
+              remat=remat, return_all_carries=return_all_carries,
+              hidden_probes=hidden_probes, scan_impl=jax.lax.scan)
+
+
+def python_unroll(cell: Cell, params, xs: Array, *, initial_carry=None,
+                  lengths=None, reverse=False, time_major=False,
+                  return_all_carries=False, hidden_probes=None):
+  """:func:`unroll` as a plain Python loop over ``cell.step``.
+
+  Slow (it traces one step per time step); it is the reference the scan is
+  tested against, and a debugging aid. Same signature and results as
+  :func:`unroll` (minus ``unroll`` and ``remat``).
+  """
+  # The loop calls ``cell.step`` on raw inputs rather than the runner's
+  # hoisted projection, so comparing the two checks the hoisting too.
+  return _run(cell, params, xs, initial_carry=initial_carry, lengths=lengths,
+              reverse=reverse, time_major=time_major, unroll=1, remat=False,
+              return_all_carries=return_all_carries,
+              hidden_probes=hidden_probes, scan_impl=_python_scan, hoist=False)
+
+
+# --------------------------------------------------------------------------
+# Bidirectional.
+
+def _merge(ys_f, ys_b, merge):
+  if merge == "concat":
+    return jnp.concatenate([ys_f, ys_b], axis=-1)
+  return ys_f + ys_b
+
+
+def bidirectional(cell: Cell, params, xs: Array, *, initial_carry=None,
+                  lengths=None, merge: str = "concat", **kwargs):
+  """Runs ``cell`` forward and (length-aware) backward and merges outputs.
+
+  Args:
+    cell: the cell of both directions.
+    params: ``{"forward": p_f, "backward": p_b}``, each ``cell.init(...)``.
+    xs: ``[batch, time, input]``.
+    initial_carry: ``(carry_forward, carry_backward)`` or None.
+    lengths: optional ``[batch]`` valid lengths (the backward direction starts
+      at each sequence's last valid step).
+    merge: ``"concat"`` (outputs ``[..., 2H]``) or ``"sum"`` (``[..., H]``).
+    **kwargs: passed to :func:`unroll` (``time_major``, ``unroll``, ``remat``).
+
+  Returns:
+    ``(ys, (final_carry_forward, final_carry_backward))``.
+
+  Example:
+    >>> import jax, jax.numpy as jnp, rnn_zoo as rz
+    >>> cell = rz.LSTM(8)
+    >>> k1, k2 = jax.random.split(jax.random.key(0))
+    >>> params = {"forward": cell.init(k1, 3), "backward": cell.init(k2, 3)}
+    >>> ys, _ = rz.bidirectional(cell, params, jnp.ones((2, 5, 3)))
+    >>> ys.shape
+    (2, 5, 16)
+  """
+  base.check_choice("merge", merge, MERGES)
+  if not isinstance(params, dict) or set(params) != {"forward", "backward"}:
+    got = sorted(params) if isinstance(params, dict) else type(params).__name__
+    raise ValueError(
+        f"params of a bidirectional layer must be a dict with keys "
+        f"['backward', 'forward'], got {got}")
+  c_f, c_b = (None, None) if initial_carry is None else initial_carry
+  ys_f, c_f = unroll(cell, params["forward"], xs, initial_carry=c_f,
+                     lengths=lengths, **kwargs)
+  ys_b, c_b = unroll(cell, params["backward"], xs, initial_carry=c_b,
+                     lengths=lengths, reverse=True, **kwargs)
+  return _merge(ys_f, ys_b, merge), (c_f, c_b)
+
+
+# --------------------------------------------------------------------------
+# Stacks.
+
+@dataclasses.dataclass(frozen=True)
+class StackedRNN:
+  """Several recurrent layers, each fed the previous layer's outputs.
+
+  Params are ``{"layer_0": p_0, "layer_1": p_1, ...}``; with
+  ``bidirectional`` each ``p_k`` is ``{"forward": ..., "backward": ...}``.
+  Carries are a tuple with one entry per layer (a ``(forward, backward)``
+  pair when bidirectional).
+
+  Attributes:
+    cells: one cell per layer (see :meth:`of` for L copies of one cell).
+    bidirectional: run every layer in both directions.
+    merge: ``"concat"`` or ``"sum"`` of the two directions.
+    dropout_rate: dropout on the inputs of layers 1..L-1 (between layers, as
+      PyTorch's ``dropout=``), applied when a key is given and
+      ``deterministic`` is False.
+
+  Example:
+    >>> import jax, jax.numpy as jnp, rnn_zoo as rz
+    >>> stack = rz.StackedRNN.of(rz.LSTM(16), num_layers=2, dropout_rate=0.1)
+    >>> params = stack.init(jax.random.key(0), input_size=5)
+    >>> ys, carries = stack.apply(params, jnp.ones((3, 7, 5)),
+    ...                           key=jax.random.key(1))
+    >>> ys.shape, len(carries)
+    ((3, 7, 16), 2)
+  """
+  cells: tuple
+  bidirectional: bool = False
+  merge: str = "concat"
+  dropout_rate: float = 0.0
+
+  def __post_init__(self):
+    cells = tuple(self.cells)
+    if not cells:
+      raise ValueError("cells must hold at least one cell, got ()")
+    for c in cells:
+      _check_cell(c)
+    object.__setattr__(self, "cells", cells)
+    base.check_choice("merge", self.merge, MERGES)
+    if not 0.0 <= self.dropout_rate < 1.0:
+      raise ValueError(f"dropout_rate must be in [0, 1), got {self.dropout_rate!r}")
+
+  @classmethod
+  def of(cls, cell: Cell, num_layers: int, **kwargs) -> "StackedRNN":
+    """``num_layers`` copies of ``cell``."""
+    base.check_positive_int("num_layers", num_layers)
+    return cls((cell,) * num_layers, **kwargs)
+
+  @property
+  def num_layers(self) -> int:
+    return len(self.cells)
+
+  @property
+  def output_size(self) -> int:
+    h = self.cells[-1].hidden_size
+    return 2 * h if self.bidirectional and self.merge == "concat" else h
+
+  def _layer_input_sizes(self, input_size):
+    sizes = [input_size]
+    for c in self.cells[:-1]:
+      mult = 2 if self.bidirectional and self.merge == "concat" else 1
+      sizes.append(mult * c.hidden_size)
+    return sizes
+
+  def init(self, key: Array, input_size: int) -> dict:
+    base.check_positive_int("input_size", input_size)
+    params = {}
+    for i, (cell, size) in enumerate(
+        zip(self.cells, self._layer_input_sizes(input_size))):
+      k = jax.random.fold_in(key, i)
+      if self.bidirectional:
+        kf, kb = jax.random.split(k)
+        params[f"layer_{i}"] = {"forward": cell.init(kf, size),
+                                "backward": cell.init(kb, size)}
+      else:
+        params[f"layer_{i}"] = cell.init(k, size)
+    return params
+
+  def initial_carry(self, batch_shape=(), dtype=None) -> tuple:
+    def one(c):
+      carry = c.initial_carry(batch_shape, dtype)
+      return (carry, carry) if self.bidirectional else carry
+    return tuple(one(c) for c in self.cells)
+
+  def apply(self, params, xs: Array, *, initial_carry=None, lengths=None,
+            key: Array | None = None, deterministic: bool = False, **kwargs):
+    """Runs all layers; returns ``(ys, final_carries)``.
+
+    Args:
+      params: :meth:`init` output.
+      xs: ``[batch, time, input]`` (or time-major via ``time_major=True``).
+      initial_carry: a tuple with one carry per layer, or None for zeros.
+      lengths: optional ``[batch]`` valid lengths, used by every layer.
+      key: PRNG key for dropout between layers; required when
+        ``dropout_rate > 0`` and not ``deterministic``.
+      deterministic: disable dropout (evaluation).
+      **kwargs: passed to :func:`unroll`.
+    """
+    expected = [f"layer_{i}" for i in range(self.num_layers)]
+    if not isinstance(params, dict) or sorted(params) != sorted(expected):
+      got = sorted(params) if isinstance(params, dict) else type(params).__name__
+      raise ValueError(f"params of StackedRNN must have keys {expected}, got {got}")
+    use_dropout = self.dropout_rate > 0 and not deterministic
+    if use_dropout and key is None:
+      raise ValueError(
+          f"key is required for dropout_rate={self.dropout_rate} unless "
+          "deterministic=True, got key=None")
+    if initial_carry is None:
+      initial_carry = (None,) * self.num_layers
+    elif len(initial_carry) != self.num_layers:
+      raise ValueError(
+          f"initial_carry must hold {self.num_layers} carries (one per layer), "
+          f"got {len(initial_carry)}")
+    carries = []
+    for i, cell in enumerate(self.cells):
+      if i > 0 and use_dropout:
+        keep = 1.0 - self.dropout_rate
+        mask = jax.random.bernoulli(jax.random.fold_in(key, i), keep, xs.shape)
+        xs = jnp.where(mask, xs / keep, 0.0).astype(xs.dtype)
+      p = params[f"layer_{i}"]
+      if self.bidirectional:
+        xs, carry = bidirectional(cell, p, xs, initial_carry=initial_carry[i],
+                                  lengths=lengths, merge=self.merge, **kwargs)
+      else:
+        xs, carry = unroll(cell, p, xs, initial_carry=initial_carry[i],
+                           lengths=lengths, **kwargs)
+      carries.append(carry)
+    return xs, tuple(carries)
+
+
+# --------------------------------------------------------------------------
+# Truncated backpropagation through time.
+
+def truncated_bptt(model: Cell | StackedRNN, params, xs: Array, *,
+                   window: int, initial_carry=None, time_major: bool = False,
+                   key: Array | None = None, **kwargs):
+  """Runs ``model`` over a long sequence in windows of ``window`` steps.
+
+  The carry flows forward through the whole sequence, but the gradient is
+  stopped at every window boundary: the loss at step t reaches back at most
+  to the start of t's window. The last window may be shorter.
+
+  Args:
+    model: a cell or a :class:`StackedRNN`.
+    params: its params.
+    xs: ``[batch, time, input]`` (``[time, batch, input]`` if time_major).
+    window: K, the number of steps between gradient cuts.
+    initial_carry: carry at t=0 (gradients reach it from the first window).
+    time_major: layout of ``xs`` and outputs.
+    key: dropout key for a stack (folded with the window index).
+    **kwargs: passed to :func:`unroll` (``unroll``, ``remat``,
+      ``deterministic`` for stacks).
+
+  Returns:
+    ``(ys, final_carry)``; ``final_carry`` carries no gradient (feed it to
+    the next batch, as stateful char-rnn training does).
+
+  Example:
+    >>> import jax, jax.numpy as jnp, rnn_zoo as rz
+    >>> cell = rz.LSTM(8)
+    >>> params = cell.init(jax.random.key(0), 2)
+    >>> ys, carry = rz.truncated_bptt(cell, params, jnp.ones((4, 100, 2)),
+    ...                               window=25)
+    >>> ys.shape
+    (4, 100, 8)
+  """
+  base.check_positive_int("window", window)
+  if "lengths" in kwargs:
+    raise ValueError("truncated_bptt does not take lengths; got lengths="
+                     f"{kwargs['lengths']!r}")
+  if isinstance(model, StackedRNN):
+    def run(carry, xw, k):
+      return model.apply(params, xw, initial_carry=carry, time_major=True,
+                         key=k, **kwargs)
+    if initial_carry is None:
+      B = xs.shape[1] if time_major else xs.shape[0]
+      initial_carry = model.initial_carry((B,))
+  elif isinstance(model, Cell):
+    def run(carry, xw, k):
+      del k
+      return unroll(model, params, xw, initial_carry=carry, time_major=True,
+                    **kwargs)
+    _check_inputs(model, params, xs, time_major)
+    if initial_carry is None:
+      initial_carry = model.initial_carry((xs.shape[1] if time_major else xs.shape[0],))
+  else:
+    raise ValueError(f"model must be a cell or a StackedRNN, got {model!r}")
+  if getattr(xs, "ndim", None) != 3:
+    raise ValueError(f"xs must have rank 3, got shape {getattr(xs, 'shape', None)}")
+  xs_t = xs if time_major else jnp.swapaxes(xs, 0, 1)
+  T = xs_t.shape[0]
+  n, rem = divmod(T, window)
+  window_key = (lambda i: None) if key is None else (
+      lambda i: jax.random.fold_in(key, i))
+
+  def body(carry, inp):
+    i, xw = inp
+    ys, carry = run(carry, xw, window_key(i))
+    return jax.lax.stop_gradient(carry), ys
+
+  carry, ys = initial_carry, []
+  if n:
+    xw = xs_t[:n * window].reshape((n, window) + xs_t.shape[1:])
+    carry, ys_w = jax.lax.scan(body, carry, (jnp.arange(n), xw))
+    ys.append(ys_w.reshape((n * window,) + ys_w.shape[2:]))
+  if rem:
+    carry, ys_r = body(carry, (n, xs_t[n * window:]))
+    ys.append(ys_r)
+  ys = jnp.concatenate(ys) if len(ys) > 1 else ys[0]
+  return (ys if time_major else jnp.swapaxes(ys, 0, 1)), carry

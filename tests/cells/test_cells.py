@@ -1,0 +1,144 @@
+"""Each cell's step against a NumPy transcription of its documented equations."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import rnn_zoo as rz
+from conftest import make, randomize
+
+
+def sigmoid(x):
+  return 1.0 / (1.0 + np.exp(-x))
+
+
+def numpy_step(cell, p, carry, x):
+  p = {k: np.asarray(v, np.float64) for k, v in p.items()}
+  x = np.asarray(x, np.float64)
+  h = np.asarray(carry.h, np.float64)
+  H = cell.hidden_size
+  if isinstance(cell, rz.SimpleRNN):
+    pre = x @ p["w_ih"] + h @ p["w_hh"] + p["b"]
+    h = np.tanh(pre) if cell.activation == "tanh" else np.maximum(pre, 0)
+    return (h,)
+  if isinstance(cell, rz.LSTM):
+    c = np.asarray(carry.c, np.float64)
+    z = x @ p["w_ih"] + h @ p["w_hh"] + p["b"]
+    i, f, g, o = (z[:, k * H:(k + 1) * H] for k in range(4))
+    c = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
+    return (sigmoid(o) * np.tanh(c), c)
+  a = x @ p["w_ih"] + p["b"]
+  U = p["w_hh"]
+  blk = lambda m, k: m[..., k * H:(k + 1) * H]
+  r = sigmoid(blk(a, 0) + h @ blk(U, 0))
+  z = sigmoid(blk(a, 1) + h @ blk(U, 1))
+  if cell.variant == "cudnn":
+    n = np.tanh(blk(a, 2) + r * (h @ blk(U, 2) + p["b_hn"]))
+  else:
+    n = np.tanh(blk(a, 2) + (r * h) @ blk(U, 2))
+  return ((1 - z) * n + z * h,)
+
+
+def test_step_matches_numpy_equations(cell_name):
+  cell = make(cell_name)
+  key = jax.random.key(0)
+  p = randomize(cell.init(key, 3), jax.random.key(1))
+  carry = jax.tree.map(
+      lambda a: jax.random.normal(jax.random.key(2), a.shape),
+      cell.initial_carry((4,)))
+  x = jax.random.normal(jax.random.key(3), (4, 3))
+  new, y = cell.step(p, carry, x)
+  want = numpy_step(cell, p, carry, x)
+  for got, ref in zip(new, want):
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-6)
+  np.testing.assert_array_equal(y, new.h)
+
+
+@pytest.mark.parametrize("name,shapes", [
+    ("rnn_tanh", {"w_ih": (3, 5), "w_hh": (5, 5), "b": (5,)}),
+    ("lstm", {"w_ih": (3, 20), "w_hh": (5, 20), "b": (20,)}),
+    ("gru_cudnn", {"w_ih": (3, 15), "w_hh": (5, 15), "b": (15,), "b_hn": (5,)}),
+    ("gru_cho", {"w_ih": (3, 15), "w_hh": (5, 15), "b": (15,)}),
+])
+def test_param_names_and_shapes(name, shapes):
+  p = make(name).init(jax.random.key(0), 3)
+  assert {k: v.shape for k, v in p.items()} == shapes
+  assert all(v.dtype == jnp.float32 for v in p.values())
+
+
+def test_lstm_forget_bias_and_chrono():
+  H = 6
+  b = rz.LSTM(H, forget_bias=1.0).init(jax.random.key(0), 2)["b"]
+  np.testing.assert_array_equal(b[H:2 * H], 1.0)
+  np.testing.assert_array_equal(b[:H], 0.0)
+  np.testing.assert_array_equal(b[2 * H:], 0.0)
+  b0 = rz.LSTM(H, forget_bias=0.0).init(jax.random.key(0), 2)["b"]
+  np.testing.assert_array_equal(b0, 0.0)
+  # Chrono: b_f = log(u), u ~ U[1, T_max - 1]; b_i = -b_f.
+  bc = rz.LSTM(1000, chrono_t_max=50).init(jax.random.key(0), 2)["b"]
+  b_i, b_f = np.asarray(bc[:1000]), np.asarray(bc[1000:2000])
+  np.testing.assert_array_equal(b_i, -b_f)
+  u = np.exp(b_f)
+  assert u.min() >= 1.0 - 1e-5 and u.max() <= 49.0 + 1e-4
+  assert abs(u.mean() - 25.0) < 1.5  # mean of U[1, 49]
+
+
+def test_orthogonal_and_identity_inits():
+  H = 8
+  w = rz.LSTM(H).init(jax.random.key(0), 3)["w_hh"]
+  for k in range(4):
+    blk = np.asarray(w[:, k * H:(k + 1) * H])
+    np.testing.assert_allclose(blk.T @ blk, np.eye(H), atol=1e-5)
+  p = rz.SimpleRNN.irnn(H).init(jax.random.key(0), 3)
+  np.testing.assert_array_equal(p["w_hh"], np.eye(H))
+  assert float(jnp.std(p["w_ih"])) < 0.01
+  bound = 1 / np.sqrt(H)
+  w = rz.SimpleRNN(H).init(jax.random.key(0), 3)["w_hh"]
+  assert float(jnp.abs(w).max()) <= bound
+
+
+def test_carry_types_and_shapes():
+  c = rz.LSTM(7).initial_carry((2, 3))
+  assert isinstance(c, rz.LSTMCarry) and c.h.shape == (2, 3, 7) and c.c.shape == (2, 3, 7)
+  g = rz.GRU(7).initial_carry(4)
+  assert isinstance(g, rz.HiddenCarry) and g.h.shape == (4, 7)
+
+
+def test_cells_are_hashable_and_frozen():
+  assert hash(rz.LSTM(4)) == hash(rz.LSTM(4))
+  assert rz.GRU(4) != rz.GRU(4, variant="cho")
+  with pytest.raises(Exception):
+    rz.LSTM(4).hidden_size = 5
+
+
+def test_bfloat16_compute_keeps_float32_params_and_carry():
+  cell = rz.LSTM(8, dtype=jnp.bfloat16)
+  p = cell.init(jax.random.key(0), 3)
+  assert p["w_hh"].dtype == jnp.float32
+  ys, c = rz.unroll(cell, p, jnp.ones((2, 4, 3)))
+  assert ys.dtype == jnp.float32 and c.c.dtype == jnp.float32
+  ref, _ = rz.unroll(rz.LSTM(8), p, jnp.ones((2, 4, 3)))
+  np.testing.assert_allclose(ys, ref, atol=3e-2)
+
+
+@pytest.mark.parametrize("make_bad,message", [
+    (lambda: rz.LSTM(0), "hidden_size must be a positive int, got 0"),
+    (lambda: rz.LSTM(-3), "hidden_size must be a positive int, got -3"),
+    (lambda: rz.GRU(4, variant="keras"), "variant must be one of ['cudnn', 'cho'], got 'keras'"),
+    (lambda: rz.SimpleRNN(4, activation="sigmoid"), "activation must be one of ['tanh', 'relu'], got 'sigmoid'"),
+    (lambda: rz.LSTM(4, recurrent_init="zeros"), "recurrent_init must be one of"),
+    (lambda: rz.LSTM(4, chrono_t_max=1), "chrono_t_max must be > 2, got 1"),
+    (lambda: rz.LSTM(4, dtype=jnp.int32), "dtype must be a floating dtype"),
+    (lambda: rz.LSTM(4).init(jax.random.key(0), 0), "input_size must be a positive int, got 0"),
+    (lambda: rz.make_cell("transformer", 4), "cell must be one of ['gru', 'lstm', 'rnn', 'irnn'], got 'transformer'"),
+])
+def test_bad_cell_options(make_bad, message):
+  with pytest.raises(ValueError) as e:
+    make_bad()
+  assert message in str(e.value)
+
+
+def test_make_cell():
+  assert rz.make_cell("irnn", 3) == rz.SimpleRNN.irnn(3)
+  assert rz.make_cell("lstm", 3, forget_bias=0.0) == rz.LSTM(3, forget_bias=0.0)
