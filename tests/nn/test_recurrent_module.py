@@ -1,0 +1,64 @@
+"""The Flax linen wrapper: params in the Flax tree, same values as the runner."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import rnn_zoo as rz
+
+
+def test_module_matches_pure_stack():
+  layer = rz.nn.RNN(rz.LSTM(6), num_layers=2, bidirectional=True)
+  xs = jax.random.normal(jax.random.key(0), (3, 5, 4))
+  lengths = jnp.array([5, 2, 4])
+  variables = layer.init(jax.random.key(1), xs)
+  stack_params = variables["params"]["stack"]
+  assert stack_params["layer_1"]["forward"]["w_ih"].shape == (12, 24)
+  ys = layer.apply(variables, xs, lengths=lengths)
+  want, _ = rz.StackedRNN.of(rz.LSTM(6), 2, bidirectional=True).apply(
+      stack_params, xs, lengths=lengths)
+  np.testing.assert_allclose(ys, want, rtol=1e-6)
+
+
+def test_module_composes_and_trains_inside_a_flax_model():
+  class Classifier(nn.Module):
+    @nn.compact
+    def __call__(self, xs, *, deterministic=True):
+      ys, carries = rz.nn.RNN(rz.GRU(8), num_layers=2, dropout_rate=0.2,
+                              return_carry=True)(xs, deterministic=deterministic)
+      return nn.Dense(1)(carries[-1].h)[:, 0]
+
+  model = Classifier()
+  xs = jax.random.normal(jax.random.key(0), (16, 6, 2))
+  target = (xs[:, 0, 0] > 0).astype(jnp.float32)
+  params = model.init(jax.random.key(1), xs)["params"]
+  opt = optax.adam(1e-2)
+  state = opt.init(params)
+
+  @jax.jit
+  def step(params, state, key):
+    def loss(p):
+      logits = model.apply({"params": p}, xs, deterministic=False,
+                           rngs={"dropout": key})
+      return optax.sigmoid_binary_cross_entropy(logits, target).mean()
+    l, g = jax.value_and_grad(loss)(params)
+    upd, state = opt.update(g, state)
+    return optax.apply_updates(params, upd), state, l
+
+  losses = []
+  for i in range(60):
+    params, state, l = step(params, state, jax.random.fold_in(jax.random.key(2), i))
+    losses.append(float(l))
+  assert losses[-1] < 0.5 * losses[0]
+
+
+def test_module_dropout_uses_the_dropout_stream():
+  layer = rz.nn.RNN(rz.SimpleRNN(4), num_layers=2, dropout_rate=0.5)
+  xs = jnp.ones((2, 3, 3))
+  v = layer.init(jax.random.key(0), xs)
+  a = layer.apply(v, xs, deterministic=False, rngs={"dropout": jax.random.key(1)})
+  b = layer.apply(v, xs, deterministic=False, rngs={"dropout": jax.random.key(2)})
+  c = layer.apply(v, xs)
+  assert not np.allclose(a, b) and not np.allclose(a, c)

@@ -1,0 +1,325 @@
+"""The runner and what is built on it: values, gradients, semantics, errors."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import rnn_zoo as rz
+from conftest import make, randomize
+
+B, T, I, H = 3, 7, 4, 5
+
+
+def setup(name, key=0, dtype=jnp.float32, **kw):
+  cell = make(name, H, param_dtype=dtype, dtype=dtype, **kw)
+  p = randomize(cell.init(jax.random.key(key), I), jax.random.key(key + 1), 0.3)
+  xs = jax.random.normal(jax.random.key(key + 2), (B, T, I), dtype)
+  return cell, p, xs
+
+
+def assert_trees_close(a, b, **kw):
+  jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, **kw), a, b)
+
+
+@pytest.mark.parametrize("options", [
+    {}, {"reverse": True}, {"lengths": [7, 3, 0]},
+    {"lengths": [7, 3, 0], "reverse": True}, {"time_major": True},
+])
+def test_scan_equals_python_loop(cell_name, options):
+  cell, p, xs = setup(cell_name)
+  kw = dict(options)
+  if "lengths" in kw:
+    kw["lengths"] = jnp.array(kw["lengths"])
+  if kw.get("time_major"):
+    xs = jnp.swapaxes(xs, 0, 1)
+  got = rz.unroll(cell, p, xs, return_all_carries=True, **kw)
+  want = rz.python_unroll(cell, p, xs, return_all_carries=True, **kw)
+  assert_trees_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+def test_loop_reference_is_a_loop_of_steps():
+  """python_unroll itself against hand-written calls of cell.step."""
+  cell, p, xs = setup("lstm")
+  carry = cell.initial_carry((B,))
+  ys = []
+  for t in range(T):
+    carry, y = cell.step(p, carry, xs[:, t])
+    ys.append(y)
+  got_ys, got_carry = rz.python_unroll(cell, p, xs)
+  np.testing.assert_allclose(got_ys, jnp.stack(ys, 1), rtol=1e-6)
+  assert_trees_close(got_carry, carry, rtol=1e-6)
+
+
+def test_lengths_semantics_by_hand():
+  cell, p, xs = setup("gru_cudnn")
+  lengths = jnp.array([7, 3, 0])
+  ys, carry, carries = rz.unroll(cell, p, xs, lengths=lengths,
+                                 return_all_carries=True)
+  # Example 1 (length 3) equals running its first 3 steps alone.
+  ys1, c1 = rz.unroll(cell, p, xs[1:2, :3])
+  np.testing.assert_allclose(ys[1, :3], ys1[0], rtol=1e-6)
+  np.testing.assert_array_equal(ys[1, 3:], 0.0)
+  np.testing.assert_allclose(carry.h[1], c1.h[0], rtol=1e-6)
+  # Past the length, the carry stays at its last valid value.
+  np.testing.assert_allclose(carries.h[1, 3:], jnp.broadcast_to(c1.h[0], (4, H)), rtol=1e-6)
+  # Length 0: zero outputs and the initial carry.
+  np.testing.assert_array_equal(ys[2], 0.0)
+  np.testing.assert_array_equal(carry.h[2], 0.0)
+  # A custom initial carry is returned untouched for length 0.
+  init = rz.HiddenCarry(jnp.full((B, H), 0.25))
+  _, carry = rz.unroll(cell, p, xs, lengths=lengths, initial_carry=init)
+  np.testing.assert_array_equal(carry.h[2], 0.25)
+
+
+def test_reverse_within_lengths_by_hand():
+  x = jnp.arange(5.0)[:, None, None] * jnp.ones((1, 2, 1))  # [T=5, B=2, 1]
+  out = rz.reverse_within_lengths(x, jnp.array([5, 3]))
+  np.testing.assert_array_equal(out[:, 0, 0], [4, 3, 2, 1, 0])
+  np.testing.assert_array_equal(out[:, 1, 0], [2, 1, 0, 3, 4])
+  np.testing.assert_array_equal(rz.reverse_within_lengths(out, jnp.array([5, 3])), x)
+
+
+def test_reverse_runs_each_sequence_from_its_own_end():
+  cell, p, xs = setup("lstm")
+  lengths = jnp.array([7, 4, 1])
+  ys, carry = rz.unroll(cell, p, xs, lengths=lengths, reverse=True)
+  for b, L in enumerate([7, 4, 1]):
+    ref_ys, ref_c = rz.unroll(cell, p, xs[b:b + 1, :L][:, ::-1])
+    np.testing.assert_allclose(ys[b, :L], ref_ys[0, ::-1], rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(ys[b, L:], 0.0)
+    np.testing.assert_allclose(carry.c[b], ref_c.c[0], rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("merge", ["concat", "sum"])
+def test_bidirectional(merge):
+  cell = rz.GRU(H)
+  kf, kb = jax.random.split(jax.random.key(0))
+  p = {"forward": cell.init(kf, I), "backward": cell.init(kb, I)}
+  xs = jax.random.normal(jax.random.key(1), (B, T, I))
+  lengths = jnp.array([7, 5, 2])
+  ys, (cf, cb) = rz.bidirectional(cell, p, xs, lengths=lengths, merge=merge)
+  yf, cf_ref = rz.unroll(cell, p["forward"], xs, lengths=lengths)
+  yb, cb_ref = rz.unroll(cell, p["backward"], xs, lengths=lengths, reverse=True)
+  want = jnp.concatenate([yf, yb], -1) if merge == "concat" else yf + yb
+  np.testing.assert_allclose(ys, want, rtol=1e-6)
+  np.testing.assert_allclose(cf.h, cf_ref.h)
+  np.testing.assert_allclose(cb.h, cb_ref.h)
+  # The backward direction's final carry is at t=0 of each sequence: it has
+  # seen every valid step. Its output at t=0 equals that carry.
+  np.testing.assert_allclose(yb[:, 0], cb.h, rtol=1e-6)
+
+
+def test_stack_equals_layer_by_layer():
+  stack = rz.StackedRNN.of(rz.LSTM(H), num_layers=3)
+  p = stack.init(jax.random.key(0), I)
+  assert [p[f"layer_{i}"]["w_ih"].shape[0] for i in range(3)] == [I, H, H]
+  xs = jax.random.normal(jax.random.key(1), (B, T, I))
+  ys, carries = stack.apply(p, xs)
+  h = xs
+  for i in range(3):
+    h, c = rz.unroll(rz.LSTM(H), p[f"layer_{i}"], h)
+    assert_trees_close(carries[i], c, rtol=1e-6)
+  np.testing.assert_allclose(ys, h, rtol=1e-6)
+
+
+def test_bidirectional_stack_shapes_and_values():
+  stack = rz.StackedRNN.of(rz.GRU(H), 2, bidirectional=True)
+  p = stack.init(jax.random.key(0), I)
+  assert p["layer_1"]["forward"]["w_ih"].shape == (2 * H, 3 * H)
+  xs = jax.random.normal(jax.random.key(1), (B, T, I))
+  ys, carries = stack.apply(p, xs)
+  h0, _ = rz.bidirectional(rz.GRU(H), p["layer_0"], xs)
+  h1, c1 = rz.bidirectional(rz.GRU(H), p["layer_1"], h0)
+  np.testing.assert_allclose(ys, h1, rtol=1e-6)
+  assert ys.shape == (B, T, 2 * H) and stack.output_size == 2 * H
+
+
+def test_stack_dropout_between_layers():
+  stack = rz.StackedRNN.of(rz.SimpleRNN(H), 2, dropout_rate=0.5)
+  p = stack.init(jax.random.key(0), I)
+  xs = jax.random.normal(jax.random.key(1), (B, T, I))
+  det, _ = stack.apply(p, xs, deterministic=True)
+  a, _ = stack.apply(p, xs, key=jax.random.key(5))
+  b, _ = stack.apply(p, xs, key=jax.random.key(5))
+  c, _ = stack.apply(p, xs, key=jax.random.key(6))
+  np.testing.assert_array_equal(a, b)
+  assert not np.allclose(a, c) and not np.allclose(a, det)
+  # Dropout acts only between layers: the first layer sees xs unchanged.
+  h0, _ = rz.unroll(rz.SimpleRNN(H), p["layer_0"], xs)
+  mask = jax.random.bernoulli(jax.random.fold_in(jax.random.key(5), 1), 0.5, h0.shape)
+  want, _ = rz.unroll(rz.SimpleRNN(H), p["layer_1"], jnp.where(mask, h0 / 0.5, 0.0))
+  np.testing.assert_allclose(a, want, rtol=1e-6)
+  with pytest.raises(ValueError, match="key is required for dropout_rate=0.5"):
+    stack.apply(p, xs)
+
+
+@pytest.mark.parametrize("remat", [True, 3, 7, 10])
+@pytest.mark.parametrize("unroll", [1, 3])
+def test_remat_and_unroll_match_plain(remat, unroll):
+  cell, p, xs = setup("lstm")
+  lengths = jnp.array([7, 5, 2])
+
+  def loss(p, xs, **kw):
+    ys, c = rz.unroll(cell, p, xs, lengths=lengths, **kw)
+    return jnp.sum(ys ** 2) + jnp.sum(c.c)
+
+  v0, g0 = jax.value_and_grad(loss, (0, 1))(p, xs)
+  v1, g1 = jax.value_and_grad(loss, (0, 1))(p, xs, remat=remat, unroll=unroll)
+  np.testing.assert_allclose(v0, v1, rtol=1e-6)
+  assert_trees_close(g0, g1, rtol=1e-5, atol=1e-7)
+
+
+def test_gradients_match_finite_differences(cell_name, x64):
+  cell, p, xs = setup(cell_name, dtype=jnp.float64)
+  lengths = jnp.array([7, 4, 2])
+
+  def loss(p, xs):
+    ys, c = rz.unroll(cell, p, xs, lengths=lengths, reverse=True)
+    return jnp.sum(jnp.sin(ys)) + jnp.sum(c.h ** 2)
+
+  grads = jax.grad(loss, (0, 1))(p, xs)
+  loss = jax.jit(loss)
+  rng = np.random.default_rng(0)
+  leaves, tree = jax.tree.flatten((p, xs))
+  gleaves = jax.tree.leaves(grads)
+  eps = 1e-6
+  for li, (leaf, g) in enumerate(zip(leaves, gleaves)):
+    for _ in range(4):
+      idx = tuple(rng.integers(0, s) for s in leaf.shape)
+      def shifted(d):
+        new = list(leaves)
+        new[li] = leaf.at[idx].add(d)
+        return loss(*jax.tree.unflatten(tree, new))
+      fd = (shifted(eps) - shifted(-eps)) / (2 * eps)
+      np.testing.assert_allclose(g[idx], fd, rtol=1e-5, atol=1e-8)
+
+
+def test_hidden_probes_give_dloss_dh():
+  """The probe gradient at t equals d loss / d h_t, checked via the carries."""
+  cell, p, xs = setup("gru_cho")
+  probes = jnp.zeros((B, T, H))
+
+  def loss(probes):
+    ys, _ = rz.unroll(cell, p, xs, hidden_probes=probes)
+    return jnp.sum(ys[:, -1] ** 2)
+
+  g = jax.grad(loss)(probes)
+  # At the last step: d/dh_T of sum h_T^2 = 2 h_T.
+  ys, _ = rz.unroll(cell, p, xs)
+  np.testing.assert_allclose(g[:, -1], 2 * ys[:, -1], rtol=1e-5)
+  # One step back: dL/dh_{T-1} = J^T dL/dh_T with J = dh_T/dh_{T-1}.
+  h_prev = ys[:, -2]
+  def last(h):
+    return cell.step(p, rz.HiddenCarry(h), xs[:, -1])[1]
+  _, vjp = jax.vjp(last, h_prev)
+  np.testing.assert_allclose(g[:, -2], vjp(2 * ys[:, -1])[0], rtol=1e-5)
+
+
+def test_truncated_bptt_values_and_gradient_cut():
+  cell, p, _ = setup("lstm")
+  xs = jax.random.normal(jax.random.key(9), (B, 10, I))
+  window = 4  # windows [0,4) [4,8) [8,10)
+  ys, carry = rz.truncated_bptt(cell, p, xs, window=window)
+  ys_full, c_full = rz.unroll(cell, p, xs)
+  np.testing.assert_allclose(ys, ys_full, rtol=1e-5)
+  assert_trees_close(carry, c_full, rtol=1e-5)
+
+  def out_at(xs, t):
+    return jnp.sum(rz.truncated_bptt(cell, p, xs, window=window)[0][:, t])
+
+  g = jax.grad(out_at)(xs, 6)  # step 6 lies in window [4, 8)
+  np.testing.assert_array_equal(g[:, :4], 0.0)  # exactly cut at t=4
+  assert np.all(np.abs(g[:, 4:7]).sum(-1) > 0)
+  np.testing.assert_array_equal(g[:, 7:], 0.0)  # causal
+  # Inside the window it equals full BPTT restricted to the window.
+  g_full = jax.grad(lambda x: jnp.sum(rz.unroll(cell, p, x)[0][:, 6]))(xs)
+  np.testing.assert_allclose(g[:, 4:7], g_full[:, 4:7], rtol=1e-5)
+  # The last, shorter window is cut at t=8 too.
+  g = jax.grad(out_at)(xs, 9)
+  np.testing.assert_array_equal(g[:, :8], 0.0)
+
+
+def test_truncated_bptt_on_a_stack():
+  stack = rz.StackedRNN.of(rz.GRU(H), 2)
+  p = stack.init(jax.random.key(0), I)
+  xs = jax.random.normal(jax.random.key(1), (B, 9, I))
+  ys, carries = rz.truncated_bptt(stack, p, xs, window=3)
+  ys_full, c_full = stack.apply(p, xs)
+  np.testing.assert_allclose(ys, ys_full, rtol=1e-5)
+  g = jax.grad(lambda x: jnp.sum(rz.truncated_bptt(stack, p, x, window=3)[0][:, 7]))(xs)
+  np.testing.assert_array_equal(g[:, :6], 0.0)
+  assert np.abs(g[:, 6:8]).sum() > 0
+
+
+def test_jitted_runner_traces_once_per_shape():
+  cell = rz.LSTM(H)
+  p = cell.init(jax.random.key(0), I)
+  traces = []
+
+  @jax.jit
+  def f(p, xs, lengths):
+    traces.append(xs.shape)
+    return rz.unroll(cell, p, xs, lengths=lengths)[0]
+
+  for seed in range(3):
+    f(p, jax.random.normal(jax.random.key(seed), (B, T, I)), jnp.array([1, 2, 3]))
+  assert traces == [(B, T, I)]
+  f(p, jnp.ones((B, T + 1, I)), jnp.array([1, 2, 3]))
+  assert traces == [(B, T, I), (B, T + 1, I)]
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda c, p: rz.unroll(c, p, jnp.ones((T, I))),
+     "xs must have rank 3 [batch, time, features], got shape (7, 4)"),
+    (lambda c, p: rz.unroll(c, p, jnp.ones((B, T, I + 1))),
+     "xs has feature size 5 but params expect input_size 4"),
+    (lambda c, p: rz.unroll(c, p, jnp.ones((B, T, I), jnp.int32)),
+     "xs must be a floating array, got dtype int32"),
+    (lambda c, p: rz.unroll(c, p, jnp.ones((B, T, I)), lengths=jnp.array([1, -1, 2])),
+     "lengths must lie in [0, time=7], got [-1]"),
+    (lambda c, p: rz.unroll(c, p, jnp.ones((B, T, I)), lengths=jnp.array([1, 8, 2])),
+     "lengths must lie in [0, time=7], got [8]"),
+    (lambda c, p: rz.unroll(c, p, jnp.ones((B, T, I)), lengths=jnp.array([1.0, 2.0, 3.0])),
+     "lengths must be integers, got dtype float32"),
+    (lambda c, p: rz.unroll(c, p, jnp.ones((B, T, I)), lengths=jnp.array([1, 2])),
+     "lengths must have shape [batch]=(3,), got (2,)"),
+    (lambda c, p: rz.unroll(c, p, jnp.ones((B, T, I)), remat="sometimes"),
+     "remat must be False, True/'step', or a positive chunk size, got 'sometimes'"),
+    (lambda c, p: rz.unroll(c, p, jnp.ones((B, T, I)), unroll=0),
+     "unroll must be a positive int or bool, got 0"),
+    (lambda c, p: rz.unroll(c, {"w_ih": p["w_ih"]}, jnp.ones((B, T, I))),
+     "params of LSTM miss keys ['b', 'w_hh']"),
+    (lambda c, p: rz.unroll(c, p | {"w_hh": jnp.ones((H, H))}, jnp.ones((B, T, I))),
+     "params['w_hh'] of LSTM must have shape (5, 20), got (5, 5)"),
+    (lambda c, p: rz.unroll(c, p, jnp.ones((B, T, I)), initial_carry=rz.HiddenCarry(jnp.zeros((B, H)))),
+     "initial_carry must be a LSTMCarry for LSTM, got HiddenCarry"),
+    (lambda c, p: rz.unroll(c, p, jnp.ones((B, T, I)), initial_carry=c.initial_carry((B + 1,))),
+     "initial_carry.h must have shape (3, 5), got (4, 5)"),
+    (lambda c, p: rz.unroll("lstm", p, jnp.ones((B, T, I))),
+     "cell must be an rnn_zoo cell"),
+    (lambda c, p: rz.bidirectional(c, p, jnp.ones((B, T, I))),
+     "params of a bidirectional layer must be a dict with keys ['backward', 'forward']"),
+    (lambda c, p: rz.bidirectional(c, {"forward": p, "backward": p}, jnp.ones((B, T, I)), merge="max"),
+     "merge must be one of ['concat', 'sum'], got 'max'"),
+    (lambda c, p: rz.truncated_bptt(c, p, jnp.ones((B, T, I)), window=0),
+     "window must be a positive int, got 0"),
+    (lambda c, p: rz.StackedRNN.of(c, 0), "num_layers must be a positive int, got 0"),
+    (lambda c, p: rz.StackedRNN.of(c, 2, dropout_rate=1.0), "dropout_rate must be in [0, 1), got 1.0"),
+    (lambda c, p: rz.StackedRNN.of(c, 2).apply({"layer_0": p}, jnp.ones((B, T, I))),
+     "params of StackedRNN must have keys ['layer_0', 'layer_1'], got ['layer_0']"),
+])
+def test_bad_input_messages(call, message):
+  cell = rz.LSTM(H)
+  p = cell.init(jax.random.key(0), I)
+  with pytest.raises(ValueError) as e:
+    call(cell, p)
+  assert message in str(e.value)
+
+
+def test_errors_raise_before_tracing_under_jit():
+  cell = rz.GRU(H)
+  p = cell.init(jax.random.key(0), I)
+  f = jax.jit(lambda xs: rz.unroll(cell, p, xs)[0])
+  with pytest.raises(ValueError, match="feature size 3"):
+    f(jnp.ones((B, T, 3)))
