@@ -21,6 +21,7 @@ import numpy as np
 
 from rnn_zoo.cells import base
 from rnn_zoo.cells.cell import Cell
+from rnn_zoo.fused import fused_recurrence, split_params
 
 Array = jax.Array
 PyTree = Any
@@ -140,7 +141,7 @@ def _python_scan(f, init, xs, length, unroll=1):
 
 def _run(cell: Cell, params, xs, *, initial_carry, lengths, reverse,
          time_major, unroll, remat, return_all_carries, hidden_probes,
-         scan_impl, hoist=True):
+         scan_impl, hoist=True, fused=None):
   _check_cell(cell)
   _check_inputs(cell, params, xs, time_major)
   _check_unroll(unroll)
@@ -189,8 +190,21 @@ def _run(cell: Cell, params, xs, *, initial_carry, lengths, reverse,
       y = jnp.where(keep, y, jnp.zeros_like(y))
     return new, ((y, new) if return_all_carries else y)
 
+  can_fuse = (hoist and chunk == 0 and probes_t is None and
+              not return_all_carries and cell.has_pointwise)
+  if fused and not can_fuse:
+    raise ValueError(
+        "fused=True needs a cell with a pointwise step (not GRU variant='cho') "
+        "and no remat, hidden_probes or return_all_carries; got "
+        f"cell={cell!r}, remat={remat!r}, "
+        f"hidden_probes={'set' if probes_t is not None else None}, "
+        f"return_all_carries={return_all_carries}")
   inputs = (xp, mask, probes_t)
-  if chunk == 0:
+  if can_fuse and fused is not False:
+    w_hh, small = split_params(params)
+    outs, carry = fused_recurrence(cell, w_hh, small, xp, initial_carry, mask,
+                                   unroll)
+  elif chunk == 0:
     carry, outs = scan_impl(body, initial_carry, inputs, length=T, unroll=unroll)
   elif chunk == 1:
     carry, outs = scan_impl(jax.checkpoint(body), initial_carry, inputs,
@@ -231,7 +245,7 @@ def unroll(cell: Cell, params, xs: Array, *, initial_carry=None,
            lengths: Array | None = None, reverse: bool = False,
            time_major: bool = False, unroll: int | bool = 1,
            remat: bool | str | int = False, return_all_carries: bool = False,
-           hidden_probes: Array | None = None):
+           hidden_probes: Array | None = None, fused: bool | None = None):
   """Runs ``cell`` over a sequence with ``jax.lax.scan``.
 
   The input projection ``x_t W_ih + b`` is computed for all steps at once,
@@ -258,7 +272,11 @@ def unroll(cell: Cell, params, xs: Array, *, initial_carry=None,
       the outputs').
     hidden_probes: optional zeros shaped like the outputs, added to ``h_t``
       after each step. Their gradient is ``dL/dh_t`` for every t in one
-      backward pass (see :mod:`rnn_zoo.gradflow`).
+      backward pass (the gradient-flow diagnostics rest on this).
+    fused: use the hand-written backward pass of :mod:`rnn_zoo.fused` (the
+      weight gradient as one matmul after the loop). None (default): whenever
+      it applies (a cell with a pointwise step; no remat, probes or
+      all-carries). False: plain autodiff of the scan.
 
   Returns:
     ``(ys, final_carry)``; ``ys`` is ``[batch, time, hidden]``. With
@@ -280,7 +298,7 @@ def unroll(cell: Cell, params, xs: Array, *, initial_carry=None,
   return _run(cell, params, xs, initial_carry=initial_carry, lengths=lengths,
               reverse=reverse, time_major=time_major, unroll=unroll,
               remat=remat, return_all_carries=return_all_carries,
-              hidden_probes=hidden_probes, scan_impl=jax.lax.scan)
+              hidden_probes=hidden_probes, scan_impl=jax.lax.scan, fused=fused)
 
 
 def python_unroll(cell: Cell, params, xs: Array, *, initial_carry=None,

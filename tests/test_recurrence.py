@@ -323,3 +323,31 @@ def test_errors_raise_before_tracing_under_jit():
   f = jax.jit(lambda xs: rz.unroll(cell, p, xs)[0])
   with pytest.raises(ValueError, match="feature size 3"):
     f(jnp.ones((B, T, 3)))
+
+
+@pytest.mark.parametrize("name", ["rnn_tanh", "irnn", "lstm", "gru_cudnn"])
+@pytest.mark.parametrize("options", [{}, {"lengths": [7, 3, 0]},
+                                     {"lengths": [6, 7, 1], "reverse": True}])
+def test_fused_backward_equals_autodiff(name, options, x64):
+  cell, p, xs = setup(name, dtype=jnp.float64)
+  kw = dict(options)
+  if "lengths" in kw:
+    kw["lengths"] = jnp.array(kw["lengths"])
+  init = jax.tree.map(lambda a: 0.1 * jnp.ones_like(a), cell.initial_carry((B,)))
+  r = jax.random.normal(jax.random.key(5), (B, T, H), jnp.float64)
+
+  def loss(p, xs, init, fused):
+    ys, c = rz.unroll(cell, p, xs, initial_carry=init, fused=fused, **kw)
+    return jnp.sum(ys * r) + sum(jnp.sum(jnp.cos(a)) for a in c)
+
+  v_f, g_f = jax.value_and_grad(loss, (0, 1, 2))(p, xs, init, True)
+  v_p, g_p = jax.value_and_grad(loss, (0, 1, 2))(p, xs, init, False)
+  np.testing.assert_allclose(v_f, v_p, rtol=1e-12)
+  assert_trees_close(g_f, g_p, rtol=1e-10, atol=1e-12)
+
+
+def test_fused_refuses_what_it_cannot_do():
+  cell = rz.GRU(H, variant="cho")
+  p = cell.init(jax.random.key(0), I)
+  with pytest.raises(ValueError, match="fused=True needs a cell with a pointwise step"):
+    rz.unroll(cell, p, jnp.ones((B, T, I)), fused=True)

@@ -84,11 +84,25 @@ def identity_blocks(hidden_size, num_blocks, dtype, scale=1.0):
   return jnp.concatenate([eye] * num_blocks, axis=-1)
 
 
+def sigmoid(x: Array) -> Array:
+  """``sigmoid(x) = (1 + tanh(x / 2)) / 2``.
+
+  On XLA:CPU one ``tanh`` over a whole gate block vectorizes far better than
+  ``jax.nn.sigmoid`` on each slice (measured: the LSTM step's pointwise part
+  ran ~5x faster, see benchmarks/throughput.py).
+  """
+  return 0.5 * jnp.tanh(0.5 * x) + 0.5
+
+
 def matmul(x: Array, w: Array, dtype) -> Array:
   """``x @ w`` computed in ``dtype`` with float32 (or wider) accumulation."""
   out_dtype = jnp.promote_types(dtype, jnp.float32)
-  return jnp.matmul(x.astype(dtype), w.astype(dtype),
-                    preferred_element_type=out_dtype)
+  lead = x.shape[:-1]
+  # A 2-D GEMM: XLA:CPU ran [T, B, I] @ [I, G*H] 2.5x slower than the same
+  # product with the leading axes flattened (measured, jax 0.10.2).
+  out = jnp.matmul(x.reshape((-1, x.shape[-1])).astype(dtype), w.astype(dtype),
+                   preferred_element_type=out_dtype)
+  return out.reshape(lead + (w.shape[-1],))
 
 
 def check_params(cell, params: PyTree, expected: dict[str, tuple]) -> None:

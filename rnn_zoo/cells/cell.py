@@ -48,8 +48,12 @@ class Cell(abc.ABC):
     """Returns the all-zero carry for ``batch_shape`` (an int or a tuple)."""
 
   @abc.abstractmethod
-  def step_projected(self, params, carry, xp):
-    """One step given ``xp = input_projection(params, x_t)``."""
+  def pointwise(self, params, carry, xp, u):
+    """The step after its two matmuls: ``xp = x_t W_ih + b`` and
+    ``u = h_{t-1} W_hh``; everything left is elementwise.
+
+    Only reads the params other than ``w_ih``, ``w_hh`` and ``b``.
+    """
 
   # ---- shared ------------------------------------------------------------
   @property
@@ -73,6 +77,35 @@ class Cell(abc.ABC):
   def input_projection(self, params, x: Array) -> Array:
     """``x @ w_ih + b``: ``[..., I] -> [..., G*H]``; hoisted out of the scan."""
     return base.matmul(x, params["w_ih"], self.dtype) + params["b"]
+
+  @property
+  def has_pointwise(self) -> bool:
+    """Whether the step is ``pointwise(xp, h W_hh)`` (one recurrent matmul on
+    ``h``): then the runner's fused backward pass applies."""
+    return True
+
+  def pointwise_vjp(self, params, carry, xp, u, dcarry, dy):
+    """The backward of :meth:`pointwise` for the fused runner.
+
+    Given the step's inputs and the cotangents of its outputs ``(carry, y)``,
+    returns ``(dparams, dcarry_prev, dxp, du)``, where ``dcarry_prev`` leaves
+    out the path through ``u`` (the runner adds ``du W_hh^T``) and ``dparams``
+    covers the params ``pointwise`` reads. Cells override it with the
+    closed form (autodiff's version slices and pads more than needed); the
+    tests hold each override to this default.
+    """
+    _, vjp = jax.vjp(lambda p, c, x, w: self.pointwise(p, c, x, w),
+                     params, carry, xp, u)
+    return vjp((dcarry, dy))
+
+  def recurrent_matmul(self, params, h: Array) -> Array:
+    """``u = h W_hh``: ``[..., H] -> [..., G*H]``."""
+    return base.matmul(h, params["w_hh"], self.dtype)
+
+  def step_projected(self, params, carry, xp: Array):
+    """One step given the projected input ``xp = x_t W_ih + b``."""
+    return self.pointwise(params, carry, xp,
+                          self.recurrent_matmul(params, carry.h))
 
   def step(self, params, carry, x: Array):
     """One time step: ``x`` is ``[*batch, I]``; returns ``(carry, y)``."""

@@ -88,21 +88,48 @@ class GRU(Cell):
   def initial_carry(self, batch_shape=(), dtype=None):
     return base.HiddenCarry(self._zeros(batch_shape, dtype))
 
-  def step_projected(self, params, carry, xp):
+  @property
+  def has_pointwise(self):
+    return self.variant == "cudnn"
+
+  def pointwise(self, params, carry, xp, u):
+    if self.variant != "cudnn":
+      raise ValueError(
+          "GRU variant='cho' multiplies r*h before its matmul: it has no "
+          "pointwise(xp, u) form; use step_projected")
     H, h = self.hidden_size, carry.h
-    a_r, a_z, a_n = jnp.split(xp, 3, axis=-1)
-    w_hh = params["w_hh"]
+    rz = base.sigmoid(xp[..., :2 * H] + u[..., :2 * H])  # one op for r and z
+    r, z = rz[..., :H], rz[..., H:]
+    n = jnp.tanh(xp[..., 2 * H:] + r * (u[..., 2 * H:] + params["b_hn"]))
+    h_new = ((1.0 - z) * n + z * h).astype(h.dtype)
+    return base.HiddenCarry(h_new), h_new
+
+  def pointwise_vjp(self, params, carry, xp, u, dcarry, dy):
+    if self.variant != "cudnn":
+      return super().pointwise_vjp(params, carry, xp, u, dcarry, dy)
+    H, h = self.hidden_size, carry.h
+    rz = base.sigmoid(xp[..., :2 * H] + u[..., :2 * H])
+    r, z = rz[..., :H], rz[..., H:]
+    hn = u[..., 2 * H:] + params["b_hn"]
+    n = jnp.tanh(xp[..., 2 * H:] + r * hn)
+    dh = dcarry.h + dy
+    dn_pre = dh * (1.0 - z) * (1.0 - n * n)
+    d_rz = jnp.concatenate([dn_pre * hn * r * (1.0 - r),
+                            dh * (h - n) * z * (1.0 - z)], axis=-1)
+    du_n = dn_pre * r
+    dxp = jnp.concatenate([d_rz, dn_pre], axis=-1).astype(xp.dtype)
+    du = jnp.concatenate([d_rz, du_n], axis=-1).astype(u.dtype)
+    db_hn = du_n.reshape((-1, H)).sum(0).astype(params["b_hn"].dtype)
+    dparams = {k: (db_hn if k == "b_hn" else jnp.zeros_like(v))
+               for k, v in params.items()}
+    return dparams, base.HiddenCarry((dh * z).astype(h.dtype)), dxp, du
+
+  def step_projected(self, params, carry, xp):
     if self.variant == "cudnn":
-      u = base.matmul(h, w_hh, self.dtype)
-      u_r, u_z, u_n = jnp.split(u, 3, axis=-1)
-      r = jax.nn.sigmoid(a_r + u_r)
-      z = jax.nn.sigmoid(a_z + u_z)
-      n = jnp.tanh(a_n + r * (u_n + params["b_hn"]))
-    else:
-      u = base.matmul(h, w_hh[:, :2 * H], self.dtype)
-      u_r, u_z = jnp.split(u, 2, axis=-1)
-      r = jax.nn.sigmoid(a_r + u_r)
-      z = jax.nn.sigmoid(a_z + u_z)
-      n = jnp.tanh(a_n + base.matmul(r * h, w_hh[:, 2 * H:], self.dtype))
+      return super().step_projected(params, carry, xp)
+    H, h, w_hh = self.hidden_size, carry.h, params["w_hh"]
+    rz = base.sigmoid(xp[..., :2 * H] + base.matmul(h, w_hh[:, :2 * H], self.dtype))
+    r, z = rz[..., :H], rz[..., H:]
+    n = jnp.tanh(xp[..., 2 * H:] + base.matmul(r * h, w_hh[:, 2 * H:], self.dtype))
     h_new = ((1.0 - z) * n + z * h).astype(h.dtype)
     return base.HiddenCarry(h_new), h_new

@@ -96,10 +96,36 @@ class LSTM(Cell):
     z = self._zeros(batch_shape, dtype)
     return base.LSTMCarry(h=z, c=z)
 
-  def step_projected(self, params, carry, xp):
-    z = xp + base.matmul(carry.h, params["w_hh"], self.dtype)
-    zi, zf, zg, zo = jnp.split(z, 4, axis=-1)
-    c = jax.nn.sigmoid(zf) * carry.c + jax.nn.sigmoid(zi) * jnp.tanh(zg)
-    h = jax.nn.sigmoid(zo) * jnp.tanh(c)
+  def pointwise(self, params, carry, xp, u):
+    H = self.hidden_size
+    z = xp + u
+    # One tanh over all four blocks (sigmoid(x) = (1 + tanh(x/2)) / 2): on
+    # CPU this vectorizes far better than four separate activations.
+    i, f, g, o = self._gates(xp + u)
+    c = f * carry.c + i * g
+    h = o * jnp.tanh(c)
     dt = carry.h.dtype
     return base.LSTMCarry(h=h.astype(dt), c=c.astype(dt)), h.astype(dt)
+
+  def _gates(self, z):
+    H = self.hidden_size
+    scale = jnp.concatenate([jnp.full((2 * H,), 0.5, z.dtype),
+                             jnp.ones((H,), z.dtype),
+                             jnp.full((H,), 0.5, z.dtype)])
+    a = jnp.tanh(z * scale)
+    return (0.5 * a[..., :H] + 0.5, 0.5 * a[..., H:2 * H] + 0.5,
+            a[..., 2 * H:3 * H], 0.5 * a[..., 3 * H:] + 0.5)
+
+  def pointwise_vjp(self, params, carry, xp, u, dcarry, dy):
+    del params
+    i, f, g, o = self._gates(xp + u)
+    c = f * carry.c + i * g
+    tc = jnp.tanh(c)
+    dh = dcarry.h + dy
+    dc = dcarry.c + dh * o * (1.0 - tc * tc)
+    dz = jnp.concatenate([dc * g * i * (1.0 - i), dc * carry.c * f * (1.0 - f),
+                          dc * i * (1.0 - g * g), dh * tc * o * (1.0 - o)],
+                         axis=-1).astype(xp.dtype)
+    dprev = base.LSTMCarry(h=jnp.zeros_like(carry.h),
+                           c=(dc * f).astype(carry.c.dtype))
+    return {}, dprev, dz, dz  # z = xp + u: the same gradient for both

@@ -88,8 +88,20 @@ class SimpleRNN(Cell):
   def initial_carry(self, batch_shape=(), dtype=None):
     return base.HiddenCarry(self._zeros(batch_shape, dtype))
 
-  def step_projected(self, params, carry, xp):
-    pre = xp + base.matmul(carry.h, params["w_hh"], self.dtype)
+  def pointwise(self, params, carry, xp, u):
+    pre = xp + u
     act = jnp.tanh if self.activation == "tanh" else jax.nn.relu
     h = act(pre).astype(carry.h.dtype)
     return base.HiddenCarry(h), h
+
+  def pointwise_vjp(self, params, carry, xp, u, dcarry, dy):
+    del params
+    pre = xp + u
+    dh = dcarry.h + dy
+    if self.activation == "tanh":
+      t = jnp.tanh(pre)
+      dz = dh * (1.0 - t * t)
+    else:
+      dz = jnp.where(pre > 0, dh, 0.0)
+    dz = dz.astype(xp.dtype)
+    return {}, base.HiddenCarry(jnp.zeros_like(carry.h)), dz, dz
