@@ -43,6 +43,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import rnn_zoo as rz
+from rnn_zoo import xla_config
 
 PRESETS = {
     # rounds: timed repetitions of every implementation (after 2 warm-ups).
@@ -57,6 +58,10 @@ _SHAPES = flags.DEFINE_string(
 _ROUNDS = flags.DEFINE_integer("rounds", None, "Timed rounds (default: preset's).")
 _OUT = flags.DEFINE_string("out", None, "Run folder (default runs/throughput/<timestamp>).")
 _NO_TORCH = flags.DEFINE_bool("no_torch", False, "Skip the PyTorch anchor.")
+_XLA_DEFAULTS = flags.DEFINE_bool(
+    "xla_defaults", False,
+    "Keep XLA's default CPU flags instead of rnn_zoo.xla_config's "
+    "recommended ones (applied to every implementation alike).")
 
 GATES = {"lstm": 4, "gru": 3}
 
@@ -140,6 +145,7 @@ def time_round_robin(fns: dict, rounds: int) -> dict[str, list[float]]:
 
 def environment() -> dict:
   env = {"python": sys.version.split()[0], "jax": jax.__version__,
+         "xla_flags": os.environ.get("XLA_FLAGS", ""),
          "backend": jax.default_backend(),
          "devices": [str(d) for d in jax.devices()],
          "device_kind": jax.devices()[0].device_kind,
@@ -161,7 +167,7 @@ def report_markdown(results: dict) -> str:
       f"Command: `{results['command']}`  ",
       f"Date: {results['date']}  ",
       f"Device: {env['device_kind']} ({env['backend']}, {env['cpu_count']} cores), "
-      f"jax {env['jax']}, torch {env['torch']}  ",
+      f"jax {env['jax']}, torch {env['torch']}, XLA_FLAGS=`{env['xla_flags']}`  ",
       f"Measured float32 GEMM rate: {results['gemm_gflops']:.1f} GFLOP/s "
       f"(before) / {results['gemm_gflops_after']:.1f} (after)", "",
       "Times are medians of interleaved rounds of one jitted forward+backward "
@@ -196,6 +202,8 @@ def main(argv):
     if c not in GATES:
       sys.exit(f"error: --cells must name lstm or gru, got {c!r}")
   rounds = _ROUNDS.value or preset["rounds"]
+  if not _XLA_DEFAULTS.value:
+    xla_config.use_recommended_cpu_flags()
   have_torch = False
   if not _NO_TORCH.value:
     try:

@@ -142,3 +142,22 @@ def test_bad_cell_options(make_bad, message):
 def test_make_cell():
   assert rz.make_cell("irnn", 3) == rz.SimpleRNN.irnn(3)
   assert rz.make_cell("lstm", 3, forget_bias=0.0) == rz.LSTM(3, forget_bias=0.0)
+
+
+@pytest.mark.parametrize("name", ["rnn_tanh", "irnn", "lstm", "gru_cudnn"])
+def test_closed_form_pointwise_vjp_equals_autodiff(name, x64):
+  cell = make(name, param_dtype=jnp.float64, dtype=jnp.float64)
+  p = randomize(cell.init(jax.random.key(0), 3), jax.random.key(1))
+  small = {k: v for k, v in p.items() if k not in ("w_ih", "w_hh", "b")}
+  ks = jax.random.split(jax.random.key(2), 6)
+  G = cell.num_gates * cell.hidden_size
+  carry = jax.tree.map(lambda a: jax.random.normal(ks[0], a.shape, jnp.float64),
+                       cell.initial_carry((4,)))
+  xp = jax.random.normal(ks[1], (4, G), jnp.float64)
+  u = jax.random.normal(ks[2], (4, G), jnp.float64)
+  dcarry = jax.tree.map(lambda a: jax.random.normal(ks[3], a.shape, jnp.float64), carry)
+  dy = jax.random.normal(ks[4], (4, cell.hidden_size), jnp.float64)
+  got = cell.pointwise_vjp(small, carry, xp, u, dcarry, dy)
+  want = rz.Cell.pointwise_vjp(cell, small, carry, xp, u, dcarry, dy)
+  assert len(jax.tree.leaves(got)) == len(jax.tree.leaves(want))
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12), got, want)
