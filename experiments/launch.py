@@ -1,0 +1,81 @@
+"""What every experiment binary shares: distributed flags, clean errors.
+
+``main.py`` of each experiment defines only ``--workdir`` and ``--config``
+and calls :func:`run`. The flags for several processes or hosts live here:
+``--coordinator_address``, ``--num_processes``, ``--process_id`` (leave
+them unset on one machine, or on a cluster whose environment JAX detects).
+"""
+
+from __future__ import annotations
+
+import ast
+import logging as pylogging
+import sys
+from typing import Callable
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from rnn_zoo import xla_config
+
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None,
+    "host:port of process 0, for jax.distributed (several processes/hosts).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Processes in the job.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
+
+
+def _parse_flags(argv):
+  """absl's parser, but a bad flag or config override is one line, not a
+  traceback (ml_collections raises on an unknown ``--config.x``)."""
+  try:
+    return flags.FLAGS(argv)
+  except (flags.Error, KeyError, AttributeError, ValueError, TypeError) as e:
+    text = str(e.args[0]) if e.args else str(e)
+    if "Traceback (most recent call last)" in text:
+      # A config file that raised: keep the flag and the exception's line.
+      lines = [l for l in text.splitlines() if l.strip()]
+      text = text.split("Traceback")[0] + lines[-1]
+    while text[:1] in ("'", '"'):  # ml_collections passes a KeyError's repr
+      try:
+        text = str(ast.literal_eval(text))
+      except (ValueError, SyntaxError):
+        break
+    message = " ".join(text.split()) or type(e).__name__
+    if "Did you mean" in message or isinstance(e, KeyError):
+      message = f"unknown config field {message}"
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+class _QuietLibraries(pylogging.Filter):
+  """Keeps orbax's per-save INFO chatter out of the progress log."""
+
+  def filter(self, record):
+    return record.levelno >= pylogging.WARNING or "/orbax/" not in record.pathname
+
+
+def run(train: Callable[[], object]) -> None:
+  """Parses flags, sets up devices/processes, and calls ``train()``.
+
+  ``train`` raising ValueError (a bad config value) ends the program with a
+  one-line message and exit code 2.
+  """
+  xla_config.use_recommended_cpu_flags()
+  pylogging.getLogger("absl").addFilter(_QuietLibraries())
+
+  def main(argv):
+    if len(argv) > 1:
+      raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from rnn_zoo.training import sharding  # pylint: disable=g-import-not-at-top
+    sharding.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value,
+                                    _PROCESS_ID.value)
+    try:
+      train()
+    except ValueError as e:
+      logging.flush()
+      print(f"error: {e}", file=sys.stderr)
+      sys.exit(2)
+
+  app.run(main, flags_parser=_parse_flags)

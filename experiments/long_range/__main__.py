@@ -1,0 +1,3 @@
+from experiments.long_range.main import main
+
+main()

@@ -1,0 +1,59 @@
+"""Sequence models: inputs -> (stacked) recurrent layers -> a readout head."""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from rnn_zoo.cells.cell import Cell
+from rnn_zoo.nn.recurrent import RNN
+
+READOUTS = ("last", "all")
+
+
+class SequenceModel(nn.Module):
+  """Many-to-one (``readout="last"``) or many-to-many (``"all"``) model.
+
+  Token inputs (int ``[B, T]``) are one-hot encoded with ``vocab_size``
+  classes; float inputs (``[B, T, F]``) are used as they are.
+
+  Attributes:
+    cell: the recurrent cell of every layer.
+    output_size: size of the head's output per readout position.
+    num_layers: stacked recurrent layers.
+    dropout_rate: dropout between recurrent layers.
+    readout: ``"last"``: the head reads the final hidden state (``[B, out]``);
+      ``"all"``: every step's output (``[B, T, out]``).
+    vocab_size: number of token classes for int inputs (one-hot).
+
+  Example:
+    >>> import jax, jax.numpy as jnp, rnn_zoo as rz
+    >>> model = rz.models.SequenceModel(rz.LSTM(16), output_size=1)
+    >>> xs = jnp.zeros((4, 30, 2))
+    >>> params = model.init(jax.random.key(0), xs)
+    >>> model.apply(params, xs).shape
+    (4, 1)
+  """
+  cell: Cell
+  output_size: int
+  num_layers: int = 1
+  dropout_rate: float = 0.0
+  readout: str = "last"
+  vocab_size: int | None = None
+
+  @nn.compact
+  def __call__(self, inputs, *, deterministic: bool = True, hidden_probes=None):
+    if self.readout not in READOUTS:
+      raise ValueError(f"readout must be one of {list(READOUTS)}, got {self.readout!r}")
+    if jnp.issubdtype(inputs.dtype, jnp.integer):
+      if self.vocab_size is None:
+        raise ValueError("vocab_size is required for integer (token) inputs")
+      xs = jax.nn.one_hot(inputs, self.vocab_size)
+    else:
+      xs = inputs
+    ys, carries = RNN(self.cell, num_layers=self.num_layers,
+                      dropout_rate=self.dropout_rate, return_carry=True,
+                      name="rnn")(xs, deterministic=deterministic)
+    feats = carries[-1].h if self.readout == "last" else ys
+    return nn.Dense(self.output_size, name="head")(feats)

@@ -1,0 +1,160 @@
+"""Orbax checkpoints that lose nothing.
+
+* Saves every K steps and at the end, keeps the latest N, asynchronously;
+  the config (and a vocabulary, where the workload has one) is saved beside
+  the train state in every checkpoint.
+* A kill during an async save leaves an ``*.orbax-checkpoint-tmp`` folder
+  that orbax ignores; a finished checkpoint with damaged files raises on
+  restore, so :meth:`Checkpointer.restore_latest` falls back to older steps
+  with a warning naming each one it skips, and stops with an error (never
+  silently starts from scratch) when none can be restored.
+* A workdir whose saved config differs from the requested one in a field that
+  fixes the model's shape is an error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any, Sequence
+
+from absl import logging
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+
+class CheckpointError(RuntimeError):
+  """No usable checkpoint in a workdir that holds checkpoints."""
+
+
+class ConfigMismatchError(ValueError):
+  """The workdir was made with a different model shape."""
+
+
+def _jsonable(tree):
+  return json.loads(json.dumps(tree, default=str))
+
+
+class Checkpointer:
+  """Saves and restores ``TrainState`` + config (+ vocab) under ``directory``."""
+
+  def __init__(self, directory: str, *, save_every: int, keep: int,
+               async_save: bool = True):
+    self.directory = os.path.abspath(directory)
+    self.save_every = save_every
+    self._manager = ocp.CheckpointManager(
+        self.directory,
+        options=ocp.CheckpointManagerOptions(
+            max_to_keep=keep, create=True,
+            enable_async_checkpointing=async_save))
+
+  # -- saving ----------------------------------------------------------------
+  def save(self, step: int, state, config: dict, vocab: Any = None,
+           force: bool = False) -> bool:
+    """Saves at ``step`` (async). Returns whether a save started."""
+    if not force and step % self.save_every:
+      return False
+    items = {"state": ocp.args.StandardSave(state),
+             "config": ocp.args.JsonSave(_jsonable(config))}
+    if vocab is not None:
+      items["vocab"] = ocp.args.JsonSave(_jsonable(vocab))
+    return self._manager.save(step, args=ocp.args.Composite(**items), force=True)
+
+  def wait(self) -> None:
+    self._manager.wait_until_finished()
+
+  def close(self) -> None:
+    self._manager.wait_until_finished()
+    self._manager.close()
+
+  # -- restoring -------------------------------------------------------------
+  def steps(self) -> list[int]:
+    self._manager.reload()
+    return sorted(self._manager.all_steps())
+
+  def latest_good_step(self) -> int | None:
+    steps = self.steps()
+    return steps[-1] if steps else None
+
+  def restore_latest(self, abstract_state, config: dict,
+                     shape_fields: Sequence[str]):
+    """Restores the newest readable checkpoint.
+
+    Args:
+      abstract_state: a ``TrainState`` of ``jax.ShapeDtypeStruct`` (with
+        shardings) describing what to restore into.
+      config: the requested config (dict), checked against the saved one.
+      shape_fields: config keys that fix the model's shape.
+
+    Returns:
+      ``(state, step, vocab)``, or ``(None, None, None)`` for an empty
+      directory.
+
+    Raises:
+      ConfigMismatchError: the saved config differs in a shape field.
+      CheckpointError: checkpoints exist but none could be restored.
+    """
+    steps = self.steps()
+    if not steps:
+      return None, None, None
+    failures = []
+    for step in reversed(steps):
+      try:
+        saved_config = self._manager.restore(
+            step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
+      except Exception as e:  # pylint: disable=broad-except
+        failures.append((step, e))
+        logging.warning("checkpoint at step %d in %s is unreadable (%s: %s); "
+                        "falling back to an older one", step, self.directory,
+                        type(e).__name__, e)
+        continue
+      check_config(saved_config, config, shape_fields, self.directory)
+      try:
+        items = {"state": ocp.args.StandardRestore(abstract_state)}
+        item_dir = os.path.join(self.directory, str(step), "vocab")
+        if os.path.isdir(item_dir):
+          items["vocab"] = ocp.args.JsonRestore()
+        restored = self._manager.restore(step, args=ocp.args.Composite(**items))
+        state = restored["state"]
+        jax.block_until_ready(state)
+      except Exception as e:  # pylint: disable=broad-except
+        failures.append((step, e))
+        logging.warning("checkpoint at step %d in %s is damaged (%s: %s); "
+                        "falling back to an older one", step, self.directory,
+                        type(e).__name__, str(e).splitlines()[0][:300])
+        continue
+      return state, step, restored.get("vocab")
+    raise CheckpointError(
+        f"{self.directory} holds checkpoints at steps {steps} but none could be "
+        "restored (" + "; ".join(f"step {s}: {type(e).__name__}" for s, e in failures) +
+        "). Refusing to train from scratch over them: move or delete the "
+        "directory to start afresh.")
+
+
+def check_config(saved: dict, requested: dict, shape_fields: Sequence[str],
+                 where: str) -> None:
+  diffs = [(k, saved.get(k), requested.get(k)) for k in shape_fields
+           if _jsonable(saved.get(k)) != _jsonable(requested.get(k))]
+  if diffs:
+    text = ", ".join(f"{k}: saved {a!r}, requested {b!r}" for k, a, b in diffs)
+    raise ConfigMismatchError(
+        f"the checkpoints in {where} were made with a different model ({text}); "
+        "use another --workdir or the saved config")
+
+
+def load_latest(workdir: str) -> dict:
+  """The newest checkpoint of a workdir as NumPy arrays (for analysis/tests).
+
+  Returns ``{"step": int, "state": pytree of np.ndarray, "config": dict}``.
+  """
+  directory = os.path.join(workdir, "checkpoints")
+  with ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(
+      read_only=True)) as manager:
+    step = manager.latest_step()
+    if step is None:
+      raise CheckpointError(f"no checkpoint in {directory}")
+    restored = manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(), config=ocp.args.JsonRestore()))
+  state = jax.tree.map(np.asarray, restored["state"])
+  return {"step": step, "state": state, "config": restored["config"]}

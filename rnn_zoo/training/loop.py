@@ -1,0 +1,244 @@
+"""``train_and_evaluate``: the one training loop every experiment uses.
+
+In the style of the Flax examples: the train step is a plain function jitted
+once with ``donate_argnums``; per-step keys are ``fold_in(key, step)``; the
+batch at step s is a pure function of ``(config.seed, s)``, generated inside
+jit straight into its shards; metrics stay on the device until a log step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Callable, Sequence
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from rnn_zoo.training import checkpoint as ckpt_lib
+from rnn_zoo.training import metrics as metrics_lib
+from rnn_zoo.training import optim
+from rnn_zoo.training import sharding as shard_lib
+from rnn_zoo.training.state import TrainState
+
+NONFINITE_POLICIES = ("stop", "skip")
+
+
+class NonFiniteError(FloatingPointError):
+  """The loss or the gradient became NaN/Inf."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Workload:
+  """What a task gives the loop: pure functions of keys and params.
+
+  Attributes:
+    init_params: ``key -> params``.
+    loss_fn: ``(params, batch, key, train) -> (loss, metrics)``; ``metrics``
+      a dict of scalars averaged over the log window.
+    train_batch: ``key -> batch`` (jittable; leaves have a leading batch axis).
+    eval_batch: ``key -> batch`` for the held-out split.
+    shape_fields: config fields that fix the model's shape (checked on resume).
+    vocab: saved beside every checkpoint when not None.
+    param_groups: optional ``params -> dict[name, subtree]`` for per-group
+      gradient norms in the logs.
+  """
+  init_params: Callable[[jax.Array], Any]
+  loss_fn: Callable[..., tuple[jax.Array, dict]]
+  train_batch: Callable[[jax.Array], dict]
+  eval_batch: Callable[[jax.Array], dict]
+  shape_fields: Sequence[str]
+  vocab: Any = None
+  param_groups: Callable[[Any], dict] | None = None
+
+
+def _check_training_config(config) -> None:
+  for field in ("batch_size", "num_steps", "log_every", "eval_every",
+                "eval_batches", "checkpoint_every", "keep_checkpoints"):
+    v = config[field]
+    if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+      raise ValueError(f"config.{field} must be a positive int, got {v!r}")
+  if config.optimizer not in optim.OPTIMIZERS:
+    raise ValueError(f"config.optimizer must be one of {list(optim.OPTIMIZERS)}, "
+                     f"got {config.optimizer!r}")
+  if config.schedule not in optim.SCHEDULES:
+    raise ValueError(f"config.schedule must be one of {list(optim.SCHEDULES)}, "
+                     f"got {config.schedule!r}")
+  if not config.learning_rate > 0:
+    raise ValueError(f"config.learning_rate must be > 0, got {config.learning_rate!r}")
+  for field in ("clip_norm", "clip_value", "warmup_steps"):
+    if config[field] < 0:
+      raise ValueError(f"config.{field} must be >= 0, got {config[field]!r}")
+  if config.nonfinite not in NONFINITE_POLICIES:
+    raise ValueError(f"config.nonfinite must be one of {list(NONFINITE_POLICIES)}, "
+                     f"got {config.nonfinite!r}")
+
+
+def make_train_step(workload: Workload, optimizer, config):
+  skip = config.nonfinite == "skip"
+  clip_norm, clip_value = config.clip_norm, config.clip_value
+
+  def train_step(state: TrainState, batch):
+    key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step)
+    (loss, aux), grads = jax.value_and_grad(workload.loss_fn, has_aux=True)(
+        state.params, batch, key, True)
+    stats = {}
+    if workload.param_groups is not None:
+      for name, sub in workload.param_groups(grads).items():
+        stats[f"grad_norm/{name}"] = optax.global_norm(sub)
+    grads, clip_stats = optim.clip(grads, clip_norm=clip_norm, clip_value=clip_value)
+    stats.update(clip_stats)
+    finite = jnp.isfinite(loss) & jnp.isfinite(clip_stats["grad_norm"])
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    if skip:
+      keep = lambda new, old: jax.tree.map(
+          lambda n, o: jnp.where(finite, n, o), new, old)
+      params = keep(params, state.params)
+      opt_state = keep(opt_state, state.opt_state)
+    new_state = state.replace(
+        step=state.step + 1, params=params, opt_state=opt_state,
+        nonfinite_steps=state.nonfinite_steps + (~finite).astype(jnp.int32))
+    metrics = {"loss": loss, **aux, **stats, "finite": finite.astype(jnp.float32),
+               "learning_rate": optim.make_schedule(config)(state.step)}
+    return new_state, metrics
+
+  return train_step
+
+
+def _all_finite(tree) -> bool:
+  return bool(jax.tree.reduce(
+      lambda a, b: a & b,
+      jax.tree.map(lambda x: jnp.all(jnp.isfinite(x)), tree), jnp.bool_(True)))
+
+
+def train_and_evaluate(config, workdir: str, workload: Workload) -> dict:
+  """Trains ``workload`` as ``config`` says, checkpointing into ``workdir``.
+
+  Restarting with the same workdir resumes from the latest good checkpoint
+  and ends bit-identical to an uninterrupted run.
+
+  Returns:
+    The final evaluation metrics (and ``step``).
+
+  Raises:
+    ValueError: a bad config value (naming the field).
+    NonFiniteError: with ``config.nonfinite="stop"``, a NaN/Inf loss or
+      gradient (naming the step and the last good checkpoint).
+    CheckpointError / ConfigMismatchError: see :mod:`checkpoint`.
+  """
+  _check_training_config(config)
+  mesh = shard_lib.make_mesh()
+  shard_lib.check_batch_size(config.batch_size, mesh)
+  data_sharding = shard_lib.batch_sharding(mesh)
+  repl = shard_lib.replicated(mesh)
+  config_dict = config.to_dict()
+
+  root = jax.random.key(config.seed)
+  k_init, k_train, k_data, k_eval = jax.random.split(root, 4)
+  optimizer = optim.make_optimizer(config)
+
+  def init_state():
+    params = workload.init_params(k_init)
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                      opt_state=optimizer.init(params),
+                      key=jax.random.key_data(k_train),
+                      nonfinite_steps=jnp.zeros((), jnp.int32))
+
+  abstract = jax.tree.map(
+      lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=repl),
+      jax.eval_shape(init_state))
+  checkpointer = ckpt_lib.Checkpointer(
+      os.path.join(workdir, "checkpoints"), save_every=config.checkpoint_every,
+      keep=config.keep_checkpoints, async_save=config.async_checkpoint)
+  state, restored_step, _ = checkpointer.restore_latest(
+      abstract, config_dict, workload.shape_fields)
+  if state is None:
+    state = jax.jit(init_state, out_shardings=repl)()
+    start = 0
+    logging.info("starting from scratch in %s", workdir)
+  else:
+    start = int(restored_step)
+    logging.info("resumed from the checkpoint at step %d in %s", start, workdir)
+
+  writer = metrics_lib.MetricWriter(workdir, resume_step=start)
+  progress = metrics_lib.Progress(start, config.num_steps)
+
+  batch_fn = jax.jit(lambda step: workload.train_batch(jax.random.fold_in(k_data, step)),
+                     out_shardings=data_sharding)
+  eval_batch_fn = jax.jit(lambda i: workload.eval_batch(jax.random.fold_in(k_eval, i)),
+                          out_shardings=data_sharding)
+  train_step = jax.jit(make_train_step(workload, optimizer, config),
+                       donate_argnums=0)
+  eval_step = jax.jit(lambda params, batch: workload.loss_fn(
+      params, batch, jax.random.key(0), False))
+
+  def evaluate(params, step):
+    sums = {}
+    for i in range(config.eval_batches):
+      loss, aux = eval_step(params, eval_batch_fn(i))
+      for k, v in {"loss": loss, **aux}.items():
+        sums[k] = sums.get(k, 0.0) + v
+    result = {k: float(v) / config.eval_batches for k, v in sums.items()}
+    writer.write(step, result, split="eval")
+    if jax.process_index() == 0:
+      logging.info("eval at step %d: %s", step,
+                   " ".join(f"{k} {v:.4g}" for k, v in result.items()))
+    return result
+
+  pending: list[tuple[int, dict]] = []
+
+  def flush(step):
+    """Fetches pending metrics (one sync), checks them, logs their mean."""
+    if not pending:
+      return
+    fetched = jax.device_get([m for _, m in pending])
+    steps = [s for s, _ in pending]
+    pending.clear()
+    for s, m in zip(steps, fetched):
+      if config.nonfinite == "stop" and not m["finite"]:
+        good = checkpointer.latest_good_step()
+        where = (f"step {good} in {checkpointer.directory}" if good is not None
+                 else "none")
+        raise NonFiniteError(
+            f"non-finite loss or gradient at step {s} (loss={float(m['loss'])}, "
+            f"grad_norm={float(m['grad_norm'])}); last good checkpoint: {where}. "
+            "Restarting resumes from it; set config.nonfinite='skip' to skip "
+            "such updates instead.")
+    keys = fetched[0].keys()
+    mean = {k: float(np.mean([m[k] for m in fetched])) for k in keys
+            if k not in ("finite", "clipped")}
+    mean["clipped_fraction"] = float(np.mean([m["clipped"] for m in fetched]))
+    mean["grad_norm_max"] = float(np.max([m["grad_norm"] for m in fetched]))
+    mean["nonfinite_steps"] = float(len(fetched) - np.sum([m["finite"] for m in fetched]))
+    writer.write(step, mean)
+    progress.report(step, {k: mean[k] for k in ("loss", "grad_norm", "clipped_fraction")})
+
+  eval_result = {}
+  try:
+    for step in range(start, config.num_steps):
+      state, m = train_step(state, batch_fn(step))
+      s = step + 1
+      pending.append((s, m))
+      last = s == config.num_steps
+      saving = last or s % config.checkpoint_every == 0
+      if saving or last or s % config.log_every == 0:
+        flush(s)
+      if last or s % config.eval_every == 0:
+        eval_result = evaluate(state.params, s)
+      if saving:
+        if not _all_finite(state.params):
+          raise NonFiniteError(
+              f"params are not finite at step {s}; not checkpointing them "
+              f"(last good checkpoint: {checkpointer.latest_good_step()})")
+        checkpointer.save(s, state, config_dict, workload.vocab, force=last)
+    if start >= config.num_steps:
+      eval_result = evaluate(state.params, start)
+  finally:
+    checkpointer.close()
+    writer.close()
+    progress.close()
+  return {"step": int(state.step), **eval_result}

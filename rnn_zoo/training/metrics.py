@@ -1,0 +1,90 @@
+"""Metrics to TensorBoard (tensorboardX) and metrics.jsonl; progress lines.
+
+Only process 0 writes. On resume, ``metrics.jsonl`` lines past the restored
+step (logged by the killed run after its last checkpoint) are dropped, so
+the file reads like one uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+from absl import logging
+import jax
+
+
+class MetricWriter:
+  """Writes scalars to ``workdir/tensorboard`` and ``workdir/metrics.jsonl``."""
+
+  def __init__(self, workdir: str, *, resume_step: int = 0):
+    self.active = jax.process_index() == 0
+    self.path = os.path.join(workdir, "metrics.jsonl")
+    self._tb = None
+    if not self.active:
+      return
+    os.makedirs(workdir, exist_ok=True)
+    if os.path.exists(self.path):
+      kept = []
+      with open(self.path) as f:
+        for line in f:
+          try:
+            if json.loads(line)["step"] <= resume_step:
+              kept.append(line)
+          except (ValueError, KeyError):
+            pass  # a line cut by a kill
+      with open(self.path, "w") as f:
+        f.writelines(kept)
+    from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+    self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+
+  def write(self, step: int, scalars: dict, split: str = "train") -> None:
+    if not self.active:
+      return
+    scalars = {k: float(v) for k, v in scalars.items()}
+    with open(self.path, "a") as f:
+      f.write(json.dumps({"step": int(step), "split": split, **scalars}) + "\n")
+    for k, v in scalars.items():
+      self._tb.add_scalar(f"{split}/{k}", v, step)
+    self._tb.flush()
+
+  def close(self) -> None:
+    if self._tb is not None:
+      self._tb.close()
+
+
+class Progress:
+  """A log line every call to ``report`` (step, loss, steps/s, ETA), and a
+  tqdm bar when stderr is a terminal. Only process 0 shows anything."""
+
+  def __init__(self, start_step: int, num_steps: int):
+    self.active = jax.process_index() == 0
+    self.start, self.total = start_step, num_steps
+    self.t0 = time.perf_counter()
+    self._bar = None
+    if self.active and sys.stderr.isatty():
+      from tqdm import tqdm  # pylint: disable=g-import-not-at-top
+      self._bar = tqdm(total=num_steps, initial=start_step, unit="step",
+                       dynamic_ncols=True)
+
+  def report(self, step: int, scalars: dict) -> None:
+    if not self.active:
+      return
+    done = step - self.start
+    elapsed = time.perf_counter() - self.t0
+    rate = done / elapsed if elapsed > 0 and done > 0 else float("nan")
+    eta = (self.total - step) / rate if rate == rate and rate > 0 else float("nan")
+    eta_text = time.strftime("%H:%M:%S", time.gmtime(eta)) if eta == eta else "?"
+    text = " ".join(f"{k} {v:.4g}" for k, v in scalars.items())
+    logging.info("step %d/%d %s | %.2f steps/s ETA %s", step, self.total, text,
+                 rate, eta_text)
+    if self._bar is not None:
+      self._bar.n = step
+      self._bar.set_postfix_str(text[:60])
+      self._bar.refresh()
+
+  def close(self) -> None:
+    if self._bar is not None:
+      self._bar.close()

@@ -1,0 +1,104 @@
+"""Workloads: a config -> model, data and loss for the training loop.
+
+``long_range(config)``: the adding and copy tasks with any cell of the zoo.
+Config fields read here (besides the loop's): task, seq_len, cell,
+hidden_size, num_layers, dropout_rate, forget_bias, chrono, gru_variant,
+recurrent_init.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from rnn_zoo import cells as cells_lib
+from rnn_zoo.data import synthetic
+from rnn_zoo.models.sequence import SequenceModel
+from rnn_zoo.training.loop import Workload
+
+TASKS = ("adding", "copy", "variable_copy")
+CELL_NAMES = ("rnn", "irnn", "lstm", "gru")
+LONG_RANGE_SHAPE_FIELDS = ("task", "seq_len", "cell", "hidden_size", "num_layers",
+                           "gru_variant")
+
+
+def _positive(config, field):
+  v = config[field]
+  if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
+    raise ValueError(f"config.{field} must be a positive int, got {v!r}")
+
+
+def make_cell_from_config(config) -> cells_lib.Cell:
+  """The cell named by ``config.cell`` with its options from the config."""
+  if config.cell not in CELL_NAMES:
+    raise ValueError(f"config.cell must be one of {list(CELL_NAMES)}, got {config.cell!r}")
+  _positive(config, "hidden_size")
+  H = config.hidden_size
+  if config.cell == "lstm":
+    chrono = config.seq_len if config.chrono else None
+    return cells_lib.LSTM(H, forget_bias=config.forget_bias, chrono_t_max=chrono)
+  if config.cell == "gru":
+    if config.gru_variant not in ("cudnn", "cho"):
+      raise ValueError("config.gru_variant must be one of ['cudnn', 'cho'], "
+                       f"got {config.gru_variant!r}")
+    return cells_lib.GRU(H, variant=config.gru_variant)
+  if config.cell == "irnn":
+    return cells_lib.SimpleRNN.irnn(H)
+  if config.recurrent_init not in ("uniform", "orthogonal", "identity", "glorot_uniform"):
+    raise ValueError("config.recurrent_init must be one of ['uniform', 'orthogonal', "
+                     f"'identity', 'glorot_uniform'], got {config.recurrent_init!r}")
+  return cells_lib.SimpleRNN(H, recurrent_init=config.recurrent_init)
+
+
+def long_range(config) -> Workload:
+  """Adding (many-to-one regression) or copy (many-to-many classification)."""
+  if config.task not in TASKS:
+    raise ValueError(f"config.task must be one of {list(TASKS)}, got {config.task!r}")
+  for field in ("seq_len", "num_layers", "batch_size"):
+    _positive(config, field)
+  if not 0.0 <= config.dropout_rate < 1.0:
+    raise ValueError(f"config.dropout_rate must be in [0, 1), got {config.dropout_rate!r}")
+  if config.task == "adding" and config.seq_len < 2:
+    raise ValueError(f"config.seq_len must be >= 2 for adding, got {config.seq_len}")
+  cell = make_cell_from_config(config)
+  T, B = config.seq_len, config.batch_size
+  if config.task == "adding":
+    model = SequenceModel(cell, output_size=1, num_layers=config.num_layers,
+                          dropout_rate=config.dropout_rate, readout="last")
+    make_batch = lambda key: synthetic.adding_batch(key, B, T)
+    example = jnp.zeros((1, T, 2))
+    baseline = synthetic.ADDING_BASELINE_MSE["le"]
+
+    def loss_fn(params, batch, key, train):
+      pred = model.apply(params, batch["inputs"], deterministic=not train,
+                         rngs={"dropout": key} if train else {})[:, 0]
+      loss = jnp.mean((pred - batch["targets"]) ** 2)
+      return loss, {"loss_over_baseline": loss / baseline}
+  else:
+    variable = config.task == "variable_copy"
+    model = SequenceModel(cell, output_size=synthetic.COPY_VOCAB,
+                          num_layers=config.num_layers,
+                          dropout_rate=config.dropout_rate, readout="all",
+                          vocab_size=synthetic.COPY_VOCAB)
+    make_batch = lambda key: synthetic.copy_batch(key, B, T, variable=variable)
+    example = jnp.zeros((1, T + 2 * synthetic.COPY_LENGTH), jnp.int32)
+    baseline = synthetic.copy_baseline_loss(T)
+
+    def loss_fn(params, batch, key, train):
+      logits = model.apply(params, batch["inputs"], deterministic=not train,
+                           rngs={"dropout": key} if train else {})
+      ce = optax.softmax_cross_entropy_with_integer_labels(logits, batch["targets"])
+      loss = jnp.mean(ce)
+      recall = batch["targets"] > 0
+      acc = jnp.sum((jnp.argmax(logits, -1) == batch["targets"]) & recall) / jnp.sum(recall)
+      return loss, {"loss_over_baseline": loss / baseline, "recall_accuracy": acc}
+
+  def param_groups(grads):
+    p = grads["params"]
+    return {"rnn": p["rnn"], "head": p["head"]}
+
+  return Workload(
+      init_params=lambda key: model.init(key, example),
+      loss_fn=loss_fn, train_batch=make_batch, eval_batch=make_batch,
+      shape_fields=LONG_RANGE_SHAPE_FIELDS, param_groups=param_groups)
