@@ -43,7 +43,7 @@ def _parse_flags(argv):
       except (ValueError, SyntaxError):
         break
     message = " ".join(text.split()) or type(e).__name__
-    if "Did you mean" in message or isinstance(e, KeyError):
+    if "Did you mean" in message or " " not in message:
       message = f"unknown config field {message}"
     print(f"error: {message}", file=sys.stderr)
     sys.exit(2)

@@ -73,6 +73,21 @@ class Checkpointer:
     self._manager.reload()
     return sorted(self._manager.all_steps())
 
+  def _set_aside(self, step: int) -> None:
+    """Renames a damaged step folder to ``damaged-<step>[-k]`` (kept for
+    inspection, out of orbax's way so the step can be saved again)."""
+    if jax.process_index() != 0:
+      return
+    src = os.path.join(self.directory, str(step))
+    dst = os.path.join(self.directory, f"damaged-{step}")
+    k = 0
+    while os.path.exists(dst):
+      k += 1
+      dst = os.path.join(self.directory, f"damaged-{step}-{k}")
+    os.rename(src, dst)
+    logging.warning("moved the damaged checkpoint %s to %s", src, dst)
+    self._manager.reload()
+
   def latest_good_step(self) -> int | None:
     steps = self.steps()
     return steps[-1] if steps else None
@@ -124,6 +139,8 @@ class Checkpointer:
                         "falling back to an older one", step, self.directory,
                         type(e).__name__, str(e).splitlines()[0][:300])
         continue
+      for bad_step, _ in failures:
+        self._set_aside(bad_step)
       return state, step, restored.get("vocab")
     raise CheckpointError(
         f"{self.directory} holds checkpoints at steps {steps} but none could be "
@@ -149,12 +166,20 @@ def load_latest(workdir: str) -> dict:
   Returns ``{"step": int, "state": pytree of np.ndarray, "config": dict}``.
   """
   directory = os.path.join(workdir, "checkpoints")
-  with ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(
-      read_only=True)) as manager:
+  handlers = {"state": ocp.StandardCheckpointHandler(),
+              "config": ocp.JsonCheckpointHandler()}
+  with ocp.CheckpointManager(
+      directory, options=ocp.CheckpointManagerOptions(read_only=True),
+      item_handlers=handlers) as manager:
     step = manager.latest_step()
     if step is None:
       raise CheckpointError(f"no checkpoint in {directory}")
+    # Restore onto this process's first device, whatever mesh saved it.
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    target = jax.tree.map(
+        lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+        manager.item_metadata(step)["state"])
     restored = manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(), config=ocp.args.JsonRestore()))
+        state=ocp.args.StandardRestore(target), config=ocp.args.JsonRestore()))
   state = jax.tree.map(np.asarray, restored["state"])
   return {"step": step, "state": state, "config": restored["config"]}

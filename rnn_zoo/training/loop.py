@@ -88,7 +88,7 @@ def make_train_step(workload: Workload, optimizer, config):
     stats = {}
     if workload.param_groups is not None:
       for name, sub in workload.param_groups(grads).items():
-        stats[f"grad_norm/{name}"] = optax.global_norm(sub)
+        stats[f"grad_norm/{name}"] = optax.tree.norm(sub)
     grads, clip_stats = optim.clip(grads, clip_norm=clip_norm, clip_value=clip_value)
     stats.update(clip_stats)
     finite = jnp.isfinite(loss) & jnp.isfinite(clip_stats["grad_norm"])
@@ -200,6 +200,7 @@ def train_and_evaluate(config, workdir: str, workload: Workload) -> dict:
     pending.clear()
     for s, m in zip(steps, fetched):
       if config.nonfinite == "stop" and not m["finite"]:
+        checkpointer.wait()  # a save still in flight is good: let it land
         good = checkpointer.latest_good_step()
         where = (f"step {good} in {checkpointer.directory}" if good is not None
                  else "none")

@@ -69,13 +69,13 @@ def clip(grads, *, clip_norm: float, clip_value: float):
     before clipping and ``stats["clipped"]`` is 1.0 when clipping changed the
     gradient at this step.
   """
-  norm = optax.global_norm(grads)
+  norm = optax.tree.norm(grads)
   clipped = jnp.zeros((), jnp.bool_)
   if clip_value:
     max_abs = max(jnp.max(jnp.abs(g)) for g in jax.tree.leaves(grads))
     clipped = clipped | (max_abs > clip_value)
     grads, _ = optax.clip(clip_value).update(grads, None)
   if clip_norm:
-    clipped = clipped | (optax.global_norm(grads) > clip_norm)
+    clipped = clipped | (optax.tree.norm(grads) > clip_norm)
     grads, _ = optax.clip_by_global_norm(clip_norm).update(grads, None)
   return grads, {"grad_norm": norm, "clipped": clipped.astype(jnp.float32)}

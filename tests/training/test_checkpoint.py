@@ -1,0 +1,103 @@
+"""Checkpoint fallback, refusal to overwrite, config mismatch, NaN handling."""
+
+import glob
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from rnn_zoo import training
+from rnn_zoo import workloads
+from rnn_zoo.training import checkpoint as ckpt_lib
+
+from experiments.long_range import config as lr_config
+import helpers
+
+
+def smoke(**kw):
+  c = lr_config.get_config("smoke")
+  c.update(kw)
+  return c
+
+
+def train(workdir, **kw):
+  c = smoke(**kw)
+  return training.train_and_evaluate(c, str(workdir), workloads.long_range(c))
+
+
+def damage(step_dir):
+  """Truncates every data file of a finished checkpoint."""
+  files = [f for f in glob.glob(os.path.join(step_dir, "state", "**"), recursive=True)
+           if os.path.isfile(f) and os.path.getsize(f) > 0]
+  assert files
+  for f in files:
+    with open(f, "r+b") as fh:
+      fh.truncate(os.path.getsize(f) // 3)
+
+
+def test_damaged_latest_checkpoint_falls_back_to_the_previous(tmp_path, caplog):
+  train(tmp_path, num_steps=30, checkpoint_every=10)
+  ref_step, ref_params = helpers.final_params(tmp_path)
+  assert ref_step == 30
+  damage(tmp_path / "checkpoints" / "30")
+  # Resuming with a longer budget restores step 20 and redoes 21..40.
+  with caplog.at_level("WARNING"):
+    result = train(tmp_path, num_steps=40, checkpoint_every=10)
+  assert result["step"] == 40
+  assert any("step 30" in r.getMessage() and "damaged" in r.getMessage()
+             for r in caplog.records)
+  # The redone steps are identical: resuming from 20 to 30 gives the same
+  # params as the first run had at 30 (deterministic data and keys).
+  other = tmp_path / "again"
+  train(other, num_steps=40, checkpoint_every=10)
+  helpers.assert_trees_equal(helpers.final_params(tmp_path)[1],
+                             helpers.final_params(other)[1])
+
+
+def test_no_usable_checkpoint_is_an_error_not_a_fresh_start(tmp_path):
+  train(tmp_path, num_steps=20, checkpoint_every=10, keep_checkpoints=2)
+  for step in (10, 20):
+    damage(tmp_path / "checkpoints" / str(step))
+  with pytest.raises(training.CheckpointError,
+                     match=r"holds checkpoints at steps \[10, 20\] but none could be restored"):
+    train(tmp_path, num_steps=30, checkpoint_every=10)
+
+
+def test_config_mismatch_in_model_shape(tmp_path):
+  train(tmp_path, num_steps=10, checkpoint_every=10)
+  with pytest.raises(training.ConfigMismatchError,
+                     match=r"hidden_size: saved 16, requested 8"):
+    train(tmp_path, num_steps=20, hidden_size=8)
+  # Changing only the budget or the logging is fine.
+  assert train(tmp_path, num_steps=20, log_every=5)["step"] == 20
+
+
+def test_nonfinite_stops_naming_step_and_last_good_checkpoint(tmp_path):
+  # SGD with an absurd learning rate overflows to inf within a few steps.
+  with pytest.raises(training.NonFiniteError) as e:
+    train(tmp_path, optimizer="sgd", learning_rate=1e18, clip_norm=0.0,
+          num_steps=40, checkpoint_every=1, log_every=1)
+  msg = str(e.value)
+  assert "non-finite loss or gradient at step" in msg
+  bad = int(msg.split("at step ")[1].split()[0])
+  assert 1 < bad < 40
+  # Every checkpoint written holds finite params, and the message names the
+  # newest one.
+  manager_steps = sorted(int(p) for p in os.listdir(tmp_path / "checkpoints") if p.isdigit())
+  assert manager_steps and max(manager_steps) < bad
+  assert f"last good checkpoint: step {max(manager_steps)}" in msg
+  for s in manager_steps:
+    loaded = ckpt_lib.load_latest(str(tmp_path)) if s == max(manager_steps) else None
+    if loaded:
+      assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(loaded["state"]["params"]))
+
+
+def test_nonfinite_skip_policy_skips_updates_and_counts_them(tmp_path):
+  result = train(tmp_path, optimizer="sgd", learning_rate=1e18, clip_norm=0.0,
+                 num_steps=20, nonfinite="skip")
+  assert result["step"] == 20
+  loaded = ckpt_lib.load_latest(str(tmp_path))
+  assert int(loaded["state"]["nonfinite_steps"]) > 0
+  assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(loaded["state"]["params"]))

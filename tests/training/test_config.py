@@ -1,0 +1,102 @@
+"""Every preset builds, every key is read, bad values are one-line errors."""
+
+import ml_collections
+import pytest
+
+from rnn_zoo import training
+from rnn_zoo import workloads
+from rnn_zoo.training import loop
+
+from experiments.long_range import config as lr_config
+import helpers
+
+PRESETS = ["", "smoke", "copy"]
+
+
+class RecordingConfig(ml_collections.ConfigDict):
+  """A ConfigDict that remembers which fields were read."""
+
+  def __init__(self, base):
+    super().__init__(base.to_dict())
+    object.__setattr__(self, "_read", set())
+
+  def __getattr__(self, name):
+    if not name.startswith("_"):
+      object.__getattribute__(self, "_read").add(name)
+    return super().__getattr__(name)
+
+  def __getitem__(self, name):
+    object.__getattribute__(self, "_read").add(name)
+    return super().__getitem__(name)
+
+  def to_dict(self, *args, **kwargs):
+    # Copying the whole config (to save it beside checkpoints) reads nothing.
+    read = set(object.__getattribute__(self, "_read"))
+    out = super().to_dict(*args, **kwargs)
+    object.__setattr__(self, "_read", read)
+    return out
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_presets_build_and_every_field_is_commented(preset):
+  c = lr_config.get_config(preset)
+  w = workloads.long_range(c)
+  loop._check_training_config(c)
+  training.make_optimizer(c)
+  assert w.shape_fields
+  source = open(lr_config.__file__).read()
+  for key in c.keys():
+    line = next(l for l in source.splitlines() if l.strip().startswith(f"c.{key} ="))
+    assert "#" in line, f"config field {key} has no comment"
+
+
+def test_recording_config_records_reads_only():
+  c = RecordingConfig(lr_config.get_config("smoke"))
+  c.to_dict()
+  assert c._read == set()
+  _ = c.cell
+  assert c._read == {"cell"}
+
+
+def test_every_key_is_read(tmp_path):
+  """One real run reads the loop's fields; the options of each branch
+  (cells, optimizers, schedules) are read when that branch is chosen."""
+  read = set()
+  c = RecordingConfig(lr_config.get_config("smoke"))
+  c.num_steps = 2
+  c.checkpoint_every = 1
+  c._read.clear()
+  training.train_and_evaluate(c, str(tmp_path), workloads.long_range(c))
+  read |= c._read
+  for cell in workloads.CELL_NAMES:
+    for optimizer in training.OPTIMIZERS:
+      for schedule in training.SCHEDULES:
+        c = RecordingConfig(lr_config.get_config("smoke"))
+        c.update({"cell": cell, "optimizer": optimizer, "schedule": schedule})
+        c._read.clear()
+        workloads.long_range(c)
+        training.make_optimizer(c)
+        read |= c._read
+  unread = set(lr_config.get_config("smoke").keys()) - read
+  assert not unread, f"config fields never read: {sorted(unread)}"
+
+
+def test_unknown_preset():
+  with pytest.raises(ValueError, match="unknown preset 'smok'"):
+    lr_config.get_config("smok")
+
+
+@pytest.mark.parametrize("override,message", [
+    ("--config.hiden_size=3", "error: unknown config field 'hiden_size' Did you mean \"hidden_size\""),
+    ("--config.cell=transformer", "error: config.cell must be one of ['rnn', 'irnn', 'lstm', 'gru'], got 'transformer'"),
+    ("--config.hidden_size=0", "error: config.hidden_size must be a positive int, got 0"),
+    ("--config.num_steps=-5", "error: config.num_steps must be a positive int, got -5"),
+    ("--config.optimizer=lion", "error: config.optimizer must be one of ['sgd', 'momentum', 'rmsprop', 'adam', 'adamw', 'adagrad'], got 'lion'"),
+    ("--config.task=sorting", "error: config.task must be one of ['adding', 'copy', 'variable_copy'], got 'sorting'"),
+])
+def test_bad_config_is_one_line_and_nonzero(tmp_path, override, message):
+  proc = helpers.run(tmp_path / "w", override, check=False, timeout=120)
+  assert proc.returncode == 2
+  last = proc.stderr.strip().splitlines()[-1]
+  assert last == message or last.startswith(message), proc.stderr[-2000:]
+  assert "Traceback" not in proc.stderr
