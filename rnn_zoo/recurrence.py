@@ -455,7 +455,8 @@ class StackedRNN:
     return tuple(one(c) for c in self.cells)
 
   def apply(self, params, xs: Array, *, initial_carry=None, lengths=None,
-            key: Array | None = None, deterministic: bool = False, **kwargs):
+            key: Array | None = None, deterministic: bool = False,
+            hidden_probes: Sequence[Array | None] | None = None, **kwargs):
     """Runs all layers; returns ``(ys, final_carries)``.
 
     Args:
@@ -466,6 +467,9 @@ class StackedRNN:
       key: PRNG key for dropout between layers; required when
         ``dropout_rate > 0`` and not ``deterministic``.
       deterministic: disable dropout (evaluation).
+      hidden_probes: optional, one entry per layer (an array shaped like that
+        layer's unidirectional outputs, or None): zero probes whose gradient
+        is ``dL/dh_t`` of that layer (not with ``bidirectional``).
       **kwargs: passed to :func:`unroll`.
     """
     expected = [f"layer_{i}" for i in range(self.num_layers)]
@@ -483,6 +487,13 @@ class StackedRNN:
       raise ValueError(
           f"initial_carry must hold {self.num_layers} carries (one per layer), "
           f"got {len(initial_carry)}")
+    if hidden_probes is None:
+      hidden_probes = (None,) * self.num_layers
+    elif len(hidden_probes) != self.num_layers:
+      raise ValueError(f"hidden_probes must hold {self.num_layers} entries (one "
+                       f"per layer), got {len(hidden_probes)}")
+    elif self.bidirectional and any(p is not None for p in hidden_probes):
+      raise ValueError("hidden_probes are not supported with bidirectional=True")
     carries = []
     for i, cell in enumerate(self.cells):
       if i > 0 and use_dropout:
@@ -495,7 +506,8 @@ class StackedRNN:
                                   lengths=lengths, merge=self.merge, **kwargs)
       else:
         xs, carry = unroll(cell, p, xs, initial_carry=initial_carry[i],
-                           lengths=lengths, **kwargs)
+                           lengths=lengths, hidden_probes=hidden_probes[i],
+                           **kwargs)
       carries.append(carry)
     return xs, tuple(carries)
 

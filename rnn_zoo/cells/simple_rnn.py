@@ -11,7 +11,7 @@ import jax.numpy as jnp
 from rnn_zoo.cells import base
 from rnn_zoo.cells.cell import Cell
 
-ACTIVATIONS = ("tanh", "relu")
+ACTIVATIONS = ("tanh", "relu", "linear")
 RECURRENT_INITS = ("uniform", "orthogonal", "identity", "glorot_uniform")
 INPUT_INITS = ("uniform", "glorot_uniform", "normal")
 
@@ -27,7 +27,8 @@ class SimpleRNN(Cell):
     ``bias_ih + bias_hh``; initialized to zero).
 
   Attributes:
-    activation: ``"tanh"`` or ``"relu"``.
+    activation: ``"tanh"``, ``"relu"`` or ``"linear"`` (the identity: a
+      linear RNN, whose gradients have a closed form).
     recurrent_init: ``"uniform"`` (PyTorch's default ``U(±1/sqrt(H))``, the
       default here), ``"orthogonal"``, ``"identity"`` (IRNN, Le et al. 2015)
       or ``"glorot_uniform"``; multiplied by ``recurrent_scale``.
@@ -90,8 +91,13 @@ class SimpleRNN(Cell):
 
   def pointwise(self, params, carry, xp, u):
     pre = xp + u
-    act = jnp.tanh if self.activation == "tanh" else jax.nn.relu
-    h = act(pre).astype(carry.h.dtype)
+    if self.activation == "tanh":
+      h = jnp.tanh(pre)
+    elif self.activation == "relu":
+      h = jax.nn.relu(pre)
+    else:
+      h = pre
+    h = h.astype(carry.h.dtype)
     return base.HiddenCarry(h), h
 
   def pointwise_vjp(self, params, carry, xp, u, dcarry, dy):
@@ -101,7 +107,9 @@ class SimpleRNN(Cell):
     if self.activation == "tanh":
       t = jnp.tanh(pre)
       dz = dh * (1.0 - t * t)
-    else:
+    elif self.activation == "relu":
       dz = jnp.where(pre > 0, dh, 0.0)
+    else:
+      dz = dh
     dz = dz.astype(xp.dtype)
     return {}, base.HiddenCarry(jnp.zeros_like(carry.h)), dz, dz

@@ -27,6 +27,9 @@ class SequenceModel(nn.Module):
       ``"all"``: every step's output (``[B, T, out]``).
     vocab_size: number of token classes for int inputs (one-hot).
 
+  ``hidden_probes`` (one entry per layer, or None) are passed to the
+  recurrent layers: see :func:`rnn_zoo.unroll`.
+
   Example:
     >>> import jax, jax.numpy as jnp, rnn_zoo as rz
     >>> model = rz.models.SequenceModel(rz.LSTM(16), output_size=1)
@@ -54,6 +57,7 @@ class SequenceModel(nn.Module):
       xs = inputs
     ys, carries = RNN(self.cell, num_layers=self.num_layers,
                       dropout_rate=self.dropout_rate, return_carry=True,
-                      name="rnn")(xs, deterministic=deterministic)
+                      name="rnn")(xs, deterministic=deterministic,
+                                  hidden_probes=hidden_probes)
     feats = carries[-1].h if self.readout == "last" else ys
     return nn.Dense(self.output_size, name="head")(feats)

@@ -55,7 +55,7 @@ class RNN(nn.Module):
 
   @nn.compact
   def __call__(self, xs: jax.Array, *, initial_carry=None, lengths=None,
-               deterministic: bool = True):
+               deterministic: bool = True, hidden_probes=None):
     stack = self._stack()
     params = self.param("stack", lambda key: stack.init(key, xs.shape[-1]))
     use_dropout = self.dropout_rate > 0 and not deterministic
@@ -63,6 +63,7 @@ class RNN(nn.Module):
     ys, carries = stack.apply(params, xs, initial_carry=initial_carry,
                               lengths=lengths, key=key,
                               deterministic=not use_dropout,
+                              hidden_probes=hidden_probes,
                               time_major=self.time_major, unroll=self.unroll,
                               remat=self.remat)
     return (ys, carries) if self.return_carry else ys

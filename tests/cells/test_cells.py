@@ -126,7 +126,7 @@ def test_bfloat16_compute_keeps_float32_params_and_carry():
     (lambda: rz.LSTM(0), "hidden_size must be a positive int, got 0"),
     (lambda: rz.LSTM(-3), "hidden_size must be a positive int, got -3"),
     (lambda: rz.GRU(4, variant="keras"), "variant must be one of ['cudnn', 'cho'], got 'keras'"),
-    (lambda: rz.SimpleRNN(4, activation="sigmoid"), "activation must be one of ['tanh', 'relu'], got 'sigmoid'"),
+    (lambda: rz.SimpleRNN(4, activation="sigmoid"), "activation must be one of ['tanh', 'relu', 'linear'], got 'sigmoid'"),
     (lambda: rz.LSTM(4, recurrent_init="zeros"), "recurrent_init must be one of"),
     (lambda: rz.LSTM(4, chrono_t_max=1), "chrono_t_max must be > 2, got 1"),
     (lambda: rz.LSTM(4, dtype=jnp.int32), "dtype must be a floating dtype"),

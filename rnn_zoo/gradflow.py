@@ -1,0 +1,165 @@
+"""Gradient-flow diagnostics for every cell and stack of the zoo.
+
+* :func:`hidden_grad_norms`: ``||dL/dh_t||`` for every t (and layer) in one
+  backward pass, from zero probes added to the hidden state by the runner.
+* :func:`jacobian_norms`: the spectral norm of ``dh_T/dh_t`` by power
+  iteration with jvp/vjp (one linearization, reused).
+* :func:`step_jacobian_singular_values`: singular values of the one-step
+  Jacobian ``d carry_{t+1} / d carry_t`` along a trajectory.
+* :func:`recurrent_weight_stats`: spectral radius and largest singular value
+  of the recurrent weight (per gate block).
+* :func:`steps_in_the_past`: Pascanu et al. (2013)'s measure of how far back
+  the gradient stays above a floor.
+
+For ``h_t = W sigma(h_{t-1}) + U x_t + b`` (Pascanu, Mikolov & Bengio 2013),
+``dh_t/dh_k = prod_{i=k+1..t} W^T diag(sigma'(h_{i-1}))``: if the largest
+singular value of W is below 1/gamma (gamma = max|sigma'|) the long-term
+gradient vanishes exponentially. All functions but
+:func:`recurrent_weight_stats` are jittable.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rnn_zoo.cells.cell import Cell
+from rnn_zoo.recurrence import unroll
+
+Array = jax.Array
+
+
+def hidden_grad_norms(loss_of_probes: Callable, probes) -> tuple:
+  """``||dL/dh_t||`` for every step, averaged over the batch.
+
+  Args:
+    loss_of_probes: ``probes -> scalar loss``, where the model adds
+      ``probes`` to its hidden states (``hidden_probes=`` of
+      :func:`rnn_zoo.unroll`, ``StackedRNN.apply``, ``rz.nn.RNN`` and
+      ``SequenceModel``).
+    probes: zeros with the structure the model takes (an array
+      ``[B, T, H]`` or a tuple of them, one per layer, None for none).
+
+  Returns:
+    For each probe array, ``[T]`` = mean over the batch of the L2 norm over
+    features of ``dL/dh_t`` (the same structure as ``probes``).
+  """
+  grads = jax.grad(loss_of_probes)(probes)
+  return jax.tree.map(lambda g: jnp.mean(jnp.linalg.norm(g, axis=-1), axis=0),
+                      grads)
+
+
+def jacobian_norms(cell: Cell, params, xs: Array, positions: Sequence[int] | Array,
+                   *, key: Array, num_iters: int = 30, initial_carry=None) -> Array:
+  """Spectral norm of ``dh_T / dh_t`` for each t in ``positions``.
+
+  Power iteration on ``J^T J`` with ``J v`` from a jvp and ``J^T u`` from the
+  transposed linearization, for every example and position at once (``h_t``
+  perturbed through the runner's probes, so ``c_t`` of an LSTM is held).
+
+  Args:
+    cell, params: the cell.
+    xs: ``[B, T, I]`` inputs.
+    positions: K time indices in ``[0, T)``.
+    key: PRNG key for the starting vectors.
+    num_iters: power-iteration steps.
+    initial_carry: optional starting carry.
+
+  Returns:
+    ``[K, B]`` spectral norms.
+  """
+  B, T = xs.shape[0], xs.shape[1]
+  H = cell.hidden_size
+  positions = jnp.asarray(positions)
+  zeros = jnp.zeros((B, T, H), xs.dtype)
+
+  def final_h(probes):
+    _, carry = unroll(cell, params, xs, hidden_probes=probes,
+                      initial_carry=initial_carry)
+    return carry.h
+
+  _, jvp_fn = jax.linearize(final_h, zeros)
+  vjp_fn = jax.linear_transpose(jvp_fn, zeros)
+
+  def normalize(v):
+    return v / (jnp.linalg.norm(v, axis=-1, keepdims=True) + 1e-30)
+
+  def one(t, v0):
+    place = lambda v: zeros.at[:, t].set(v)
+    J = lambda v: jvp_fn(place(v))            # [B, H] -> [B, H]
+    Jt = lambda u: vjp_fn(u)[0][:, t]          # [B, H] -> [B, H]
+
+    def body(_, v):
+      return normalize(Jt(J(v)))
+    v = jax.lax.fori_loop(0, num_iters, body, normalize(v0))
+    return jnp.linalg.norm(J(v), axis=-1)
+
+  v0 = jax.random.normal(key, (positions.shape[0], B, H), xs.dtype)
+  return jax.vmap(one)(positions, v0)
+
+
+def step_jacobian_singular_values(cell: Cell, params, xs: Array,
+                                  positions: Sequence[int] | Array,
+                                  initial_carry=None) -> Array:
+  """Singular values of ``d carry_{t+1} / d carry_t`` along the trajectory.
+
+  The carry is flattened (``h`` for RNN/GRU, ``[h, c]`` for the LSTM, so
+  D = H or 2H).
+
+  Returns:
+    ``[K, B, D]`` singular values (descending) at each position.
+  """
+  B = xs.shape[0]
+  if initial_carry is None:
+    initial_carry = cell.initial_carry((B,))
+  _, _, carries = unroll(cell, params, xs, initial_carry=initial_carry,
+                         return_all_carries=True)
+  positions = jnp.asarray(positions)
+
+  def flat(c):
+    return jnp.concatenate(list(c), axis=-1)
+
+  def unflat(v):
+    parts = jnp.split(v, len(initial_carry), axis=-1)
+    return type(initial_carry)(*parts)
+
+  def at(t):
+    # Carry before step t (the initial carry for t = 0).
+    before = jax.tree.map(
+        lambda c, c0: jnp.where(t > 0, c[:, jnp.maximum(t - 1, 0)], c0),
+        carries, initial_carry)
+    x_t = xs[:, t]
+
+    def step_one(c, x):  # one example
+      new, _ = cell.step(params, unflat(c[None]), x[None])
+      return flat(new)[0]
+    J = jax.vmap(jax.jacfwd(step_one))(flat(before), x_t)  # [B, D, D]
+    return jnp.linalg.svd(J, compute_uv=False)
+  return jax.vmap(at)(positions)
+
+
+def recurrent_weight_stats(cell: Cell, params) -> dict[str, dict[str, float]]:
+  """Spectral radius and largest singular value of each ``[H, H]`` block of
+  ``w_hh`` (one block for SimpleRNN, i/f/g/o for LSTM, r/z/n for GRU)."""
+  names = {1: ["w"], 3: ["r", "z", "n"], 4: ["i", "f", "g", "o"]}[cell.num_gates]
+  H = cell.hidden_size
+  w = np.asarray(params["w_hh"], np.float64)
+  out = {}
+  for k, name in enumerate(names):
+    blk = w[:, k * H:(k + 1) * H]
+    out[name] = {"spectral_radius": float(np.max(np.abs(np.linalg.eigvals(blk)))),
+                 "max_singular_value": float(np.linalg.norm(blk, 2))}
+  return out
+
+
+def steps_in_the_past(norms: Array, floor: float = 1e-2) -> Array:
+  """How many steps back from the last one ``norms[t] / norms[-1]`` stays at
+  or above ``floor`` (counting back until the first step below it)."""
+  rel = norms / (norms[-1] + 1e-30)
+  below = rel[::-1] < floor
+  T = norms.shape[0]
+  first_below = jnp.where(jnp.any(below), jnp.argmax(below), T)
+  return first_below - 1
