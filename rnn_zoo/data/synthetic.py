@@ -31,6 +31,35 @@ COPY_LENGTH = 10           # symbols to remember
 COPY_VOCAB = 10            # blank, 8 symbols, delimiter
 
 
+# "Solved": the loss below this fraction of the no-memory baseline (for the
+# adding problem, 0.05 * 0.167 = 0.0083 MSE; for copy, 5% of 10 ln 8/(T+20)).
+SOLVED_FRACTION = 0.05
+# "Beats the baseline by a clear margin" (the quick presets' criterion).
+BEATS_FRACTION = 0.5
+
+
+def baseline_loss(task: str, length: int) -> float:
+  """The loss of the best model without memory for ``task`` at ``length``."""
+  if task == "adding":
+    return ADDING_BASELINE_MSE["le"]
+  if task == "adding_hochreiter":
+    return ADDING_BASELINE_MSE["hochreiter"]
+  if task in ("copy", "variable_copy"):
+    return copy_baseline_loss(length)
+  raise ValueError(f"task must be adding, adding_hochreiter, copy or "
+                   f"variable_copy, got {task!r}")
+
+
+def is_solved(task: str, length: int, loss: float) -> bool:
+  """Whether ``loss`` is below ``SOLVED_FRACTION`` of the baseline."""
+  return loss < SOLVED_FRACTION * baseline_loss(task, length)
+
+
+def beats_baseline(task: str, length: int, loss: float) -> bool:
+  """Whether ``loss`` is below ``BEATS_FRACTION`` of the baseline."""
+  return loss < BEATS_FRACTION * baseline_loss(task, length)
+
+
 def adding_batch(key: jax.Array, batch_size: int, length: int,
                  variant: str = "le") -> dict[str, jax.Array]:
   """The adding problem.
