@@ -70,9 +70,10 @@ def long_range(config) -> Workload:
     example = jnp.zeros((1, T, 2))
     baseline = synthetic.ADDING_BASELINE_MSE["le"]
 
-    def loss_fn(params, batch, key, train):
+    def loss_fn(params, batch, key, train, hidden_probes=None):
       pred = model.apply(params, batch["inputs"], deterministic=not train,
-                         rngs={"dropout": key} if train else {})[:, 0]
+                         rngs={"dropout": key} if train else {},
+                         hidden_probes=hidden_probes)[:, 0]
       loss = jnp.mean((pred - batch["targets"]) ** 2)
       return loss, {"loss_over_baseline": loss / baseline}
   else:
@@ -85,9 +86,10 @@ def long_range(config) -> Workload:
     example = jnp.zeros((1, T + 2 * synthetic.COPY_LENGTH), jnp.int32)
     baseline = synthetic.copy_baseline_loss(T)
 
-    def loss_fn(params, batch, key, train):
+    def loss_fn(params, batch, key, train, hidden_probes=None):
       logits = model.apply(params, batch["inputs"], deterministic=not train,
-                           rngs={"dropout": key} if train else {})
+                           rngs={"dropout": key} if train else {},
+                           hidden_probes=hidden_probes)
       ce = optax.softmax_cross_entropy_with_integer_labels(logits, batch["targets"])
       loss = jnp.mean(ce)
       recall = batch["targets"] > 0
@@ -98,7 +100,16 @@ def long_range(config) -> Workload:
     p = grads["params"]
     return {"rnn": p["rnn"], "head": p["head"]}
 
+  def hidden_shapes(batch):
+    b, t = batch["inputs"].shape[:2]
+    return (((b, t, config.hidden_size)),) * config.num_layers
+
+  def rnn_params(params):
+    stack = params["params"]["rnn"]["stack"]
+    return tuple((cell, stack[f"layer_{i}"]) for i in range(config.num_layers))
+
   return Workload(
       init_params=lambda key: model.init(key, example),
       loss_fn=loss_fn, train_batch=make_batch, eval_batch=make_batch,
-      shape_fields=LONG_RANGE_SHAPE_FIELDS, param_groups=param_groups)
+      shape_fields=LONG_RANGE_SHAPE_FIELDS, param_groups=param_groups,
+      hidden_shapes=hidden_shapes, rnn_params=rnn_params)

@@ -38,7 +38,8 @@ class Workload:
   Attributes:
     init_params: ``key -> params``.
     loss_fn: ``(params, batch, key, train) -> (loss, metrics)``; ``metrics``
-      a dict of scalars averaged over the log window.
+      a dict of scalars averaged over the log window. Workloads built on the
+      runner also take ``hidden_probes=`` (see :mod:`rnn_zoo.gradflow`).
     train_batch: ``key -> batch`` (jittable; leaves have a leading batch axis).
     eval_batch: ``key -> batch`` for the held-out split.
     shape_fields: config fields that fix the model's shape (checked on resume).
@@ -53,6 +54,8 @@ class Workload:
   shape_fields: Sequence[str]
   vocab: Any = None
   param_groups: Callable[[Any], dict] | None = None
+  hidden_shapes: Callable[[dict], tuple] | None = None  # batch -> probe shapes
+  rnn_params: Callable[[Any], tuple] | None = None  # params -> (cell, p) per layer
 
 
 def _check_training_config(config) -> None:
@@ -216,6 +219,8 @@ def train_and_evaluate(config, workdir: str, workload: Workload) -> dict:
     mean["grad_norm_max"] = float(np.max([m["grad_norm"] for m in fetched]))
     mean["nonfinite_steps"] = float(len(fetched) - np.sum([m["finite"] for m in fetched]))
     writer.write(step, mean)
+    writer.write_trace(steps, {"grad_norm": [m["grad_norm"] for m in fetched],
+                               "loss": [m["loss"] for m in fetched]})
     progress.report(step, {k: mean[k] for k in ("loss", "grad_norm", "clipped_fraction")})
 
   eval_result = {}

@@ -16,6 +16,22 @@ from absl import logging
 import jax
 
 
+def _truncate(path: str, keep) -> None:
+  """Keeps the JSON lines of ``path`` for which ``keep(line)`` holds."""
+  if not os.path.exists(path):
+    return
+  kept = []
+  with open(path) as f:
+    for line in f:
+      try:
+        if keep(json.loads(line)):
+          kept.append(line)
+      except (ValueError, KeyError, IndexError):
+        pass  # a line cut by a kill
+  with open(path, "w") as f:
+    f.writelines(kept)
+
+
 class MetricWriter:
   """Writes scalars to ``workdir/tensorboard`` and ``workdir/metrics.jsonl``."""
 
@@ -26,17 +42,9 @@ class MetricWriter:
     if not self.active:
       return
     os.makedirs(workdir, exist_ok=True)
-    if os.path.exists(self.path):
-      kept = []
-      with open(self.path) as f:
-        for line in f:
-          try:
-            if json.loads(line)["step"] <= resume_step:
-              kept.append(line)
-          except (ValueError, KeyError):
-            pass  # a line cut by a kill
-      with open(self.path, "w") as f:
-        f.writelines(kept)
+    _truncate(self.path, lambda d: d["step"] <= resume_step)
+    _truncate(os.path.join(workdir, "trace.jsonl"),
+              lambda d: d["steps"][-1] <= resume_step)
     from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
     self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
 
@@ -49,6 +57,14 @@ class MetricWriter:
     for k, v in scalars.items():
       self._tb.add_scalar(f"{split}/{k}", v, step)
     self._tb.flush()
+
+  def write_trace(self, steps, values: dict) -> None:
+    """Per-step values (e.g. the gradient norm) to ``workdir/trace.jsonl``."""
+    if not self.active:
+      return
+    with open(os.path.join(os.path.dirname(self.path), "trace.jsonl"), "a") as f:
+      f.write(json.dumps({"steps": [int(s) for s in steps],
+                          **{k: [float(x) for x in v] for k, v in values.items()}}) + "\n")
 
   def close(self) -> None:
     if self._tb is not None:
