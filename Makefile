@@ -23,7 +23,7 @@ $(STAMP): $(VENV)/bin/python setup.cfg pyproject.toml
 venv: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/python -m benchmarks.throughput --preset=quick
+	$(VENV)/bin/python -m benchmarks.gradient_flow --preset=quick
 
 benchmark: $(STAMP)
 	$(VENV)/bin/python -m benchmarks.throughput
