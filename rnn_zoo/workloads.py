@@ -13,11 +13,14 @@ import jax.numpy as jnp
 import optax
 
 from rnn_zoo import cells as cells_lib
+from rnn_zoo.data import pixels
 from rnn_zoo.data import synthetic
 from rnn_zoo.models.sequence import SequenceModel
 from rnn_zoo.training.loop import Workload
 
-TASKS = ("adding", "copy", "variable_copy")
+TASKS = ("adding", "copy", "variable_copy", "digits", "permuted_digits",
+         "mnist", "permuted_mnist")
+PIXEL_TASKS = ("digits", "permuted_digits", "mnist", "permuted_mnist")
 CELL_NAMES = ("rnn", "irnn", "lstm", "gru")
 LONG_RANGE_SHAPE_FIELDS = ("task", "seq_len", "cell", "hidden_size", "num_layers",
                            "gru_variant")
@@ -51,6 +54,47 @@ def make_cell_from_config(config) -> cells_lib.Cell:
   return cells_lib.SimpleRNN(H, recurrent_init=config.recurrent_init)
 
 
+def _pixel_classification(config, cell) -> Workload:
+  """Pixel-by-pixel classification (many-to-one); ``seq_len`` is the image's
+  pixel count and is not read."""
+  permuted = config.task.startswith("permuted_")
+  if config.task.endswith("digits"):
+    data = pixels.load_digits(permuted)
+  else:
+    data = pixels.load_mnist(permuted)
+  train_x, train_y = jnp.asarray(data["train_x"]), jnp.asarray(data["train_y"])
+  test_x, test_y = jnp.asarray(data["test_x"]), jnp.asarray(data["test_y"])
+  model = SequenceModel(cell, output_size=10, num_layers=config.num_layers,
+                        dropout_rate=config.dropout_rate, readout="last")
+  B = config.batch_size
+
+  def loss_fn(params, batch, key, train, hidden_probes=None):
+    logits = model.apply(params, batch["inputs"], deterministic=not train,
+                         rngs={"dropout": key} if train else {},
+                         hidden_probes=hidden_probes)
+    loss = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(
+        logits, batch["targets"]))
+    acc = jnp.mean(jnp.argmax(logits, -1) == batch["targets"])
+    return loss, {"accuracy": acc}
+
+  def hidden_shapes(batch):
+    b, t = batch["inputs"].shape[:2]
+    return ((b, t, config.hidden_size),) * config.num_layers
+
+  def rnn_params(params):
+    stack = params["params"]["rnn"]["stack"]
+    return tuple((cell, stack[f"layer_{i}"]) for i in range(config.num_layers))
+
+  return Workload(
+      init_params=lambda key: model.init(key, train_x[:1]),
+      loss_fn=loss_fn,
+      train_batch=lambda key: pixels.sample_batch(key, train_x, train_y, B),
+      eval_batch=lambda key: pixels.sample_batch(key, test_x, test_y, B),
+      shape_fields=("task", "cell", "hidden_size", "num_layers", "gru_variant"),
+      param_groups=lambda g: {"rnn": g["params"]["rnn"], "head": g["params"]["head"]},
+      hidden_shapes=hidden_shapes, rnn_params=rnn_params)
+
+
 def long_range(config) -> Workload:
   """Adding (many-to-one regression) or copy (many-to-many classification)."""
   if config.task not in TASKS:
@@ -63,6 +107,8 @@ def long_range(config) -> Workload:
     raise ValueError(f"config.seq_len must be >= 2 for adding, got {config.seq_len}")
   cell = make_cell_from_config(config)
   T, B = config.seq_len, config.batch_size
+  if config.task in PIXEL_TASKS:
+    return _pixel_classification(config, cell)
   if config.task == "adding":
     model = SequenceModel(cell, output_size=1, num_layers=config.num_layers,
                           dropout_rate=config.dropout_rate, readout="last")
@@ -102,7 +148,7 @@ def long_range(config) -> Workload:
 
   def hidden_shapes(batch):
     b, t = batch["inputs"].shape[:2]
-    return (((b, t, config.hidden_size)),) * config.num_layers
+    return ((b, t, config.hidden_size),) * config.num_layers
 
   def rnn_params(params):
     stack = params["params"]["rnn"]["stack"]

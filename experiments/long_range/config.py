@@ -6,7 +6,8 @@ Launch:
   python -m experiments.long_range --workdir=/tmp/lr_smoke \
       --config=experiments/long_range/config.py:smoke --config.num_steps=100
 Presets: "" (default, minutes on 2 CPU cores: LSTM on adding T=100),
-"smoke" (seconds), "copy" (copy task, T=20).
+"smoke" (seconds), "copy" (copy task, T=20), "digits" (pixel-by-pixel 8x8
+digits, T=64; needs the digits extra).
 """
 
 import ml_collections
@@ -16,8 +17,9 @@ def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0                  # Seeds init, dropout and the data stream.
   # Task.
-  c.task = "adding"           # adding | copy | variable_copy
-  c.seq_len = 100             # T: adding sequence length / copy delay.
+  c.task = "adding"           # adding | copy | variable_copy | digits |
+                              # permuted_digits | mnist | permuted_mnist
+  c.seq_len = 100             # T: adding length / copy delay (pixel tasks: unused).
   # Model.
   c.cell = "lstm"             # rnn | irnn | lstm | gru
   c.hidden_size = 128         # H of every layer.
@@ -62,6 +64,11 @@ def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
     c.task = "copy"
     c.seq_len = 20
     c.num_steps = 3000
+  elif preset == "digits":
+    c.task = "digits"
+    c.num_steps = 3000
+    c.learning_rate = 3e-3
   elif preset not in (None, ""):
-    raise ValueError(f"unknown preset {preset!r}: use '', 'smoke' or 'copy'")
+    raise ValueError(
+        f"unknown preset {preset!r}: use '', 'smoke', 'copy' or 'digits'")
   return c

@@ -10,7 +10,7 @@ from rnn_zoo.training import loop
 from experiments.long_range import config as lr_config
 import helpers
 
-PRESETS = ["", "smoke", "copy"]
+PRESETS = ["", "smoke", "copy", "digits"]
 
 
 class RecordingConfig(ml_collections.ConfigDict):
@@ -92,7 +92,7 @@ def test_unknown_preset():
     ("--config.hidden_size=0", "error: config.hidden_size must be a positive int, got 0"),
     ("--config.num_steps=-5", "error: config.num_steps must be a positive int, got -5"),
     ("--config.optimizer=lion", "error: config.optimizer must be one of ['sgd', 'momentum', 'rmsprop', 'adam', 'adamw', 'adagrad'], got 'lion'"),
-    ("--config.task=sorting", "error: config.task must be one of ['adding', 'copy', 'variable_copy'], got 'sorting'"),
+    ("--config.task=sorting", "error: config.task must be one of ['adding', 'copy', 'variable_copy', 'digits', 'permuted_digits', 'mnist', 'permuted_mnist'], got 'sorting'"),
 ])
 def test_bad_config_is_one_line_and_nonzero(tmp_path, override, message):
   proc = helpers.run(tmp_path / "w", override, check=False, timeout=120)
