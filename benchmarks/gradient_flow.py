@@ -121,6 +121,16 @@ def make_config(cell: str, task: str, T: int, preset: dict, steps: int = 1,
 # ---------------------------------------------------------------------------
 # 1. At initialization.
 
+def _median_time(fn, rounds: int = 5) -> float:
+  fn()  # compile
+  times = []
+  for _ in range(rounds):
+    t = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - t)
+  return sorted(times)[len(times) // 2]
+
+
 def init_diagnostics(cell: str, T: int, preset: dict) -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
@@ -140,6 +150,11 @@ def init_diagnostics(cell: str, T: int, preset: dict) -> dict:
                              hidden_probes=pr)[0], probes)
 
   per_layer = [np.asarray(n) for n in norms(params, batch)]
+  # What the diagnostic costs: the probe gradient against one training
+  # forward+backward (gradient of the same loss with respect to the params).
+  grad = jax.jit(jax.grad(lambda p, b: w.loss_fn(p, b, jax.random.key(0), False)[0]))
+  t_grad = _median_time(lambda: jax.block_until_ready(grad(params, batch)))
+  t_probe = _median_time(lambda: jax.block_until_ready(norms(params, batch)))
   cell_obj, p0 = w.rnn_params(params)[0]
   xs = batch["inputs"][:8]
   positions = np.unique(np.linspace(0, T - 1, 12).astype(int))
@@ -159,6 +174,7 @@ def init_diagnostics(cell: str, T: int, preset: dict) -> dict:
   steps_back = max(T - 1 - int(positions[j_idx]), 1)
   return {
       "cell": cell, "T": T,
+      "train_grad_ms": t_grad * 1e3, "probe_grad_ms": t_probe * 1e3,
       "grad_norms": [n.tolist() for n in per_layer],
       # Orders of magnitude ||dL/dh_t|| loses from t = T-1 back to t_min
       # (0 unless the norm underflowed to 0 before t = 0).
@@ -360,6 +376,14 @@ def findings(results: dict) -> list[str]:
                "the tanh's derivative pulls the plain RNN's factor below its "
                "weight's, while the LSTM's additive cell state and the GRU's "
                "update gate keep theirs near 1.")
+    ratios = [d["probe_grad_ms"] / d["train_grad_ms"] for d in init]
+    out.append("**What the diagnostic costs.** Computing ‖dL/dh_t‖ for every t "
+               "(one backward pass with the probes) took "
+               f"{min(ratios):.2f}–{max(ratios):.2f}x the time of the gradient "
+               "with respect to the params (one training forward+backward) over "
+               "all cells and lengths here: about one extra training step, since "
+               "the probes ride on the fused backward loop, which has dL/dh_t at "
+               "every step anyway.")
   train = [r for r in results["train"] if r["clip_norm"] != 0]
   for (task, T) in sorted({(r["task"], r["T"]) for r in train}):
     rs = [r for r in train if (r["task"], r["T"]) == (task, T)]
@@ -421,14 +445,17 @@ def report_markdown(results: dict, figs: list[str]) -> str:
     L += [p, ""]
   L += ["## At initialization", "",
         "| cell | T | orders of decay of ‖dL/dh_t‖ (t=T-1 → 0) | steps in the past (1%) | "
-        "max singular value of W_hh | per-step factor of ‖dh_T/dh_t‖ |",
-        "|---|---:|---:|---:|---:|---:|"]
+        "max singular value of W_hh | per-step factor of ‖dh_T/dh_t‖ | "
+        "probe ‖dL/dh_t‖ ms / training grad ms |",
+        "|---|---:|---:|---:|---:|---:|---:|"]
   for d in results["init"]:
     w = max(s["max_singular_value"] for s in d["weight_stats"].values())
     orders = (f"{d['decay_orders']:.1f}" if d["underflow_before"] is None else
               f"> {d['decay_orders']:.0f} (0 before t={d['underflow_before']})")
     L.append(f"| {CELLS[d['cell']][0]} | {d['T']} | {orders} | "
-             f"{d['steps_in_the_past']} | {w:.2f} | {d['jacobian_factor']:.3f} |")
+             f"{d['steps_in_the_past']} | {w:.2f} | {d['jacobian_factor']:.3f} | "
+             f"{d['probe_grad_ms']:.1f} / {d['train_grad_ms']:.1f} "
+             f"({d['probe_grad_ms'] / d['train_grad_ms']:.2f}x) |")
   L += ["", "## Training", "",
         "Same optimizer and budget for every cell (Adam, clip by global norm "
         f"{results['preset_values']['clip']}; steps and learning rate per task as "

@@ -43,8 +43,8 @@ def _blend(mask_t, new, old):
   return jax.tree.map(lambda n, o: jnp.where(keep, n, o), new, old)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 6))
-def fused_recurrence(cell, w_hh, small, xp, carry0, mask, unroll=1):
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0, 7))
+def fused_recurrence(cell, w_hh, small, xp, carry0, mask, probes=None, unroll=1):
   """Runs the recurrence over time-major ``xp`` ``[T, B, G*H]``.
 
   Args:
@@ -54,36 +54,42 @@ def fused_recurrence(cell, w_hh, small, xp, carry0, mask, unroll=1):
     xp: ``[T, B, G*H]`` projected inputs.
     carry0: the initial carry.
     mask: ``[T, B]`` bool validity mask, or None.
+    probes: ``[T, B, H]`` zeros added to ``h_t`` after each step, or None;
+      their gradient is ``dL/dh_t`` (the backward loop has it anyway).
     unroll: ``lax.scan`` unroll factor.
 
   Returns:
     ``(ys [T, B, H], final_carry)``.
   """
-  (ys, carry), _ = _forward(cell, w_hh, small, xp, carry0, mask, unroll)
+  (ys, carry), _ = _forward(cell, w_hh, small, xp, carry0, mask, probes, unroll)
   return ys, carry
 
 
-def _forward(cell, w_hh, small, xp, carry0, mask, unroll):
+def _forward(cell, w_hh, small, xp, carry0, mask, probes, unroll):
   def body(carry, inp):
-    xp_t, m_t = inp
+    xp_t, m_t, p_t = inp
     u = base.matmul(carry.h, w_hh, cell.dtype)
     new, y = cell.pointwise(small, carry, xp_t, u)
+    if p_t is not None:
+      new = new._replace(h=new.h + p_t)
+      y = new.h
     if m_t is not None:
       new = _blend(m_t, new, carry)
       y = jnp.where(m_t[:, None], y, jnp.zeros_like(y))
     return new, (y, u, carry)
 
-  carry, (ys, us, prev) = jax.lax.scan(body, carry0, (xp, mask), unroll=unroll)
+  carry, (ys, us, prev) = jax.lax.scan(body, carry0, (xp, mask, probes),
+                                       unroll=unroll)
   return (ys, carry), (us, prev)
 
 
-def _fwd(cell, w_hh, small, xp, carry0, mask, unroll):
-  out, (us, prev) = _forward(cell, w_hh, small, xp, carry0, mask, unroll)
-  return out, (w_hh, small, xp, us, prev, mask)
+def _fwd(cell, w_hh, small, xp, carry0, mask, probes, unroll):
+  out, (us, prev) = _forward(cell, w_hh, small, xp, carry0, mask, probes, unroll)
+  return out, (w_hh, small, xp, us, prev, mask, probes is not None)
 
 
 def _bwd(cell, unroll, res, cotangents):
-  w_hh, small, xp, us, prev, mask = res
+  w_hh, small, xp, us, prev, mask, has_probes = res
   dys, dcarry_T = cotangents
   w_hh_t = w_hh.T
 
@@ -98,6 +104,8 @@ def _bwd(cell, unroll, res, cotangents):
       dy_t = jnp.where(keep, dy_t, 0.0)
     else:
       dcarry_in = dcarry
+    # A probe on h_t receives everything that flows into h_t.
+    dprobe = (dcarry_in.h + dy_t) if has_probes else None
     ds, dprev, dxp, du = cell.pointwise_vjp(small, prev_t, xp_t, u_t,
                                             dcarry_in, dy_t)
     # h_{t-1} also feeds u_t = h_{t-1} W_hh.
@@ -108,10 +116,10 @@ def _bwd(cell, unroll, res, cotangents):
     dsmall = jax.tree.map(jnp.add, dsmall, ds)
     # Cells whose step reads only xp + u return one array for both: store it
     # once (half the backward's output traffic).
-    return (dprev, dsmall), (du, None if dxp is du else dxp)
+    return (dprev, dsmall), (du, None if dxp is du else dxp, dprobe)
 
   dsmall0 = jax.tree.map(jnp.zeros_like, small)
-  (dcarry0, dsmall), (dus, dxp) = jax.lax.scan(
+  (dcarry0, dsmall), (dus, dxp, dprobes) = jax.lax.scan(
       body, (dcarry_T, dsmall0), (xp, us, prev, dys, mask), reverse=True,
       unroll=unroll)
   # The hoisted weight gradient: one GEMM over every (time, batch) row.
@@ -121,7 +129,7 @@ def _bwd(cell, unroll, res, cotangents):
   dw_hh = jnp.matmul(rows_h.T, rows_du,
                      preferred_element_type=acc_dtype).astype(w_hh.dtype)
   dxp = dus if dxp is None else dxp
-  return dw_hh, dsmall, dxp.astype(xp.dtype), dcarry0, None
+  return dw_hh, dsmall, dxp.astype(xp.dtype), dcarry0, None, dprobes
 
 
 fused_recurrence.defvjp(_fwd, _bwd)

@@ -77,8 +77,10 @@ def jacobian_norms(cell: Cell, params, xs: Array, positions: Sequence[int] | Arr
   zeros = jnp.zeros((B, T, H), xs.dtype)
 
   def final_h(probes):
+    # Plain autodiff: forward mode (linearize) cannot go through the fused
+    # runner's custom VJP.
     _, carry = unroll(cell, params, xs, hidden_probes=probes,
-                      initial_carry=initial_carry)
+                      initial_carry=initial_carry, fused=False)
     return carry.h
 
   _, jvp_fn = jax.linearize(final_h, zeros)

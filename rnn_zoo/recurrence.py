@@ -190,20 +190,19 @@ def _run(cell: Cell, params, xs, *, initial_carry, lengths, reverse,
       y = jnp.where(keep, y, jnp.zeros_like(y))
     return new, ((y, new) if return_all_carries else y)
 
-  can_fuse = (hoist and chunk == 0 and probes_t is None and
-              not return_all_carries and cell.has_pointwise)
+  can_fuse = (hoist and chunk == 0 and not return_all_carries and
+              cell.has_pointwise)
   if fused and not can_fuse:
     raise ValueError(
         "fused=True needs a cell with a pointwise step (not GRU variant='cho') "
-        "and no remat, hidden_probes or return_all_carries; got "
+        "and no remat or return_all_carries; got "
         f"cell={cell!r}, remat={remat!r}, "
-        f"hidden_probes={'set' if probes_t is not None else None}, "
         f"return_all_carries={return_all_carries}")
   inputs = (xp, mask, probes_t)
   if can_fuse and fused is not False:
     w_hh, small = split_params(params)
     outs, carry = fused_recurrence(cell, w_hh, small, xp, initial_carry, mask,
-                                   unroll)
+                                   probes_t, unroll)
   elif chunk == 0:
     carry, outs = scan_impl(body, initial_carry, inputs, length=T, unroll=unroll)
   elif chunk == 1:
@@ -275,8 +274,8 @@ def unroll(cell: Cell, params, xs: Array, *, initial_carry=None,
       backward pass (the gradient-flow diagnostics rest on this).
     fused: use the hand-written backward pass of :mod:`rnn_zoo.fused` (the
       weight gradient as one matmul after the loop). None (default): whenever
-      it applies (a cell with a pointwise step; no remat, probes or
-      all-carries). False: plain autodiff of the scan.
+      it applies (a cell with a pointwise step; no remat or all-carries).
+      False: plain autodiff of the scan.
 
   Returns:
     ``(ys, final_carry)``; ``ys`` is ``[batch, time, hidden]``. With

@@ -327,7 +327,9 @@ def test_errors_raise_before_tracing_under_jit():
 
 @pytest.mark.parametrize("name", ["rnn_tanh", "irnn", "lstm", "gru_cudnn"])
 @pytest.mark.parametrize("options", [{}, {"lengths": [7, 3, 0]},
-                                     {"lengths": [6, 7, 1], "reverse": True}])
+                                     {"lengths": [6, 7, 1], "reverse": True},
+                                     {"probes": True},
+                                     {"probes": True, "lengths": [7, 2, 5], "reverse": True}])
 def test_fused_backward_equals_autodiff(name, options, x64):
   cell, p, xs = setup(name, dtype=jnp.float64)
   kw = dict(options)
@@ -335,13 +337,15 @@ def test_fused_backward_equals_autodiff(name, options, x64):
     kw["lengths"] = jnp.array(kw["lengths"])
   init = jax.tree.map(lambda a: 0.1 * jnp.ones_like(a), cell.initial_carry((B,)))
   r = jax.random.normal(jax.random.key(5), (B, T, H), jnp.float64)
+  probes = jnp.zeros((B, T, H), jnp.float64) if kw.pop("probes", False) else None
 
-  def loss(p, xs, init, fused):
-    ys, c = rz.unroll(cell, p, xs, initial_carry=init, fused=fused, **kw)
+  def loss(p, xs, init, probes, fused):
+    ys, c = rz.unroll(cell, p, xs, initial_carry=init, fused=fused,
+                      hidden_probes=probes, **kw)
     return jnp.sum(ys * r) + sum(jnp.sum(jnp.cos(a)) for a in c)
 
-  v_f, g_f = jax.value_and_grad(loss, (0, 1, 2))(p, xs, init, True)
-  v_p, g_p = jax.value_and_grad(loss, (0, 1, 2))(p, xs, init, False)
+  v_f, g_f = jax.value_and_grad(loss, (0, 1, 2, 3))(p, xs, init, probes, True)
+  v_p, g_p = jax.value_and_grad(loss, (0, 1, 2, 3))(p, xs, init, probes, False)
   np.testing.assert_allclose(v_f, v_p, rtol=1e-12)
   assert_trees_close(g_f, g_p, rtol=1e-10, atol=1e-12)
 
