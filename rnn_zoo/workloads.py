@@ -54,6 +54,25 @@ def make_cell_from_config(config) -> cells_lib.Cell:
   return cells_lib.SimpleRNN(H, recurrent_init=config.recurrent_init)
 
 
+def _sequence_model_hooks(config, cell) -> dict:
+  """The Workload hooks shared by every ``SequenceModel`` workload: gradient
+  groups, probe shapes, and the recurrent layers' (cell, params)."""
+
+  def param_groups(grads):
+    return {"rnn": grads["params"]["rnn"], "head": grads["params"]["head"]}
+
+  def hidden_shapes(batch):
+    b, t = batch["inputs"].shape[:2]
+    return ((b, t, config.hidden_size),) * config.num_layers
+
+  def rnn_params(params):
+    stack = params["params"]["rnn"]["stack"]
+    return tuple((cell, stack[f"layer_{i}"]) for i in range(config.num_layers))
+
+  return {"param_groups": param_groups, "hidden_shapes": hidden_shapes,
+          "rnn_params": rnn_params}
+
+
 def _pixel_classification(config, cell) -> Workload:
   """Pixel-by-pixel classification (many-to-one); ``seq_len`` is the image's
   pixel count and is not read."""
@@ -77,22 +96,13 @@ def _pixel_classification(config, cell) -> Workload:
     acc = jnp.mean(jnp.argmax(logits, -1) == batch["targets"])
     return loss, {"accuracy": acc}
 
-  def hidden_shapes(batch):
-    b, t = batch["inputs"].shape[:2]
-    return ((b, t, config.hidden_size),) * config.num_layers
-
-  def rnn_params(params):
-    stack = params["params"]["rnn"]["stack"]
-    return tuple((cell, stack[f"layer_{i}"]) for i in range(config.num_layers))
-
   return Workload(
       init_params=lambda key: model.init(key, train_x[:1]),
       loss_fn=loss_fn,
       train_batch=lambda key: pixels.sample_batch(key, train_x, train_y, B),
       eval_batch=lambda key: pixels.sample_batch(key, test_x, test_y, B),
       shape_fields=("task", "cell", "hidden_size", "num_layers", "gru_variant"),
-      param_groups=lambda g: {"rnn": g["params"]["rnn"], "head": g["params"]["head"]},
-      hidden_shapes=hidden_shapes, rnn_params=rnn_params)
+      **_sequence_model_hooks(config, cell))
 
 
 def long_range(config) -> Workload:
@@ -142,20 +152,7 @@ def long_range(config) -> Workload:
       acc = jnp.sum((jnp.argmax(logits, -1) == batch["targets"]) & recall) / jnp.sum(recall)
       return loss, {"loss_over_baseline": loss / baseline, "recall_accuracy": acc}
 
-  def param_groups(grads):
-    p = grads["params"]
-    return {"rnn": p["rnn"], "head": p["head"]}
-
-  def hidden_shapes(batch):
-    b, t = batch["inputs"].shape[:2]
-    return ((b, t, config.hidden_size),) * config.num_layers
-
-  def rnn_params(params):
-    stack = params["params"]["rnn"]["stack"]
-    return tuple((cell, stack[f"layer_{i}"]) for i in range(config.num_layers))
-
   return Workload(
       init_params=lambda key: model.init(key, example),
       loss_fn=loss_fn, train_batch=make_batch, eval_batch=make_batch,
-      shape_fields=LONG_RANGE_SHAPE_FIELDS, param_groups=param_groups,
-      hidden_shapes=hidden_shapes, rnn_params=rnn_params)
+      shape_fields=LONG_RANGE_SHAPE_FIELDS, **_sequence_model_hooks(config, cell))
