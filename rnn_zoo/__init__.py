@@ -3,7 +3,10 @@
 Pure-function cells (:class:`SimpleRNN`, :class:`LSTM`, :class:`GRU`), one
 ``lax.scan`` runner (:func:`unroll`) and what is built on it
 (:func:`bidirectional`, :class:`StackedRNN`, :func:`truncated_bptt`), a Flax
-module (:class:`rnn_zoo.nn.RNN`) and PyTorch interop (:mod:`rnn_zoo.interop`).
+module (:class:`rnn_zoo.nn.RNN`), PyTorch interop (:mod:`rnn_zoo.interop`),
+gradient-flow diagnostics (:mod:`rnn_zoo.gradflow`), models and tasks
+(:mod:`rnn_zoo.models`, :mod:`rnn_zoo.data`). The training loop is
+:mod:`rnn_zoo.training` (imported on demand: it brings in orbax).
 
   >>> import jax, jax.numpy as jnp, rnn_zoo as rz
   >>> cell = rz.LSTM(32)
@@ -13,7 +16,10 @@ module (:class:`rnn_zoo.nn.RNN`) and PyTorch interop (:mod:`rnn_zoo.interop`).
   (4, 20, 32)
 """
 
+from rnn_zoo import data
+from rnn_zoo import gradflow
 from rnn_zoo import interop
+from rnn_zoo import models
 from rnn_zoo import nn
 from rnn_zoo.cells import CELLS, GRU, LSTM, Cell, HiddenCarry, LSTMCarry, SimpleRNN, make_cell
 from rnn_zoo.recurrence import (StackedRNN, bidirectional, python_unroll,
@@ -24,5 +30,6 @@ __version__ = "0.1.0"
 __all__ = [
     "Cell", "SimpleRNN", "LSTM", "GRU", "HiddenCarry", "LSTMCarry", "CELLS",
     "make_cell", "unroll", "python_unroll", "bidirectional", "StackedRNN",
-    "truncated_bptt", "reverse_within_lengths", "nn", "interop",
+    "truncated_bptt", "reverse_within_lengths", "nn", "interop", "gradflow",
+    "models", "data",
 ]

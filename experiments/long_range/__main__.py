@@ -1,3 +1,12 @@
-from experiments.long_range.main import main
+"""``python -m experiments.long_range``: see main.py and config.py."""
 
-main()
+from absl import flags
+
+from experiments import launch
+from experiments.long_range import main as long_range_main
+
+# So that --help lists --workdir, --config and the distributed flags.
+flags.adopt_module_key_flags(long_range_main)
+flags.adopt_module_key_flags(launch)
+
+long_range_main.main()
