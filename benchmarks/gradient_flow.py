@@ -406,7 +406,6 @@ def findings(results: dict) -> list[str]:
       txt += "Still at the baseline (final loss > 90% of it): " + ", ".join(
           CELLS[r["cell"]][0] for r in stuck) + "."
     out.append(txt)
-  fb = {r["cell"]: r for r in train if r["cell"] in ("lstm_fb0", "lstm_fb1", "lstm_chrono")}
   for (task, T) in sorted({(r["task"], r["T"]) for r in train}):
     sel = {r["cell"]: r for r in train if (r["task"], r["T"]) == (task, T)
            and r["cell"] in ("lstm_fb0", "lstm_fb1", "lstm_chrono")}
@@ -415,7 +414,6 @@ def findings(results: dict) -> list[str]:
                  ", ".join(f"{CELLS[c][0]} {r['final_over_baseline']:.3f} "
                            f"(beat the baseline by half: {_fmt_step(r['beats_step'], r['steps'])})"
                            for c, r in sorted(sel.items())) + ".")
-  del fb
   abl = [r for r in results["train"] if r["cell"] in results["clip_ablation_cells"]
          and (r["task"], r["T"]) == tuple(results["clip_ablation_task"])]
   if abl:
@@ -515,12 +513,11 @@ def main(argv):
 
   import jax  # pylint: disable=g-import-not-at-top
   t_start = time.perf_counter()
-  results = {"command": "python -m benchmarks.gradient_flow " + " ".join(argv[1:] + sys.argv[1:]),
+  results = {"command": "python -m benchmarks.gradient_flow " + " ".join(sys.argv[1:]),
              "date": datetime.datetime.now().isoformat(timespec="seconds"),
              "preset": _PRESET.value, "preset_values": preset,
              "device": f"{jax.devices()[0].device_kind} x{jax.device_count()}",
              "init": [], "train": []}
-  results["command"] = "python -m benchmarks.gradient_flow " + " ".join(sys.argv[1:])
   ablation_cells = [c for c in preset["clip_ablation"] if c in cells]
   results["clip_ablation_cells"] = ablation_cells
   results["clip_ablation_task"] = list(preset["train"][0][:2])

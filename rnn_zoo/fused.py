@@ -85,11 +85,14 @@ def _forward(cell, w_hh, small, xp, carry0, mask, probes, unroll):
 
 def _fwd(cell, w_hh, small, xp, carry0, mask, probes, unroll):
   out, (us, prev) = _forward(cell, w_hh, small, xp, carry0, mask, probes, unroll)
-  return out, (w_hh, small, xp, us, prev, mask, probes is not None)
+  # An empty tuple vs None: whether there are probes, kept in the residuals'
+  # static tree structure rather than as a value.
+  return out, (w_hh, small, xp, us, prev, mask, () if probes is not None else None)
 
 
 def _bwd(cell, unroll, res, cotangents):
-  w_hh, small, xp, us, prev, mask, has_probes = res
+  w_hh, small, xp, us, prev, mask, probe_marker = res
+  has_probes = probe_marker is not None
   dys, dcarry_T = cotangents
   w_hh_t = w_hh.T
 
