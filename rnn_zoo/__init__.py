@@ -17,6 +17,7 @@ gradient-flow diagnostics (:mod:`rnn_zoo.gradflow`), models and tasks
 """
 
 from rnn_zoo import data
+from rnn_zoo import decoding
 from rnn_zoo import gradflow
 from rnn_zoo import interop
 from rnn_zoo import models
@@ -31,5 +32,5 @@ __all__ = [
     "Cell", "SimpleRNN", "LSTM", "GRU", "HiddenCarry", "LSTMCarry", "CELLS",
     "make_cell", "unroll", "python_unroll", "bidirectional", "StackedRNN",
     "truncated_bptt", "reverse_within_lengths", "nn", "interop", "gradflow",
-    "models", "data",
+    "models", "data", "decoding",
 ]
