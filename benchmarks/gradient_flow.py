@@ -2,7 +2,7 @@ r"""The gradient-flow benchmark: which cell vanishes, explodes, or learns.
 
 For a grid of cells and sequence lengths it measures
 
-1. at initialization: ``||dL/dh_t||`` against t for every cell (adding task,
+1. at initialization: ``‖dL/dh_t‖`` against t for every cell (adding task,
    one batch; per layer for stacks), the spectral norm of ``dh_T/dh_t`` (power
    iteration), the largest singular value of the one-step Jacobian along the
    trajectory, and the recurrent weight's spectral radius;
@@ -84,7 +84,7 @@ PUBLISHED = [
     ("Tallec & Ollivier 2018", "adding", "chrono init converges about 7x faster "
      "than forget bias 1 at T=750"),
     ("Arjovsky et al. 2016 (uRNN), figure", "at init", "T=1000: tanh RNN's "
-     "||dC/dh_t|| rises from ~1e-14 at t=0 to 1 at t=T; LSTM falls below 1e-24 "
+     "‖dC/dh_t‖ rises from ~1e-14 at t=0 to 1 at t=T; LSTM falls below 1e-24 "
      "before t~450"),
 ]
 
@@ -176,11 +176,11 @@ def init_diagnostics(cell: str, T: int, preset: dict) -> dict:
       "cell": cell, "T": T,
       "train_grad_ms": t_grad * 1e3, "probe_grad_ms": t_probe * 1e3,
       "grad_norms": [n.tolist() for n in per_layer],
-      # Orders of magnitude ||dL/dh_t|| loses from t = T-1 back to t_min
+      # Orders of magnitude ‖dL/dh_t‖ loses from t = T-1 back to t_min
       # (0 unless the norm underflowed to 0 before t = 0).
       "decay_orders": float(np.log10(top[-1] / top[t_min])),
       "underflow_before": t_min if t_min > 0 else None,
-      # Geometric-mean per-step factor of ||dh_T/dh_t|| (power iteration).
+      # Geometric-mean per-step factor of ‖dh_T/dh_t‖ (power iteration).
       "jacobian_factor": float(jac_mean[j_idx] ** (1.0 / steps_back)),
       "steps_in_the_past": int(gradflow.steps_in_the_past(jnp.asarray(top), 1e-2)),
       "jacobian_positions": positions.tolist(),
@@ -253,7 +253,7 @@ def figures(results: dict, out: pathlib.Path) -> list[str]:
         ax.semilogy(range(T), [max(v, 1e-40) for v in n], label=label,
                     linestyle="-" if layer == 0 else "--")
     ax.set_xlabel("time step t")
-    ax.set_ylabel("||dL/dh_t|| (mean over batch)")
+    ax.set_ylabel("‖dL/dh_t‖ (mean over batch)")
     ax.set_title(f"Gradient norm at initialization, adding task, T={T}")
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -269,7 +269,7 @@ def figures(results: dict, out: pathlib.Path) -> list[str]:
       axes[1].plot(sorted(d["step_jacobian_spectrum"], reverse=True),
                    label=CELLS[d["cell"]][0])
     axes[0].set_xlabel("time step t")
-    axes[0].set_ylabel("||dh_T/dh_t||_2 (power iteration)")
+    axes[0].set_ylabel("‖dh_T/dh_t‖_2 (power iteration)")
     axes[0].set_title(f"Jacobian norm to the last step, T={T}")
     axes[1].set_xlabel("index")
     axes[1].set_ylabel("singular value")
@@ -340,7 +340,7 @@ def findings(results: dict) -> list[str]:
     explode = [d for d in at if d["decay_orders"] < -3]
     keep = [d for d in at if -3 <= d["decay_orders"] <= 3]
     txt = (f"**Vanishing and exploding at initialization (T={T}).** Going back from "
-           f"the last step to the first, ||dL/dh_t|| falls by ")
+           f"the last step to the first, ‖dL/dh_t‖ falls by ")
     def orders(d):
       if d["underflow_before"] is None:
         return f"{d['decay_orders']:.1f}"
