@@ -7,7 +7,8 @@ import pytest
 
 MODULES = ["rnn_zoo", "rnn_zoo.cells.simple_rnn", "rnn_zoo.cells.lstm",
            "rnn_zoo.cells.gru", "rnn_zoo.recurrence", "rnn_zoo.nn.recurrent",
-           "rnn_zoo.interop", "rnn_zoo.decoding", "rnn_zoo.models.sequence"]
+           "rnn_zoo.interop", "rnn_zoo.decoding", "rnn_zoo.models.sequence",
+           "rnn_zoo.models.char_lm"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -1,5 +1,6 @@
 """Models built from the zoo's modules."""
 
+from rnn_zoo.models.char_lm import CharLM
 from rnn_zoo.models.sequence import SequenceModel
 
-__all__ = ["SequenceModel"]
+__all__ = ["CharLM", "SequenceModel"]

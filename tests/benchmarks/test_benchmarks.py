@@ -61,3 +61,13 @@ def test_throughput_tiny(tmp_path):
     assert set(row["impls"]) == {"rnn_zoo", "rnn_zoo[autodiff]", "flax"}
     assert row["floor_ms"] > 0
   assert "| lstm | 2×5×3×4 | flax |" in (tmp_path / "report.md").read_text()
+
+
+def test_sampling_tiny(tmp_path):
+  proc = run("benchmarks.sampling", f"--out={tmp_path}", "--length=20",
+             "--batches=1,2", "--hidden=8", "--rounds=1")
+  results = json.loads((tmp_path / "results.json").read_text())
+  assert [r["batch"] for r in results["rows"]] == [1, 2]
+  assert all(r["identical_samples"] for r in results["rows"])
+  assert "| 2 |" in (tmp_path / "report.md").read_text()
+  assert "speedup" not in proc.stderr

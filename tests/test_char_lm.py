@@ -1,0 +1,58 @@
+"""The char-level LM: sequence apply == token steps, first loss ~ ln(V), errors."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import rnn_zoo as rz
+from rnn_zoo import decoding
+
+
+@pytest.mark.parametrize("embed_size", [None, 8])
+def test_apply_equals_stepping_token_by_token(embed_size):
+  lm = rz.models.CharLM(vocab_size=11, cell=rz.LSTM(16), num_layers=2,
+                        embed_size=embed_size)
+  p = lm.init(jax.random.key(0))
+  p["head"]["w"] = p["head"]["w"] * 100  # make logits non-trivial
+  toks = jax.random.randint(jax.random.key(1), (3, 9), 0, 11)
+  logits, carry = lm.apply(p, toks)
+  c = lm.initial_carry(3)
+  for t in range(9):
+    c, lt = lm.step(p, c, toks[:, t])
+    np.testing.assert_allclose(lt, logits[:, t], rtol=1e-4, atol=1e-5)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6), c, carry)
+  # Truncated BPTT gives the same forward values.
+  tl, _ = lm.apply(p, toks, window=4)
+  np.testing.assert_allclose(tl, logits, rtol=1e-5, atol=1e-6)
+
+
+def test_first_loss_is_ln_vocab():
+  V = 65
+  lm = rz.models.CharLM(vocab_size=V, cell=rz.GRU(32))
+  p = lm.init(jax.random.key(0))
+  toks = jax.random.randint(jax.random.key(1), (8, 40), 0, V)
+  logits, _ = lm.apply(p, toks[:, :-1])
+  loss = optax.softmax_cross_entropy_with_integer_labels(logits, toks[:, 1:]).mean()
+  assert float(loss) == pytest.approx(np.log(V), rel=0.01)
+
+
+def test_out_of_range_tokens_are_an_error():
+  lm = rz.models.CharLM(vocab_size=5, cell=rz.GRU(4))
+  p = lm.init(jax.random.key(0))
+  with pytest.raises(ValueError, match=r"token ids must lie in \[0, vocab_size=5\), got min 0, max 5"):
+    lm.apply(p, jnp.array([[0, 5]]))
+  with pytest.raises(ValueError, match="tokens must be integer ids"):
+    lm.apply(p, jnp.array([[0.0, 1.0]]))
+
+
+def test_generation_with_the_lm_is_reproducible():
+  lm = rz.models.CharLM(vocab_size=9, cell=rz.LSTM(8), num_layers=1)
+  p = lm.init(jax.random.key(0))
+  prompt = jnp.array([[1, 2, 3]] * 4)
+  kw = dict(length=30, key=jax.random.key(5), temperature=1.0)
+  a, _ = decoding.generate(lm.step, p, lm.initial_carry(4), prompt, **kw)
+  b, _ = decoding.generate_loop(lm.step, p, lm.initial_carry(4), prompt, **kw)
+  np.testing.assert_array_equal(a, b)
+  assert a.shape == (4, 30) and int(a.max()) < 9
