@@ -28,11 +28,9 @@ Presets, cells and what "solved" means are defined below; see
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import json
 import logging as pylogging
-import math
 import os
 import pathlib
 import sys
@@ -236,12 +234,26 @@ def train_run(cell: str, task: str, T: int, steps: int, lr: float, preset: dict,
 # ---------------------------------------------------------------------------
 # Figures and the report.
 
+def _clip_ablation_runs(results: dict) -> list[dict]:
+  """The runs of the clipping ablation cells on its task, with and without."""
+  task, T = results["clip_ablation_task"]
+  return [r for r in results["train"] if r["cell"] in results["clip_ablation_cells"]
+          and (r["task"], r["T"]) == (task, T)]
+
+
 def figures(results: dict, out: pathlib.Path) -> list[str]:
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
   names = []
+
+  def save(fig, name):
+    fig.tight_layout()
+    fig.savefig(out / name, dpi=110)
+    plt.close(fig)
+    names.append(name)
+
   by_T = {}
   for d in results["init"]:
     by_T.setdefault(d["T"], []).append(d)
@@ -256,11 +268,7 @@ def figures(results: dict, out: pathlib.Path) -> list[str]:
     ax.set_ylabel("‖dL/dh_t‖ (mean over batch)")
     ax.set_title(f"Gradient norm at initialization, adding task, T={T}")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    name = f"grad_norm_at_init_T{T}.png"
-    fig.savefig(out / name, dpi=110)
-    plt.close(fig)
-    names.append(name)
+    save(fig, f"grad_norm_at_init_T{T}.png")
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for d in ds:
@@ -276,11 +284,7 @@ def figures(results: dict, out: pathlib.Path) -> list[str]:
     axes[1].set_title("One-step Jacobian spectrum at the last step")
     axes[1].axhline(1.0, color="gray", lw=0.5)
     axes[0].legend(fontsize=7)
-    fig.tight_layout()
-    name = f"jacobians_at_init_T{T}.png"
-    fig.savefig(out / name, dpi=110)
-    plt.close(fig)
-    names.append(name)
+    save(fig, f"jacobians_at_init_T{T}.png")
 
   groups = {}
   for r in results["train"]:
@@ -297,15 +301,9 @@ def figures(results: dict, out: pathlib.Path) -> list[str]:
     ax.set_ylabel("training loss" + (" (MSE)" if task == "adding" else " (cross-entropy, nats)"))
     ax.set_title(f"{task}, T={T}")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    name = f"loss_{task}_T{T}.png"
-    fig.savefig(out / name, dpi=110)
-    plt.close(fig)
-    names.append(name)
+    save(fig, f"loss_{task}_T{T}.png")
 
-  ablation = [r for r in results["train"] if r["cell"] in results["clip_ablation_cells"]
-              and r["task"] == results["clip_ablation_task"][0]
-              and r["T"] == results["clip_ablation_task"][1]]
+  ablation = _clip_ablation_runs(results)
   if ablation:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for r in ablation:
@@ -317,16 +315,12 @@ def figures(results: dict, out: pathlib.Path) -> list[str]:
     task, T = results["clip_ablation_task"]
     ax.set_title(f"Gradient norm per step, {task} T={T}")
     ax.legend(fontsize=7)
-    fig.tight_layout()
-    name = "grad_norm_trace_clipping.png"
-    fig.savefig(out / name, dpi=110)
-    plt.close(fig)
-    names.append(name)
+    save(fig, "grad_norm_trace_clipping.png")
   return names
 
 
 def _fmt_step(s, budget):
-  return f"{s}" if s is not None else f"not within {budget}"  # a step number
+  return f"{s}" if s is not None else f"not within {budget}"
 
 
 def findings(results: dict) -> list[str]:
@@ -414,8 +408,7 @@ def findings(results: dict) -> list[str]:
                  ", ".join(f"{CELLS[c][0]} {r['final_over_baseline']:.3f} "
                            f"(beat the baseline by half: {_fmt_step(r['beats_step'], r['steps'])})"
                            for c, r in sorted(sel.items())) + ".")
-  abl = [r for r in results["train"] if r["cell"] in results["clip_ablation_cells"]
-         and (r["task"], r["T"]) == tuple(results["clip_ablation_task"])]
+  abl = _clip_ablation_runs(results)
   if abl:
     parts = []
     for r in abl:

@@ -184,7 +184,7 @@ def report_markdown(results: dict) -> str:
           f"| {row['cell']} | {'×'.join(map(str, row['shape']))} | {name} | "
           f"{m['ms']:.1f} | {m['tokens_per_s']:,.0f} | {ratio} | "
           f"{m['ms'] / row['floor_ms']:.2f} |")
-  lines += ["", f"FLOP floor per shape: " + ", ".join(
+  lines += ["", "FLOP floor per shape: " + ", ".join(
       f"{r['cell']} {'×'.join(map(str, r['shape']))}: {r['floor_ms']:.1f} ms"
       for r in results["rows"]), ""]
   return "\n".join(lines)

@@ -8,7 +8,6 @@ recurrent_init.
 
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 import optax
 

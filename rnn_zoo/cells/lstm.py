@@ -97,10 +97,6 @@ class LSTM(Cell):
     return base.LSTMCarry(h=z, c=z)
 
   def pointwise(self, params, carry, xp, u):
-    H = self.hidden_size
-    z = xp + u
-    # One tanh over all four blocks (sigmoid(x) = (1 + tanh(x/2)) / 2): on
-    # CPU this vectorizes far better than four separate activations.
     i, f, g, o = self._gates(xp + u)
     c = f * carry.c + i * g
     h = o * jnp.tanh(c)
@@ -108,6 +104,8 @@ class LSTM(Cell):
     return base.LSTMCarry(h=h.astype(dt), c=c.astype(dt)), h.astype(dt)
 
   def _gates(self, z):
+    # One tanh over all four blocks (sigmoid(x) = (1 + tanh(x/2)) / 2): on
+    # CPU this vectorizes far better than four separate activations.
     H = self.hidden_size
     scale = jnp.concatenate([jnp.full((2 * H,), 0.5, z.dtype),
                              jnp.ones((H,), z.dtype),

@@ -83,6 +83,7 @@ def _check_training_config(config) -> None:
 def make_train_step(workload: Workload, optimizer, config):
   skip = config.nonfinite == "skip"
   clip_norm, clip_value = config.clip_norm, config.clip_value
+  schedule = optim.make_schedule(config)
 
   def train_step(state: TrainState, batch):
     key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step)
@@ -106,7 +107,7 @@ def make_train_step(workload: Workload, optimizer, config):
         step=state.step + 1, params=params, opt_state=opt_state,
         nonfinite_steps=state.nonfinite_steps + (~finite).astype(jnp.int32))
     metrics = {"loss": loss, **aux, **stats, "finite": finite.astype(jnp.float32),
-               "learning_rate": optim.make_schedule(config)(state.step)}
+               "learning_rate": schedule(state.step)}
     return new_state, metrics
 
   return train_step

@@ -30,8 +30,7 @@ def one_device(tmp_path_factory):
 
 
 def test_four_devices_agree_with_one(tmp_path, one_device):
-  proc = helpers.run(tmp_path, *STEPS, devices=4,
-                     extra=["--verbosity=1"])
+  helpers.run(tmp_path, *STEPS, devices=4, extra=["--verbosity=1"])
   params = helpers.final_params(tmp_path)[1]
   assert_close(params, one_device)
 
