@@ -138,7 +138,7 @@ def init_diagnostics(cell: str, T: int, preset: dict) -> dict:
   config = make_config(cell, "adding", T, preset)
   w = workloads.long_range(config)
   params = w.init_params(jax.random.key(config.seed))
-  batch = w.train_batch(jax.random.key(1))
+  batch = w.train_batch(jax.random.key(1), 0)
   probes = tuple(jnp.zeros(s) for s in w.hidden_shapes(batch))
 
   @jax.jit

@@ -44,19 +44,46 @@ def choose(logits: Array, key: Array, temperature: float, top_k: int = 0) -> Arr
   """One token per row of ``logits`` ``[B, V]`` (see the module doc)."""
   if temperature == 0:
     return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+  return _pick(logits, jax.random.gumbel(key, logits.shape, jnp.float32),
+               temperature, top_k)
+
+
+def _pick(logits: Array, noise: Array, temperature: float, top_k: int) -> Array:
+  """The Gumbel-max trick: ``argmax(logits / T + g)`` with g ~ Gumbel(0, 1)
+  is a sample of ``softmax(logits / T)`` (what ``jax.random.categorical``
+  does), here with the noise given, so that it can be drawn ahead."""
+  if temperature == 0:
+    return jnp.argmax(logits, axis=-1).astype(jnp.int32)
   logits = logits.astype(jnp.float32) / temperature
   if top_k:
     kth = jax.lax.top_k(logits, top_k)[0][..., -1:]
     logits = jnp.where(logits < kth, -jnp.inf, logits)
-  return jax.random.categorical(key, logits, axis=-1).astype(jnp.int32)
+  return jnp.argmax(logits + noise, axis=-1).astype(jnp.int32)
+
+
+# generate() draws the sampling noise of every step before its scan (one
+# vectorized RNG call instead of one per step) while it takes at most this
+# many bytes; beyond, each step draws its own.
+NOISE_AHEAD_BYTES = 64 * 2**20
+
+
+def _step_noise(key, i, shape):
+  return jax.random.gumbel(jax.random.fold_in(key, i), shape, jnp.float32)
 
 
 def _decode_step(step_fn: StepFn, params, key, temperature, top_k, end_token):
-  """``(carry, token, step index, done) -> (carry, next token, done)``."""
+  """``(carry, token, step index, done, noise) -> (carry, next token, done)``;
+  ``noise`` is the step's Gumbel noise ``[B, V]``, or None to draw it here
+  (the same values either way: both come from ``fold_in(key, i)``)."""
 
-  def one(c, tok, i, done):
+  def one(c, tok, i, done, noise=None):
     new_c, logits = step_fn(params, c, tok)
-    nxt = choose(logits, jax.random.fold_in(key, i), temperature, top_k)
+    if temperature == 0:
+      nxt = jnp.argmax(logits, axis=-1).astype(jnp.int32)
+    else:
+      if noise is None:
+        noise = _step_noise(key, i, logits.shape)
+      nxt = _pick(logits, noise, temperature, top_k)
     if end_token is not None:
       # A finished sequence repeats end_token and keeps its carry.
       nxt = jnp.where(done, end_token, nxt)
@@ -117,13 +144,20 @@ def generate(step_fn: StepFn, params, carry, prompt: Array, *, length: int,
   first = prompt[:, -1].astype(jnp.int32)
 
   one = _decode_step(step_fn, params, key, temperature, top_k, end_token)
+  steps = jnp.arange(length)
+  noise = None
+  if temperature > 0:
+    V = jax.eval_shape(step_fn, params, carry, first)[1].shape[-1]
+    if length * B * V * 4 <= NOISE_AHEAD_BYTES:
+      noise = jax.vmap(lambda i: _step_noise(key, i, (B, V)))(steps)
 
-  def body(state, i):
-    c, tok, done = one(*state[:2], i, state[2])
+  def body(state, xs):
+    i, g = xs
+    c, tok, done = one(*state[:2], i, state[2], g)
     return (c, tok, done), tok
 
   (carry, _, _), toks = jax.lax.scan(
-      body, (carry, first, jnp.zeros((B,), bool)), jnp.arange(length))
+      body, (carry, first, jnp.zeros((B,), bool)), (steps, noise))
   return jnp.swapaxes(toks, 0, 1), carry
 
 
@@ -143,3 +177,48 @@ def generate_loop(step_fn: StepFn, params, carry, prompt: Array, *, length: int,
     carry, tok, done = one(carry, tok, i, done)
     out.append(tok)
   return jnp.stack(out, axis=1), carry
+
+
+def distinct_ngrams(seq, n: int) -> float:
+  """Distinct n-grams over all n-grams of ``seq`` (a string or token list):
+  1.0 when nothing repeats, near 0 for a loop."""
+  if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
+    raise ValueError(f"n must be a positive int, got {n!r}")
+  seq = list(seq)
+  grams = [tuple(seq[i:i + n]) for i in range(len(seq) - n + 1)]
+  return len(set(grams)) / len(grams) if grams else 0.0
+
+
+def repeated_substring_rate(seq, length: int = 20) -> float:
+  """The fraction of positions whose next ``length`` tokens already occurred
+  earlier in ``seq``: near 1 once generation falls into a loop; natural text
+  rarely repeats 20 characters verbatim."""
+  if isinstance(length, bool) or not isinstance(length, int) or length <= 0:
+    raise ValueError(f"length must be a positive int, got {length!r}")
+  seq = list(seq)
+  seen, repeats, total = set(), 0, 0
+  for i in range(len(seq) - length + 1):
+    gram = tuple(seq[i:i + length])
+    repeats += gram in seen
+    total += 1
+    seen.add(gram)
+  return repeats / total if total else 0.0
+
+
+def loop_period(seq, tail: int = 200) -> int | None:
+  """The smallest period p <= tail // 2 with which the last ``tail`` tokens
+  repeat exactly (a sample stuck in a loop), or None."""
+  seq = list(seq)[-tail:]
+  for p in range(1, len(seq) // 2 + 1):
+    if all(seq[i] == seq[i - p] for i in range(p, len(seq))):
+      return p
+  return None
+
+
+def diversity(seq, ns=(4, 8, 16), repeat_len: int = 20) -> dict:
+  """``distinct_<n>`` for each n, ``repeated_substring_rate`` and
+  ``loop_period`` (0 when not looping) of one sample."""
+  out = {f"distinct_{n}": distinct_ngrams(seq, n) for n in ns}
+  out["repeated_substring_rate"] = repeated_substring_rate(seq, repeat_len)
+  out["loop_period"] = loop_period(seq) or 0
+  return out

@@ -1,9 +1,17 @@
 """Character-level text: corpora, a deterministic vocabulary, stream batches.
 
-* :func:`default_corpus`: English reference text every CPython installation
-  carries (``pydoc_data.topics``, the text of ``help()``'s topics, joined in
-  sorted key order: about 465 KB), so a language model trains offline.
+* Embedded corpora, English text every CPython installation carries, so a
+  language model trains offline (:func:`get_corpus` by name):
+
+  - ``"stdlib"`` (:func:`stdlib_corpus`, the default): ``pydoc_data.topics``
+    (the reference text behind ``help()``, about 465 KB), then the
+    docstrings of the standard library's own modules in sorted path order,
+    cut at 1,000,000 characters;
+  - ``"pydoc_topics"`` (:func:`default_corpus`): the topics alone.
 * :func:`load_corpus`: any local UTF-8 text file, with clear errors.
+* :func:`tiny_shakespeare`: tfds's ``tiny_shakespeare`` (optional: needs
+  tensorflow-datasets, TensorFlow and the internet to prepare; offline it
+  fails within seconds, saying what to do).
 * :class:`Vocab`: sorted characters of the training text plus ``<unk>`` (id 0)
   for characters unseen in training; round-trips through JSON.
 * :func:`stream_windows`: char-rnn's layout for stateful truncated BPTT: the
@@ -13,12 +21,18 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import functools
 import os
+import socket
+import sysconfig
 
 import numpy as np
 
 UNK = "<unk>"
+STDLIB_CHARS = 1_000_000
+CORPORA = ("stdlib", "pydoc_topics", "tiny_shakespeare")
 
 
 def default_corpus() -> tuple[str, str]:
@@ -28,11 +42,118 @@ def default_corpus() -> tuple[str, str]:
   return text, "pydoc_data.topics (CPython's help() topics, sorted by key)"
 
 
+@functools.lru_cache(maxsize=2)
+def stdlib_corpus(max_chars: int = STDLIB_CHARS) -> tuple[str, str]:
+  """``(text, description)``: the pydoc topics, then standard-library
+  docstrings (modules, classes, functions; 40 characters or more; tests,
+  ``idlelib`` and ``lib2to3`` left out), in sorted file order, cut at
+  ``max_chars``. Deterministic for a given Python version."""
+  topics, _ = default_corpus()
+  parts, total = [topics], len(topics)
+  root = sysconfig.get_paths()["stdlib"]
+  skip = {"site-packages", "dist-packages", "test", "tests", "idle_test",
+          "idlelib", "lib2to3"}
+  files = []
+  for dirpath, dirnames, filenames in os.walk(root):
+    dirnames[:] = sorted(d for d in dirnames if d not in skip)
+    files += [os.path.join(dirpath, f) for f in sorted(filenames) if f.endswith(".py")]
+  for path in sorted(os.path.relpath(f, root) for f in files):
+    if total >= max_chars:
+      break
+    try:
+      with open(os.path.join(root, path), encoding="utf-8") as f:
+        tree = ast.parse(f.read())
+    except (SyntaxError, UnicodeDecodeError, ValueError):
+      continue
+    for node in ast.walk(tree):
+      if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef,
+                           ast.AsyncFunctionDef)):
+        doc = ast.get_docstring(node)
+        if doc and len(doc) >= 40:
+          parts.append(doc)
+          total += len(doc) + 2
+  text = "\n\n".join(parts)[:max_chars]
+  return text, (f"pydoc_data.topics + standard-library docstrings (Python "
+                f"{sysconfig.get_python_version()}), first {len(text):,} characters")
+
+
+def _online(host: str = "storage.googleapis.com", port: int = 443,
+            timeout: float = 3.0) -> bool:
+  try:
+    socket.create_connection((host, port), timeout=timeout).close()
+    return True
+  except OSError:
+    return False
+
+
+def tiny_shakespeare(data_dir: str | None = None) -> tuple[str, str]:
+  """tfds's ``tiny_shakespeare`` (Karpathy's 1.1 MB ``input.txt``): its
+  train, validation and test splits joined in order.
+
+  Raises:
+    ValueError: within seconds, saying what to do, when tensorflow-datasets
+      or TensorFlow is missing, or the dataset is not prepared and the
+      internet cannot be reached.
+  """
+  alternative = ("or train on a local copy of the text with "
+                 "--config.corpus=path/to/input.txt")
+  try:
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    raise ValueError("corpus 'tiny_shakespeare' needs tensorflow-datasets: "
+                     f"pip install -e '.[tfds]' tensorflow; {alternative}") from None
+  try:
+    import tensorflow  # pylint: disable=g-import-not-at-top,unused-import
+  except ImportError:
+    raise ValueError("corpus 'tiny_shakespeare' needs TensorFlow to prepare and "
+                     f"read tfds's text datasets: pip install tensorflow; {alternative}") from None
+  builder = tfds.builder("tiny_shakespeare", data_dir=data_dir)
+  prepared = os.path.isfile(os.path.join(builder.data_dir, "dataset_info.json"))
+  if not prepared:
+    if not _online():
+      raise ValueError(
+          "corpus 'tiny_shakespeare' is not prepared in "
+          f"{os.path.dirname(builder.data_dir)} and the internet is unreachable "
+          "(storage.googleapis.com:443): prepare it on a connected machine with "
+          "`python -c \"import tensorflow_datasets as tfds; "
+          "tfds.builder('tiny_shakespeare').download_and_prepare()\"` and copy "
+          f"~/tensorflow_datasets over, {alternative}")
+    builder.download_and_prepare()
+  parts = []
+  for split_name in ("train", "validation", "test"):
+    ds = tfds.as_numpy(builder.as_dataset(split=split_name))
+    parts += [ex["text"].decode("utf-8") for ex in ds]
+  text = "".join(parts)
+  return text, f"tfds tiny_shakespeare ({len(text):,} characters)"
+
+
+def get_corpus(name_or_path: str, max_chars: int = 0) -> tuple[str, str]:
+  """``(text, description)`` for a corpus name in :data:`CORPORA` or the path
+  of a UTF-8 file; ``max_chars > 0`` keeps only the first ``max_chars``."""
+  if not isinstance(name_or_path, str) or not name_or_path:
+    raise ValueError(f"corpus must be one of {list(CORPORA)} or a file path, "
+                     f"got {name_or_path!r}")
+  if isinstance(max_chars, bool) or not isinstance(max_chars, int) or max_chars < 0:
+    raise ValueError(f"max_chars must be an int >= 0, got {max_chars!r}")
+  if name_or_path == "stdlib":
+    text, desc = stdlib_corpus()
+  elif name_or_path == "pydoc_topics":
+    text, desc = default_corpus()
+  elif name_or_path == "tiny_shakespeare":
+    text, desc = tiny_shakespeare()
+  else:
+    text, desc = load_corpus(name_or_path), f"file {os.path.abspath(name_or_path)}"
+  if max_chars and len(text) > max_chars:
+    text, desc = text[:max_chars], f"{desc}, first {max_chars:,} characters"
+  return text, desc
+
+
 def load_corpus(path: str, min_chars: int = 2) -> str:
   """Reads a UTF-8 text file; a missing, empty, undecodable or too short
   file is a ValueError naming the path."""
   if not os.path.isfile(path):
-    raise ValueError(f"corpus file {path!r} does not exist")
+    raise ValueError(f"corpus file {path!r} does not exist (embedded corpora: "
+                     f"{list(CORPORA)})")
   with open(path, "rb") as f:
     raw = f.read()
   try:
@@ -48,10 +169,32 @@ def load_corpus(path: str, min_chars: int = 2) -> str:
   return text
 
 
-def split(text: str, val_fraction: float) -> tuple[str, str]:
-  """A fixed split: the last ``val_fraction`` of the text is validation."""
-  if not 0.0 < val_fraction < 1.0:
+def split(text: str, val_fraction: float, block: int = 0) -> tuple[str, str]:
+  """A fixed train/validation split.
+
+  ``block == 0``: the last ``val_fraction`` of the text is validation
+  (char-rnn's layout). ``block > 0``: the text is cut into blocks of
+  ``block`` characters and every k-th block (k = round(1 / val_fraction),
+  ending with the last whole block) is validation, the rest training, each
+  joined in order: both splits then sample the whole corpus, which matters
+  for a corpus that is a concatenation of different documents (the
+  ``stdlib`` one ends with the docstrings of a few packages).
+  """
+  if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) \
+      or not 0.0 < val_fraction < 1.0:
     raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
+  if isinstance(block, bool) or not isinstance(block, int) or block < 0:
+    raise ValueError(f"val_block must be an int >= 0 (0: the tail), got {block!r}")
+  if block:
+    k = max(2, round(1 / val_fraction))
+    blocks = [text[i:i + block] for i in range(0, len(text), block)]
+    last = len(text) // block - 1   # the last whole block is validation
+    if last < k - 1:
+      raise ValueError(f"{len(text):,} characters are too few for validation "
+                       f"blocks of val_block={block} (one in {k})")
+    is_val = [(last - i) % k == 0 and i <= last for i in range(len(blocks))]
+    return ("".join(b for b, v in zip(blocks, is_val) if not v),
+            "".join(b for b, v in zip(blocks, is_val) if v))
   n_val = max(1, int(len(text) * val_fraction))
   return text[:-n_val], text[-n_val:]
 

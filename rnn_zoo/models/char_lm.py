@@ -100,10 +100,18 @@ class CharLM:
     return ys @ params["head"]["w"] + params["head"]["b"], carry
 
   def step(self, params, carry, tokens):
-    """One token per sequence: ``tokens [B] -> (carry, logits [B, V])``."""
-    x = self.embed(params, tokens)
-    new = []
+    """One token per sequence: ``tokens [B] -> (carry, logits [B, V])``.
+
+    With one-hot inputs the first layer's input projection is a row lookup
+    of ``w_ih`` (equal to ``one_hot @ w_ih``, without the [B, V] matmul).
+    """
+    new, x = [], None
     for i, cell in enumerate(self.stack.cells):
-      c, x = cell.step(params["stack"][f"layer_{i}"], carry[i], x)
+      p = params["stack"][f"layer_{i}"]
+      if i == 0 and not self.embed_size:
+        xp = jnp.take(p["w_ih"], tokens, axis=0).astype(cell.dtype) + p["b"]
+        c, x = cell.step_projected(p, carry[0], xp)
+      else:
+        c, x = cell.step(p, carry[i], self.embed(params, tokens) if i == 0 else x)
       new.append(c)
     return tuple(new), x @ params["head"]["w"] + params["head"]["b"]

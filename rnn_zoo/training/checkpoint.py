@@ -32,7 +32,8 @@ class ConfigMismatchError(ValueError):
   """The workdir was made with a different model shape."""
 
 
-def _jsonable(tree):
+def jsonable(tree):
+  """``tree`` as JSON would give it back (tuples -> lists, ...)."""
   return json.loads(json.dumps(tree, default=str))
 
 
@@ -56,9 +57,9 @@ class Checkpointer:
     if not force and step % self.save_every:
       return False
     items = {"state": ocp.args.StandardSave(state),
-             "config": ocp.args.JsonSave(_jsonable(config))}
+             "config": ocp.args.JsonSave(jsonable(config))}
     if vocab is not None:
-      items["vocab"] = ocp.args.JsonSave(_jsonable(vocab))
+      items["vocab"] = ocp.args.JsonSave(jsonable(vocab))
     return self._manager.save(step, args=ocp.args.Composite(**items), force=True)
 
   def wait(self) -> None:
@@ -152,7 +153,7 @@ class Checkpointer:
 def check_config(saved: dict, requested: dict, shape_fields: Sequence[str],
                  where: str) -> None:
   diffs = [(k, saved.get(k), requested.get(k)) for k in shape_fields
-           if _jsonable(saved.get(k)) != _jsonable(requested.get(k))]
+           if jsonable(saved.get(k)) != jsonable(requested.get(k))]
   if diffs:
     text = ", ".join(f"{k}: saved {a!r}, requested {b!r}" for k, a, b in diffs)
     raise ConfigMismatchError(
@@ -163,11 +164,13 @@ def check_config(saved: dict, requested: dict, shape_fields: Sequence[str],
 def load_latest(workdir: str) -> dict:
   """The newest checkpoint of a workdir as NumPy arrays (for analysis/tests).
 
-  Returns ``{"step": int, "state": pytree of np.ndarray, "config": dict}``.
+  Returns ``{"step": int, "state": pytree of np.ndarray, "config": dict,
+  "vocab": dict or None}``.
   """
   directory = os.path.join(workdir, "checkpoints")
   handlers = {"state": ocp.StandardCheckpointHandler(),
-              "config": ocp.JsonCheckpointHandler()}
+              "config": ocp.JsonCheckpointHandler(),
+              "vocab": ocp.JsonCheckpointHandler()}
   with ocp.CheckpointManager(
       directory, options=ocp.CheckpointManagerOptions(read_only=True),
       item_handlers=handlers) as manager:
@@ -179,7 +182,11 @@ def load_latest(workdir: str) -> dict:
     target = jax.tree.map(
         lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
         manager.item_metadata(step)["state"])
-    restored = manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(target), config=ocp.args.JsonRestore()))
+    items = {"state": ocp.args.StandardRestore(target),
+             "config": ocp.args.JsonRestore()}
+    if os.path.isdir(os.path.join(directory, str(step), "vocab")):
+      items["vocab"] = ocp.args.JsonRestore()
+    restored = manager.restore(step, args=ocp.args.Composite(**items))
   state = jax.tree.map(np.asarray, restored["state"])
-  return {"step": step, "state": state, "config": restored["config"]}
+  return {"step": step, "state": state, "config": restored["config"],
+          "vocab": restored.get("vocab")}

@@ -40,27 +40,47 @@ class Workload:
     loss_fn: ``(params, batch, key, train) -> (loss, metrics)``; ``metrics``
       a dict of scalars averaged over the log window. Workloads built on the
       runner also take ``hidden_probes=`` (see :mod:`rnn_zoo.gradflow`).
-    train_batch: ``key -> batch`` (jittable; leaves have a leading batch axis).
-    eval_batch: ``key -> batch`` for the held-out split.
+      Stateful workloads (``init_carry`` set) take ``carry=`` and return
+      ``(loss, (metrics, new_carry))``.
+    train_batch: ``(key, step) -> batch`` (jittable; leaves have a leading
+      batch axis); ``key`` is ``fold_in(data_key, step)``.
+    eval_batch: ``(key, i) -> batch`` for the i-th held-out batch.
     shape_fields: config fields that fix the model's shape (checked on resume).
     vocab: saved beside every checkpoint when not None.
     param_groups: optional ``params -> dict[name, subtree]`` for per-group
       gradient norms in the logs.
+    init_carry: for stateful training, ``batch_size -> carry``: the model's
+      recurrent state, kept in ``TrainState.carry`` (checkpointed, sharded
+      like the batch) and passed from one train step to the next with the
+      gradient stopped there (truncated BPTT across batches); evaluation
+      carries its own state across its batches in order.
+    eval_batches: evaluate on exactly this many batches (a whole held-out
+      split) instead of ``config.eval_batches``.
+    sample: ``(params, key) -> str``: text printed (and appended to
+      ``samples.txt``) every ``config.sample_every`` steps.
+    info: facts about the data (sizes, source) logged at the start.
   """
   init_params: Callable[[jax.Array], Any]
   loss_fn: Callable[..., tuple[jax.Array, dict]]
-  train_batch: Callable[[jax.Array], dict]
-  eval_batch: Callable[[jax.Array], dict]
+  train_batch: Callable[[jax.Array, jax.Array], dict]
+  eval_batch: Callable[[jax.Array, jax.Array], dict]
   shape_fields: Sequence[str]
   vocab: Any = None
   param_groups: Callable[[Any], dict] | None = None
   hidden_shapes: Callable[[dict], tuple] | None = None  # batch -> probe shapes
   rnn_params: Callable[[Any], tuple] | None = None  # params -> (cell, p) per layer
+  init_carry: Callable[[int], Any] | None = None
+  eval_batches: int | None = None
+  sample: Callable[[Any, jax.Array], str] | None = None
+  info: dict | None = None
 
 
-def _check_training_config(config) -> None:
-  for field in ("batch_size", "num_steps", "log_every", "eval_every",
-                "eval_batches", "checkpoint_every", "keep_checkpoints"):
+def _check_training_config(config, workload: Workload | None = None) -> None:
+  fields = ["batch_size", "num_steps", "log_every", "eval_every",
+            "checkpoint_every", "keep_checkpoints"]
+  if workload is None or workload.eval_batches is None:
+    fields.append("eval_batches")
+  for field in fields:
     v = config[field]
     if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
       raise ValueError(f"config.{field} must be a positive int, got {v!r}")
@@ -75,6 +95,9 @@ def _check_training_config(config) -> None:
   for field in ("clip_norm", "clip_value", "warmup_steps"):
     if config[field] < 0:
       raise ValueError(f"config.{field} must be >= 0, got {config[field]!r}")
+  sample_every = config.get("sample_every", 0)
+  if isinstance(sample_every, bool) or not isinstance(sample_every, int) or sample_every < 0:
+    raise ValueError(f"config.sample_every must be an int >= 0, got {sample_every!r}")
   if config.nonfinite not in NONFINITE_POLICIES:
     raise ValueError(f"config.nonfinite must be one of {list(NONFINITE_POLICIES)}, "
                      f"got {config.nonfinite!r}")
@@ -82,13 +105,21 @@ def _check_training_config(config) -> None:
 
 def make_train_step(workload: Workload, optimizer, config):
   skip = config.nonfinite == "skip"
+  stateful = workload.init_carry is not None
   clip_norm, clip_value = config.clip_norm, config.clip_value
   schedule = optim.make_schedule(config)
 
   def train_step(state: TrainState, batch):
     key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step)
-    (loss, aux), grads = jax.value_and_grad(workload.loss_fn, has_aux=True)(
-        state.params, batch, key, True)
+    if stateful:
+      # The carry enters as a constant: the gradient stops at the boundary.
+      (loss, (aux, carry)), grads = jax.value_and_grad(
+          lambda p: workload.loss_fn(p, batch, key, True, carry=state.carry),
+          has_aux=True)(state.params)
+    else:
+      (loss, aux), grads = jax.value_and_grad(workload.loss_fn, has_aux=True)(
+          state.params, batch, key, True)
+      carry = None
     stats = {}
     if workload.param_groups is not None:
       for name, sub in workload.param_groups(grads).items():
@@ -103,8 +134,10 @@ def make_train_step(workload: Workload, optimizer, config):
           lambda n, o: jnp.where(finite, n, o), new, old)
       params = keep(params, state.params)
       opt_state = keep(opt_state, state.opt_state)
+    if stateful:  # a non-finite carry would poison every later batch: reset it
+      carry = jax.tree.map(lambda c: jnp.where(finite, c, jnp.zeros_like(c)), carry)
     new_state = state.replace(
-        step=state.step + 1, params=params, opt_state=opt_state,
+        step=state.step + 1, params=params, opt_state=opt_state, carry=carry,
         nonfinite_steps=state.nonfinite_steps + (~finite).astype(jnp.int32))
     metrics = {"loss": loss, **aux, **stats, "finite": finite.astype(jnp.float32),
                "learning_rate": schedule(state.step)}
@@ -134,7 +167,7 @@ def train_and_evaluate(config, workdir: str, workload: Workload) -> dict:
       gradient (naming the step and the last good checkpoint).
     CheckpointError / ConfigMismatchError: see :mod:`checkpoint`.
   """
-  _check_training_config(config)
+  _check_training_config(config, workload)
   mesh = shard_lib.make_mesh()
   shard_lib.check_batch_size(config.batch_size, mesh)
   data_sharding = shard_lib.batch_sharding(mesh)
@@ -145,23 +178,41 @@ def train_and_evaluate(config, workdir: str, workload: Workload) -> dict:
   k_init, k_train, k_data, k_eval = jax.random.split(root, 4)
   optimizer = optim.make_optimizer(config)
 
+  stateful = workload.init_carry is not None
+
+  def init_carry():
+    return workload.init_carry(config.batch_size) if stateful else None
+
   def init_state():
     params = workload.init_params(k_init)
     return TrainState(step=jnp.zeros((), jnp.int32), params=params,
                       opt_state=optimizer.init(params),
                       key=jax.random.key_data(k_train),
-                      nonfinite_steps=jnp.zeros((), jnp.int32))
+                      nonfinite_steps=jnp.zeros((), jnp.int32),
+                      carry=init_carry())
 
+  shapes = jax.eval_shape(init_state)
+  # Everything replicated but the carry, which is sharded like the batch.
+  shardings = jax.tree.map(lambda _: repl, shapes).replace(
+      carry=jax.tree.map(lambda _: data_sharding, shapes.carry))
   abstract = jax.tree.map(
-      lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=repl),
-      jax.eval_shape(init_state))
+      lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
+      shapes, shardings)
   checkpointer = ckpt_lib.Checkpointer(
       os.path.join(workdir, "checkpoints"), save_every=config.checkpoint_every,
       keep=config.keep_checkpoints, async_save=config.async_checkpoint)
-  state, restored_step, _ = checkpointer.restore_latest(
+  state, restored_step, saved_vocab = checkpointer.restore_latest(
       abstract, config_dict, workload.shape_fields)
+  if (saved_vocab is not None and workload.vocab is not None
+      and ckpt_lib.jsonable(saved_vocab) != ckpt_lib.jsonable(workload.vocab)):
+    checkpointer.close()
+    raise ckpt_lib.ConfigMismatchError(
+        f"the checkpoints in {checkpointer.directory} were made with a different "
+        "vocabulary (the corpus changed); use another --workdir or the same corpus")
+  if workload.info and jax.process_index() == 0:
+    logging.info("data: %s", ", ".join(f"{k} {v}" for k, v in workload.info.items()))
   if state is None:
-    state = jax.jit(init_state, out_shardings=repl)()
+    state = jax.jit(init_state, out_shardings=shardings)()
     start = 0
     logging.info("starting from scratch in %s", workdir)
   else:
@@ -171,27 +222,48 @@ def train_and_evaluate(config, workdir: str, workload: Workload) -> dict:
   writer = metrics_lib.MetricWriter(workdir, resume_step=start)
   progress = metrics_lib.Progress(start, config.num_steps)
 
-  batch_fn = jax.jit(lambda step: workload.train_batch(jax.random.fold_in(k_data, step)),
-                     out_shardings=data_sharding)
-  eval_batch_fn = jax.jit(lambda i: workload.eval_batch(jax.random.fold_in(k_eval, i)),
-                          out_shardings=data_sharding)
+  batch_fn = jax.jit(
+      lambda step: workload.train_batch(jax.random.fold_in(k_data, step), step),
+      out_shardings=data_sharding)
+  eval_batch_fn = jax.jit(
+      lambda i: workload.eval_batch(jax.random.fold_in(k_eval, i), i),
+      out_shardings=data_sharding)
   train_step = jax.jit(make_train_step(workload, optimizer, config),
                        donate_argnums=0)
-  eval_step = jax.jit(lambda params, batch: workload.loss_fn(
-      params, batch, jax.random.key(0), False))
+  num_eval = workload.eval_batches or config.eval_batches
+  if stateful:
+    eval_step = jax.jit(lambda params, batch, carry: workload.loss_fn(
+        params, batch, jax.random.key(0), False, carry=carry))
+    eval_carry = jax.jit(init_carry, out_shardings=shardings.carry)
+  else:
+    eval_step = jax.jit(lambda params, batch: workload.loss_fn(
+        params, batch, jax.random.key(0), False))
+  sample_every = config.get("sample_every", 0) if workload.sample else 0
+  k_sample = jax.random.fold_in(root, 1)
 
   def evaluate(params, step):
     sums = {}
-    for i in range(config.eval_batches):
-      loss, aux = eval_step(params, eval_batch_fn(i))
+    carry = eval_carry() if stateful else None
+    for i in range(num_eval):
+      if stateful:  # the held-out streams in order, the state carried across
+        loss, (aux, carry) = eval_step(params, eval_batch_fn(i), carry)
+      else:
+        loss, aux = eval_step(params, eval_batch_fn(i))
       for k, v in {"loss": loss, **aux}.items():
         sums[k] = sums.get(k, 0.0) + v
-    result = {k: float(v) / config.eval_batches for k, v in sums.items()}
+    result = {k: float(v) / num_eval for k, v in sums.items()}
     writer.write(step, result, split="eval")
     if jax.process_index() == 0:
       logging.info("eval at step %d: %s", step,
                    " ".join(f"{k} {v:.4g}" for k, v in result.items()))
     return result
+
+  def show_sample(params, step):
+    text = workload.sample(params, jax.random.fold_in(k_sample, step))
+    if jax.process_index() == 0:
+      logging.info("sample at step %d:\n%s", step, text)
+      with open(os.path.join(workdir, "samples.txt"), "a", encoding="utf-8") as f:
+        f.write(f"===== step {step} =====\n{text}\n")
 
   pending: list[tuple[int, dict]] = []
 
@@ -236,6 +308,8 @@ def train_and_evaluate(config, workdir: str, workload: Workload) -> dict:
         flush(s)
       if last or s % config.eval_every == 0:
         eval_result = evaluate(state.params, s)
+      if sample_every and (last or s % sample_every == 0):
+        show_sample(state.params, s)
       if saving:
         if not _all_finite(state.params):
           raise NonFiniteError(

@@ -71,3 +71,18 @@ def test_sampling_tiny(tmp_path):
   assert all(r["identical_samples"] for r in results["rows"])
   assert "| 2 |" in (tmp_path / "report.md").read_text()
   assert "speedup" not in proc.stderr
+
+
+def test_char_rnn_throughput_tiny(tmp_path):
+  run("benchmarks.char_rnn", f"--out={tmp_path}", "--shapes=4x10x8", "--rounds=1",
+      "--steps=2")
+  results = json.loads((tmp_path / "results.json").read_text())
+  impls = [r["impl"] for r in results["rows"]]
+  try:
+    import torch  # pylint: disable=g-import-not-at-top,unused-import
+    assert impls == ["rnn_zoo", "torch"]
+    assert results["rows"][1]["x_anchor"] > 0
+  except ImportError:
+    assert impls == ["rnn_zoo"]
+  assert all(r["chars_per_s"] > 0 and r["vocab"] > 50 for r in results["rows"])
+  assert "| 4×10×8 | " in (tmp_path / "report.md").read_text()

@@ -100,3 +100,44 @@ def test_bad_config_is_one_line_and_nonzero(tmp_path, override, message):
   last = proc.stderr.strip().splitlines()[-1]
   assert last == message or last.startswith(message), proc.stderr[-2000:]
   assert "Traceback" not in proc.stderr
+
+
+# -- char_rnn ------------------------------------------------------------------
+from experiments.char_rnn import config as cr_config  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+@pytest.mark.parametrize("preset", ["", "smoke", "karpathy"])
+def test_char_rnn_presets_build_and_every_field_is_commented(preset):
+  c = cr_config.get_config(preset)
+  c.max_chars = c.max_chars or 200_000   # building the vocabulary is all we need
+  w = workloads.char_rnn(c)
+  loop._check_training_config(c, w)
+  training.make_optimizer(c)
+  assert w.init_carry is not None and w.vocab["chars"]
+  source = open(cr_config.__file__).read()
+  for key in c.keys():
+    line = next(l for l in source.splitlines() if l.strip().startswith(f"c.{key} ="))
+    assert "#" in line, f"config field {key} has no comment"
+  with pytest.raises(ValueError, match="unknown preset 'big'"):
+    cr_config.get_config("big")
+
+
+def test_char_rnn_every_key_is_read(tmp_path):
+  read = set()
+  c = RecordingConfig(cr_config.get_config("smoke"))
+  c.update({"num_steps": 2, "checkpoint_every": 1, "sample_every": 1})
+  c._read.clear()
+  training.train_and_evaluate(c, str(tmp_path), workloads.char_rnn(c))
+  read |= c._read
+  for cell in workloads.CELL_NAMES:
+    for optimizer in training.OPTIMIZERS:
+      for schedule in training.SCHEDULES:
+        c = RecordingConfig(cr_config.get_config("smoke"))
+        c.update({"cell": cell, "optimizer": optimizer, "schedule": schedule,
+                  "chrono": True})
+        c._read.clear()
+        workloads.char_rnn(c)
+        training.make_optimizer(c)
+        read |= c._read
+  unread = set(cr_config.get_config("smoke").keys()) - read
+  assert not unread, f"config fields never read: {sorted(unread)}"

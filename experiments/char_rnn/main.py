@@ -1,0 +1,27 @@
+"""Trains a character-level language model (char-rnn). See config.py."""
+
+from absl import flags
+from ml_collections import config_flags
+
+from experiments import launch
+from rnn_zoo import training
+from rnn_zoo import workloads
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "Checkpoints, logs, metrics, samples.",
+                               required=True)
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", "experiments/char_rnn/config.py", "Config file[:preset].",
+    lock_config=True)
+
+
+def train():
+  config = _CONFIG.value
+  return training.train_and_evaluate(config, _WORKDIR.value, workloads.char_rnn(config))
+
+
+def main():
+  launch.run(train)
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,139 @@
+"""The char-rnn binaries end to end: train, sample, report, resume, errors."""
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import helpers
+from rnn_zoo.data import text as text_lib
+
+pytestmark = pytest.mark.slow
+SMOKE = "--config=experiments/char_rnn/config.py:smoke"
+
+
+def train(workdir, *overrides, check=True):
+  proc = subprocess.run(
+      [sys.executable, "-m", "experiments.char_rnn", f"--workdir={workdir}", SMOKE,
+       *overrides], cwd=helpers.ROOT, env=helpers.env(), capture_output=True,
+      text=True, timeout=300)
+  if check and proc.returncode:
+    raise AssertionError(f"exit {proc.returncode}\n{proc.stderr[-4000:]}")
+  return proc
+
+
+def sample(workdir, *flags, check=True):
+  proc = subprocess.run(
+      [sys.executable, "-m", "experiments.char_rnn.sample", f"--workdir={workdir}",
+       *flags], cwd=helpers.ROOT, env=helpers.env(), capture_output=True,
+      text=True, timeout=300)
+  if check and proc.returncode:
+    raise AssertionError(f"exit {proc.returncode}\n{proc.stderr[-4000:]}")
+  return proc
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+  workdir = tmp_path_factory.mktemp("char_rnn")
+  train(workdir, "--config.log_every=1")
+  return workdir
+
+
+def test_smoke_run_logs_bits_per_char_samples_and_saves_the_vocab(trained):
+  records = [json.loads(l) for l in open(trained / "metrics.jsonl")]
+  evals = [r for r in records if r.get("split") == "eval"]
+  assert [r["step"] for r in evals] == [15, 30]
+  for r in evals:
+    assert r["bits_per_char"] == pytest.approx(r["nats_per_char"] / math.log(2))
+  from rnn_zoo.training import checkpoint  # pylint: disable=g-import-not-at-top
+  ckpt = checkpoint.load_latest(str(trained))
+  assert ckpt["step"] == 30
+  text, _ = text_lib.get_corpus("stdlib", 20_000)
+  train_text, _ = text_lib.split(text, 0.1, 1_000)
+  vocab = text_lib.Vocab.from_json(ckpt["vocab"])
+  assert vocab == text_lib.Vocab.build(train_text)
+  # The first logged loss is ln(vocab) (min-char-rnn's check).
+  first = json.loads(open(trained / "trace.jsonl").readline())
+  assert first["step"] == 1
+  assert first["loss"] == pytest.approx(math.log(vocab.size), rel=0.02)
+  # The carried state is part of the checkpoint, one row per stream.
+  assert [c["h"].shape for c in ckpt["state"]["carry"]] == [(8, 32), (8, 32)]
+  samples = (trained / "samples.txt").read_text(encoding="utf-8")
+  assert samples.count("===== step") == 2
+
+
+def test_sample_binary_is_reproducible_and_argmax_is_deterministic(trained):
+  a = sample(trained, "--prime=The ", "--length=40", "--temperature=0.8", "--seed=3",
+             "--num_samples=2").stdout
+  b = sample(trained, "--prime=The ", "--length=40", "--temperature=0.8", "--seed=3",
+             "--num_samples=2").stdout
+  assert a == b and a.count("===== sample") == 2 and a.count("The ") >= 2
+  c = sample(trained, "--prime=The ", "--length=40", "--temperature=0.8", "--seed=4",
+             "--num_samples=2").stdout
+  assert c != a
+  g1 = sample(trained, "--length=40", "--temperature=0", "--seed=1").stdout
+  g2 = sample(trained, "--length=40", "--temperature=0", "--seed=2").stdout
+  assert g1 == g2 and g1.startswith("The ")
+
+
+def test_report_measures_argmax_against_sampling(trained):
+  sample(trained, "--report", "--length=300", "--num_samples=4")
+  result = json.loads((trained / "sampling_report.json").read_text())
+  sources = [r["source"] for r in result["rows"]]
+  assert sources == ["argmax", "sampling T=0.5", "sampling T=0.8", "sampling T=1",
+                     "validation text"]
+  for r in result["rows"]:
+    assert 0 <= r["distinct_8"] <= 1 and 0 <= r["repeated_substring_rate"] <= 1
+  assert "| argmax |" in (trained / "sampling_report.md").read_text()
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--temperature=-1"], "error: temperature must be >= 0 (0: argmax), got -1.0"),
+    (["--length=0"], "error: --length must be a positive int, got 0"),
+    (["--prime="], "error: --prime must be a non-empty string, got ''"),
+])
+def test_sample_bad_flags(trained, flags, message):
+  proc = sample(trained, *flags, check=False)
+  assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1] == message
+  assert "Traceback" not in proc.stderr
+
+
+def test_sample_without_checkpoints(tmp_path):
+  proc = sample(tmp_path, check=False)
+  assert proc.returncode == 2
+  assert "holds no checkpoints (train first" in proc.stderr.strip().splitlines()[-1]
+
+
+def test_resume_restores_the_carried_state_bit_identically(tmp_path):
+  common = ["--config.schedule=constant", "--config.async_checkpoint=false"]
+  train(tmp_path / "straight", *common)
+  train(tmp_path / "split", *common, "--config.num_steps=15")
+  train(tmp_path / "split", *common)
+  from rnn_zoo.training import checkpoint  # pylint: disable=g-import-not-at-top
+  a = checkpoint.load_latest(str(tmp_path / "straight"))
+  b = checkpoint.load_latest(str(tmp_path / "split"))
+  assert a["step"] == b["step"] == 30
+  helpers.assert_trees_equal(a["state"]["params"], b["state"]["params"])
+  helpers.assert_trees_equal(a["state"]["carry"], b["state"]["carry"])
+
+
+def test_corpus_errors_and_a_changed_corpus(tmp_path):
+  proc = train(tmp_path / "w", "--config.corpus=/nonexistent/input.txt", check=False)
+  assert proc.returncode == 2
+  assert proc.stderr.strip().splitlines()[-1].startswith(
+      "error: corpus file '/nonexistent/input.txt' does not exist")
+  bad = tmp_path / "latin1.txt"
+  bad.write_bytes("caf\xe9 ".encode("latin-1") * 100)
+  proc = train(tmp_path / "w", f"--config.corpus={bad}", check=False)
+  assert proc.returncode == 2 and "is not valid UTF-8" in proc.stderr
+  corpus = tmp_path / "c.txt"
+  corpus.write_text("abcdefgh " * 1000)
+  train(tmp_path / "v", f"--config.corpus={corpus}", "--config.max_chars=0",
+        "--config.num_steps=10")
+  corpus.write_text("ABCDEFGH " * 1000)
+  proc = train(tmp_path / "v", f"--config.corpus={corpus}", "--config.max_chars=0",
+               "--config.num_steps=20", check=False)
+  assert proc.returncode == 2 and "different vocabulary" in proc.stderr
