@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks import throughput
+from benchmarks import common
 from rnn_zoo import workloads
 from rnn_zoo import xla_config
 from rnn_zoo.training import loop
@@ -58,12 +58,16 @@ def make_rnn_zoo(config, steps):
   """The experiment's own train step, on its own batches."""
   w = workloads.char_rnn(config)
   optimizer = optim.make_optimizer(config)
-  params = w.init_params(jax.random.key(0))
-  state = TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                     opt_state=optimizer.init(params),
-                     key=jax.random.key_data(jax.random.key(1)),
-                     nonfinite_steps=jnp.zeros((), jnp.int32),
-                     carry=w.init_carry(config.batch_size))
+
+  @jax.jit  # one buffer per leaf: the train step donates them
+  def init_state():
+    params = w.init_params(jax.random.key(0))
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                      opt_state=optimizer.init(params),
+                      key=jax.random.key_data(jax.random.key(1)),
+                      nonfinite_steps=jnp.zeros((), jnp.int32),
+                      carry=w.init_carry(config.batch_size))
+  state = init_state()
   train_step = jax.jit(loop.make_train_step(w, optimizer, config), donate_argnums=0)
   batches = [jax.block_until_ready(w.train_batch(None, s)) for s in range(steps)]
   box = [state]
@@ -134,7 +138,7 @@ def main(argv):
     fns["rnn_zoo"], V, batches = make_rnn_zoo(config, n)
     if use_torch:
       fns["torch"] = make_torch(config, V, batches)
-    times = throughput.time_round_robin(fns, _ROUNDS.value)
+    times = common.time_round_robin(fns, _ROUNDS.value)
     med = {k: float(np.median(v)) / n for k, v in times.items()}
     for impl, t in med.items():
       row = {"batch": B, "seq_len": T, "hidden": H, "layers": config.num_layers,
@@ -148,7 +152,7 @@ def main(argv):
             flush=True)
   results = {"command": "python -m benchmarks.char_rnn " + " ".join(sys.argv[1:]),
              "date": datetime.datetime.now().isoformat(timespec="seconds"),
-             "environment": throughput.environment(), "rows": rows}
+             "environment": common.environment(), "rows": rows}
   (out / "results.json").write_text(json.dumps(results, indent=1))
   env = results["environment"]
   lines = ["# char-rnn training throughput", "",

@@ -31,7 +31,6 @@ import datetime
 import json
 import os
 import pathlib
-import platform
 import sys
 import time
 
@@ -44,6 +43,8 @@ import numpy as np
 
 import rnn_zoo as rz
 from rnn_zoo import xla_config
+
+from benchmarks import common
 
 PRESETS = {
     # rounds: timed repetitions of every implementation (after 2 warm-ups).
@@ -130,36 +131,6 @@ def make_torch(cell_name, B, T, I, H):
   return step
 
 
-def time_round_robin(fns: dict, rounds: int) -> dict[str, list[float]]:
-  for fn in fns.values():  # compile and warm up
-    fn()
-    fn()
-  times = {k: [] for k in fns}
-  for _ in range(rounds):
-    for k, fn in fns.items():
-      t = time.perf_counter()
-      fn()
-      times[k].append(time.perf_counter() - t)
-  return times
-
-
-def environment() -> dict:
-  env = {"python": sys.version.split()[0], "jax": jax.__version__,
-         "xla_flags": os.environ.get("XLA_FLAGS", ""),
-         "backend": jax.default_backend(),
-         "devices": [str(d) for d in jax.devices()],
-         "device_kind": jax.devices()[0].device_kind,
-         "cpu_count": os.cpu_count(), "machine": platform.machine(),
-         "processor": platform.processor()}
-  try:
-    import torch  # pylint: disable=g-import-not-at-top
-    env["torch"] = torch.__version__
-    env["torch_threads"] = torch.get_num_threads()
-  except ImportError:
-    env["torch"] = None
-  return env
-
-
 def report_markdown(results: dict) -> str:
   env = results["environment"]
   lines = [
@@ -226,7 +197,7 @@ def main(argv):
              "flax": make_flax(cell_name, B, T, I, H)}
       if have_torch:
         fns["torch"] = make_torch(cell_name, B, T, I, H)
-      times = time_round_robin(fns, rounds)
+      times = common.time_round_robin(fns, rounds)
       flops = 3 * 2 * B * T * (I + H) * GATES[cell_name] * H
       row = {"cell": cell_name, "shape": [B, T, I, H], "flops": flops,
              "floor_ms": flops / rate * 1e3, "impls": {}}
@@ -244,7 +215,7 @@ def main(argv):
   results = {
       "command": "python -m benchmarks.throughput " + " ".join(sys.argv[1:]),
       "date": datetime.datetime.now().isoformat(timespec="seconds"),
-      "environment": environment(), "rounds": rounds,
+      "environment": common.environment(), "rounds": rounds,
       "gemm_gflops": rate / 1e9, "gemm_gflops_after": gemm_rate() / 1e9,
       "rows": rows}
   (out / "results.json").write_text(json.dumps(results, indent=1))

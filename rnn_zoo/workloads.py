@@ -305,4 +305,3 @@ def char_rnn(config) -> Workload:
       info={"corpus": description, "train_chars": len(train_text),
             "val_chars": len(val_text), "vocab_size": vocab.size,
             "train_windows_per_epoch": n_train, "val_windows": n_val})
-  return workload

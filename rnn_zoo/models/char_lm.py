@@ -24,6 +24,10 @@ from rnn_zoo.recurrence import StackedRNN, truncated_bptt
 class CharLM:
   """Embedding (or one-hot) -> ``num_layers`` x ``cell`` -> dense logits.
 
+  ``dropout_rate`` drops the inputs of layers 1..L-1 and the top layer's
+  output before the head (the non-recurrent connections, as in char-rnn and
+  Zaremba et al. 2014), in training only.
+
   Params: ``{"embed": [V, E]`` (absent for one-hot), ``"stack": {...}``,
   ``"head": {"w": [H, V], "b": [V]}}``.
 
@@ -92,11 +96,19 @@ class CharLM:
     xs = self.embed(params, tokens)
     if carry is None:
       carry = self.initial_carry(tokens.shape[0])
-    kw = dict(initial_carry=carry, key=key, deterministic=deterministic)
+    use_dropout = self.dropout_rate > 0 and not deterministic
+    if use_dropout and key is None:
+      raise ValueError(f"key is required for dropout_rate={self.dropout_rate} "
+                       "unless deterministic=True")
+    k_stack, k_out = jax.random.split(key) if use_dropout else (key, None)
+    kw = dict(initial_carry=carry, key=k_stack, deterministic=deterministic)
     if window:
       ys, carry = truncated_bptt(self.stack, params["stack"], xs, window=window, **kw)
     else:
       ys, carry = self.stack.apply(params["stack"], xs, **kw)
+    if use_dropout:  # also on the top layer's output, as char-rnn does
+      keep = 1.0 - self.dropout_rate
+      ys = jnp.where(jax.random.bernoulli(k_out, keep, ys.shape), ys / keep, 0.0)
     return ys @ params["head"]["w"] + params["head"]["b"], carry
 
   def step(self, params, carry, tokens):
