@@ -26,13 +26,22 @@ Array = jax.Array
 StepFn = Callable[[Any, Any, Array], tuple[Any, Array]]
 
 
-def _check(temperature, top_k, length, prompt):
-  if not temperature >= 0:
-    raise ValueError(f"temperature must be >= 0, got {temperature!r}")
+def check_options(temperature, top_k, length) -> None:
+  """The sampling options; each error names the option and the value."""
+  try:
+    ok = not isinstance(temperature, (bool, str)) and temperature >= 0
+  except TypeError:
+    ok = False
+  if not ok:
+    raise ValueError(f"temperature must be >= 0 (0: argmax), got {temperature!r}")
   if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
-    raise ValueError(f"top_k must be an int >= 0, got {top_k!r}")
+    raise ValueError(f"top_k must be an int >= 0 (0: no limit), got {top_k!r}")
   if isinstance(length, bool) or not isinstance(length, int) or length <= 0:
     raise ValueError(f"length must be a positive int, got {length!r}")
+
+
+def _check(temperature, top_k, length, prompt):
+  check_options(temperature, top_k, length)
   if getattr(prompt, "ndim", None) != 2 or prompt.shape[1] < 1:
     raise ValueError(
         f"prompt must be int [batch, length >= 1], got shape {getattr(prompt, 'shape', None)}")

@@ -186,14 +186,8 @@ def make_char_lm(config, vocab_size: int) -> CharLM:
 
 
 def check_sampling(temperature, top_k, length, prime) -> None:
-  """Sampling options, each error naming the option."""
-  if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) \
-      or not temperature >= 0:
-    raise ValueError(f"temperature must be >= 0 (0: argmax), got {temperature!r}")
-  if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
-    raise ValueError(f"top_k must be an int >= 0 (0: no limit), got {top_k!r}")
-  if isinstance(length, bool) or not isinstance(length, int) or length <= 0:
-    raise ValueError(f"length must be a positive int, got {length!r}")
+  """Sampling options and the prime, each error naming the option."""
+  decoding.check_options(temperature, top_k, length)
   if not isinstance(prime, str) or not prime:
     raise ValueError(f"prime must be a non-empty string, got {prime!r}")
 

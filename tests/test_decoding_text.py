@@ -91,8 +91,8 @@ def test_end_token_stops_a_sequence():
 
 
 @pytest.mark.parametrize("kw,message", [
-    (dict(temperature=-1.0), "temperature must be >= 0, got -1.0"),
-    (dict(top_k=-2), "top_k must be an int >= 0, got -2"),
+    (dict(temperature=-1.0), "temperature must be >= 0 (0: argmax), got -1.0"),
+    (dict(top_k=-2), "top_k must be an int >= 0 (0: no limit), got -2"),
     (dict(length=0), "length must be a positive int, got 0"),
 ])
 def test_generate_bad_arguments(model, kw, message):

@@ -128,7 +128,7 @@ def report(lm, params, vocab, config, step, prime):
   path = os.path.join(workdir, "sampling_report.md")
   with open(path, "w", encoding="utf-8") as f:
     f.write("\n".join(lines))
-  print("\n".join(lines[:8 + len(rows)]))
+  print("\n".join(lines[:9 + len(rows)]))
   print(f"wrote {path}")
 
 
