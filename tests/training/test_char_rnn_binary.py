@@ -1,10 +1,13 @@
-"""The char-rnn binaries end to end: train, sample, report, resume, errors."""
+"""The char-rnn binaries end to end: train, sample, report, resume, 1 vs 4
+devices, errors."""
 
 import json
 import math
 import subprocess
 import sys
 
+import jax
+import numpy as np
 import pytest
 
 import helpers
@@ -14,10 +17,10 @@ pytestmark = pytest.mark.slow
 SMOKE = "--config=experiments/char_rnn/config.py:smoke"
 
 
-def train(workdir, *overrides, check=True):
+def train(workdir, *overrides, check=True, devices=None):
   proc = subprocess.run(
       [sys.executable, "-m", "experiments.char_rnn", f"--workdir={workdir}", SMOKE,
-       *overrides], cwd=helpers.ROOT, env=helpers.env(), capture_output=True,
+       *overrides], cwd=helpers.ROOT, env=helpers.env(devices), capture_output=True,
       text=True, timeout=300)
   if check and proc.returncode:
     raise AssertionError(f"exit {proc.returncode}\n{proc.stderr[-4000:]}")
@@ -136,3 +139,16 @@ def test_corpus_errors_and_a_changed_corpus(tmp_path):
   proc = train(tmp_path / "v", f"--config.corpus={corpus}", "--config.max_chars=0",
                "--config.num_steps=20", check=False)
   assert proc.returncode == 2 and "different vocabulary" in proc.stderr
+
+
+def test_four_devices_shard_the_streams_and_agree_with_one(tmp_path):
+  """The carry is sharded like the batch (2 streams per device) and the run
+  matches one device."""
+  from rnn_zoo.training import checkpoint  # pylint: disable=g-import-not-at-top
+  train(tmp_path / "one", "--config.num_steps=20", devices=1)
+  train(tmp_path / "four", "--config.num_steps=20", devices=4)
+  a = checkpoint.load_latest(str(tmp_path / "one"))
+  b = checkpoint.load_latest(str(tmp_path / "four"))
+  for x, y in zip(jax.tree.leaves((a["state"]["params"], a["state"]["carry"])),
+                  jax.tree.leaves((b["state"]["params"], b["state"]["carry"]))):
+    np.testing.assert_allclose(x, y, rtol=2e-5, atol=2e-6)
