@@ -25,7 +25,6 @@ import sys
 from absl import app
 from absl import flags
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from benchmarks import common
@@ -33,7 +32,6 @@ from rnn_zoo import workloads
 from rnn_zoo import xla_config
 from rnn_zoo.training import loop
 from rnn_zoo.training import optim
-from rnn_zoo.training.state import TrainState
 from experiments.char_rnn import config as cr_config
 
 _SHAPES = flags.DEFINE_list("shapes", ["64x50x128", "50x50x128", "32x100x256"],
@@ -58,16 +56,9 @@ def make_rnn_zoo(config, steps):
   """The experiment's own train step, on its own batches."""
   w = workloads.char_rnn(config)
   optimizer = optim.make_optimizer(config)
-
-  @jax.jit  # one buffer per leaf: the train step donates them
-  def init_state():
-    params = w.init_params(jax.random.key(0))
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                      opt_state=optimizer.init(params),
-                      key=jax.random.key_data(jax.random.key(1)),
-                      nonfinite_steps=jnp.zeros((), jnp.int32),
-                      carry=w.init_carry(config.batch_size))
-  state = init_state()
+  # Jitted: one buffer per leaf, since the train step donates them.
+  state = jax.jit(lambda: loop.initial_state(
+      w, optimizer, config, jax.random.key(0), jax.random.key(1)))()
   train_step = jax.jit(loop.make_train_step(w, optimizer, config), donate_argnums=0)
   batches = [jax.block_until_ready(w.train_batch(None, s)) for s in range(steps)]
   box = [state]

@@ -51,16 +51,15 @@ def _check(temperature, top_k, length, prompt):
 
 def choose(logits: Array, key: Array, temperature: float, top_k: int = 0) -> Array:
   """One token per row of ``logits`` ``[B, V]`` (see the module doc)."""
-  if temperature == 0:
-    return jnp.argmax(logits, axis=-1).astype(jnp.int32)
-  return _pick(logits, jax.random.gumbel(key, logits.shape, jnp.float32),
-               temperature, top_k)
+  noise = None if temperature == 0 else jax.random.gumbel(key, logits.shape, jnp.float32)
+  return _pick(logits, noise, temperature, top_k)
 
 
-def _pick(logits: Array, noise: Array, temperature: float, top_k: int) -> Array:
+def _pick(logits: Array, noise: Array | None, temperature: float, top_k: int) -> Array:
   """The Gumbel-max trick: ``argmax(logits / T + g)`` with g ~ Gumbel(0, 1)
   is a sample of ``softmax(logits / T)`` (what ``jax.random.categorical``
-  does), here with the noise given, so that it can be drawn ahead."""
+  does), here with the noise given, so that it can be drawn ahead.
+  Temperature 0 is argmax (no noise)."""
   if temperature == 0:
     return jnp.argmax(logits, axis=-1).astype(jnp.int32)
   logits = logits.astype(jnp.float32) / temperature
@@ -87,12 +86,9 @@ def _decode_step(step_fn: StepFn, params, key, temperature, top_k, end_token):
 
   def one(c, tok, i, done, noise=None):
     new_c, logits = step_fn(params, c, tok)
-    if temperature == 0:
-      nxt = jnp.argmax(logits, axis=-1).astype(jnp.int32)
-    else:
-      if noise is None:
-        noise = _step_noise(key, i, logits.shape)
-      nxt = _pick(logits, noise, temperature, top_k)
+    if noise is None and temperature > 0:
+      noise = _step_noise(key, i, logits.shape)
+    nxt = _pick(logits, noise, temperature, top_k)
     if end_token is not None:
       # A finished sequence repeats end_token and keeps its carry.
       nxt = jnp.where(done, end_token, nxt)

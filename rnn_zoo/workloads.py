@@ -185,9 +185,7 @@ def make_char_lm(config, vocab_size: int) -> CharLM:
                 dropout_rate=config.dropout_rate)
 
 
-def check_sampling(temperature, top_k, length, prime) -> None:
-  """Sampling options and the prime, each error naming the option."""
-  decoding.check_options(temperature, top_k, length)
+def check_prime(prime) -> None:
   if not isinstance(prime, str) or not prime:
     raise ValueError(f"prime must be a non-empty string, got {prime!r}")
 
@@ -198,7 +196,7 @@ def make_sampler(lm: CharLM, vocab: text_lib.Vocab, *, length: int,
   continuations, generated in one jit-compiled scan per call. ``<unk>`` is
   never generated (its logit is masked): it stands for characters the
   training text lacks, so it has no spelling to print."""
-  check_sampling(temperature, top_k, length, "x")
+  decoding.check_options(temperature, top_k, length)
 
   def step(params, carry, tokens):
     carry, logits = lm.step(params, carry, tokens)
@@ -211,7 +209,7 @@ def make_sampler(lm: CharLM, vocab: text_lib.Vocab, *, length: int,
                              temperature=temperature, top_k=top_k)[0]
 
   def sample(params, prime, key, num_samples=1):
-    check_sampling(temperature, top_k, length, prime)
+    check_prime(prime)
     prompt = jnp.asarray(np.tile(vocab.encode(prime)[None], (num_samples, 1)))
     toks = np.asarray(gen(params, prompt, key))
     return [vocab.decode(row) for row in toks]
@@ -254,11 +252,10 @@ def char_rnn(config) -> Workload:
   B, stateful = config.batch_size, bool(config.stateful)
   n_train, n_val = tr_in.shape[0], va_in.shape[0]
   tr_in, tr_tg, va_in, va_tg = map(jnp.asarray, (tr_in, tr_tg, va_in, va_tg))
-  check_sampling(config.sample_temperature, config.sample_top_k,
-                 config.sample_length, config.sample_prime)
   sampler = make_sampler(lm, vocab, length=config.sample_length,
                          temperature=config.sample_temperature,
                          top_k=config.sample_top_k)
+  check_prime(config.sample_prime)
 
   def windows(inputs, targets, k, n):
     k = k % n
@@ -294,8 +291,6 @@ def char_rnn(config) -> Workload:
       init_carry=lm.initial_carry,
       eval_batches=n_val,
       sample=lambda params, key: sampler(params, config.sample_prime, key)[0],
-      rnn_params=lambda params: tuple(
-          (lm.cell, params["stack"][f"layer_{i}"]) for i in range(config.num_layers)),
       info={"corpus": description, "train_chars": len(train_text),
             "val_chars": len(val_text), "vocab_size": vocab.size,
             "train_windows_per_epoch": n_train, "val_windows": n_val})

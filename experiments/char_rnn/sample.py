@@ -23,6 +23,7 @@ import sys
 
 from absl import flags
 import jax
+import ml_collections
 import numpy as np
 
 from experiments import launch
@@ -60,13 +61,8 @@ def load(workdir: str):
                      "beside its checkpoints)")
   vocab = text_lib.Vocab.from_json(loaded["vocab"])
   config = loaded["config"]
-  lm = workloads.make_char_lm(_Config(config), vocab.size)
+  lm = workloads.make_char_lm(ml_collections.ConfigDict(config), vocab.size)
   return lm, loaded["state"]["params"], vocab, config, loaded["step"]
-
-
-class _Config(dict):
-  """Attribute access to a saved config dict (what make_char_lm reads)."""
-  __getattr__ = dict.__getitem__
 
 
 def _sample(lm, params, vocab, prime, temperature, seed):

@@ -192,7 +192,7 @@ def split(text: str, val_fraction: float, block: int = 0) -> tuple[str, str]:
     if last < k - 1:
       raise ValueError(f"{len(text):,} characters are too few for validation "
                        f"blocks of val_block={block} (one in {k})")
-    is_val = [(last - i) % k == 0 and i <= last for i in range(len(blocks))]
+    is_val = [(last - i) % k == 0 for i in range(len(blocks))]   # the partial tail trains
     return ("".join(b for b, v in zip(blocks, is_val) if not v),
             "".join(b for b, v in zip(blocks, is_val) if v))
   n_val = max(1, int(len(text) * val_fraction))

@@ -32,8 +32,7 @@ class ConfigMismatchError(ValueError):
   """The workdir was made with a different model shape."""
 
 
-def jsonable(tree):
-  """``tree`` as JSON would give it back (tuples -> lists, ...)."""
+def _jsonable(tree):
   return json.loads(json.dumps(tree, default=str))
 
 
@@ -57,9 +56,9 @@ class Checkpointer:
     if not force and step % self.save_every:
       return False
     items = {"state": ocp.args.StandardSave(state),
-             "config": ocp.args.JsonSave(jsonable(config))}
+             "config": ocp.args.JsonSave(_jsonable(config))}
     if vocab is not None:
-      items["vocab"] = ocp.args.JsonSave(jsonable(vocab))
+      items["vocab"] = ocp.args.JsonSave(_jsonable(vocab))
     return self._manager.save(step, args=ocp.args.Composite(**items), force=True)
 
   def wait(self) -> None:
@@ -94,7 +93,7 @@ class Checkpointer:
     return steps[-1] if steps else None
 
   def restore_latest(self, abstract_state, config: dict,
-                     shape_fields: Sequence[str]):
+                     shape_fields: Sequence[str], vocab: Any = None):
     """Restores the newest readable checkpoint.
 
     Args:
@@ -102,13 +101,15 @@ class Checkpointer:
         shardings) describing what to restore into.
       config: the requested config (dict), checked against the saved one.
       shape_fields: config keys that fix the model's shape.
+      vocab: the requested vocabulary, checked against the saved one.
 
     Returns:
       ``(state, step, vocab)``, or ``(None, None, None)`` for an empty
       directory.
 
     Raises:
-      ConfigMismatchError: the saved config differs in a shape field.
+      ConfigMismatchError: the saved config differs in a shape field, or the
+        saved vocabulary differs from ``vocab``.
       CheckpointError: checkpoints exist but none could be restored.
     """
     steps = self.steps()
@@ -140,9 +141,15 @@ class Checkpointer:
                         "falling back to an older one", step, self.directory,
                         type(e).__name__, str(e).splitlines()[0][:300])
         continue
+      saved_vocab = restored.get("vocab")
+      if (saved_vocab is not None and vocab is not None
+          and _jsonable(saved_vocab) != _jsonable(vocab)):
+        raise ConfigMismatchError(
+            f"the checkpoints in {self.directory} were made with a different "
+            "vocabulary (the corpus changed); use another --workdir or the same corpus")
       for bad_step, _ in failures:
         self._set_aside(bad_step)
-      return state, step, restored.get("vocab")
+      return state, step, saved_vocab
     raise CheckpointError(
         f"{self.directory} holds checkpoints at steps {steps} but none could be "
         "restored (" + "; ".join(f"step {s}: {type(e).__name__}" for s, e in failures) +
@@ -153,7 +160,7 @@ class Checkpointer:
 def check_config(saved: dict, requested: dict, shape_fields: Sequence[str],
                  where: str) -> None:
   diffs = [(k, saved.get(k), requested.get(k)) for k in shape_fields
-           if jsonable(saved.get(k)) != jsonable(requested.get(k))]
+           if _jsonable(saved.get(k)) != _jsonable(requested.get(k))]
   if diffs:
     text = ", ".join(f"{k}: saved {a!r}, requested {b!r}" for k, a, b in diffs)
     raise ConfigMismatchError(

@@ -103,23 +103,41 @@ def _check_training_config(config, workload: Workload | None = None) -> None:
                      f"got {config.nonfinite!r}")
 
 
+def carried_loss(workload: Workload):
+  """``workload.loss_fn`` as ``(params, batch, key, train, carry) -> (loss,
+  (metrics, carry))`` for every workload (the carry is None when stateless),
+  so that training and evaluation have one path."""
+  if workload.init_carry is not None:
+    return lambda p, b, k, train, carry: workload.loss_fn(p, b, k, train, carry=carry)
+
+  def loss(p, b, k, train, carry):
+    value, aux = workload.loss_fn(p, b, k, train)
+    return value, (aux, carry)
+  return loss
+
+
+def initial_state(workload: Workload, optimizer, config, k_init, k_train) -> TrainState:
+  """The train state at step 0 (traceable: jit it with ``out_shardings``)."""
+  params = workload.init_params(k_init)
+  carry = (workload.init_carry(config.batch_size)
+           if workload.init_carry is not None else None)
+  return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                    opt_state=optimizer.init(params),
+                    key=jax.random.key_data(k_train),
+                    nonfinite_steps=jnp.zeros((), jnp.int32), carry=carry)
+
+
 def make_train_step(workload: Workload, optimizer, config):
   skip = config.nonfinite == "skip"
-  stateful = workload.init_carry is not None
   clip_norm, clip_value = config.clip_norm, config.clip_value
   schedule = optim.make_schedule(config)
+  loss_fn = carried_loss(workload)
 
   def train_step(state: TrainState, batch):
     key = jax.random.fold_in(jax.random.wrap_key_data(state.key), state.step)
-    if stateful:
-      # The carry enters as a constant: the gradient stops at the boundary.
-      (loss, (aux, carry)), grads = jax.value_and_grad(
-          lambda p: workload.loss_fn(p, batch, key, True, carry=state.carry),
-          has_aux=True)(state.params)
-    else:
-      (loss, aux), grads = jax.value_and_grad(workload.loss_fn, has_aux=True)(
-          state.params, batch, key, True)
-      carry = None
+    # The carry enters as a constant: the gradient stops at the boundary.
+    (loss, (aux, carry)), grads = jax.value_and_grad(
+        lambda p: loss_fn(p, batch, key, True, state.carry), has_aux=True)(state.params)
     stats = {}
     if workload.param_groups is not None:
       for name, sub in workload.param_groups(grads).items():
@@ -134,8 +152,8 @@ def make_train_step(workload: Workload, optimizer, config):
           lambda n, o: jnp.where(finite, n, o), new, old)
       params = keep(params, state.params)
       opt_state = keep(opt_state, state.opt_state)
-    if stateful:  # a non-finite carry would poison every later batch: reset it
-      carry = jax.tree.map(lambda c: jnp.where(finite, c, jnp.zeros_like(c)), carry)
+    # A non-finite carry would poison every later batch: reset it.
+    carry = jax.tree.map(lambda c: jnp.where(finite, c, jnp.zeros_like(c)), carry)
     new_state = state.replace(
         step=state.step + 1, params=params, opt_state=opt_state, carry=carry,
         nonfinite_steps=state.nonfinite_steps + (~finite).astype(jnp.int32))
@@ -178,18 +196,8 @@ def train_and_evaluate(config, workdir: str, workload: Workload) -> dict:
   k_init, k_train, k_data, k_eval = jax.random.split(root, 4)
   optimizer = optim.make_optimizer(config)
 
-  stateful = workload.init_carry is not None
-
-  def init_carry():
-    return workload.init_carry(config.batch_size) if stateful else None
-
   def init_state():
-    params = workload.init_params(k_init)
-    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                      opt_state=optimizer.init(params),
-                      key=jax.random.key_data(k_train),
-                      nonfinite_steps=jnp.zeros((), jnp.int32),
-                      carry=init_carry())
+    return initial_state(workload, optimizer, config, k_init, k_train)
 
   shapes = jax.eval_shape(init_state)
   # Everything replicated but the carry, which is sharded like the batch.
@@ -201,14 +209,8 @@ def train_and_evaluate(config, workdir: str, workload: Workload) -> dict:
   checkpointer = ckpt_lib.Checkpointer(
       os.path.join(workdir, "checkpoints"), save_every=config.checkpoint_every,
       keep=config.keep_checkpoints, async_save=config.async_checkpoint)
-  state, restored_step, saved_vocab = checkpointer.restore_latest(
-      abstract, config_dict, workload.shape_fields)
-  if (saved_vocab is not None and workload.vocab is not None
-      and ckpt_lib.jsonable(saved_vocab) != ckpt_lib.jsonable(workload.vocab)):
-    checkpointer.close()
-    raise ckpt_lib.ConfigMismatchError(
-        f"the checkpoints in {checkpointer.directory} were made with a different "
-        "vocabulary (the corpus changed); use another --workdir or the same corpus")
+  state, restored_step, _ = checkpointer.restore_latest(
+      abstract, config_dict, workload.shape_fields, vocab=workload.vocab)
   if workload.info and jax.process_index() == 0:
     logging.info("data: %s", ", ".join(f"{k} {v}" for k, v in workload.info.items()))
   if state is None:
@@ -231,24 +233,18 @@ def train_and_evaluate(config, workdir: str, workload: Workload) -> dict:
   train_step = jax.jit(make_train_step(workload, optimizer, config),
                        donate_argnums=0)
   num_eval = workload.eval_batches or config.eval_batches
-  if stateful:
-    eval_step = jax.jit(lambda params, batch, carry: workload.loss_fn(
-        params, batch, jax.random.key(0), False, carry=carry))
-    eval_carry = jax.jit(init_carry, out_shardings=shardings.carry)
-  else:
-    eval_step = jax.jit(lambda params, batch: workload.loss_fn(
-        params, batch, jax.random.key(0), False))
+  loss_fn = carried_loss(workload)
+  eval_step = jax.jit(lambda params, batch, carry: loss_fn(
+      params, batch, jax.random.key(0), False, carry))
+  eval_carry = jax.jit(lambda: init_state().carry, out_shardings=shardings.carry)
   sample_every = config.get("sample_every", 0) if workload.sample else 0
   k_sample = jax.random.fold_in(root, 1)
 
   def evaluate(params, step):
     sums = {}
-    carry = eval_carry() if stateful else None
-    for i in range(num_eval):
-      if stateful:  # the held-out streams in order, the state carried across
-        loss, (aux, carry) = eval_step(params, eval_batch_fn(i), carry)
-      else:
-        loss, aux = eval_step(params, eval_batch_fn(i))
+    carry = eval_carry()
+    for i in range(num_eval):  # in order, a stateful model's carry flowing across
+      loss, (aux, carry) = eval_step(params, eval_batch_fn(i), carry)
       for k, v in {"loss": loss, **aux}.items():
         sums[k] = sums.get(k, 0.0) + v
     result = {k: float(v) / num_eval for k, v in sums.items()}

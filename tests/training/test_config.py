@@ -44,10 +44,7 @@ def test_presets_build_and_every_field_is_commented(preset):
   loop._check_training_config(c)
   training.make_optimizer(c)
   assert w.shape_fields
-  source = open(lr_config.__file__).read()
-  for key in c.keys():
-    line = next(l for l in source.splitlines() if l.strip().startswith(f"c.{key} ="))
-    assert "#" in line, f"config field {key} has no comment"
+  assert_fields_commented(lr_config, c)
 
 
 def test_recording_config_records_reads_only():
@@ -58,25 +55,39 @@ def test_recording_config_records_reads_only():
   assert c._read == {"cell"}
 
 
-def test_every_key_is_read(tmp_path):
-  """One real run reads the loop's fields; the options of each branch
-  (cells, optimizers, schedules) are read when that branch is chosen."""
-  read = set()
-  c = RecordingConfig(lr_config.get_config("smoke"))
-  c.num_steps = 2
-  c.checkpoint_every = 1
+def fields_read(tmp_path, get_config, build, run_overrides, branch_overrides=None):
+  """Config fields read by one short real run, plus those read when each
+  branch (cell, optimizer, schedule) is chosen."""
+  c = RecordingConfig(get_config("smoke"))
+  c.update(run_overrides)
   c._read.clear()
-  training.train_and_evaluate(c, str(tmp_path), workloads.long_range(c))
-  read |= c._read
+  training.train_and_evaluate(c, str(tmp_path), build(c))
+  read = set(c._read)
   for cell in workloads.CELL_NAMES:
     for optimizer in training.OPTIMIZERS:
       for schedule in training.SCHEDULES:
-        c = RecordingConfig(lr_config.get_config("smoke"))
-        c.update({"cell": cell, "optimizer": optimizer, "schedule": schedule})
+        c = RecordingConfig(get_config("smoke"))
+        c.update({"cell": cell, "optimizer": optimizer, "schedule": schedule,
+                  **(branch_overrides or {})})
         c._read.clear()
-        workloads.long_range(c)
+        build(c)
         training.make_optimizer(c)
         read |= c._read
+  return read
+
+
+def assert_fields_commented(config_module, c):
+  source = open(config_module.__file__).read()
+  for key in c.keys():
+    line = next(l for l in source.splitlines() if l.strip().startswith(f"c.{key} ="))
+    assert "#" in line, f"config field {key} has no comment"
+
+
+def test_every_key_is_read(tmp_path):
+  """One real run reads the loop's fields; the options of each branch
+  (cells, optimizers, schedules) are read when that branch is chosen."""
+  read = fields_read(tmp_path, lr_config.get_config, workloads.long_range,
+                     {"num_steps": 2, "checkpoint_every": 1})
   unread = set(lr_config.get_config("smoke").keys()) - read
   assert not unread, f"config fields never read: {sorted(unread)}"
 
@@ -114,30 +125,14 @@ def test_char_rnn_presets_build_and_every_field_is_commented(preset):
   loop._check_training_config(c, w)
   training.make_optimizer(c)
   assert w.init_carry is not None and w.vocab["chars"]
-  source = open(cr_config.__file__).read()
-  for key in c.keys():
-    line = next(l for l in source.splitlines() if l.strip().startswith(f"c.{key} ="))
-    assert "#" in line, f"config field {key} has no comment"
+  assert_fields_commented(cr_config, c)
   with pytest.raises(ValueError, match="unknown preset 'big'"):
     cr_config.get_config("big")
 
 
 def test_char_rnn_every_key_is_read(tmp_path):
-  read = set()
-  c = RecordingConfig(cr_config.get_config("smoke"))
-  c.update({"num_steps": 2, "checkpoint_every": 1, "sample_every": 1})
-  c._read.clear()
-  training.train_and_evaluate(c, str(tmp_path), workloads.char_rnn(c))
-  read |= c._read
-  for cell in workloads.CELL_NAMES:
-    for optimizer in training.OPTIMIZERS:
-      for schedule in training.SCHEDULES:
-        c = RecordingConfig(cr_config.get_config("smoke"))
-        c.update({"cell": cell, "optimizer": optimizer, "schedule": schedule,
-                  "chrono": True})
-        c._read.clear()
-        workloads.char_rnn(c)
-        training.make_optimizer(c)
-        read |= c._read
+  read = fields_read(tmp_path, cr_config.get_config, workloads.char_rnn,
+                     {"num_steps": 2, "checkpoint_every": 1, "sample_every": 1},
+                     {"chrono": True})
   unread = set(cr_config.get_config("smoke").keys()) - read
   assert not unread, f"config fields never read: {sorted(unread)}"
