@@ -28,7 +28,7 @@ import jax
 import numpy as np
 
 from benchmarks import common
-from rnn_zoo import workloads
+from experiments.char_rnn import workload as char_rnn_workload
 from rnn_zoo import xla_config
 from rnn_zoo.training import loop
 from rnn_zoo.training import optim
@@ -54,7 +54,7 @@ def parse_shape(text: str) -> tuple[int, int, int]:
 
 def make_rnn_zoo(config, steps):
   """The experiment's own train step, on its own batches."""
-  w = workloads.char_rnn(config)
+  w = char_rnn_workload.char_rnn(config)
   optimizer = optim.make_optimizer(config)
   # Jitted: one buffer per leaf, since the train step donates them.
   state = jax.jit(lambda: loop.initial_state(

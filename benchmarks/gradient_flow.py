@@ -133,10 +133,11 @@ def init_diagnostics(cell: str, T: int, preset: dict) -> dict:
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from rnn_zoo import gradflow, workloads  # pylint: disable=g-import-not-at-top
+  from experiments.long_range import workload  # pylint: disable=g-import-not-at-top
+  from rnn_zoo import gradflow  # pylint: disable=g-import-not-at-top
 
   config = make_config(cell, "adding", T, preset)
-  w = workloads.long_range(config)
+  w = workload.long_range(config)
   params = w.init_params(jax.random.key(config.seed))
   batch = w.train_batch(jax.random.key(1), 0)
   probes = tuple(jnp.zeros(s) for s in w.hidden_shapes(batch))
@@ -200,12 +201,13 @@ def read_jsonl(path):
 
 def train_run(cell: str, task: str, T: int, steps: int, lr: float, preset: dict,
               workdir: pathlib.Path, **extra) -> dict:
-  from rnn_zoo import training, workloads  # pylint: disable=g-import-not-at-top
+  from experiments.long_range import workload  # pylint: disable=g-import-not-at-top
+  from rnn_zoo import training  # pylint: disable=g-import-not-at-top
   from rnn_zoo.data import synthetic  # pylint: disable=g-import-not-at-top
 
   config = make_config(cell, task, T, preset, steps=steps, lr=lr, **extra)
   t0 = time.perf_counter()
-  final = training.train_and_evaluate(config, str(workdir), workloads.long_range(config))
+  final = training.train_and_evaluate(config, str(workdir), workload.long_range(config))
   seconds = time.perf_counter() - t0
   metrics = read_jsonl(workdir / "metrics.jsonl")
   trace = read_jsonl(workdir / "trace.jsonl")

@@ -22,15 +22,22 @@ from rnn_zoo import gradflow
 from rnn_zoo import interop
 from rnn_zoo import models
 from rnn_zoo import nn
-from rnn_zoo.cells import CELLS, GRU, LSTM, Cell, HiddenCarry, LSTMCarry, SimpleRNN, make_cell
+from rnn_zoo.cells import (CELL_NAMES, CELLS, GRU, LSTM, Cell, GRUCho, HiddenCarry,
+                           LSTMCarry, PointwiseCell, ProjectedCell, SimpleRNN,
+                           make_cell)
+from rnn_zoo.errors import UserError
 from rnn_zoo.recurrence import (StackedRNN, bidirectional, python_unroll,
-                                reverse_within_lengths, truncated_bptt, unroll)
+                                python_unroll_with_carries,
+                                reverse_within_lengths, truncated_bptt, unroll,
+                                unroll_with_carries)
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Cell", "SimpleRNN", "LSTM", "GRU", "HiddenCarry", "LSTMCarry", "CELLS",
-    "make_cell", "unroll", "python_unroll", "bidirectional", "StackedRNN",
+    "Cell", "ProjectedCell", "PointwiseCell", "SimpleRNN", "LSTM", "GRU",
+    "GRUCho", "HiddenCarry", "LSTMCarry", "CELLS", "CELL_NAMES", "make_cell",
+    "UserError", "unroll", "unroll_with_carries", "python_unroll",
+    "python_unroll_with_carries", "bidirectional", "StackedRNN",
     "truncated_bptt", "reverse_within_lengths", "nn", "interop", "gradflow",
     "models", "data", "decoding",
 ]

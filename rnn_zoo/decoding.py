@@ -21,6 +21,9 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from rnn_zoo import checks
+from rnn_zoo.errors import UserError
 
 Array = jax.Array
 StepFn = Callable[[Any, Any, Array], tuple[Any, Array]]
@@ -33,20 +36,49 @@ def check_options(temperature, top_k, length) -> None:
   except TypeError:
     ok = False
   if not ok:
-    raise ValueError(f"temperature must be >= 0 (0: argmax), got {temperature!r}")
-  if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 0:
-    raise ValueError(f"top_k must be an int >= 0 (0: no limit), got {top_k!r}")
-  if isinstance(length, bool) or not isinstance(length, int) or length <= 0:
-    raise ValueError(f"length must be a positive int, got {length!r}")
+    raise UserError(f"temperature must be >= 0 (0: argmax), got {temperature!r}")
+  checks.int_at_least("top_k", top_k, 0, "0: no limit")
+  checks.positive_int("length", length)
 
 
 def _check(temperature, top_k, length, prompt):
   check_options(temperature, top_k, length)
   if getattr(prompt, "ndim", None) != 2 or prompt.shape[1] < 1:
-    raise ValueError(
+    raise UserError(
         f"prompt must be int [batch, length >= 1], got shape {getattr(prompt, 'shape', None)}")
   if not jnp.issubdtype(prompt.dtype, jnp.integer):
-    raise ValueError(f"prompt must hold integer token ids, got dtype {prompt.dtype}")
+    raise UserError(f"prompt must hold integer token ids, got dtype {prompt.dtype}")
+
+
+def _check_against_model(step_fn, params, carry, prompt, top_k, end_token) -> int:
+  """Checks the prompt, carry, ``top_k`` and ``end_token`` against what the
+  step function gives (its shapes only); returns the vocabulary size V."""
+  B = prompt.shape[0]
+  for leaf in jax.tree.leaves(carry):
+    if getattr(leaf, "ndim", 0) < 1 or leaf.shape[0] != B:
+      raise UserError(
+          f"carry and prompt disagree on the batch: prompt has {B} rows, the "
+          f"carry has a leaf of shape {tuple(getattr(leaf, 'shape', ()))}")
+  try:
+    out = jax.eval_shape(step_fn, params, carry, prompt[:, 0].astype(jnp.int32))
+  except UserError:
+    raise
+  logits = out[1]
+  if logits.ndim != 2 or logits.shape[0] != B:
+    raise UserError(f"step_fn must return logits [batch={B}, vocab], got shape "
+                    f"{tuple(logits.shape)}")
+  V = int(logits.shape[-1])
+  if top_k > V:
+    raise UserError(f"top_k must be at most the vocabulary size {V}, got {top_k}")
+  if end_token is not None and not 0 <= end_token < V:
+    raise UserError(f"end_token must lie in [0, vocab={V}), got {end_token}")
+  if not isinstance(prompt, jax.core.Tracer):
+    arr = np.asarray(prompt)
+    bad = arr[(arr < 0) | (arr >= V)]
+    if bad.size:
+      raise UserError(f"prompt token ids must lie in [0, vocab={V}), got "
+                      f"{sorted(set(bad.tolist()))[:10]}")
+  return V
 
 
 def choose(logits: Array, key: Array, temperature: float, top_k: int = 0) -> Array:
@@ -144,6 +176,7 @@ def generate(step_fn: StepFn, params, carry, prompt: Array, *, length: int,
     [[1, 2, 0, 1, 2]]
   """
   _check(temperature, top_k, length, prompt)
+  V = _check_against_model(step_fn, params, carry, prompt, top_k, end_token)
   carry = prime(step_fn, params, carry, prompt)
   B = prompt.shape[0]
   first = prompt[:, -1].astype(jnp.int32)
@@ -152,7 +185,6 @@ def generate(step_fn: StepFn, params, carry, prompt: Array, *, length: int,
   steps = jnp.arange(length)
   noise = None
   if temperature > 0:
-    V = jax.eval_shape(step_fn, params, carry, first)[1].shape[-1]
     if length * B * V * 4 <= NOISE_AHEAD_BYTES:
       noise = jax.vmap(lambda i: _step_noise(key, i, (B, V)))(steps)
 
@@ -171,6 +203,7 @@ def generate_loop(step_fn: StepFn, params, carry, prompt: Array, *, length: int,
                   end_token: int | None = None):
   """:func:`generate` as a Python loop over a jitted step (reference)."""
   _check(temperature, top_k, length, prompt)
+  _check_against_model(step_fn, params, carry, prompt, top_k, end_token)
   B = prompt.shape[0]
 
   one = jax.jit(_decode_step(step_fn, params, key, temperature, top_k, end_token))
@@ -187,8 +220,7 @@ def generate_loop(step_fn: StepFn, params, carry, prompt: Array, *, length: int,
 def distinct_ngrams(seq, n: int) -> float:
   """Distinct n-grams over all n-grams of ``seq`` (a string or token list):
   1.0 when nothing repeats, near 0 for a loop."""
-  if isinstance(n, bool) or not isinstance(n, int) or n <= 0:
-    raise ValueError(f"n must be a positive int, got {n!r}")
+  checks.positive_int("n", n)
   seq = list(seq)
   grams = [tuple(seq[i:i + n]) for i in range(len(seq) - n + 1)]
   return len(set(grams)) / len(grams) if grams else 0.0
@@ -198,8 +230,7 @@ def repeated_substring_rate(seq, length: int = 20) -> float:
   """The fraction of positions whose next ``length`` tokens already occurred
   earlier in ``seq``: near 1 once generation falls into a loop; natural text
   rarely repeats 20 characters verbatim."""
-  if isinstance(length, bool) or not isinstance(length, int) or length <= 0:
-    raise ValueError(f"length must be a positive int, got {length!r}")
+  checks.positive_int("length", length)
   seq = list(seq)
   seen, repeats, total = set(), 0, 0
   for i in range(len(seq) - length + 1):

@@ -48,7 +48,7 @@ def fused_recurrence(cell, w_hh, small, xp, carry0, mask, probes=None, unroll=1)
   """Runs the recurrence over time-major ``xp`` ``[T, B, G*H]``.
 
   Args:
-    cell: a cell with ``has_pointwise``.
+    cell: a :class:`rnn_zoo.PointwiseCell`.
     w_hh: ``[H, G*H]`` recurrent weight.
     small: the cell's other pointwise params (e.g. the GRU's ``b_hn``).
     xp: ``[T, B, G*H]`` projected inputs.

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rnn_zoo.cells.cell import Cell
-from rnn_zoo.recurrence import unroll
+from rnn_zoo.recurrence import unroll, unroll_with_carries
 
 Array = jax.Array
 
@@ -117,8 +117,7 @@ def step_jacobian_singular_values(cell: Cell, params, xs: Array,
   B = xs.shape[0]
   if initial_carry is None:
     initial_carry = cell.initial_carry((B,))
-  _, _, carries = unroll(cell, params, xs, initial_carry=initial_carry,
-                         return_all_carries=True)
+  _, _, carries = unroll_with_carries(cell, params, xs, initial_carry=initial_carry)
   positions = jnp.asarray(positions)
 
   def flat(c):

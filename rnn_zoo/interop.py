@@ -31,10 +31,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from rnn_zoo.cells.cell import Cell
-from rnn_zoo.cells.gru import GRU
+from rnn_zoo.cells.gru import GRU, GRUCho
 from rnn_zoo.cells.lstm import LSTM
 from rnn_zoo.cells.simple_rnn import SimpleRNN
 from rnn_zoo.recurrence import StackedRNN
+from rnn_zoo.errors import UserError
 
 
 def _as_stack(model) -> StackedRNN:
@@ -42,16 +43,16 @@ def _as_stack(model) -> StackedRNN:
     return model
   if isinstance(model, Cell):
     return StackedRNN((model,))
-  raise ValueError(f"model must be a cell or a StackedRNN, got {model!r}")
+  raise UserError(f"model must be a cell or a StackedRNN, got {model!r}")
 
 
 def _check_portable(cell: Cell) -> None:
-  if isinstance(cell, GRU) and cell.variant != "cudnn":
-    raise ValueError(
+  if isinstance(cell, GRUCho):
+    raise UserError(
         f"GRU variant={cell.variant!r} has no PyTorch equivalent; only "
         "variant='cudnn' ports to nn.GRU")
   if not isinstance(cell, (SimpleRNN, LSTM, GRU)):
-    raise ValueError(f"no PyTorch equivalent for cell {cell!r}")
+    raise UserError(f"no PyTorch equivalent for cell {cell!r}")
 
 
 def _layer_params(stack: StackedRNN, params):
@@ -88,44 +89,84 @@ def to_torch_state_dict(model: Cell | StackedRNN, params) -> dict[str, np.ndarra
   return out
 
 
+def _expected_shapes(stack: StackedRNN, input_size: int) -> dict[str, tuple]:
+  """PyTorch's key -> shape for ``stack`` on inputs of ``input_size``."""
+  shapes = {}
+  for i, (cell, size) in enumerate(zip(stack.cells, stack._layer_input_sizes(input_size))):  # pylint: disable=protected-access
+    _check_portable(cell)
+    G, H = cell.num_gates, cell.hidden_size
+    for suffix in ([f"_l{i}", f"_l{i}_reverse"] if stack.bidirectional else [f"_l{i}"]):
+      shapes["weight_ih" + suffix] = (G * H, size)
+      shapes["weight_hh" + suffix] = (G * H, H)
+      shapes["bias_ih" + suffix] = (G * H,)
+      shapes["bias_hh" + suffix] = (G * H,)
+  return shapes
+
+
 def from_torch_state_dict(model: Cell | StackedRNN,
                           state_dict: dict[str, Any]) -> dict:
-  """PyTorch state_dict (tensors or arrays) -> zoo params for ``model``."""
+  """PyTorch state_dict (tensors or arrays) -> zoo params for ``model``.
+
+  Strict, like ``torch.nn.Module.load_state_dict(strict=True)``: a missing or
+  unexpected key, or any array whose shape is not the one ``model`` needs
+  (a transposed weight, another hidden size, a layer too many), raises a
+  ValueError (:class:`rnn_zoo.UserError`) naming it. The input size is read
+  from ``weight_ih_l0``.
+  """
   stack = _as_stack(model)
+  if not hasattr(state_dict, "keys"):
+    raise UserError(f"state_dict must be a mapping, got {type(state_dict).__name__}")
+
   def get(name):
-    if name not in state_dict:
-      raise ValueError(
-          f"state_dict lacks {name!r}; it has {sorted(state_dict)}")
     v = state_dict[name]
     if hasattr(v, "detach"):  # a torch tensor
       v = v.detach().cpu().numpy()
     return np.asarray(v)
 
-  template = {f"layer_{i}": None for i in range(stack.num_layers)}
+  if "weight_ih_l0" not in state_dict:
+    raise UserError(f"state_dict lacks 'weight_ih_l0'; it has {sorted(state_dict)}")
+  first = get("weight_ih_l0")
+  if first.ndim != 2:
+    raise UserError(f"state_dict['weight_ih_l0'] must be 2-D [G*H, input_size], "
+                    f"got shape {first.shape}")
+  expected = _expected_shapes(stack, int(first.shape[1]))
+  missing = sorted(set(expected) - set(state_dict))
+  unexpected = sorted(set(state_dict) - set(expected))
+  if missing or unexpected:
+    raise UserError(
+        f"state_dict does not match {_describe(stack)}: missing keys {missing}, "
+        f"unexpected keys {unexpected}")
+  arrays = {k: get(k) for k in expected}
+  for k, shape in expected.items():
+    if arrays[k].shape != shape:
+      raise UserError(
+          f"state_dict[{k!r}] must have shape {shape} for {_describe(stack)}, "
+          f"got {arrays[k].shape}")
+
   out = {}
-  for suffix, cell, _ in _layer_params(stack, template | {
-      k: {"forward": None, "backward": None} for k in template}):
-    H, G = cell.hidden_size, cell.num_gates
-    w_ih, w_hh = get("weight_ih" + suffix), get("weight_hh" + suffix)
-    b_ih, b_hh = get("bias_ih" + suffix), get("bias_hh" + suffix)
-    if w_hh.shape != (G * H, H):
-      raise ValueError(
-          f"state_dict['weight_hh{suffix}'] must have shape {(G * H, H)} for "
-          f"{type(cell).__name__}({H}), got {w_hh.shape}")
-    dt = cell.param_dtype
-    p = {"w_ih": jnp.asarray(w_ih.T, dt), "w_hh": jnp.asarray(w_hh.T, dt)}
-    if isinstance(cell, GRU):
-      p["b"] = jnp.asarray(b_ih + np.concatenate([b_hh[:2 * H], np.zeros(H, b_hh.dtype)]), dt)
-      p["b_hn"] = jnp.asarray(b_hh[2 * H:], dt)
-    else:
-      p["b"] = jnp.asarray(b_ih + b_hh, dt)
-    i = int(suffix.split("_l")[1].split("_")[0])
-    if stack.bidirectional:
-      out.setdefault(f"layer_{i}", {})[
-          "backward" if suffix.endswith("_reverse") else "forward"] = p
-    else:
-      out[f"layer_{i}"] = p
+  for i, cell in enumerate(stack.cells):
+    H, dt = cell.hidden_size, cell.param_dtype
+    for suffix, direction in ([(f"_l{i}", "forward"), (f"_l{i}_reverse", "backward")]
+                              if stack.bidirectional else [(f"_l{i}", None)]):
+      b_ih, b_hh = arrays["bias_ih" + suffix], arrays["bias_hh" + suffix]
+      p = {"w_ih": jnp.asarray(arrays["weight_ih" + suffix].T, dt),
+           "w_hh": jnp.asarray(arrays["weight_hh" + suffix].T, dt)}
+      if isinstance(cell, GRU):
+        p["b"] = jnp.asarray(b_ih + np.concatenate([b_hh[:2 * H], np.zeros(H, b_hh.dtype)]), dt)
+        p["b_hn"] = jnp.asarray(b_hh[2 * H:], dt)
+      else:
+        p["b"] = jnp.asarray(b_ih + b_hh, dt)
+      if direction is None:
+        out[f"layer_{i}"] = p
+      else:
+        out.setdefault(f"layer_{i}", {})[direction] = p
   return out["layer_0"] if isinstance(model, Cell) else out
+
+
+def _describe(stack: StackedRNN) -> str:
+  cell = stack.cells[0]
+  return (f"{stack.num_layers} layer(s) of {type(cell).__name__}({cell.hidden_size})"
+          + (", bidirectional" if stack.bidirectional else ""))
 
 
 def make_torch_module(model: Cell | StackedRNN, input_size: int):
@@ -140,12 +181,12 @@ def make_torch_module(model: Cell | StackedRNN, input_size: int):
   for c in stack.cells:
     _check_portable(c)
   if any(c != cell for c in stack.cells):
-    raise ValueError("PyTorch modules need the same cell in every layer")
+    raise UserError("PyTorch modules need the same cell in every layer")
   kw = dict(input_size=input_size, hidden_size=cell.hidden_size,
             num_layers=stack.num_layers, batch_first=True,
             bidirectional=stack.bidirectional)
   if stack.bidirectional and stack.merge != "concat":
-    raise ValueError("PyTorch bidirectional modules concatenate; got merge="
+    raise UserError("PyTorch bidirectional modules concatenate; got merge="
                      f"{stack.merge!r}")
   if isinstance(cell, LSTM):
     return torch.nn.LSTM(**kw)

@@ -4,8 +4,10 @@
   (the input projection hoisted out of the loop as one matmul), with
   per-example lengths, length-aware reversal, unrolling, gradient
   checkpointing and zero "probes" on the hidden state (for ``dL/dh_t``).
-* :func:`python_unroll` is the same computation as a plain Python loop over
-  ``cell.step``: the reference the scan is tested against.
+* :func:`unroll_with_carries` also returns the carry after every step.
+* :func:`python_unroll` computes the same thing as a plain Python loop over
+  ``cell.step``, one example at a time, sharing no code with the runner: the
+  reference the scan is tested against.
 * :func:`bidirectional`, :class:`StackedRNN` and :func:`truncated_bptt` build
   on :func:`unroll`.
 """
@@ -20,8 +22,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from rnn_zoo.cells import base
-from rnn_zoo.cells.cell import Cell
+from rnn_zoo.cells.cell import Cell, PointwiseCell
 from rnn_zoo.fused import fused_recurrence, split_params
+from rnn_zoo import checks
+from rnn_zoo.errors import UserError
 
 Array = jax.Array
 PyTree = Any
@@ -38,23 +42,23 @@ def _is_concrete(x) -> bool:
 
 def _check_cell(cell) -> None:
   if not isinstance(cell, Cell):
-    raise ValueError(
+    raise UserError(
         f"cell must be an rnn_zoo cell (SimpleRNN, LSTM, GRU, ...), got {cell!r}")
 
 
 def _check_inputs(cell: Cell, params, xs, time_major: bool) -> None:
   """Validates ``xs`` ([B, T, I], or [T, B, I] if time_major) against params."""
   if not hasattr(xs, "shape") or not hasattr(xs, "dtype"):
-    raise ValueError(f"xs must be an array, got {type(xs).__name__}")
+    raise UserError(f"xs must be an array, got {type(xs).__name__}")
   if xs.ndim != 3:
     layout = "[time, batch, features]" if time_major else "[batch, time, features]"
-    raise ValueError(f"xs must have rank 3 {layout}, got shape {tuple(xs.shape)}")
+    raise UserError(f"xs must have rank 3 {layout}, got shape {tuple(xs.shape)}")
   if not jnp.issubdtype(xs.dtype, jnp.floating):
-    raise ValueError(f"xs must be a floating array, got dtype {xs.dtype}")
+    raise UserError(f"xs must be a floating array, got dtype {xs.dtype}")
   cell.check_params(params)
   input_size = cell.input_size_of(params)
-  if xs.shape[-1] != input_size:
-    raise ValueError(
+  if input_size is not None and xs.shape[-1] != input_size:
+    raise UserError(
         f"xs has feature size {xs.shape[-1]} but params expect input_size "
         f"{input_size} (xs shape {tuple(xs.shape)})")
 
@@ -62,15 +66,15 @@ def _check_inputs(cell: Cell, params, xs, time_major: bool) -> None:
 def _check_lengths(lengths, batch: int, time: int) -> Array:
   lengths = jnp.asarray(lengths)
   if not jnp.issubdtype(lengths.dtype, jnp.integer):
-    raise ValueError(f"lengths must be integers, got dtype {lengths.dtype}")
+    raise UserError(f"lengths must be integers, got dtype {lengths.dtype}")
   if lengths.shape != (batch,):
-    raise ValueError(
+    raise UserError(
         f"lengths must have shape [batch]=({batch},), got {tuple(lengths.shape)}")
   if _is_concrete(lengths):
     arr = np.asarray(lengths)
     bad = arr[(arr < 0) | (arr > time)]
     if bad.size:
-      raise ValueError(
+      raise UserError(
           f"lengths must lie in [0, time={time}], got {bad.tolist()} in "
           f"lengths={arr.tolist()}")
   return lengths
@@ -84,7 +88,7 @@ def _check_remat(remat) -> int:
     return 1
   if isinstance(remat, (int, np.integer)) and not isinstance(remat, bool) and remat > 0:
     return int(remat)
-  raise ValueError(
+  raise UserError(
       f"remat must be False, True/'step', or a positive chunk size, got {remat!r}")
 
 
@@ -92,20 +96,24 @@ def _check_unroll(unroll) -> None:
   if isinstance(unroll, bool):
     return
   if not isinstance(unroll, (int, np.integer)) or unroll <= 0:
-    raise ValueError(f"unroll must be a positive int or bool, got {unroll!r}")
+    raise UserError(f"unroll must be a positive int or bool, got {unroll!r}")
 
 
 def _check_carry(cell: Cell, carry, batch: int) -> None:
   ref = cell.initial_carry((batch,))
   if type(carry) is not type(ref):
-    raise ValueError(
+    raise UserError(
         f"initial_carry must be a {type(ref).__name__} for {type(cell).__name__}, "
         f"got {type(carry).__name__}")
   for name, want, got in zip(ref._fields, ref, carry):
-    if tuple(got.shape) != tuple(want.shape):
-      raise ValueError(
+    if not hasattr(got, "shape") or tuple(got.shape) != tuple(want.shape):
+      raise UserError(
           f"initial_carry.{name} must have shape {tuple(want.shape)}, "
-          f"got {tuple(got.shape)}")
+          f"got {tuple(getattr(got, 'shape', ())) or type(got).__name__}")
+    if not jnp.issubdtype(got.dtype, jnp.floating):
+      raise UserError(
+          f"initial_carry.{name} must be a floating array (the carry of "
+          f"{type(cell).__name__} is {want.dtype}), got dtype {got.dtype}")
 
 
 # --------------------------------------------------------------------------
@@ -129,19 +137,12 @@ def reverse_within_lengths(xs_t: Array, lengths: Array | None) -> Array:
 # --------------------------------------------------------------------------
 # The runner.
 
-def _python_scan(f, init, xs, length, unroll=1):
-  """``lax.scan``'s contract as a plain Python loop (the test reference)."""
-  del unroll
-  carry, outs = init, []
-  for t in range(length):
-    carry, y = f(carry, jax.tree.map(lambda a: a[t], xs))
-    outs.append(y)
-  return carry, jax.tree.map(lambda *a: jnp.stack(a), *outs)
+def _is_forward_mode_error(e: Exception) -> bool:
+  return "forward-mode autodiff" in str(e) or "custom_vjp" in str(e)
 
 
 def _run(cell: Cell, params, xs, *, initial_carry, lengths, reverse,
-         time_major, unroll, remat, return_all_carries, hidden_probes,
-         scan_impl, hoist=True, fused=None):
+         time_major, unroll, remat, all_carries, hidden_probes, fused=None):
   _check_cell(cell)
   _check_inputs(cell, params, xs, time_major)
   _check_unroll(unroll)
@@ -158,28 +159,27 @@ def _run(cell: Cell, params, xs, *, initial_carry, lengths, reverse,
   if hidden_probes is not None:
     want = (xs.shape[0], xs.shape[1], cell.hidden_size)
     if tuple(hidden_probes.shape) != want:
-      raise ValueError(
+      raise UserError(
           f"hidden_probes must have the output shape {want}, got "
           f"{tuple(hidden_probes.shape)}")
     probes_t = hidden_probes if time_major else jnp.swapaxes(hidden_probes, 0, 1)
 
+  mask = None
+  if lengths is not None:
+    mask = jnp.arange(T)[:, None] < lengths[None, :]  # [T, B]
+    # Padding is unspecified (it may hold NaN): read zeros there instead, so
+    # that nothing of it reaches values or gradients.
+    xs_t = jnp.where(mask[..., None], xs_t, jnp.zeros((), xs_t.dtype))
   if reverse:
     xs_t = reverse_within_lengths(xs_t, lengths)
     if probes_t is not None:
       probes_t = reverse_within_lengths(probes_t, lengths)
   # The input-to-hidden matmul for every time step at once.
-  if hoist:
-    xp = cell.input_projection(params, xs_t)  # [T, B, G*H]
-    step = cell.step_projected
-  else:
-    xp, step = xs_t, cell.step
-  mask = None
-  if lengths is not None:
-    mask = jnp.arange(T)[:, None] < lengths[None, :]  # [T, B]
+  xp = cell.input_projection(params, xs_t)  # [T, B, G*H]
 
   def body(carry, inp):
     xp_t, m_t, p_t = inp
-    new, y = step(params, carry, xp_t)
+    new, y = cell.step_projected(params, carry, xp_t)
     if p_t is not None:
       # A zero probe added to h_t: d loss / d probe_t = d loss / d h_t.
       new = new._replace(h=new.h + p_t)
@@ -188,26 +188,37 @@ def _run(cell: Cell, params, xs, *, initial_carry, lengths, reverse,
       keep = m_t[:, None]
       new = jax.tree.map(lambda n, o: jnp.where(keep, n, o), new, carry)
       y = jnp.where(keep, y, jnp.zeros_like(y))
-    return new, ((y, new) if return_all_carries else y)
+    return new, ((y, new) if all_carries else y)
 
-  can_fuse = (hoist and chunk == 0 and not return_all_carries and
-              cell.has_pointwise)
+  can_fuse = chunk == 0 and not all_carries and isinstance(cell, PointwiseCell)
   if fused and not can_fuse:
-    raise ValueError(
-        "fused=True needs a cell with a pointwise step (not GRU variant='cho') "
-        "and no remat or return_all_carries; got "
-        f"cell={cell!r}, remat={remat!r}, "
-        f"return_all_carries={return_all_carries}")
+    raise UserError(
+        "fused=True needs a PointwiseCell (SimpleRNN, LSTM, GRU; not GRUCho "
+        "or a generic Cell) and no remat or all carries; got "
+        f"cell={cell!r}, remat={remat!r}, all_carries={all_carries}")
   inputs = (xp, mask, probes_t)
+  outs = None
   if can_fuse and fused is not False:
     w_hh, small = split_params(params)
-    outs, carry = fused_recurrence(cell, w_hh, small, xp, initial_carry, mask,
-                                   probes_t, unroll)
+    try:
+      outs, carry = fused_recurrence(cell, w_hh, small, xp, initial_carry,
+                                     mask, probes_t, unroll)
+    except TypeError as e:
+      # Forward-mode autodiff (jax.jvp, jacfwd) cannot go through a
+      # custom_vjp: run the plain scan, which supports every transform.
+      if fused or not _is_forward_mode_error(e):
+        raise UserError(
+            "fused=True does not support forward-mode autodiff (jax.jvp, "
+            "jax.jacfwd); pass fused=None or fused=False") from e
+      outs = None
+  if outs is not None:
+    pass
   elif chunk == 0:
-    carry, outs = scan_impl(body, initial_carry, inputs, length=T, unroll=unroll)
+    carry, outs = jax.lax.scan(body, initial_carry, inputs, length=T,
+                               unroll=unroll)
   elif chunk == 1:
-    carry, outs = scan_impl(jax.checkpoint(body), initial_carry, inputs,
-                            length=T, unroll=unroll)
+    carry, outs = jax.lax.scan(jax.checkpoint(body), initial_carry, inputs,
+                               length=T, unroll=unroll)
   else:
     n_chunks = -(-T // chunk)
     pad = n_chunks * chunk - T
@@ -223,9 +234,10 @@ def _run(cell: Cell, params, xs, *, initial_carry, lengths, reverse,
 
     @jax.checkpoint
     def chunk_body(carry, inp):
-      return scan_impl(body, carry, inp, length=chunk, unroll=unroll)
+      return jax.lax.scan(body, carry, inp, length=chunk, unroll=unroll)
 
-    carry, outs = scan_impl(chunk_body, initial_carry, inputs, length=n_chunks)
+    carry, outs = jax.lax.scan(chunk_body, initial_carry, inputs,
+                               length=n_chunks)
     outs = jax.tree.map(
         lambda a: a.reshape((n_chunks * chunk,) + a.shape[2:])[:T], outs)
 
@@ -234,7 +246,7 @@ def _run(cell: Cell, params, xs, *, initial_carry, lengths, reverse,
       a = reverse_within_lengths(a, lengths)
     return a if time_major else jnp.swapaxes(a, 0, 1)
 
-  if return_all_carries:
+  if all_carries:
     ys, carries = outs
     return finish(ys), carry, jax.tree.map(finish, carries)
   return finish(outs), carry
@@ -243,22 +255,26 @@ def _run(cell: Cell, params, xs, *, initial_carry, lengths, reverse,
 def unroll(cell: Cell, params, xs: Array, *, initial_carry=None,
            lengths: Array | None = None, reverse: bool = False,
            time_major: bool = False, unroll: int | bool = 1,
-           remat: bool | str | int = False, return_all_carries: bool = False,
+           remat: bool | str | int = False,
            hidden_probes: Array | None = None, fused: bool | None = None):
   """Runs ``cell`` over a sequence with ``jax.lax.scan``.
 
-  The input projection ``x_t W_ih + b`` is computed for all steps at once,
-  outside the loop; the scan body does only the recurrent part.
+  The input projection (``x_t W_ih + b`` for a :class:`ProjectedCell`) is
+  computed for all steps at once, outside the loop; the scan body does only
+  the recurrent part.
 
   Args:
-    cell: a cell from :mod:`rnn_zoo.cells`.
+    cell: a cell from :mod:`rnn_zoo.cells` (any :class:`rnn_zoo.Cell`).
     params: ``cell.init(...)`` output.
     xs: ``[batch, time, input]`` floating array (``[time, batch, input]`` if
       ``time_major``).
-    initial_carry: the carry at t=0 (batch shape ``[batch]``); zeros if None.
+    initial_carry: the carry at t=0 (batch shape ``[batch]``, floating);
+      zeros if None.
     lengths: optional int ``[batch]`` valid lengths in ``[0, time]``. Outputs
       at ``t >= length`` are zero; the final carry is the carry after the last
-      valid step (the initial carry when the length is 0).
+      valid step (the initial carry when the length is 0). What ``xs`` holds
+      past the length is never read (it may be NaN): it reaches neither the
+      outputs nor any gradient.
     reverse: run from the end of each sequence to its start; with
       ``lengths``, each sequence is reversed within its own length. Outputs are
       returned in the original time order.
@@ -267,23 +283,32 @@ def unroll(cell: Cell, params, xs: Array, *, initial_carry=None,
     remat: gradient checkpointing: False, True/``"step"`` (recompute each
       step in the backward pass), or an int K (store the carry only every K
       steps; memory ~ T/K + K instead of T).
-    return_all_carries: also return the carry after every step (time axis as
-      the outputs').
     hidden_probes: optional zeros shaped like the outputs, added to ``h_t``
       after each step. Their gradient is ``dL/dh_t`` for every t in one
       backward pass (the gradient-flow diagnostics rest on this).
     fused: use the hand-written backward pass of :mod:`rnn_zoo.fused` (the
       weight gradient as one matmul after the loop). None (default): whenever
-      it applies (a cell with a pointwise step; no remat or all-carries).
-      False: plain autodiff of the scan.
+      it applies (a :class:`PointwiseCell`, no remat). False: plain autodiff
+      of the scan.
 
   Returns:
-    ``(ys, final_carry)``; ``ys`` is ``[batch, time, hidden]``. With
-    ``return_all_carries``: ``(ys, final_carry, carries)``.
+    ``(ys, final_carry)``; ``ys`` is ``[batch, time, hidden]``. The carry
+    after every step: :func:`unroll_with_carries`.
+
+  Autodiff:
+    Reverse mode (``jax.grad``, ``jax.vjp``) uses the fused backward pass.
+    Forward mode cannot go through its ``custom_vjp``: for ``jax.jvp``,
+    ``jax.jacfwd`` and ``jax.hessian`` the default ``fused=None`` falls back
+    to the plain scan by itself (same values; ``fused=True`` raises). The
+    linear function ``jax.linearize`` returns is evaluated after the runner
+    has run, so it cannot fall back: pass ``fused=False`` for it (JAX's
+    error then reads "can't apply forward-mode autodiff (jvp) to a
+    custom_vjp function").
 
   Raises:
-    ValueError: on a wrong rank, a feature size that does not match the
-      params, non-float inputs, out-of-range lengths or unknown options.
+    ValueError (:class:`rnn_zoo.UserError`): on a wrong rank, a feature size
+      that does not match the params, non-float inputs or carry, out-of-range
+      lengths or unknown options.
 
   Example:
     >>> import jax, jax.numpy as jnp, rnn_zoo as rz
@@ -296,25 +321,106 @@ def unroll(cell: Cell, params, xs: Array, *, initial_carry=None,
   """
   return _run(cell, params, xs, initial_carry=initial_carry, lengths=lengths,
               reverse=reverse, time_major=time_major, unroll=unroll,
-              remat=remat, return_all_carries=return_all_carries,
-              hidden_probes=hidden_probes, scan_impl=jax.lax.scan, fused=fused)
+              remat=remat, all_carries=False, hidden_probes=hidden_probes,
+              fused=fused)
+
+
+def unroll_with_carries(cell: Cell, params, xs: Array, *, initial_carry=None,
+                        lengths: Array | None = None, reverse: bool = False,
+                        time_major: bool = False, unroll: int | bool = 1,
+                        remat: bool | str | int = False,
+                        hidden_probes: Array | None = None):
+  """:func:`unroll` that also returns the carry after every step.
+
+  Returns:
+    ``(ys, final_carry, carries)``: ``carries`` has the carry's fields with a
+    time axis where the outputs have theirs (``[batch, time, hidden]``). Past
+    a sequence's length the carry stays at its last valid value.
+
+  Example:
+    >>> import jax, jax.numpy as jnp, rnn_zoo as rz
+    >>> cell = rz.LSTM(4)
+    >>> params = cell.init(jax.random.key(0), input_size=2)
+    >>> ys, final, carries = rz.unroll_with_carries(cell, params, jnp.ones((3, 6, 2)))
+    >>> carries.c.shape
+    (3, 6, 4)
+  """
+  return _run(cell, params, xs, initial_carry=initial_carry, lengths=lengths,
+              reverse=reverse, time_major=time_major, unroll=unroll,
+              remat=remat, all_carries=True, hidden_probes=hidden_probes)
+
+
+def python_unroll_with_carries(cell: Cell, params, xs, *, initial_carry=None,
+                               lengths=None, reverse=False, time_major=False,
+                               hidden_probes=None):
+  """:func:`unroll_with_carries` as a plain Python loop (the reference).
+
+  Written from the contract alone, sharing no code with the runner: each
+  example runs on its own through ``cell.step`` over its first ``length``
+  inputs (in reverse order when ``reverse``); outputs past the length are
+  zero and the carry stays put there. ``lengths`` must be concrete (NumPy or
+  a concrete array).
+  """
+  xs = np.asarray(xs) if not isinstance(xs, jax.Array) else xs
+  if getattr(xs, "ndim", None) != 3:
+    raise UserError(f"xs must have rank 3, got shape {getattr(xs, 'shape', None)}")
+  if time_major:
+    xs = jnp.swapaxes(xs, 0, 1)
+    if hidden_probes is not None:
+      hidden_probes = jnp.swapaxes(hidden_probes, 0, 1)
+  B, T = xs.shape[0], xs.shape[1]
+  if lengths is None:
+    lengths = [T] * B
+  else:
+    if isinstance(lengths, jax.core.Tracer):
+      raise UserError("python_unroll needs concrete lengths, got a tracer")
+    lengths = [int(n) for n in np.asarray(lengths)]
+  if initial_carry is None:
+    initial_carry = cell.initial_carry((B,))
+  ys_rows, finals, carry_rows = [], [], []
+  for b in range(B):
+    carry = jax.tree.map(lambda a: a[b:b + 1], initial_carry)
+    L = lengths[b]
+    order = list(range(L))[::-1] if reverse else list(range(L))
+    y_at, c_at = {}, {}
+    for t in order:
+      carry, y = cell.step(params, carry, xs[b:b + 1, t])
+      if hidden_probes is not None:
+        carry = carry._replace(h=carry.h + hidden_probes[b:b + 1, t])
+        y = carry.h
+      y_at[t], c_at[t] = y[0], jax.tree.map(lambda a: a[0], carry)
+    zero_y = jnp.zeros((cell.hidden_size,), y_at[order[0]].dtype if L else jnp.float32)
+    last = jax.tree.map(lambda a: a[0], carry)
+    ys_rows.append(jnp.stack([y_at.get(t, zero_y) for t in range(T)]) if T else
+                   jnp.zeros((0, cell.hidden_size)))
+    finals.append(last)
+    if T:
+      carry_rows.append(jax.tree.map(lambda *a: jnp.stack(a),
+                                     *[c_at.get(t, last) for t in range(T)]))
+    else:
+      carry_rows.append(jax.tree.map(lambda a: jnp.zeros((0,) + a.shape), last))
+  stack = lambda rows: jax.tree.map(lambda *a: jnp.stack(a), *rows)
+  ys, final, carries = jnp.stack(ys_rows), stack(finals), stack(carry_rows)
+  if time_major:
+    ys = jnp.swapaxes(ys, 0, 1)
+    carries = jax.tree.map(lambda a: jnp.swapaxes(a, 0, 1), carries)
+  return ys, final, carries
 
 
 def python_unroll(cell: Cell, params, xs: Array, *, initial_carry=None,
                   lengths=None, reverse=False, time_major=False,
-                  return_all_carries=False, hidden_probes=None):
+                  hidden_probes=None):
   """:func:`unroll` as a plain Python loop over ``cell.step``.
 
-  Slow (it traces one step per time step); it is the reference the scan is
-  tested against, and a debugging aid. Same signature and results as
-  :func:`unroll` (minus ``unroll`` and ``remat``).
+  Slow (one traced step per example and time step); it is the reference the
+  scan is tested against, and a debugging aid. Same results as
+  :func:`unroll` (minus ``unroll``, ``remat`` and ``fused``); see
+  :func:`python_unroll_with_carries`.
   """
-  # The loop calls ``cell.step`` on raw inputs rather than the runner's
-  # hoisted projection, so comparing the two checks the hoisting too.
-  return _run(cell, params, xs, initial_carry=initial_carry, lengths=lengths,
-              reverse=reverse, time_major=time_major, unroll=1, remat=False,
-              return_all_carries=return_all_carries,
-              hidden_probes=hidden_probes, scan_impl=_python_scan, hoist=False)
+  ys, final, _ = python_unroll_with_carries(
+      cell, params, xs, initial_carry=initial_carry, lengths=lengths,
+      reverse=reverse, time_major=time_major, hidden_probes=hidden_probes)
+  return ys, final
 
 
 # --------------------------------------------------------------------------
@@ -355,7 +461,7 @@ def bidirectional(cell: Cell, params, xs: Array, *, initial_carry=None,
   base.check_choice("merge", merge, MERGES)
   if not isinstance(params, dict) or set(params) != {"forward", "backward"}:
     got = sorted(params) if isinstance(params, dict) else type(params).__name__
-    raise ValueError(
+    raise UserError(
         f"params of a bidirectional layer must be a dict with keys "
         f"['backward', 'forward'], got {got}")
   c_f, c_b = (None, None) if initial_carry is None else initial_carry
@@ -403,13 +509,12 @@ class StackedRNN:
   def __post_init__(self):
     cells = tuple(self.cells)
     if not cells:
-      raise ValueError("cells must hold at least one cell, got ()")
+      raise UserError("cells must hold at least one cell, got ()")
     for c in cells:
       _check_cell(c)
     object.__setattr__(self, "cells", cells)
     base.check_choice("merge", self.merge, MERGES)
-    if not 0.0 <= self.dropout_rate < 1.0:
-      raise ValueError(f"dropout_rate must be in [0, 1), got {self.dropout_rate!r}")
+    checks.fraction("dropout_rate", self.dropout_rate)
 
   @classmethod
   def of(cls, cell: Cell, num_layers: int, **kwargs) -> "StackedRNN":
@@ -471,28 +576,25 @@ class StackedRNN:
         is ``dL/dh_t`` of that layer (not with ``bidirectional``).
       **kwargs: passed to :func:`unroll`.
     """
-    expected = [f"layer_{i}" for i in range(self.num_layers)]
-    if not isinstance(params, dict) or sorted(params) != sorted(expected):
-      got = sorted(params) if isinstance(params, dict) else type(params).__name__
-      raise ValueError(f"params of StackedRNN must have keys {expected}, got {got}")
+    self._check_params(params)
     use_dropout = self.dropout_rate > 0 and not deterministic
     if use_dropout and key is None:
-      raise ValueError(
+      raise UserError(
           f"key is required for dropout_rate={self.dropout_rate} unless "
           "deterministic=True, got key=None")
     if initial_carry is None:
       initial_carry = (None,) * self.num_layers
     elif len(initial_carry) != self.num_layers:
-      raise ValueError(
+      raise UserError(
           f"initial_carry must hold {self.num_layers} carries (one per layer), "
           f"got {len(initial_carry)}")
     if hidden_probes is None:
       hidden_probes = (None,) * self.num_layers
     elif len(hidden_probes) != self.num_layers:
-      raise ValueError(f"hidden_probes must hold {self.num_layers} entries (one "
+      raise UserError(f"hidden_probes must hold {self.num_layers} entries (one "
                        f"per layer), got {len(hidden_probes)}")
     elif self.bidirectional and any(p is not None for p in hidden_probes):
-      raise ValueError("hidden_probes are not supported with bidirectional=True")
+      raise UserError("hidden_probes are not supported with bidirectional=True")
     carries = []
     for i, cell in enumerate(self.cells):
       if i > 0 and use_dropout:
@@ -509,6 +611,67 @@ class StackedRNN:
                            **kwargs)
       carries.append(carry)
     return xs, tuple(carries)
+
+  def step(self, params, carry: tuple, x: Array, *, projected: bool = False,
+           key: Array | None = None, deterministic: bool = True):
+    """One time step through every layer: ``(carries, y)``.
+
+    What a decoder (char LM, captioner, VQA question reader) calls once per
+    token; equal to :meth:`apply` on a length-1 sequence.
+
+    Args:
+      params: :meth:`init` output.
+      carry: a tuple with one carry per layer (:meth:`initial_carry`).
+      x: ``[*batch, input]`` this step's input; with ``projected``, the first
+        layer's ``cells[0].input_projection`` of it instead (e.g. a row of
+        ``w_ih`` looked up for a one-hot token).
+      key: dropout key between layers (as :meth:`apply`), needed when
+        ``dropout_rate > 0`` and not ``deterministic``.
+      deterministic: disable dropout (the default: decoding).
+
+    Returns:
+      ``(new_carries, y)`` with ``y`` ``[*batch, H_last]``.
+
+    Example:
+      >>> import jax, jax.numpy as jnp, rnn_zoo as rz
+      >>> stack = rz.StackedRNN.of(rz.GRU(6), num_layers=2)
+      >>> params = stack.init(jax.random.key(0), input_size=3)
+      >>> carry, y = stack.step(params, stack.initial_carry((4,)), jnp.ones((4, 3)))
+      >>> y.shape, len(carry)
+      ((4, 6), 2)
+    """
+    if self.bidirectional:
+      raise UserError("a bidirectional stack cannot run one step at a time "
+                      "(the backward direction needs the whole sequence)")
+    self._check_params(params)
+    use_dropout = self.dropout_rate > 0 and not deterministic
+    if use_dropout and key is None:
+      raise UserError(
+          f"key is required for dropout_rate={self.dropout_rate} unless "
+          "deterministic=True, got key=None")
+    if not isinstance(carry, (tuple, list)) or len(carry) != self.num_layers:
+      raise UserError(
+          f"carry must hold {self.num_layers} carries (one per layer), got "
+          f"{type(carry).__name__} of {len(carry) if isinstance(carry, (tuple, list)) else '?'}")
+    new = []
+    for i, cell in enumerate(self.cells):
+      p = params[f"layer_{i}"]
+      if i > 0 and use_dropout:
+        keep = 1.0 - self.dropout_rate
+        mask = jax.random.bernoulli(jax.random.fold_in(key, i), keep, x.shape)
+        x = jnp.where(mask, x / keep, 0.0).astype(x.dtype)
+      if i == 0 and projected:
+        c, x = cell.step_projected(p, carry[0], x)
+      else:
+        c, x = cell.step(p, carry[i], x)
+      new.append(c)
+    return tuple(new), x
+
+  def _check_params(self, params) -> None:
+    expected = [f"layer_{i}" for i in range(self.num_layers)]
+    if not isinstance(params, dict) or sorted(params) != sorted(expected):
+      got = sorted(params) if isinstance(params, dict) else type(params).__name__
+      raise UserError(f"params of StackedRNN must have keys {expected}, got {got}")
 
 
 # --------------------------------------------------------------------------
@@ -549,7 +712,7 @@ def truncated_bptt(model: Cell | StackedRNN, params, xs: Array, *,
   """
   base.check_positive_int("window", window)
   if "lengths" in kwargs:
-    raise ValueError("truncated_bptt does not take lengths; got lengths="
+    raise UserError("truncated_bptt does not take lengths; got lengths="
                      f"{kwargs['lengths']!r}")
   if isinstance(model, StackedRNN):
     def run(carry, xw, k):
@@ -567,11 +730,14 @@ def truncated_bptt(model: Cell | StackedRNN, params, xs: Array, *,
     if initial_carry is None:
       initial_carry = model.initial_carry((xs.shape[1] if time_major else xs.shape[0],))
   else:
-    raise ValueError(f"model must be a cell or a StackedRNN, got {model!r}")
+    raise UserError(f"model must be a cell or a StackedRNN, got {model!r}")
   if getattr(xs, "ndim", None) != 3:
-    raise ValueError(f"xs must have rank 3, got shape {getattr(xs, 'shape', None)}")
+    raise UserError(f"xs must have rank 3, got shape {getattr(xs, 'shape', None)}")
   xs_t = xs if time_major else jnp.swapaxes(xs, 0, 1)
   T = xs_t.shape[0]
+  if T == 0:  # nothing to cut: what the runner gives for an empty sequence
+    ys, carry = run(initial_carry, xs_t, None)
+    return (ys if time_major else jnp.swapaxes(ys, 0, 1)), carry
   n, rem = divmod(T, window)
   window_key = (lambda i: None) if key is None else (
       lambda i: jax.random.fold_in(key, i))

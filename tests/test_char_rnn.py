@@ -11,7 +11,7 @@ import optax
 import pytest
 
 from rnn_zoo import decoding
-from rnn_zoo import workloads
+from experiments.char_rnn import workload as workloads
 from rnn_zoo.data import text as text_lib
 from rnn_zoo.training import loop
 from rnn_zoo.training import optim

@@ -70,7 +70,7 @@ def test_step_jacobian_singular_values_linear_and_lstm():
   p = cell.init(jax.random.key(0), I)
   sv = gradflow.step_jacobian_singular_values(cell, p, xs, jnp.array([3]))
   assert sv.shape == (1, B, 2 * H)
-  _, _, carries = rz.unroll(cell, p, xs, return_all_carries=True)
+  _, _, carries = rz.unroll_with_carries(cell, p, xs)
   def step(v):
     c = rz.LSTMCarry(v[:H][None], v[H:][None])
     new, _ = cell.step(p, c, xs[0, 3][None])

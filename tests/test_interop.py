@@ -56,13 +56,55 @@ def test_interop_errors():
   with pytest.raises(ValueError, match="GRU variant='cho' has no PyTorch equivalent"):
     rz.interop.to_torch_state_dict(rz.GRU(3, variant="cho"),
                                    rz.GRU(3, variant="cho").init(jax.random.key(0), 2))
-  with pytest.raises(ValueError, match="state_dict lacks 'weight_ih_l1'"):
+  with pytest.raises(ValueError, match=r"missing keys \['bias_hh_l1', 'bias_ih_l1', 'weight_hh_l1', 'weight_ih_l1'\]"):
     stack = rz.StackedRNN.of(rz.LSTM(3), 2)
     sd = rz.interop.to_torch_state_dict(rz.LSTM(3), rz.LSTM(3).init(jax.random.key(0), 2))
     rz.interop.from_torch_state_dict(stack, sd)
-  with pytest.raises(ValueError, match=r"weight_hh_l0'\] must have shape \(12, 3\) for LSTM\(3\), got \(16, 4\)"):
+  with pytest.raises(ValueError, match=r"weight_ih_l0'\] must have shape \(12, 2\) for 1 layer\(s\) of LSTM\(3\), got \(16, 2\)"):
     sd = rz.interop.to_torch_state_dict(rz.LSTM(4), rz.LSTM(4).init(jax.random.key(0), 2))
     rz.interop.from_torch_state_dict(rz.LSTM(3), sd)
+
+
+def test_strict_like_torch_load_state_dict():
+  """A state_dict is loaded only into the model it fits (torch's strict=True)."""
+  two = rz.StackedRNN.of(rz.LSTM(3), 2)
+  sd2 = rz.interop.to_torch_state_dict(two, two.init(jax.random.key(0), 2))
+  # A 2-layer state_dict into a 1-layer model: the extra layer is not dropped.
+  with pytest.raises(ValueError, match=r"unexpected keys \['bias_hh_l1', 'bias_ih_l1', 'weight_hh_l1', 'weight_ih_l1'\]"):
+    rz.interop.from_torch_state_dict(rz.LSTM(3), sd2)
+  # A transposed weight_ih is not read as some other input size.
+  sd = rz.interop.to_torch_state_dict(rz.LSTM(3), rz.LSTM(3).init(jax.random.key(0), 2))
+  bad = dict(sd, weight_ih_l0=sd["weight_ih_l0"].T)
+  with pytest.raises(ValueError, match=r"weight_hh_l0'\] must have shape \(12, 12\)|weight_ih_l0'\] must have shape"):
+    rz.interop.from_torch_state_dict(rz.LSTM(3), bad)
+  # Every array's shape is checked, biases included.
+  with pytest.raises(ValueError, match=r"state_dict\['bias_hh_l0'\] must have shape \(12,\).*got \(11,\)"):
+    rz.interop.from_torch_state_dict(rz.LSTM(3), dict(sd, bias_hh_l0=sd["bias_hh_l0"][:11]))
+  # Layer 1 of a stack reads layer 0's width.
+  sd2_bad = dict(sd2, weight_ih_l1=np.zeros((12, 5), np.float32))
+  with pytest.raises(ValueError, match=r"weight_ih_l1'\] must have shape \(12, 3\)"):
+    rz.interop.from_torch_state_dict(two, sd2_bad)
+  with pytest.raises(ValueError, match="unexpected keys \\['extra'\\]"):
+    rz.interop.from_torch_state_dict(rz.LSTM(3), dict(sd, extra=np.zeros(1)))
+
+
+def _torch_bias_grads(stack, gp):
+  """The zoo's bias gradients in PyTorch's two-bias layout: ``b`` feeds both
+  ``bias_ih`` and ``bias_hh`` (sum), except the GRU's n part of ``bias_hh``,
+  which is ``b_hn``."""
+  out = {}
+  for i, cell in enumerate(stack.cells):
+    layer = gp[f"layer_{i}"]
+    dirs = [("", layer)] if not stack.bidirectional else [("", layer["forward"]), ("_reverse", layer["backward"])]
+    for suffix, g in dirs:
+      b = np.asarray(g["b"])
+      out[f"bias_ih_l{i}{suffix}"] = b
+      if isinstance(cell, rz.GRU):
+        H = cell.hidden_size
+        out[f"bias_hh_l{i}{suffix}"] = np.concatenate([b[:2 * H], np.asarray(g["b_hn"])])
+      else:
+        out[f"bias_hh_l{i}{suffix}"] = b
+  return out
 
 
 @pytest.mark.parametrize("name", sorted(STACKS))
@@ -83,7 +125,8 @@ def test_outputs_and_gradients_match_torch(name):
   np.testing.assert_allclose(gx, xt.grad.numpy(), rtol=1e-4, atol=1e-4)
   # Parameter gradients, mapped through the same layout.
   gp = jax.grad(lambda p: jnp.sum(stack.apply(p, jnp.asarray(x, jnp.float32))[0] ** 2))(p)
-  gsd = rz.interop.to_torch_state_dict(stack, gp)
-  for k, v in module.named_parameters():
-    if k.startswith("weight"):
-      np.testing.assert_allclose(gsd[k], v.grad.numpy(), rtol=1e-4, atol=1e-4, err_msg=k)
+  gsd = rz.interop.to_torch_state_dict(stack, gp) | _torch_bias_grads(stack, gp)
+  names = [k for k, _ in module.named_parameters()]
+  assert sum(k.startswith("bias") for k in names) == sum(k.startswith("weight") for k in names)
+  for k, v in module.named_parameters():  # weights and both biases
+    np.testing.assert_allclose(gsd[k], v.grad.numpy(), rtol=1e-4, atol=1e-4, err_msg=k)

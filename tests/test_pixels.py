@@ -45,7 +45,8 @@ def test_sample_batch_is_a_function_of_the_key(digits):
 
 def test_an_lstm_learns_digits_well_above_chance(digits, tmp_path):
   from experiments.long_range import config as lr_config
-  from rnn_zoo import training, workloads
+  from rnn_zoo import training
+  from experiments.long_range import workload as workloads
   c = lr_config.get_config("digits")
   c.update(dict(hidden_size=32, num_steps=200, eval_every=200, log_every=100,
                 checkpoint_every=200, eval_batches=4))

@@ -15,6 +15,11 @@ RMSprop 2e-3, batch 50, sequence 50, 50 epochs-worth of steps), "smoke"
 
 import ml_collections
 
+from experiments import common
+from rnn_zoo.errors import UserError
+
+PRESETS = ("", "smoke", "karpathy")
+
 
 def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
@@ -26,42 +31,19 @@ def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
   c.val_block = 10_000        # every 20th block of this many characters (0: the last 5%).
   c.seq_len = 50              # Truncated-BPTT window (characters per step).
   c.stateful = True           # Carry the hidden state from window to window.
-  # Model.
-  c.cell = "lstm"             # rnn | irnn | lstm | gru
-  c.hidden_size = 128         # H of every layer.
-  c.num_layers = 2            # Stacked recurrent layers.
+  # Model (cell block: experiments/common.py).
+  common.add_cell_fields(c, num_layers=2)
   c.embed_size = 0            # Character embedding size (0: one-hot inputs).
-  c.dropout_rate = 0.0        # Dropout between layers.
-  c.forget_bias = 1.0         # LSTM forget-gate bias at init.
-  c.chrono = False            # LSTM chrono init (T_max = seq_len).
-  c.gru_variant = "cudnn"     # GRU: cudnn | cho.
-  c.recurrent_init = "uniform"  # rnn: uniform | orthogonal | identity | glorot_uniform.
-  # Optimization.
-  c.batch_size = 64           # Parallel streams (divides over all devices).
-  c.num_steps = 7000          # Training steps (about 13 minutes on 2 CPU cores).
-  c.optimizer = "adam"        # sgd | momentum | rmsprop | adam | adamw | adagrad
-  c.learning_rate = 3e-3      # Peak learning rate.
-  c.schedule = "cosine"       # constant | cosine | step
-  c.warmup_steps = 100        # Linear warm-up steps.
-  c.decay_every = 1000        # step schedule: decay period.
-  c.decay_factor = 0.97       # step schedule: factor per period.
-  c.momentum = 0.0            # momentum / rmsprop momentum (0: none).
-  c.weight_decay = 0.0        # adamw weight decay.
-  c.clip_norm = 5.0           # Clip by global norm (0: off).
-  c.clip_value = 0.0          # Clip each entry to [-v, v] (0: off).
-  c.nonfinite = "stop"        # NaN/Inf loss or grad: stop | skip (the update).
+  # Optimization, logging, checkpoints (experiments/common.py).
+  common.add_training_fields(
+      c, num_steps=7000, learning_rate=3e-3, schedule="cosine", warmup_steps=100,
+      decay_factor=0.97, momentum=0.0, clip_norm=5.0)
   # Sampling during training.
   c.sample_every = 1000       # Steps between printed samples (0: never).
   c.sample_length = 200       # Characters per sample.
   c.sample_temperature = 0.8  # Softmax temperature (0: argmax).
   c.sample_top_k = 0          # Sample among the k likeliest (0: all).
   c.sample_prime = "The "     # Start string.
-  # Logging, evaluation, checkpoints.
-  c.log_every = 100           # Steps between metric logs.
-  c.eval_every = 1000         # Steps between validations (on the whole split).
-  c.checkpoint_every = 500    # Steps between checkpoints.
-  c.keep_checkpoints = 3      # Checkpoints kept.
-  c.async_checkpoint = True   # Save in the background.
 
   if preset == "smoke":
     c.max_chars = 20_000
@@ -85,5 +67,5 @@ def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
     c.warmup_steps = 0
     c.num_steps = 20000
   elif preset not in (None, ""):
-    raise ValueError(f"unknown preset {preset!r}: use '', 'smoke' or 'karpathy'")
+    raise UserError(f"unknown preset {preset!r}: use one of {list(PRESETS)}")
   return c

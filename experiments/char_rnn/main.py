@@ -5,7 +5,7 @@ from ml_collections import config_flags
 
 from experiments import launch
 from rnn_zoo import training
-from rnn_zoo import workloads
+from experiments.char_rnn import workload
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Checkpoints, logs, metrics, samples.",
                                required=True)
@@ -16,7 +16,7 @@ _CONFIG = config_flags.DEFINE_config_file(
 
 def train():
   config = _CONFIG.value
-  return training.train_and_evaluate(config, _WORKDIR.value, workloads.char_rnn(config))
+  return training.train_and_evaluate(config, _WORKDIR.value, workload.char_rnn(config))
 
 
 def main():

@@ -28,9 +28,10 @@ import numpy as np
 
 from experiments import launch
 from rnn_zoo import decoding
-from rnn_zoo import workloads
+from experiments.char_rnn import workload
 from rnn_zoo.data import text as text_lib
 from rnn_zoo.training import checkpoint
+from rnn_zoo.errors import UserError
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "The training run's workdir.",
                                required=True)
@@ -53,20 +54,20 @@ def load(workdir: str):
   """``(lm, params, vocab, config, step)`` of a char_rnn workdir's newest
   checkpoint."""
   if not os.path.isdir(os.path.join(workdir, "checkpoints")):
-    raise ValueError(f"--workdir={workdir!r} holds no checkpoints (train first: "
+    raise UserError(f"--workdir={workdir!r} holds no checkpoints (train first: "
                      f"python -m experiments.char_rnn --workdir={workdir})")
   loaded = checkpoint.load_latest(workdir)
   if loaded["vocab"] is None:
-    raise ValueError(f"--workdir={workdir!r} is not a char_rnn run (no vocabulary "
+    raise UserError(f"--workdir={workdir!r} is not a char_rnn run (no vocabulary "
                      "beside its checkpoints)")
   vocab = text_lib.Vocab.from_json(loaded["vocab"])
   config = loaded["config"]
-  lm = workloads.make_char_lm(ml_collections.ConfigDict(config), vocab.size)
+  lm = workload.make_char_lm(ml_collections.ConfigDict(config), vocab.size)
   return lm, loaded["state"]["params"], vocab, config, loaded["step"]
 
 
 def _sample(lm, params, vocab, prime, temperature, seed):
-  sampler = workloads.make_sampler(lm, vocab, length=_LENGTH.value,
+  sampler = workload.make_sampler(lm, vocab, length=_LENGTH.value,
                                    temperature=temperature, top_k=_TOP_K.value)
   return sampler(params, prime, jax.random.key(seed), _NUM_SAMPLES.value)
 
@@ -75,7 +76,7 @@ def report(lm, params, vocab, config, step, prime):
   try:
     temps = [float(t) for t in _REPORT_TEMPERATURES.value]
   except ValueError:
-    raise ValueError("--report_temperatures must be numbers, got "
+    raise UserError("--report_temperatures must be numbers, got "
                      f"{_REPORT_TEMPERATURES.value}") from None
   rows = []
   for t in temps:
@@ -131,11 +132,11 @@ def report(lm, params, vocab, config, step, prime):
 def run():
   for name, flag in (("length", _LENGTH), ("num_samples", _NUM_SAMPLES)):
     if flag.value <= 0:
-      raise ValueError(f"--{name} must be a positive int, got {flag.value}")
+      raise UserError(f"--{name} must be a positive int, got {flag.value}")
   lm, params, vocab, config, step = load(_WORKDIR.value)
   prime = _PRIME.value if _PRIME.value is not None else config["sample_prime"]
   if not prime:
-    raise ValueError(f"--prime must be a non-empty string, got {prime!r}")
+    raise UserError(f"--prime must be a non-empty string, got {prime!r}")
   if _REPORT.value:
     return report(lm, params, vocab, config, step, prime)
   for i, s in enumerate(_sample(lm, params, vocab, prime, _TEMPERATURE.value,

@@ -12,44 +12,24 @@ digits, T=64; needs the digits extra).
 
 import ml_collections
 
+from experiments import common
+from rnn_zoo.errors import UserError
+
+PRESETS = ("", "smoke", "copy", "digits")
+
 
 def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0                  # Seeds init, dropout and the data stream.
   # Task.
-  c.task = "adding"           # adding | copy | variable_copy | digits |
-                              # permuted_digits | mnist | permuted_mnist
+  c.task = "adding"           # adding | copy | variable_copy | digits | permuted_digits | mnist | permuted_mnist
   c.seq_len = 100             # T: adding length / copy delay (pixel tasks: unused).
-  # Model.
-  c.cell = "lstm"             # rnn | irnn | lstm | gru
-  c.hidden_size = 128         # H of every layer.
-  c.num_layers = 1            # Stacked recurrent layers.
-  c.dropout_rate = 0.0        # Dropout between layers.
-  c.forget_bias = 1.0         # LSTM forget-gate bias at init.
-  c.chrono = False            # LSTM chrono init with T_max = seq_len.
-  c.gru_variant = "cudnn"     # GRU: cudnn (reset after matmul) | cho.
-  c.recurrent_init = "uniform"  # rnn: uniform | orthogonal | identity | glorot_uniform.
-  # Optimization.
-  c.batch_size = 64           # Global batch (divides over all devices).
-  c.num_steps = 4000          # Training steps.
-  c.optimizer = "adam"        # sgd | momentum | rmsprop | adam | adamw | adagrad
-  c.learning_rate = 1e-3      # Peak learning rate.
-  c.schedule = "constant"     # constant | cosine | step
-  c.warmup_steps = 0          # Linear warm-up steps.
-  c.decay_every = 1000        # step schedule: decay period.
-  c.decay_factor = 0.5        # step schedule: factor per period.
-  c.momentum = 0.9            # momentum / rmsprop momentum (0: none).
-  c.weight_decay = 0.0        # adamw weight decay.
-  c.clip_norm = 1.0           # Clip by global norm (0: off).
-  c.clip_value = 0.0          # Clip each entry to [-v, v] (0: off).
-  c.nonfinite = "stop"        # NaN/Inf loss or grad: stop | skip (the update).
-  # Logging, evaluation, checkpoints.
-  c.log_every = 100           # Steps between metric logs.
-  c.eval_every = 1000         # Steps between evaluations.
+  # Model: cell, hidden_size, num_layers, dropout_rate, forget_bias, chrono,
+  # gru_variant, recurrent_init (experiments/common.py).
+  common.add_cell_fields(c)
+  # Optimization, logging, checkpoints (experiments/common.py).
+  common.add_training_fields(c)
   c.eval_batches = 8          # Held-out batches per evaluation.
-  c.checkpoint_every = 500    # Steps between checkpoints.
-  c.keep_checkpoints = 3      # Checkpoints kept.
-  c.async_checkpoint = True   # Save in the background.
 
   if preset == "smoke":
     c.seq_len = 20
@@ -69,6 +49,5 @@ def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
     c.num_steps = 3000
     c.learning_rate = 3e-3
   elif preset not in (None, ""):
-    raise ValueError(
-        f"unknown preset {preset!r}: use '', 'smoke', 'copy' or 'digits'")
+    raise UserError(f"unknown preset {preset!r}: use one of {list(PRESETS)}")
   return c

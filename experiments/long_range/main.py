@@ -5,7 +5,7 @@ from ml_collections import config_flags
 
 from experiments import launch
 from rnn_zoo import training
-from rnn_zoo import workloads
+from experiments.long_range import workload
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Checkpoints, logs, metrics.",
                                required=True)
@@ -17,7 +17,7 @@ _CONFIG = config_flags.DEFINE_config_file(
 def train():
   config = _CONFIG.value
   return training.train_and_evaluate(config, _WORKDIR.value,
-                                     workloads.long_range(config))
+                                     workload.long_range(config))
 
 
 def main():

@@ -1,23 +1,42 @@
 """Pure-function recurrent cells."""
 
 from rnn_zoo.cells.base import HiddenCarry, LSTMCarry
-from rnn_zoo.cells.cell import Cell
-from rnn_zoo.cells.gru import GRU
+from rnn_zoo.cells.cell import Cell, PointwiseCell, ProjectedCell
+from rnn_zoo.cells.gru import GRU, GRUCho
 from rnn_zoo.cells.lstm import LSTM
 from rnn_zoo.cells.simple_rnn import SimpleRNN
+from rnn_zoo.errors import UserError
 
 CELLS = {"rnn": SimpleRNN, "lstm": LSTM, "gru": GRU}
+CELL_NAMES = ("rnn", "irnn", "lstm", "gru")
 
 
 def make_cell(name: str, hidden_size: int, **kwargs) -> Cell:
-  """Builds a cell by name (``"rnn"``, ``"irnn"``, ``"lstm"``, ``"gru"``)."""
-  if name == "irnn":
-    return SimpleRNN.irnn(hidden_size, **kwargs)
-  if name not in CELLS:
-    raise ValueError(
-        f"cell must be one of {sorted(CELLS) + ['irnn']}, got {name!r}")
-  return CELLS[name](hidden_size, **kwargs)
+  """The one cell factory: a cell by name and its options.
+
+  Args:
+    name: ``"rnn"`` (:class:`SimpleRNN`), ``"irnn"`` (:meth:`SimpleRNN.irnn`),
+      ``"lstm"`` or ``"gru"`` (``variant="cho"`` gives a :class:`GRUCho`).
+    hidden_size: H.
+    **kwargs: the cell's own options (e.g. ``forget_bias`` for an LSTM); an
+      option the cell does not have is an error naming it.
+
+  Example:
+    >>> import rnn_zoo as rz
+    >>> rz.make_cell("lstm", 8, forget_bias=0.0) == rz.LSTM(8, forget_bias=0.0)
+    True
+  """
+  if name not in CELL_NAMES:
+    raise UserError(f"cell must be one of {list(CELL_NAMES)}, got {name!r}")
+  try:
+    if name == "irnn":
+      return SimpleRNN.irnn(hidden_size, **kwargs)
+    return CELLS[name](hidden_size, **kwargs)
+  except TypeError as e:  # an unknown keyword
+    raise UserError(f"cell {name!r} does not take the options "
+                    f"{sorted(kwargs)}: {e}") from None
 
 
-__all__ = ["Cell", "SimpleRNN", "LSTM", "GRU", "HiddenCarry", "LSTMCarry",
-           "CELLS", "make_cell"]
+__all__ = ["Cell", "ProjectedCell", "PointwiseCell", "SimpleRNN", "LSTM", "GRU",
+           "GRUCho", "HiddenCarry", "LSTMCarry", "CELLS", "CELL_NAMES",
+           "make_cell"]

@@ -1,16 +1,8 @@
 """Shared pieces of the pure-function cells: carries, initializers, checks.
 
 Every cell in :mod:`rnn_zoo.cells` is a small frozen dataclass holding only
-hyperparameters. Its methods are pure functions of explicit arguments:
-
-* ``init(key, input_size) -> params``: a dict of arrays (names documented on
-  each cell, gate order follows PyTorch so weights port both ways).
-* ``initial_carry(batch_shape, dtype=jnp.float32) -> carry``: a NamedTuple.
-* ``input_projection(params, x) -> xp``: ``x @ w_ih + b`` for any leading
-  shape, so the runner can do it for all time steps in one matmul.
-* ``step_projected(params, carry, xp) -> (carry, y)``: the recurrence given
-  the already projected input.
-* ``step(params, carry, x) -> (carry, y)``: one whole time step.
+hyperparameters, with pure methods (``init``, ``initial_carry``, ``step``,
+...): see :mod:`rnn_zoo.cells.cell` for the three interfaces.
 """
 
 from __future__ import annotations
@@ -21,6 +13,8 @@ from typing import Any, NamedTuple, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from rnn_zoo import checks
+from rnn_zoo.errors import UserError
 
 Array = jax.Array
 PyTree = Any
@@ -37,23 +31,17 @@ class LSTMCarry(NamedTuple):
   c: Array  # [*batch, hidden] cell state.
 
 
-def check_choice(name: str, value: Any, allowed: Sequence[Any]) -> None:
-  if value not in allowed:
-    raise ValueError(f"{name} must be one of {list(allowed)}, got {value!r}")
-
-
-def check_positive_int(name: str, value: Any) -> None:
-  if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-    raise ValueError(f"{name} must be a positive int, got {value!r}")
+check_choice = checks.choice
+check_positive_int = checks.positive_int
 
 
 def check_dtype(name: str, value: Any) -> None:
   try:
     dt = jnp.dtype(value)
   except TypeError as e:
-    raise ValueError(f"{name} must be a floating dtype, got {value!r}") from e
+    raise UserError(f"{name} must be a floating dtype, got {value!r}") from e
   if not jnp.issubdtype(dt, jnp.floating):
-    raise ValueError(f"{name} must be a floating dtype, got {value!r}")
+    raise UserError(f"{name} must be a floating dtype, got {value!r}")
 
 
 # --------------------------------------------------------------------------
@@ -108,17 +96,17 @@ def matmul(x: Array, w: Array, dtype) -> Array:
 def check_params(cell, params: PyTree, expected: dict[str, tuple]) -> None:
   """Raises ValueError if ``params`` lacks a key or has a wrong shape."""
   if not isinstance(params, dict):
-    raise ValueError(
+    raise UserError(
         f"params of {type(cell).__name__} must be a dict with keys "
         f"{sorted(expected)}, got {type(params).__name__}")
   missing = sorted(set(expected) - set(params))
   if missing:
-    raise ValueError(
+    raise UserError(
         f"params of {type(cell).__name__} miss keys {missing}; "
         f"got keys {sorted(params)}")
   for k, shape in expected.items():
     got = tuple(params[k].shape)
     if any(e is not None and e != g for e, g in zip(shape, got)) or len(got) != len(shape):
-      raise ValueError(
+      raise UserError(
           f"params[{k!r}] of {type(cell).__name__} must have shape "
           f"{tuple('?' if s is None else s for s in shape)}, got {got}")

@@ -1,4 +1,17 @@
-"""The abstract cell every recurrent cell of the zoo derives from."""
+"""The cell interfaces of the zoo, from the most general to the fastest.
+
+* :class:`Cell`: any recurrent cell. Implement ``init``, ``initial_carry``
+  and ``step``; the runner (:func:`rnn_zoo.unroll`), stacks, bidirectional
+  layers, truncated BPTT and decoding then work with it. An attention decoder
+  or any new cell starts here.
+* :class:`ProjectedCell`: a cell whose input enters only through
+  ``x W_ih + b``. Implement ``step_projected``; the runner hoists the input
+  projection out of the time loop (one matmul for all steps).
+* :class:`PointwiseCell`: a projected cell whose step is one recurrent
+  matmul ``u = h W_hh`` followed by elementwise work ``pointwise(xp, u)``.
+  Implement ``pointwise`` (and, for speed, a closed-form ``pointwise_vjp``);
+  the runner then uses the hand-written backward pass of :mod:`rnn_zoo.fused`.
+"""
 
 from __future__ import annotations
 
@@ -16,10 +29,11 @@ Array = jax.Array
 
 @dataclasses.dataclass(frozen=True)
 class Cell(abc.ABC):
-  """Base class: hyperparameters only, every method a pure function.
+  """Any recurrent cell: hyperparameters only, every method a pure function.
 
-  Subclasses set ``num_gates`` and implement ``init``, ``initial_carry`` and
-  ``step_projected``. ``input_projection`` and ``step`` are shared.
+  Subclasses implement ``init``, ``initial_carry`` and ``step``. The carry is
+  a NamedTuple whose field ``h`` is the hidden state (the runner's gradient
+  probes add to it).
 
   Attributes:
     hidden_size: H, the size of the hidden state and of the output.
@@ -30,8 +44,6 @@ class Cell(abc.ABC):
   hidden_size: int
   dtype: Any = jnp.float32
   param_dtype: Any = jnp.float32
-
-  num_gates = 1  # G: the input projection has G*H columns.
 
   def __post_init__(self):
     base.check_positive_int("hidden_size", self.hidden_size)
@@ -48,41 +60,92 @@ class Cell(abc.ABC):
     """Returns the all-zero carry for ``batch_shape`` (an int or a tuple)."""
 
   @abc.abstractmethod
-  def pointwise(self, params, carry, xp, u):
-    """The step after its two matmuls: ``xp = x_t W_ih + b`` and
-    ``u = h_{t-1} W_hh``; everything left is elementwise.
+  def step(self, params, carry, x: Array):
+    """One time step: ``x`` is ``[*batch, I]``; returns ``(carry, y)``."""
 
-    Only reads the params other than ``w_ih``, ``w_hh`` and ``b``.
-    """
+  # ---- optional -----------------------------------------------------------
+  def check_params(self, params, input_size: int | None = None) -> None:
+    """Raises ValueError when ``params`` cannot be this cell's (default:
+    accepts anything)."""
+
+  def input_size_of(self, params) -> int | None:
+    """The input size I the params were made for (None: unknown)."""
+    return None
+
+  def input_projection(self, params, x: Array) -> Array:
+    """The part of the step that depends on ``x`` alone, for every step at
+    once (the runner hoists it out of the loop). Default: ``x`` itself."""
+    del params
+    return x
+
+  def step_projected(self, params, carry, xp: Array):
+    """One step given ``xp = input_projection(params, x_t)``."""
+    return self.step(params, carry, xp)
 
   # ---- shared ------------------------------------------------------------
   @property
   def carry_dtype(self):
     return jnp.promote_types(self.dtype, jnp.float32)
 
-  def param_shapes(self, input_size: int) -> dict[str, tuple]:
+  def _zeros(self, batch_shape, dtype):
+    if isinstance(batch_shape, int):
+      batch_shape = (batch_shape,)
+    dtype = self.carry_dtype if dtype is None else dtype
+    base.check_dtype("dtype", dtype)
+    return jnp.zeros(tuple(batch_shape) + (self.hidden_size,), dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class ProjectedCell(Cell):
+  """A cell whose input enters only through ``x W_ih + b``.
+
+  Params hold at least ``w_ih [I, G*H]``, ``w_hh [H, G*H]`` and ``b [G*H]``
+  (G = ``num_gates``). Subclasses implement ``init``, ``initial_carry`` and
+  ``step_projected``.
+  """
+
+  num_gates = 1  # G: the input projection has G*H columns.
+
+  def param_shapes(self, input_size: int | None) -> dict[str, tuple]:
     """Expected parameter shapes (``None`` for an unknown input size)."""
     gh = self.num_gates * self.hidden_size
     return {"w_ih": (input_size, gh), "w_hh": (self.hidden_size, gh),
             "b": (gh,)}
 
-  def input_size_of(self, params) -> int:
-    """The input size I the params were made for."""
-    self.check_params(params)
-    return int(params["w_ih"].shape[0])
-
   def check_params(self, params, input_size: int | None = None) -> None:
     base.check_params(self, params, self.param_shapes(input_size))
+
+  def input_size_of(self, params) -> int:
+    self.check_params(params)
+    return int(params["w_ih"].shape[0])
 
   def input_projection(self, params, x: Array) -> Array:
     """``x @ w_ih + b``: ``[..., I] -> [..., G*H]``; hoisted out of the scan."""
     return base.matmul(x, params["w_ih"], self.dtype) + params["b"]
 
-  @property
-  def has_pointwise(self) -> bool:
-    """Whether the step is ``pointwise(xp, h W_hh)`` (one recurrent matmul on
-    ``h``): then the runner's fused backward pass applies."""
-    return True
+  @abc.abstractmethod
+  def step_projected(self, params, carry, xp: Array):
+    """One step given the projected input ``xp = x_t W_ih + b``."""
+
+  def step(self, params, carry, x: Array):
+    return self.step_projected(params, carry, self.input_projection(params, x))
+
+
+@dataclasses.dataclass(frozen=True)
+class PointwiseCell(ProjectedCell):
+  """A projected cell whose step is ``pointwise(xp_t, h_{t-1} W_hh)``.
+
+  Subclasses implement ``init``, ``initial_carry`` and ``pointwise``; the
+  runner's fused backward pass (:mod:`rnn_zoo.fused`) applies to them.
+  """
+
+  @abc.abstractmethod
+  def pointwise(self, params, carry, xp, u):
+    """The step after its two matmuls: ``xp = x_t W_ih + b`` and
+    ``u = h_{t-1} W_hh``; everything left is elementwise.
+
+    Only reads the params other than ``w_ih``, ``w_hh`` and ``b``.
+    """
 
   def pointwise_vjp(self, params, carry, xp, u, dcarry, dy):
     """The backward of :meth:`pointwise` for the fused runner.
@@ -103,16 +166,5 @@ class Cell(abc.ABC):
     return base.matmul(h, params["w_hh"], self.dtype)
 
   def step_projected(self, params, carry, xp: Array):
-    """One step given the projected input ``xp = x_t W_ih + b``."""
     return self.pointwise(params, carry, xp,
                           self.recurrent_matmul(params, carry.h))
-
-  def step(self, params, carry, x: Array):
-    """One time step: ``x`` is ``[*batch, I]``; returns ``(carry, y)``."""
-    return self.step_projected(params, carry, self.input_projection(params, x))
-
-  def _zeros(self, batch_shape, dtype):
-    if isinstance(batch_shape, int):
-      batch_shape = (batch_shape,)
-    dtype = self.carry_dtype if dtype is None else dtype
-    return jnp.zeros(tuple(batch_shape) + (self.hidden_size,), dtype)

@@ -8,15 +8,44 @@ import jax
 import jax.numpy as jnp
 
 from rnn_zoo.cells import base
-from rnn_zoo.cells.cell import Cell
+from rnn_zoo.cells.cell import PointwiseCell, ProjectedCell
+from rnn_zoo.errors import UserError
 
 VARIANTS = ("cudnn", "cho")
 RECURRENT_INITS = ("orthogonal", "uniform", "glorot_uniform")
 INPUT_INITS = ("glorot_uniform", "uniform")
 
 
+def _check(cell, variant) -> None:
+  base.check_choice("variant", cell.variant, VARIANTS)
+  if cell.variant != variant:
+    raise UserError(
+        f"{type(cell).__name__} is variant={variant!r}, got variant={cell.variant!r}")
+  base.check_choice("recurrent_init", cell.recurrent_init, RECURRENT_INITS)
+  base.check_choice("input_init", cell.input_init, INPUT_INITS)
+
+
+def _init(cell, key, input_size) -> dict:
+  base.check_positive_int("input_size", input_size)
+  H, dt = cell.hidden_size, cell.param_dtype
+  k_ih, k_hh = jax.random.split(key)
+  if cell.input_init == "glorot_uniform":
+    w_ih = jnp.concatenate([base.glorot_uniform(k, (input_size, H), dt)
+                            for k in jax.random.split(k_ih, 3)], axis=-1)
+  else:
+    w_ih = base.uniform_fan(k_ih, (input_size, 3 * H), dt, H)
+  if cell.recurrent_init == "orthogonal":
+    w_hh = base.orthogonal_blocks(k_hh, H, 3, dt)
+  elif cell.recurrent_init == "uniform":
+    w_hh = base.uniform_fan(k_hh, (H, 3 * H), dt, H)
+  else:
+    w_hh = jnp.concatenate([base.glorot_uniform(k, (H, H), dt)
+                            for k in jax.random.split(k_hh, 3)], axis=-1)
+  return {"w_ih": w_ih, "w_hh": w_hh, "b": jnp.zeros((3 * H,), dt)}
+
+
 @dataclasses.dataclass(frozen=True)
-class GRU(Cell):
+class GRU(PointwiseCell):
   r"""GRU; gate order ``r, z, n`` as in PyTorch.
 
   With ``[a_r, a_z, a_n] = x_t W_ih + b`` and ``W_hh = [U_r, U_z, U_n]``::
@@ -29,7 +58,10 @@ class GRU(Cell):
 
   ``"cudnn"`` (the default) applies the reset gate after the recurrent matmul,
   as cuDNN, PyTorch ``nn.GRU`` and Keras ``reset_after=True`` do; it lets all
-  three recurrent matmuls run as one. ``"cho"`` is Cho et al. 2014's original.
+  three recurrent matmuls run as one, so it is a :class:`PointwiseCell` (the
+  fused backward applies). ``"cho"`` is Cho et al. 2014's original: its
+  second matmul reads ``r_t * h_{t-1}``, so ``GRU(..., variant="cho")``
+  returns a :class:`GRUCho`, a plain :class:`ProjectedCell`.
 
   Shapes: ``x_t`` ``[*batch, I]``; ``h_t`` ``[*batch, H]``.
 
@@ -42,9 +74,8 @@ class GRU(Cell):
   Example:
     >>> import jax, jax.numpy as jnp, rnn_zoo as rz
     >>> cell = rz.GRU(8, variant="cho")
-    >>> params = cell.init(jax.random.key(0), input_size=3)
-    >>> sorted(params)
-    ['b', 'w_hh', 'w_ih']
+    >>> type(cell).__name__, sorted(cell.init(jax.random.key(0), input_size=3))
+    ('GRUCho', ['b', 'w_hh', 'w_ih'])
   """
   variant: str = "cudnn"
   recurrent_init: str = "orthogonal"
@@ -52,51 +83,30 @@ class GRU(Cell):
 
   num_gates = 3
 
+  def __new__(cls, *args, **kwargs):
+    variant = kwargs.get("variant", args[3] if len(args) > 3 else "cudnn")
+    if cls is GRU and variant == "cho":
+      return GRUCho(*args, **kwargs)  # not a GRU: __init__ is not run again
+    return super().__new__(cls)
+
   def __post_init__(self):
     super().__post_init__()
-    base.check_choice("variant", self.variant, VARIANTS)
-    base.check_choice("recurrent_init", self.recurrent_init, RECURRENT_INITS)
-    base.check_choice("input_init", self.input_init, INPUT_INITS)
+    _check(self, "cudnn")
 
   def param_shapes(self, input_size):
     shapes = super().param_shapes(input_size)
-    if self.variant == "cudnn":
-      shapes["b_hn"] = (self.hidden_size,)
+    shapes["b_hn"] = (self.hidden_size,)
     return shapes
 
   def init(self, key, input_size):
-    base.check_positive_int("input_size", input_size)
-    H, dt = self.hidden_size, self.param_dtype
-    k_ih, k_hh = jax.random.split(key)
-    if self.input_init == "glorot_uniform":
-      w_ih = jnp.concatenate([base.glorot_uniform(k, (input_size, H), dt)
-                              for k in jax.random.split(k_ih, 3)], axis=-1)
-    else:
-      w_ih = base.uniform_fan(k_ih, (input_size, 3 * H), dt, H)
-    if self.recurrent_init == "orthogonal":
-      w_hh = base.orthogonal_blocks(k_hh, H, 3, dt)
-    elif self.recurrent_init == "uniform":
-      w_hh = base.uniform_fan(k_hh, (H, 3 * H), dt, H)
-    else:
-      w_hh = jnp.concatenate([base.glorot_uniform(k, (H, H), dt)
-                              for k in jax.random.split(k_hh, 3)], axis=-1)
-    params = {"w_ih": w_ih, "w_hh": w_hh, "b": jnp.zeros((3 * H,), dt)}
-    if self.variant == "cudnn":
-      params["b_hn"] = jnp.zeros((H,), dt)
+    params = _init(self, key, input_size)
+    params["b_hn"] = jnp.zeros((self.hidden_size,), self.param_dtype)
     return params
 
   def initial_carry(self, batch_shape=(), dtype=None):
     return base.HiddenCarry(self._zeros(batch_shape, dtype))
 
-  @property
-  def has_pointwise(self):
-    return self.variant == "cudnn"
-
   def pointwise(self, params, carry, xp, u):
-    if self.variant != "cudnn":
-      raise ValueError(
-          "GRU variant='cho' multiplies r*h before its matmul: it has no "
-          "pointwise(xp, u) form; use step_projected")
     H, h = self.hidden_size, carry.h
     rz = base.sigmoid(xp[..., :2 * H] + u[..., :2 * H])  # one op for r and z
     r, z = rz[..., :H], rz[..., H:]
@@ -105,8 +115,6 @@ class GRU(Cell):
     return base.HiddenCarry(h_new), h_new
 
   def pointwise_vjp(self, params, carry, xp, u, dcarry, dy):
-    if self.variant != "cudnn":
-      return super().pointwise_vjp(params, carry, xp, u, dcarry, dy)
     H, h = self.hidden_size, carry.h
     rz = base.sigmoid(xp[..., :2 * H] + u[..., :2 * H])
     r, z = rz[..., :H], rz[..., H:]
@@ -124,9 +132,42 @@ class GRU(Cell):
                for k, v in params.items()}
     return dparams, base.HiddenCarry((dh * z).astype(h.dtype)), dxp, du
 
+
+@dataclasses.dataclass(frozen=True)
+class GRUCho(ProjectedCell):
+  r"""Cho et al. 2014's GRU: ``n_t = tanh(a_n + (r_t * h_{t-1}) U_n)``.
+
+  The other equations, the params (``w_ih [I, 3H]``, ``w_hh [H, 3H]``,
+  ``b [3H]``, no ``b_hn``) and the options are those of :class:`GRU`;
+  ``rz.GRU(H, variant="cho")`` builds one. Its reset gate multiplies
+  ``h_{t-1}`` before the candidate's matmul, so the step needs two recurrent
+  matmuls and the runner uses plain autodiff of the scan (no fused backward).
+
+  Example:
+    >>> import jax, jax.numpy as jnp, rnn_zoo as rz
+    >>> cell = rz.GRUCho(8)
+    >>> params = cell.init(jax.random.key(0), input_size=3)
+    >>> carry, y = cell.step(params, cell.initial_carry((2,)), jnp.ones((2, 3)))
+    >>> y.shape
+    (2, 8)
+  """
+  variant: str = "cho"
+  recurrent_init: str = "orthogonal"
+  input_init: str = "glorot_uniform"
+
+  num_gates = 3
+
+  def __post_init__(self):
+    super().__post_init__()
+    _check(self, "cho")
+
+  def init(self, key, input_size):
+    return _init(self, key, input_size)
+
+  def initial_carry(self, batch_shape=(), dtype=None):
+    return base.HiddenCarry(self._zeros(batch_shape, dtype))
+
   def step_projected(self, params, carry, xp):
-    if self.variant == "cudnn":
-      return super().step_projected(params, carry, xp)
     H, h, w_hh = self.hidden_size, carry.h, params["w_hh"]
     rz = base.sigmoid(xp[..., :2 * H] + base.matmul(h, w_hh[:, :2 * H], self.dtype))
     r, z = rz[..., :H], rz[..., H:]

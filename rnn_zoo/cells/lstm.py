@@ -8,14 +8,15 @@ import jax
 import jax.numpy as jnp
 
 from rnn_zoo.cells import base
-from rnn_zoo.cells.cell import Cell
+from rnn_zoo.cells.cell import PointwiseCell
+from rnn_zoo.errors import UserError
 
 RECURRENT_INITS = ("orthogonal", "uniform", "glorot_uniform")
 INPUT_INITS = ("glorot_uniform", "uniform")
 
 
 @dataclasses.dataclass(frozen=True)
-class LSTM(Cell):
+class LSTM(PointwiseCell):
   r"""LSTM with a forget gate; gate order ``i, f, g, o`` as in PyTorch.
 
   Equations, with ``[z_i, z_f, z_g, z_o] = x_t W_ih + h_{t-1} W_hh + b``::
@@ -64,7 +65,7 @@ class LSTM(Cell):
     base.check_choice("recurrent_init", self.recurrent_init, RECURRENT_INITS)
     base.check_choice("input_init", self.input_init, INPUT_INITS)
     if self.chrono_t_max is not None and not self.chrono_t_max > 2:
-      raise ValueError(f"chrono_t_max must be > 2, got {self.chrono_t_max!r}")
+      raise UserError(f"chrono_t_max must be > 2, got {self.chrono_t_max!r}")
 
   def init(self, key, input_size):
     base.check_positive_int("input_size", input_size)

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from rnn_zoo.cells import base
-from rnn_zoo.cells.cell import Cell
+from rnn_zoo.cells.cell import PointwiseCell
 
 ACTIVATIONS = ("tanh", "relu", "linear")
 RECURRENT_INITS = ("uniform", "orthogonal", "identity", "glorot_uniform")
@@ -16,7 +16,7 @@ INPUT_INITS = ("uniform", "glorot_uniform", "normal")
 
 
 @dataclasses.dataclass(frozen=True)
-class SimpleRNN(Cell):
+class SimpleRNN(PointwiseCell):
   r"""Elman RNN: ``h_t = act(x_t W_ih + h_{t-1} W_hh + b)``, ``y_t = h_t``.
 
   Shapes: ``x_t`` ``[*batch, I]``, ``h_t`` ``[*batch, H]``.

@@ -18,6 +18,7 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
+from rnn_zoo.errors import UserError
 
 DIGITS_TEST = 297  # held-out images (1,500 train / 297 test)
 PERMUTATION_SEED = 1234  # the fixed pixel permutation of the permuted variants
@@ -45,7 +46,7 @@ def load_digits(permuted: bool = False) -> dict[str, np.ndarray]:
   try:
     from sklearn import datasets  # pylint: disable=g-import-not-at-top
   except ImportError as e:
-    raise ValueError(
+    raise UserError(
         "the digits task needs scikit-learn: pip install -e '.[digits]'") from e
   d = datasets.load_digits()
   order = np.random.default_rng(0).permutation(len(d.target))
@@ -65,7 +66,7 @@ def load_mnist(permuted: bool = False, data_dir: str | None = None) -> dict[str,
   try:
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   except ImportError as e:
-    raise ValueError(
+    raise UserError(
         "the mnist task needs tensorflow-datasets: pip install -e '.[tfds]', "
         "then prepare MNIST once on a machine with internet and TensorFlow "
         "(python -c \"import tensorflow_datasets as tfds; tfds.builder('mnist', "
@@ -76,7 +77,7 @@ def load_mnist(permuted: bool = False, data_dir: str | None = None) -> dict[str,
   try:
     sources = tfds.data_source("mnist", data_dir=data_dir, download=False)
   except Exception as e:  # pylint: disable=broad-except
-    raise ValueError(
+    raise UserError(
         f"MNIST is not prepared in {data_dir} ({type(e).__name__}); prepare it "
         "once with internet and TensorFlow (see rnn_zoo.data.pixels), or use "
         "task 'digits' offline") from e

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from rnn_zoo.cells import base
+from rnn_zoo.errors import UserError
 
 ADDING_VARIANTS = ("le", "hochreiter")
 # Loss of a model that predicts the mean target: Var(U1 + U2) = 2/12 for
@@ -46,7 +47,7 @@ def baseline_loss(task: str, length: int) -> float:
     return ADDING_BASELINE_MSE["hochreiter"]
   if task in ("copy", "variable_copy"):
     return copy_baseline_loss(length)
-  raise ValueError(f"task must be adding, adding_hochreiter, copy or "
+  raise UserError(f"task must be adding, adding_hochreiter, copy or "
                    f"variable_copy, got {task!r}")
 
 
@@ -74,7 +75,7 @@ def adding_batch(key: jax.Array, batch_size: int, length: int,
   base.check_choice("variant", variant, ADDING_VARIANTS)
   base.check_positive_int("batch_size", batch_size)
   if not isinstance(length, int) or length < 2:
-    raise ValueError(f"length must be an int >= 2, got {length!r}")
+    raise UserError(f"length must be an int >= 2, got {length!r}")
   k_val, k_a, k_b = jax.random.split(key, 3)
   lo, hi = (0.0, 1.0) if variant == "le" else (-1.0, 1.0)
   values = jax.random.uniform(k_val, (batch_size, length), minval=lo, maxval=hi)

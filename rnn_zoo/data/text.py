@@ -29,6 +29,8 @@ import socket
 import sysconfig
 
 import numpy as np
+from rnn_zoo import checks
+from rnn_zoo.errors import UserError
 
 UNK = "<unk>"
 STDLIB_CHARS = 1_000_000
@@ -100,18 +102,18 @@ def tiny_shakespeare(data_dir: str | None = None) -> tuple[str, str]:
   try:
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   except ImportError:
-    raise ValueError("corpus 'tiny_shakespeare' needs tensorflow-datasets: "
+    raise UserError("corpus 'tiny_shakespeare' needs tensorflow-datasets: "
                      f"pip install -e '.[tfds]' tensorflow; {alternative}") from None
   try:
     import tensorflow  # pylint: disable=g-import-not-at-top,unused-import
   except ImportError:
-    raise ValueError("corpus 'tiny_shakespeare' needs TensorFlow to prepare and "
+    raise UserError("corpus 'tiny_shakespeare' needs TensorFlow to prepare and "
                      f"read tfds's text datasets: pip install tensorflow; {alternative}") from None
   builder = tfds.builder("tiny_shakespeare", data_dir=data_dir)
   prepared = os.path.isfile(os.path.join(builder.data_dir, "dataset_info.json"))
   if not prepared:
     if not _online():
-      raise ValueError(
+      raise UserError(
           "corpus 'tiny_shakespeare' is not prepared in "
           f"{os.path.dirname(builder.data_dir)} and the internet is unreachable "
           "(storage.googleapis.com:443): prepare it on a connected machine with "
@@ -131,10 +133,9 @@ def get_corpus(name_or_path: str, max_chars: int = 0) -> tuple[str, str]:
   """``(text, description)`` for a corpus name in :data:`CORPORA` or the path
   of a UTF-8 file; ``max_chars > 0`` keeps only the first ``max_chars``."""
   if not isinstance(name_or_path, str) or not name_or_path:
-    raise ValueError(f"corpus must be one of {list(CORPORA)} or a file path, "
+    raise UserError(f"corpus must be one of {list(CORPORA)} or a file path, "
                      f"got {name_or_path!r}")
-  if isinstance(max_chars, bool) or not isinstance(max_chars, int) or max_chars < 0:
-    raise ValueError(f"max_chars must be an int >= 0, got {max_chars!r}")
+  checks.int_at_least("max_chars", max_chars, 0)
   if name_or_path == "stdlib":
     text, desc = stdlib_corpus()
   elif name_or_path == "pydoc_topics":
@@ -151,20 +152,23 @@ def get_corpus(name_or_path: str, max_chars: int = 0) -> tuple[str, str]:
 def load_corpus(path: str, min_chars: int = 2) -> str:
   """Reads a UTF-8 text file; a missing, empty, undecodable or too short
   file is a ValueError naming the path."""
+  if os.path.isdir(path):
+    raise UserError(f"corpus {path!r} is a directory, not a text file "
+                    f"(embedded corpora: {list(CORPORA)})")
   if not os.path.isfile(path):
-    raise ValueError(f"corpus file {path!r} does not exist (embedded corpora: "
-                     f"{list(CORPORA)})")
+    raise UserError(f"corpus file {path!r} does not exist (embedded corpora: "
+                    f"{list(CORPORA)})")
   with open(path, "rb") as f:
     raw = f.read()
   try:
     text = raw.decode("utf-8")
   except UnicodeDecodeError as e:
-    raise ValueError(f"corpus file {path!r} is not valid UTF-8 ({e.reason} at "
+    raise UserError(f"corpus file {path!r} is not valid UTF-8 ({e.reason} at "
                      f"byte {e.start})") from e
   if not text:
-    raise ValueError(f"corpus file {path!r} is empty")
+    raise UserError(f"corpus file {path!r} is empty")
   if len(text) < min_chars:
-    raise ValueError(f"corpus file {path!r} has {len(text)} characters; at least "
+    raise UserError(f"corpus file {path!r} has {len(text)} characters; at least "
                      f"{min_chars} are needed")
   return text
 
@@ -182,15 +186,14 @@ def split(text: str, val_fraction: float, block: int = 0) -> tuple[str, str]:
   """
   if isinstance(val_fraction, bool) or not isinstance(val_fraction, (int, float)) \
       or not 0.0 < val_fraction < 1.0:
-    raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
-  if isinstance(block, bool) or not isinstance(block, int) or block < 0:
-    raise ValueError(f"val_block must be an int >= 0 (0: the tail), got {block!r}")
+    raise UserError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
+  checks.int_at_least("val_block", block, 0, "0: the tail")
   if block:
     k = max(2, round(1 / val_fraction))
     blocks = [text[i:i + block] for i in range(0, len(text), block)]
     last = len(text) // block - 1   # the last whole block is validation
     if last < k - 1:
-      raise ValueError(f"{len(text):,} characters are too few for validation "
+      raise UserError(f"{len(text):,} characters are too few for validation "
                        f"blocks of val_block={block} (one in {k})")
     is_val = [(last - i) % k == 0 for i in range(len(blocks))]   # the partial tail trains
     return ("".join(b for b, v in zip(blocks, is_val) if not v),
@@ -207,7 +210,7 @@ class Vocab:
   @classmethod
   def build(cls, text: str) -> "Vocab":
     if not text:
-      raise ValueError("cannot build a vocabulary from empty text")
+      raise UserError("cannot build a vocabulary from empty text")
     return cls(tuple(sorted(set(text))))
 
   @property
@@ -221,7 +224,7 @@ class Vocab:
   def decode(self, ids) -> str:
     ids = np.asarray(ids)
     if ids.size and (ids.min() < 0 or ids.max() >= self.size):
-      raise ValueError(f"token ids must lie in [0, {self.size}), got "
+      raise UserError(f"token ids must lie in [0, {self.size}), got "
                        f"[{ids.min()}, {ids.max()}]")
     return "".join(UNK if i == 0 else self.chars[i - 1] for i in ids.tolist())
 
@@ -244,12 +247,12 @@ def stream_windows(ids: np.ndarray, batch: int, window: int) -> tuple[np.ndarray
     targets are the inputs shifted by one character.
   """
   if batch <= 0 or window <= 0:
-    raise ValueError(f"batch and window must be positive, got {batch}, {window}")
+    raise UserError(f"batch and window must be positive, got {batch}, {window}")
   ids = np.asarray(ids, np.int32)
   per_stream = (len(ids) - 1) // batch
   n = per_stream // window
   if n == 0:
-    raise ValueError(
+    raise UserError(
         f"{len(ids)} characters are too few for batch={batch} streams of at "
         f"least one window of {window} (+1 for the targets)")
   L = n * window

@@ -16,8 +16,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from rnn_zoo.cells import base
-from rnn_zoo.cells.cell import Cell
+from rnn_zoo.cells.cell import Cell, ProjectedCell
 from rnn_zoo.recurrence import StackedRNN, truncated_bptt
+from rnn_zoo.errors import UserError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,20 +71,38 @@ class CharLM:
   def initial_carry(self, batch_size: int) -> tuple:
     return self.stack.initial_carry((batch_size,))
 
-  def check_tokens(self, tokens) -> None:
-    """JAX clamps out-of-range indices silently: check them when concrete."""
-    if not jnp.issubdtype(tokens.dtype, jnp.integer):
-      raise ValueError(f"tokens must be integer ids, got dtype {tokens.dtype}")
+  def check_tokens(self, tokens, name: str = "tokens") -> None:
+    """Token ids must be integers in ``[0, vocab_size)``. JAX clamps
+    out-of-range indices silently, so concrete ids are checked here; under
+    ``jit`` (traced ids) :meth:`embed` turns them into NaN instead."""
+    if not hasattr(tokens, "dtype") or not jnp.issubdtype(tokens.dtype, jnp.integer):
+      raise UserError(f"{name} must be integer ids, got "
+                      f"{getattr(tokens, 'dtype', type(tokens).__name__)}")
     if not isinstance(tokens, jax.core.Tracer):
       arr = np.asarray(tokens)
       if arr.size and (arr.min() < 0 or arr.max() >= self.vocab_size):
-        raise ValueError(f"token ids must lie in [0, vocab_size={self.vocab_size}), "
-                         f"got min {arr.min()}, max {arr.max()}")
+        bad = arr[(arr < 0) | (arr >= self.vocab_size)]
+        raise UserError(f"{name} must lie in [0, vocab_size={self.vocab_size}), "
+                        f"got {sorted(set(bad.tolist()))[:10]}")
+
+  def _valid(self, tokens):
+    return (tokens >= 0) & (tokens < self.vocab_size)
 
   def embed(self, params, tokens):
+    """``[..., E]`` embeddings (or one-hot rows); NaN for ids outside
+    ``[0, vocab_size)``, so that a bad id under jit poisons the loss (the
+    training loop's non-finite check stops on it) instead of reading a
+    clamped or all-zero row."""
     if self.embed_size:
-      return jnp.take(params["embed"], tokens, axis=0)
-    return jax.nn.one_hot(tokens, self.vocab_size)
+      return self._rows(params["embed"], tokens)
+    x = jax.nn.one_hot(tokens, self.vocab_size)
+    return jnp.where(self._valid(tokens)[..., None], x, jnp.nan)
+
+  def _rows(self, table, tokens):
+    """``table[tokens]`` with NaN rows for invalid ids (``jnp.take`` would
+    wrap -1 around to the last row)."""
+    rows = jnp.take(table, jnp.clip(tokens, 0, self.vocab_size - 1), axis=0)
+    return jnp.where(self._valid(tokens)[..., None], rows, jnp.nan)
 
   def apply(self, params, tokens, carry=None, *, window: int | None = None,
             key=None, deterministic: bool = True):
@@ -98,7 +117,7 @@ class CharLM:
       carry = self.initial_carry(tokens.shape[0])
     use_dropout = self.dropout_rate > 0 and not deterministic
     if use_dropout and key is None:
-      raise ValueError(f"key is required for dropout_rate={self.dropout_rate} "
+      raise UserError(f"key is required for dropout_rate={self.dropout_rate} "
                        "unless deterministic=True")
     k_stack, k_out = jax.random.split(key) if use_dropout else (key, None)
     kw = dict(initial_carry=carry, key=k_stack, deterministic=deterministic)
@@ -114,16 +133,16 @@ class CharLM:
   def step(self, params, carry, tokens):
     """One token per sequence: ``tokens [B] -> (carry, logits [B, V])``.
 
-    With one-hot inputs the first layer's input projection is a row lookup
-    of ``w_ih`` (equal to ``one_hot @ w_ih``, without the [B, V] matmul).
+    Runs :meth:`rnn_zoo.StackedRNN.step`. With one-hot inputs the first
+    layer's input projection is a row lookup of ``w_ih`` (equal to
+    ``one_hot @ w_ih``, without the [B, V] matmul); an id outside
+    ``[0, vocab_size)`` gives NaN logits under jit (an error when concrete).
     """
-    new, x = [], None
-    for i, cell in enumerate(self.stack.cells):
-      p = params["stack"][f"layer_{i}"]
-      if i == 0 and not self.embed_size:
-        xp = jnp.take(p["w_ih"], tokens, axis=0).astype(cell.dtype) + p["b"]
-        c, x = cell.step_projected(p, carry[0], xp)
-      else:
-        c, x = cell.step(p, carry[i], self.embed(params, tokens) if i == 0 else x)
-      new.append(c)
-    return tuple(new), x @ params["head"]["w"] + params["head"]["b"]
+    self.check_tokens(tokens)
+    if self.embed_size or not isinstance(self.cell, ProjectedCell):
+      carry, y = self.stack.step(params["stack"], carry, self.embed(params, tokens))
+    else:
+      cell, p = self.cell, params["stack"]["layer_0"]
+      xp = self._rows(p["w_ih"], tokens).astype(cell.dtype) + p["b"]
+      carry, y = self.stack.step(params["stack"], carry, xp, projected=True)
+    return carry, y @ params["head"]["w"] + params["head"]["b"]

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 
 from rnn_zoo.cells.cell import Cell
 from rnn_zoo.nn.recurrent import RNN
+from rnn_zoo.errors import UserError
 
 READOUTS = ("last", "all")
 
@@ -48,10 +49,10 @@ class SequenceModel(nn.Module):
   @nn.compact
   def __call__(self, inputs, *, deterministic: bool = True, hidden_probes=None):
     if self.readout not in READOUTS:
-      raise ValueError(f"readout must be one of {list(READOUTS)}, got {self.readout!r}")
+      raise UserError(f"readout must be one of {list(READOUTS)}, got {self.readout!r}")
     if jnp.issubdtype(inputs.dtype, jnp.integer):
       if self.vocab_size is None:
-        raise ValueError("vocab_size is required for integer (token) inputs")
+        raise UserError("vocab_size is required for integer (token) inputs")
       xs = jax.nn.one_hot(inputs, self.vocab_size)
     else:
       xs = inputs

@@ -28,6 +28,8 @@ class RNN(nn.Module):
     time_major: layout of inputs and outputs.
     unroll: ``lax.scan`` unroll factor.
     remat: gradient checkpointing (see :func:`rnn_zoo.unroll`).
+    fused: the runner's fused backward (see :func:`rnn_zoo.unroll`; False for
+      ``jax.linearize``).
     return_carry: also return the final carries.
 
   Example:
@@ -46,6 +48,7 @@ class RNN(nn.Module):
   time_major: bool = False
   unroll: int = 1
   remat: Any = False
+  fused: bool | None = None
   return_carry: bool = False
 
   def _stack(self) -> StackedRNN:
@@ -65,5 +68,5 @@ class RNN(nn.Module):
                               deterministic=not use_dropout,
                               hidden_probes=hidden_probes,
                               time_major=self.time_major, unroll=self.unroll,
-                              remat=self.remat)
+                              remat=self.remat, fused=self.fused)
     return (ys, carries) if self.return_carry else ys

@@ -23,6 +23,7 @@ from rnn_zoo.training import metrics as metrics_lib
 from rnn_zoo.training import optim
 from rnn_zoo.training import sharding as shard_lib
 from rnn_zoo.training.state import TrainState
+from rnn_zoo.errors import UserError
 
 NONFINITE_POLICIES = ("stop", "skip")
 
@@ -83,23 +84,23 @@ def _check_training_config(config, workload: Workload | None = None) -> None:
   for field in fields:
     v = config[field]
     if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-      raise ValueError(f"config.{field} must be a positive int, got {v!r}")
+      raise UserError(f"config.{field} must be a positive int, got {v!r}")
   if config.optimizer not in optim.OPTIMIZERS:
-    raise ValueError(f"config.optimizer must be one of {list(optim.OPTIMIZERS)}, "
+    raise UserError(f"config.optimizer must be one of {list(optim.OPTIMIZERS)}, "
                      f"got {config.optimizer!r}")
   if config.schedule not in optim.SCHEDULES:
-    raise ValueError(f"config.schedule must be one of {list(optim.SCHEDULES)}, "
+    raise UserError(f"config.schedule must be one of {list(optim.SCHEDULES)}, "
                      f"got {config.schedule!r}")
   if not config.learning_rate > 0:
-    raise ValueError(f"config.learning_rate must be > 0, got {config.learning_rate!r}")
+    raise UserError(f"config.learning_rate must be > 0, got {config.learning_rate!r}")
   for field in ("clip_norm", "clip_value", "warmup_steps"):
     if config[field] < 0:
-      raise ValueError(f"config.{field} must be >= 0, got {config[field]!r}")
+      raise UserError(f"config.{field} must be >= 0, got {config[field]!r}")
   sample_every = config.get("sample_every", 0)
   if isinstance(sample_every, bool) or not isinstance(sample_every, int) or sample_every < 0:
-    raise ValueError(f"config.sample_every must be an int >= 0, got {sample_every!r}")
+    raise UserError(f"config.sample_every must be an int >= 0, got {sample_every!r}")
   if config.nonfinite not in NONFINITE_POLICIES:
-    raise ValueError(f"config.nonfinite must be one of {list(NONFINITE_POLICIES)}, "
+    raise UserError(f"config.nonfinite must be one of {list(NONFINITE_POLICIES)}, "
                      f"got {config.nonfinite!r}")
 
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import optax
+from rnn_zoo.errors import UserError
 
 OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam", "adamw", "adagrad")
 SCHEDULES = ("constant", "cosine", "step")
@@ -35,7 +36,7 @@ def make_schedule(config) -> optax.Schedule:
     main = optax.exponential_decay(lr, config.decay_every, config.decay_factor,
                                    staircase=True)
   else:
-    raise ValueError(f"schedule must be one of {list(SCHEDULES)}, got {config.schedule!r}")
+    raise UserError(f"schedule must be one of {list(SCHEDULES)}, got {config.schedule!r}")
   if warm:
     return optax.join_schedules(
         [optax.linear_schedule(0.0, lr, warm), main], [warm])
@@ -58,7 +59,7 @@ def make_optimizer(config) -> optax.GradientTransformation:
     return optax.adamw(sched, weight_decay=config.weight_decay)
   if name == "adagrad":
     return optax.adagrad(sched)
-  raise ValueError(f"optimizer must be one of {list(OPTIMIZERS)}, got {name!r}")
+  raise UserError(f"optimizer must be one of {list(OPTIMIZERS)}, got {name!r}")
 
 
 def clip(grads, *, clip_norm: float, clip_value: float):

@@ -12,6 +12,7 @@ import numpy as np
 import jax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 from absl import logging
+from rnn_zoo.errors import UserError
 
 
 def initialize_distributed(coordinator_address: str | None = None,
@@ -24,10 +25,10 @@ def initialize_distributed(coordinator_address: str | None = None,
   if coordinator_address is None and num_processes is None and process_id is None:
     return
   if num_processes is not None and num_processes < 1:
-    raise ValueError(f"num_processes must be >= 1, got {num_processes}")
+    raise UserError(f"num_processes must be >= 1, got {num_processes}")
   if (process_id is not None and num_processes is not None
       and not 0 <= process_id < num_processes):
-    raise ValueError(
+    raise UserError(
         f"process_id must be in [0, num_processes={num_processes}), got {process_id}")
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
   jax.distributed.initialize(coordinator_address=coordinator_address,
@@ -45,7 +46,7 @@ def make_mesh() -> Mesh:
 def check_batch_size(batch_size: int, mesh: Mesh) -> None:
   n = mesh.devices.size
   if batch_size % n:
-    raise ValueError(
+    raise UserError(
         f"batch_size={batch_size} does not divide evenly over {n} devices; "
         f"use a multiple of {n}")
 

@@ -131,7 +131,9 @@ def test_bfloat16_compute_keeps_float32_params_and_carry():
     (lambda: rz.LSTM(4, chrono_t_max=1), "chrono_t_max must be > 2, got 1"),
     (lambda: rz.LSTM(4, dtype=jnp.int32), "dtype must be a floating dtype"),
     (lambda: rz.LSTM(4).init(jax.random.key(0), 0), "input_size must be a positive int, got 0"),
-    (lambda: rz.make_cell("transformer", 4), "cell must be one of ['gru', 'lstm', 'rnn', 'irnn'], got 'transformer'"),
+    (lambda: rz.make_cell("transformer", 4), "cell must be one of ['rnn', 'irnn', 'lstm', 'gru'], got 'transformer'"),
+    (lambda: rz.make_cell("gru", 4, forget_bias=1.0), "cell 'gru' does not take the options ['forget_bias']"),
+    (lambda: rz.GRUCho(4, variant="cudnn"), "GRUCho is variant='cho', got variant='cudnn'"),
 ])
 def test_bad_cell_options(make_bad, message):
   with pytest.raises(ValueError) as e:
@@ -158,6 +160,6 @@ def test_closed_form_pointwise_vjp_equals_autodiff(name, x64):
   dcarry = jax.tree.map(lambda a: jax.random.normal(ks[3], a.shape, jnp.float64), carry)
   dy = jax.random.normal(ks[4], (4, cell.hidden_size), jnp.float64)
   got = cell.pointwise_vjp(small, carry, xp, u, dcarry, dy)
-  want = rz.Cell.pointwise_vjp(cell, small, carry, xp, u, dcarry, dy)
+  want = rz.PointwiseCell.pointwise_vjp(cell, small, carry, xp, u, dcarry, dy)
   assert len(jax.tree.leaves(got)) == len(jax.tree.leaves(want))
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12), got, want)

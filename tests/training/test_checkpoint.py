@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from rnn_zoo import training
-from rnn_zoo import workloads
+from experiments.long_range import workload as workloads
 from rnn_zoo.training import checkpoint as ckpt_lib
 
 from experiments.long_range import config as lr_config

@@ -3,11 +3,14 @@
 import ml_collections
 import pytest
 
+import rnn_zoo as rz
 from rnn_zoo import training
-from rnn_zoo import workloads
 from rnn_zoo.training import loop
 
+from experiments import common
 from experiments.long_range import config as lr_config
+from experiments.long_range import workload as lr_workload
+from experiments.char_rnn import workload as cr_workload
 import helpers
 
 PRESETS = ["", "smoke", "copy", "digits"]
@@ -40,7 +43,7 @@ class RecordingConfig(ml_collections.ConfigDict):
 @pytest.mark.parametrize("preset", PRESETS)
 def test_presets_build_and_every_field_is_commented(preset):
   c = lr_config.get_config(preset)
-  w = workloads.long_range(c)
+  w = lr_workload.long_range(c)
   loop._check_training_config(c)
   training.make_optimizer(c)
   assert w.shape_fields
@@ -63,7 +66,7 @@ def fields_read(tmp_path, get_config, build, run_overrides, branch_overrides=Non
   c._read.clear()
   training.train_and_evaluate(c, str(tmp_path), build(c))
   read = set(c._read)
-  for cell in workloads.CELL_NAMES:
+  for cell in rz.CELL_NAMES:
     for optimizer in training.OPTIMIZERS:
       for schedule in training.SCHEDULES:
         c = RecordingConfig(get_config("smoke"))
@@ -77,16 +80,15 @@ def fields_read(tmp_path, get_config, build, run_overrides, branch_overrides=Non
 
 
 def assert_fields_commented(config_module, c):
-  source = open(config_module.__file__).read()
+  comments = common.field_comments(config_module)
   for key in c.keys():
-    line = next(l for l in source.splitlines() if l.strip().startswith(f"c.{key} ="))
-    assert "#" in line, f"config field {key} has no comment"
+    assert comments.get(key), f"config field {key} has no comment"
 
 
 def test_every_key_is_read(tmp_path):
   """One real run reads the loop's fields; the options of each branch
   (cells, optimizers, schedules) are read when that branch is chosen."""
-  read = fields_read(tmp_path, lr_config.get_config, workloads.long_range,
+  read = fields_read(tmp_path, lr_config.get_config, lr_workload.long_range,
                      {"num_steps": 2, "checkpoint_every": 1})
   unread = set(lr_config.get_config("smoke").keys()) - read
   assert not unread, f"config fields never read: {sorted(unread)}"
@@ -121,7 +123,7 @@ from experiments.char_rnn import config as cr_config  # pylint: disable=g-import
 def test_char_rnn_presets_build_and_every_field_is_commented(preset):
   c = cr_config.get_config(preset)
   c.max_chars = c.max_chars or 200_000   # building the vocabulary is all we need
-  w = workloads.char_rnn(c)
+  w = cr_workload.char_rnn(c)
   loop._check_training_config(c, w)
   training.make_optimizer(c)
   assert w.init_carry is not None and w.vocab["chars"]
@@ -131,7 +133,7 @@ def test_char_rnn_presets_build_and_every_field_is_commented(preset):
 
 
 def test_char_rnn_every_key_is_read(tmp_path):
-  read = fields_read(tmp_path, cr_config.get_config, workloads.char_rnn,
+  read = fields_read(tmp_path, cr_config.get_config, cr_workload.char_rnn,
                      {"num_steps": 2, "checkpoint_every": 1, "sample_every": 1},
                      {"chrono": True})
   unread = set(cr_config.get_config("smoke").keys()) - read

@@ -1,0 +1,137 @@
+"""What every experiment's config and glue share.
+
+* :func:`add_cell_fields` / :func:`add_training_fields`: the config blocks
+  every experiment has (the recurrent cell; optimization, logging and
+  checkpoints), one place for their defaults and comments.
+* :func:`make_cell`: the config's cell through the one factory,
+  :func:`rnn_zoo.make_cell`.
+* :func:`field_comments`: the comment of every field of a config module
+  (``--help`` prints them).
+"""
+
+from __future__ import annotations
+
+import inspect
+import re
+
+import ml_collections
+
+import rnn_zoo as rz
+from rnn_zoo import checks
+
+# (name, default, comment): the cell block.
+CELL_FIELDS = (
+    ("cell", "lstm", "rnn | irnn | lstm | gru"),
+    ("hidden_size", 128, "H of every layer."),
+    ("num_layers", 1, "Stacked recurrent layers."),
+    ("dropout_rate", 0.0, "Dropout between layers."),
+    ("forget_bias", 1.0, "LSTM forget-gate bias at init."),
+    ("chrono", False, "LSTM chrono init with T_max = seq_len."),
+    ("gru_variant", "cudnn", "GRU: cudnn (reset after matmul) | cho."),
+    ("recurrent_init", "uniform", "rnn: uniform | orthogonal | identity | glorot_uniform."),
+)
+
+# The optimization, logging and checkpoint block the training loop reads.
+TRAINING_FIELDS = (
+    ("batch_size", 64, "Global batch (divides over all devices)."),
+    ("num_steps", 4000, "Training steps."),
+    ("optimizer", "adam", "sgd | momentum | rmsprop | adam | adamw | adagrad"),
+    ("learning_rate", 1e-3, "Peak learning rate."),
+    ("schedule", "constant", "constant | cosine | step"),
+    ("warmup_steps", 0, "Linear warm-up steps."),
+    ("decay_every", 1000, "step schedule: decay period."),
+    ("decay_factor", 0.5, "step schedule: factor per period."),
+    ("momentum", 0.9, "momentum / rmsprop momentum (0: none)."),
+    ("weight_decay", 0.0, "adamw weight decay."),
+    ("clip_norm", 1.0, "Clip by global norm (0: off)."),
+    ("clip_value", 0.0, "Clip each entry to [-v, v] (0: off)."),
+    ("nonfinite", "stop", "NaN/Inf loss or grad: stop | skip (the update)."),
+    ("log_every", 100, "Steps between metric logs."),
+    ("eval_every", 1000, "Steps between evaluations."),
+    ("checkpoint_every", 500, "Steps between checkpoints."),
+    ("keep_checkpoints", 3, "Checkpoints kept."),
+    ("async_checkpoint", True, "Save in the background."),
+)
+
+
+def _add(c: ml_collections.ConfigDict, block, overrides: dict) -> None:
+  names = {name for name, _, _ in block}
+  unknown = sorted(set(overrides) - names)
+  if unknown:
+    raise rz.UserError(f"no such fields in this block: {unknown}")
+  for name, default, _ in block:
+    c[name] = overrides.get(name, default)
+
+
+def add_cell_fields(c: ml_collections.ConfigDict, **overrides) -> None:
+  """Adds the cell block (see :data:`CELL_FIELDS`), with other defaults."""
+  _add(c, CELL_FIELDS, overrides)
+
+
+def add_training_fields(c: ml_collections.ConfigDict, **overrides) -> None:
+  """Adds the training block (see :data:`TRAINING_FIELDS`)."""
+  _add(c, TRAINING_FIELDS, overrides)
+
+
+def make_cell(config) -> rz.Cell:
+  """The cell named by ``config.cell`` with its options from the config."""
+  checks.choice("config.cell", config.cell, rz.CELL_NAMES)
+  checks.positive_int("config.hidden_size", config.hidden_size)
+  H = config.hidden_size
+  if config.cell == "lstm":
+    chrono = config.seq_len if config.chrono else None
+    return rz.make_cell("lstm", H, forget_bias=config.forget_bias,
+                        chrono_t_max=chrono)
+  if config.cell == "gru":
+    checks.choice("config.gru_variant", config.gru_variant, ("cudnn", "cho"))
+    return rz.make_cell("gru", H, variant=config.gru_variant)
+  if config.cell == "irnn":
+    return rz.make_cell("irnn", H)
+  checks.choice("config.recurrent_init", config.recurrent_init,
+                ("uniform", "orthogonal", "identity", "glorot_uniform"))
+  return rz.make_cell("rnn", H, recurrent_init=config.recurrent_init)
+
+
+def check_cell_fields(config) -> None:
+  """The cell block's values (each error names the field and the value)."""
+  checks.positive_int("config.num_layers", config.num_layers)
+  checks.fraction("config.dropout_rate", config.dropout_rate)
+
+
+def field_comments(config_module) -> dict[str, str]:
+  """``{field: comment}`` for a config module: its own ``c.x = v  # comment``
+  lines and the shared blocks it adds."""
+  source = inspect.getsource(config_module)
+  out = {}
+  for line in source.splitlines():
+    m = re.match(r"\s*c\.(\w+)\s*=.*?#\s*(.*)$", line)
+    if m and m.group(1) not in out:
+      out[m.group(1)] = m.group(2).strip()
+  if "add_cell_fields" in source:
+    out.update({n: out.get(n, t) for n, _, t in CELL_FIELDS})
+  if "add_training_fields" in source:
+    out.update({n: out.get(n, t) for n, _, t in TRAINING_FIELDS})
+  return out
+
+
+def presets(config_module) -> list[str]:
+  """The preset names a config module's ``get_config`` accepts (its
+  ``PRESETS`` tuple)."""
+  return list(config_module.PRESETS)
+
+
+def describe_config(config_module) -> str:
+  """Presets, then every field of the default preset with its default and
+  comment: the help text of ``--config``."""
+  c = config_module.get_config("")
+  comments = field_comments(config_module)
+  names = ", ".join(repr(p) if p else "'' (default)" for p in presets(config_module))
+  lines = [f"Config file[:preset]. Presets: {names}.", "Fields (--config.<field>=value):"]
+  for key in c.keys():
+    lines.append(f"  {key} = {c[key]!r}: {comments.get(key, '')}")
+  return "\n".join(lines)
+
+
+__all__ = ["CELL_FIELDS", "TRAINING_FIELDS", "add_cell_fields",
+           "add_training_fields", "make_cell", "check_cell_fields",
+           "field_comments", "describe_config", "presets"]

@@ -1,0 +1,131 @@
+"""The long-range tasks' glue: config -> model, data and loss for the loop.
+
+``long_range(config)``: the adding and copy tasks (and pixel-by-pixel
+digits/MNIST) with any cell of the zoo. Config fields read here (besides the
+loop's): task, seq_len, and the cell block (experiments/common.py).
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from experiments import common
+from rnn_zoo import checks
+from rnn_zoo.data import pixels
+from rnn_zoo.data import synthetic
+from rnn_zoo.errors import UserError
+from rnn_zoo.models.sequence import SequenceModel
+from rnn_zoo.training.loop import Workload
+
+TASKS = ("adding", "copy", "variable_copy", "digits", "permuted_digits",
+         "mnist", "permuted_mnist")
+PIXEL_TASKS = ("digits", "permuted_digits", "mnist", "permuted_mnist")
+LONG_RANGE_SHAPE_FIELDS = ("task", "seq_len", "cell", "hidden_size", "num_layers",
+                           "gru_variant")
+
+
+def _sequence_model_hooks(config, cell) -> dict:
+  """The Workload hooks shared by every ``SequenceModel`` workload: gradient
+  groups, probe shapes, and the recurrent layers' (cell, params)."""
+
+  def param_groups(grads):
+    return {"rnn": grads["params"]["rnn"], "head": grads["params"]["head"]}
+
+  def hidden_shapes(batch):
+    b, t = batch["inputs"].shape[:2]
+    return ((b, t, config.hidden_size),) * config.num_layers
+
+  def rnn_params(params):
+    stack = params["params"]["rnn"]["stack"]
+    return tuple((cell, stack[f"layer_{i}"]) for i in range(config.num_layers))
+
+  return {"param_groups": param_groups, "hidden_shapes": hidden_shapes,
+          "rnn_params": rnn_params}
+
+
+def _pixel_classification(config, cell) -> Workload:
+  """Pixel-by-pixel classification (many-to-one); ``seq_len`` is the image's
+  pixel count and is not read."""
+  permuted = config.task.startswith("permuted_")
+  if config.task.endswith("digits"):
+    data = pixels.load_digits(permuted)
+  else:
+    data = pixels.load_mnist(permuted)
+  train_x, train_y = jnp.asarray(data["train_x"]), jnp.asarray(data["train_y"])
+  test_x, test_y = jnp.asarray(data["test_x"]), jnp.asarray(data["test_y"])
+  model = SequenceModel(cell, output_size=10, num_layers=config.num_layers,
+                        dropout_rate=config.dropout_rate, readout="last")
+  B = config.batch_size
+
+  def loss_fn(params, batch, key, train, hidden_probes=None):
+    logits = model.apply(params, batch["inputs"], deterministic=not train,
+                         rngs={"dropout": key} if train else {},
+                         hidden_probes=hidden_probes)
+    loss = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(
+        logits, batch["targets"]))
+    acc = jnp.mean(jnp.argmax(logits, -1) == batch["targets"])
+    return loss, {"accuracy": acc}
+
+  return Workload(
+      init_params=lambda key: model.init(key, train_x[:1]),
+      loss_fn=loss_fn,
+      train_batch=lambda key, step: pixels.sample_batch(key, train_x, train_y, B),
+      eval_batch=lambda key, i: pixels.sample_batch(key, test_x, test_y, B),
+      shape_fields=("task", "cell", "hidden_size", "num_layers", "gru_variant"),
+      **_sequence_model_hooks(config, cell))
+
+
+def long_range(config) -> Workload:
+  """Adding (many-to-one regression) or copy (many-to-many classification)."""
+  checks.choice("config.task", config.task, TASKS)
+  for field in ("seq_len", "batch_size"):
+    checks.positive_int(f"config.{field}", config[field])
+  common.check_cell_fields(config)
+  if config.task == "adding" and config.seq_len < 2:
+    raise UserError(f"config.seq_len must be >= 2 for adding, got {config.seq_len}")
+  cell = common.make_cell(config)
+  T, B = config.seq_len, config.batch_size
+  if config.task in PIXEL_TASKS:
+    return _pixel_classification(config, cell)
+  if config.task == "adding":
+    model = SequenceModel(cell, output_size=1, num_layers=config.num_layers,
+                          dropout_rate=config.dropout_rate, readout="last")
+    make_batch = lambda key, step: synthetic.adding_batch(key, B, T)
+    example = jnp.zeros((1, T, 2))
+    baseline = synthetic.ADDING_BASELINE_MSE["le"]
+
+    def loss_fn(params, batch, key, train, hidden_probes=None):
+      pred = model.apply(params, batch["inputs"], deterministic=not train,
+                         rngs={"dropout": key} if train else {},
+                         hidden_probes=hidden_probes)[:, 0]
+      loss = jnp.mean((pred - batch["targets"]) ** 2)
+      return loss, {"loss_over_baseline": loss / baseline}
+  else:
+    variable = config.task == "variable_copy"
+    model = SequenceModel(cell, output_size=synthetic.COPY_VOCAB,
+                          num_layers=config.num_layers,
+                          dropout_rate=config.dropout_rate, readout="all",
+                          vocab_size=synthetic.COPY_VOCAB)
+    make_batch = lambda key, step: synthetic.copy_batch(key, B, T, variable=variable)
+    example = jnp.zeros((1, T + 2 * synthetic.COPY_LENGTH), jnp.int32)
+    baseline = synthetic.copy_baseline_loss(T)
+
+    def loss_fn(params, batch, key, train, hidden_probes=None):
+      logits = model.apply(params, batch["inputs"], deterministic=not train,
+                           rngs={"dropout": key} if train else {},
+                           hidden_probes=hidden_probes)
+      ce = optax.softmax_cross_entropy_with_integer_labels(logits, batch["targets"])
+      loss = jnp.mean(ce)
+      recall = batch["targets"] > 0
+      acc = jnp.sum((jnp.argmax(logits, -1) == batch["targets"]) & recall) / jnp.sum(recall)
+      return loss, {"loss_over_baseline": loss / baseline, "recall_accuracy": acc}
+
+  return Workload(
+      init_params=lambda key: model.init(key, example),
+      loss_fn=loss_fn, train_batch=make_batch, eval_batch=make_batch,
+      shape_fields=LONG_RANGE_SHAPE_FIELDS, **_sequence_model_hooks(config, cell))

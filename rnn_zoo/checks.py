@@ -1,0 +1,54 @@
+"""The one set of argument validators; every message names the argument and
+its value, and every failure is a :class:`rnn_zoo.UserError`.
+
+``name`` is what the user typed: ``"hidden_size"`` for a library argument,
+``"config.hidden_size"`` for a config field, ``"--top_k"`` for a flag.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+
+from rnn_zoo.errors import UserError
+
+
+def _is_int(value) -> bool:
+  return not isinstance(value, bool) and isinstance(value, (int, np.integer))
+
+
+def positive_int(name: str, value: Any) -> None:
+  if not _is_int(value) or value <= 0:
+    raise UserError(f"{name} must be a positive int, got {value!r}")
+
+
+def int_at_least(name: str, value: Any, low: int, note: str = "") -> None:
+  """An int ``>= low``; ``note`` explains a special value (e.g. "0: off")."""
+  if not _is_int(value) or value < low:
+    extra = f" ({note})" if note else ""
+    raise UserError(f"{name} must be an int >= {low}{extra}, got {value!r}")
+
+
+def choice(name: str, value: Any, allowed: Sequence[Any]) -> None:
+  if value not in allowed:
+    raise UserError(f"{name} must be one of {list(allowed)}, got {value!r}")
+
+
+def number_at_least(name: str, value: Any, low: float) -> None:
+  if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) \
+      or not value >= low:
+    raise UserError(f"{name} must be a number >= {low}, got {value!r}")
+
+
+def positive_number(name: str, value: Any) -> None:
+  if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) \
+      or not value > 0:
+    raise UserError(f"{name} must be > 0, got {value!r}")
+
+
+def fraction(name: str, value: Any) -> None:
+  """A number in ``[0, 1)`` (a dropout rate, a held-out fraction)."""
+  if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) \
+      or not 0.0 <= value < 1.0:
+    raise UserError(f"{name} must be in [0, 1), got {value!r}")
