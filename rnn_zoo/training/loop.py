@@ -143,9 +143,10 @@ def make_train_step(workload: Workload, optimizer, config):
     if workload.param_groups is not None:
       for name, sub in workload.param_groups(grads).items():
         stats[f"grad_norm/{name}"] = optax.tree.norm(sub)
-    grads, clip_stats = optim.clip(grads, clip_norm=clip_norm, clip_value=clip_value)
+    clip_stats = optim.clip_stats(grads, clip_norm=clip_norm, clip_value=clip_value)
     stats.update(clip_stats)
     finite = jnp.isfinite(loss) & jnp.isfinite(clip_stats["grad_norm"])
+    # The optimizer chain clips (optim.make_optimizer).
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     if skip:

@@ -43,9 +43,7 @@ def make_schedule(config) -> optax.Schedule:
   return main
 
 
-def make_optimizer(config) -> optax.GradientTransformation:
-  """The optimizer, without clipping (the train step clips; see ``clip``)."""
-  sched = make_schedule(config)
+def _base_optimizer(config, sched) -> optax.GradientTransformation:
   name = config.optimizer
   if name == "sgd":
     return optax.sgd(sched)
@@ -59,24 +57,40 @@ def make_optimizer(config) -> optax.GradientTransformation:
     return optax.adamw(sched, weight_decay=config.weight_decay)
   if name == "adagrad":
     return optax.adagrad(sched)
-  raise UserError(f"optimizer must be one of {list(OPTIMIZERS)}, got {name!r}")
+  raise UserError(f"config.optimizer must be one of {list(OPTIMIZERS)}, got {name!r}")
 
 
-def clip(grads, *, clip_norm: float, clip_value: float):
-  """Clips with optax and reports what it did.
+def make_optimizer(config) -> optax.GradientTransformation:
+  """``optax.chain(clip by value, clip by global norm, optimizer)``.
+
+  The clipping transforms are in the chain only when their threshold is set
+  (> 0), in char-rnn's order: each entry to ``[-clip_value, clip_value]``
+  first, then the global norm to ``clip_norm`` (Pascanu et al. 2013).
+  """
+  sched = make_schedule(config)
+  parts = []
+  if config.clip_value:
+    parts.append(optax.clip(config.clip_value))
+  if config.clip_norm:
+    parts.append(optax.clip_by_global_norm(config.clip_norm))
+  return optax.chain(*parts, _base_optimizer(config, sched))
+
+
+def clip_stats(grads, *, clip_norm: float, clip_value: float) -> dict:
+  """What the optimizer's clipping does to ``grads`` (jittable).
 
   Returns:
-    ``(clipped_grads, stats)``; ``stats["grad_norm"]`` is the global norm
-    before clipping and ``stats["clipped"]`` is 1.0 when clipping changed the
-    gradient at this step.
+    ``{"grad_norm": global norm before clipping, "clipped": 1.0 when a
+    clipping transform changed the gradient at this step, else 0.0}``.
   """
   norm = optax.tree.norm(grads)
   clipped = jnp.zeros((), jnp.bool_)
   if clip_value:
-    max_abs = max(jnp.max(jnp.abs(g)) for g in jax.tree.leaves(grads))
+    leaves = jax.tree.leaves(grads)
+    max_abs = jnp.max(jnp.stack([jnp.max(jnp.abs(g)) for g in leaves])) if leaves \
+        else jnp.zeros(())
     clipped = clipped | (max_abs > clip_value)
     grads, _ = optax.clip(clip_value).update(grads, None)
   if clip_norm:
     clipped = clipped | (optax.tree.norm(grads) > clip_norm)
-    grads, _ = optax.clip_by_global_norm(clip_norm).update(grads, None)
-  return grads, {"grad_norm": norm, "clipped": clipped.astype(jnp.float32)}
+  return {"grad_norm": norm, "clipped": clipped.astype(jnp.float32)}
