@@ -59,8 +59,12 @@ class _QuietLibraries(pylogging.Filter):
 def run(train: Callable[[], object]) -> None:
   """Parses flags, sets up devices/processes, and calls ``train()``.
 
-  ``train`` raising ValueError (a bad config value) ends the program with a
-  one-line message and exit code 2.
+  A user's mistake (:class:`rnn_zoo.UserError`: a bad flag, config value,
+  workdir or file; a workdir another run holds; no readable checkpoint) ends
+  the program with a one-line message and exit status 2; a non-finite loss
+  with one line and status 1; SIGTERM/SIGINT, after the checkpoint is saved,
+  with one line and 128 + the signal number. Anything else is a bug and
+  keeps its traceback.
   """
   xla_config.use_recommended_cpu_flags()
   pylogging.getLogger("absl").addFilter(_QuietLibraries())
@@ -68,14 +72,40 @@ def run(train: Callable[[], object]) -> None:
   def main(argv):
     if len(argv) > 1:
       raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from rnn_zoo.training import sharding  # pylint: disable=g-import-not-at-top
-    sharding.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value,
-                                    _PROCESS_ID.value)
+    from rnn_zoo.errors import UserError  # pylint: disable=g-import-not-at-top
+    from rnn_zoo.training import checkpoint, loop, preemption, sharding  # pylint: disable=g-import-not-at-top
+    _check_config_loaded()
     try:
+      sharding.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value,
+                                      _PROCESS_ID.value)
       train()
-    except ValueError as e:
-      logging.flush()
-      print(f"error: {e}", file=sys.stderr)
-      sys.exit(2)
+    except (UserError, checkpoint.CheckpointError) as e:
+      _exit(f"error: {e}", 2)
+    except loop.NonFiniteError as e:
+      _exit(f"error: {e}", 1)
+    except preemption.Preempted as e:
+      _exit(str(e), e.exit_code)
 
   app.run(main, flags_parser=_parse_flags)
+
+
+def _check_config_loaded() -> None:
+  """ml_collections reports a missing or broken --config file only when the
+  config is first read, as a traceback: read it here and say it in a line."""
+  if "config" not in flags.FLAGS:
+    return
+  try:
+    flags.FLAGS.config.keys()  # pylint: disable=expression-not-assigned
+  except OSError as e:
+    lines = [l.strip() for l in str(e).splitlines() if l.strip()]
+    reason = next((l for l in lines if l.startswith("[Errno")), lines[-1] if lines else "")
+    path = flags.FLAGS["config"].config_filename if hasattr(
+        flags.FLAGS["config"], "config_filename") else None
+    _exit(f"error: --config could not be loaded"
+          f"{f' from {path!r}' if path else ''}: {reason}", 2)
+
+
+def _exit(message: str, code: int) -> None:
+  logging.flush()
+  print(" ".join(message.split()), file=sys.stderr, flush=True)
+  sys.exit(code)

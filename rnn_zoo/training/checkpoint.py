@@ -23,12 +23,14 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from rnn_zoo.errors import UserError
+
 
 class CheckpointError(RuntimeError):
   """No usable checkpoint in a workdir that holds checkpoints."""
 
 
-class ConfigMismatchError(ValueError):
+class ConfigMismatchError(UserError):
   """The workdir was made with a different model shape."""
 
 
@@ -43,6 +45,8 @@ class Checkpointer:
                async_save: bool = True):
     self.directory = os.path.abspath(directory)
     self.save_every = save_every
+    self.saved_config = None  # the config of the restored checkpoint
+    self.log_window = []      # its per-step metrics not yet in a log row
     self._manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(
@@ -51,14 +55,21 @@ class Checkpointer:
 
   # -- saving ----------------------------------------------------------------
   def save(self, step: int, state, config: dict, vocab: Any = None,
-           force: bool = False) -> bool:
-    """Saves at ``step`` (async). Returns whether a save started."""
+           force: bool = False, log_window: Any = None) -> bool:
+    """Saves at ``step`` (async). Returns whether a save started.
+
+    ``log_window``: per-step metrics logged since the last metrics row (a
+    checkpoint made between two log steps, on a signal, keeps them so that
+    the resumed run's next row averages the same steps).
+    """
     if not force and step % self.save_every:
       return False
     items = {"state": ocp.args.StandardSave(state),
              "config": ocp.args.JsonSave(_jsonable(config))}
     if vocab is not None:
       items["vocab"] = ocp.args.JsonSave(_jsonable(vocab))
+    if log_window:
+      items["log_window"] = ocp.args.JsonSave(_jsonable(log_window))
     return self._manager.save(step, args=ocp.args.Composite(**items), force=True)
 
   def wait(self) -> None:
@@ -115,46 +126,60 @@ class Checkpointer:
     steps = self.steps()
     if not steps:
       return None, None, None
-    failures = []
-    for step in reversed(steps):
-      try:
-        saved_config = self._manager.restore(
-            step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
-      except Exception as e:  # pylint: disable=broad-except
-        failures.append((step, e))
-        logging.warning("checkpoint at step %d in %s is unreadable (%s: %s); "
-                        "falling back to an older one", step, self.directory,
-                        type(e).__name__, e)
-        continue
+
+    def read(step):
+      saved_config = self._manager.restore(
+          step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
       check_config(saved_config, config, shape_fields, self.directory)
-      try:
-        items = {"state": ocp.args.StandardRestore(abstract_state)}
-        item_dir = os.path.join(self.directory, str(step), "vocab")
-        if os.path.isdir(item_dir):
-          items["vocab"] = ocp.args.JsonRestore()
-        restored = self._manager.restore(step, args=ocp.args.Composite(**items))
-        state = restored["state"]
-        jax.block_until_ready(state)
-      except Exception as e:  # pylint: disable=broad-except
-        failures.append((step, e))
-        logging.warning("checkpoint at step %d in %s is damaged (%s: %s); "
-                        "falling back to an older one", step, self.directory,
-                        type(e).__name__, str(e).splitlines()[0][:300])
-        continue
-      saved_vocab = restored.get("vocab")
-      if (saved_vocab is not None and vocab is not None
-          and _jsonable(saved_vocab) != _jsonable(vocab)):
-        raise ConfigMismatchError(
-            f"the checkpoints in {self.directory} were made with a different "
-            "vocabulary (the corpus changed); use another --workdir or the same corpus")
-      for bad_step, _ in failures:
-        self._set_aside(bad_step)
-      return state, step, saved_vocab
-    raise CheckpointError(
-        f"{self.directory} holds checkpoints at steps {steps} but none could be "
-        "restored (" + "; ".join(f"step {s}: {type(e).__name__}" for s, e in failures) +
-        "). Refusing to train from scratch over them: move or delete the "
-        "directory to start afresh.")
+      items = {"state": ocp.args.StandardRestore(abstract_state)}
+      for name in ("vocab", "log_window"):
+        if os.path.isdir(os.path.join(self.directory, str(step), name)):
+          items[name] = ocp.args.JsonRestore()
+      restored = dict(self._manager.restore(step, args=ocp.args.Composite(**items)))
+      jax.block_until_ready(restored["state"])
+      restored["config"] = saved_config
+      return restored
+
+    step, restored, failures = newest_readable(steps, read, self.directory)
+    saved_vocab = restored.get("vocab")
+    if (saved_vocab is not None and vocab is not None
+        and _jsonable(saved_vocab) != _jsonable(vocab)):
+      raise ConfigMismatchError(
+          f"the checkpoints in {self.directory} were made with a different "
+          "vocabulary (the corpus changed); use another --workdir or the same corpus")
+    for bad_step in failures:
+      self._set_aside(bad_step)
+    self.saved_config = restored["config"]
+    self.log_window = restored.get("log_window") or []
+    return restored["state"], step, saved_vocab
+
+
+def newest_readable(steps: Sequence[int], read, directory: str):
+  """The one restore path: tries ``read(step)`` from the newest step down.
+
+  A step that raises is skipped with a warning naming it (a kill during a
+  save, truncated files); :class:`ConfigMismatchError` is not damage and
+  stops the walk. Returns ``(step, read(step), skipped steps)``.
+
+  Raises:
+    CheckpointError: none of ``steps`` could be read.
+  """
+  failures = []
+  for step in reversed(list(steps)):
+    try:
+      return step, read(step), [s for s, _ in failures]
+    except ConfigMismatchError:
+      raise
+    except Exception as e:  # pylint: disable=broad-except
+      failures.append((step, e))
+      logging.warning("checkpoint at step %d in %s is damaged or unreadable "
+                      "(%s: %s); falling back to an older one", step, directory,
+                      type(e).__name__, (str(e).splitlines() or [""])[0][:300])
+  raise CheckpointError(
+      f"{directory} holds checkpoints at steps {sorted(steps)} but none could be "
+      "restored (" + "; ".join(f"step {s}: {type(e).__name__}" for s, e in failures) +
+      "). Refusing to start from scratch over them: move or delete the "
+      "directory to start afresh.")
 
 
 def check_config(saved: dict, requested: dict, shape_fields: Sequence[str],
@@ -168,32 +193,50 @@ def check_config(saved: dict, requested: dict, shape_fields: Sequence[str],
         "use another --workdir or the saved config")
 
 
-def load_latest(workdir: str) -> dict:
-  """The newest checkpoint of a workdir as NumPy arrays (for analysis/tests).
+def load_latest(workdir: str, step: int | None = None) -> dict:
+  """The newest readable checkpoint of a workdir as NumPy arrays (for
+  sampling, evaluation, analysis). Falls back over damaged steps exactly as
+  training does (:func:`newest_readable`), without moving them. With
+  ``step``, that checkpoint only.
 
   Returns ``{"step": int, "state": pytree of np.ndarray, "config": dict,
   "vocab": dict or None}``.
+
+  Raises:
+    CheckpointError: no checkpoint, or none readable.
   """
   directory = os.path.join(workdir, "checkpoints")
+  if not os.path.isdir(directory):
+    raise CheckpointError(f"no checkpoint in {directory}")
   handlers = {"state": ocp.StandardCheckpointHandler(),
               "config": ocp.JsonCheckpointHandler(),
-              "vocab": ocp.JsonCheckpointHandler()}
+              "vocab": ocp.JsonCheckpointHandler(),
+              "log_window": ocp.JsonCheckpointHandler()}
   with ocp.CheckpointManager(
       directory, options=ocp.CheckpointManagerOptions(read_only=True),
       item_handlers=handlers) as manager:
-    step = manager.latest_step()
-    if step is None:
+    steps = sorted(manager.all_steps())
+    if step is not None:
+      if step not in steps:
+        raise CheckpointError(f"no checkpoint at step {step} in {directory} "
+                              f"(steps: {steps})")
+      steps = [step]
+    if not steps:
       raise CheckpointError(f"no checkpoint in {directory}")
     # Restore onto this process's first device, whatever mesh saved it.
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    target = jax.tree.map(
-        lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
-        manager.item_metadata(step)["state"])
-    items = {"state": ocp.args.StandardRestore(target),
-             "config": ocp.args.JsonRestore()}
-    if os.path.isdir(os.path.join(directory, str(step), "vocab")):
-      items["vocab"] = ocp.args.JsonRestore()
-    restored = manager.restore(step, args=ocp.args.Composite(**items))
-  state = jax.tree.map(np.asarray, restored["state"])
-  return {"step": step, "state": state, "config": restored["config"],
-          "vocab": restored.get("vocab")}
+
+    def read(s):
+      target = jax.tree.map(
+          lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
+          manager.item_metadata(s)["state"])
+      items = {"state": ocp.args.StandardRestore(target),
+               "config": ocp.args.JsonRestore()}
+      if os.path.isdir(os.path.join(directory, str(s), "vocab")):
+        items["vocab"] = ocp.args.JsonRestore()
+      restored = manager.restore(s, args=ocp.args.Composite(**items))
+      return {"state": jax.tree.map(np.asarray, restored["state"]),
+              "config": restored["config"], "vocab": restored.get("vocab")}
+
+    found, restored, _ = newest_readable(steps, read, directory)
+  return {"step": found, **restored}

@@ -21,7 +21,9 @@ import optax
 from rnn_zoo.training import checkpoint as ckpt_lib
 from rnn_zoo.training import metrics as metrics_lib
 from rnn_zoo.training import optim
+from rnn_zoo.training import preemption
 from rnn_zoo.training import sharding as shard_lib
+from rnn_zoo.training import workdir as workdir_lib
 from rnn_zoo.training.state import TrainState
 from rnn_zoo.errors import UserError
 
@@ -188,6 +190,12 @@ def train_and_evaluate(config, workdir: str, workload: Workload) -> dict:
     CheckpointError / ConfigMismatchError: see :mod:`checkpoint`.
   """
   _check_training_config(config, workload)
+  workdir = workdir_lib.check_workdir(workdir)
+  with workdir_lib.WorkdirLock(workdir):
+    return _train_and_evaluate(config, workdir, workload)
+
+
+def _train_and_evaluate(config, workdir: str, workload: Workload) -> dict:
   mesh = shard_lib.make_mesh()
   shard_lib.check_batch_size(config.batch_size, mesh)
   data_sharding = shard_lib.batch_sharding(mesh)
@@ -222,6 +230,13 @@ def train_and_evaluate(config, workdir: str, workload: Workload) -> dict:
   else:
     start = int(restored_step)
     logging.info("resumed from the checkpoint at step %d in %s", start, workdir)
+    saved_steps = (checkpointer.saved_config or {}).get("num_steps")
+    if saved_steps is not None and saved_steps != config.num_steps:
+      logging.warning(
+          "config.num_steps changed on resume: the checkpoints were made with "
+          "num_steps=%s, this run asks for num_steps=%s; schedules that depend "
+          "on it (cosine) change from step %d on", saved_steps, config.num_steps,
+          start)
 
   writer = metrics_lib.MetricWriter(workdir, resume_step=start)
   progress = metrics_lib.Progress(start, config.num_steps)
@@ -242,7 +257,7 @@ def train_and_evaluate(config, workdir: str, workload: Workload) -> dict:
   sample_every = config.get("sample_every", 0) if workload.sample else 0
   k_sample = jax.random.fold_in(root, 1)
 
-  def evaluate(params, step):
+  def evaluate(params, step, write=True):
     sums = {}
     carry = eval_carry()
     for i in range(num_eval):  # in order, a stateful model's carry flowing across
@@ -250,7 +265,8 @@ def train_and_evaluate(config, workdir: str, workload: Workload) -> dict:
       for k, v in {"loss": loss, **aux}.items():
         sums[k] = sums.get(k, 0.0) + v
     result = {k: float(v) / num_eval for k, v in sums.items()}
-    writer.write(step, result, split="eval")
+    if write:
+      writer.write(step, result, split="eval")
     if jax.process_index() == 0:
       logging.info("eval at step %d: %s", step,
                    " ".join(f"{k} {v:.4g}" for k, v in result.items()))
@@ -263,7 +279,13 @@ def train_and_evaluate(config, workdir: str, workload: Workload) -> dict:
       with open(os.path.join(workdir, "samples.txt"), "a", encoding="utf-8") as f:
         f.write(f"===== step {step} =====\n{text}\n")
 
-  pending: list[tuple[int, dict]] = []
+  # (step, metrics) not yet in a log row; a checkpoint made on a signal
+  # between two log steps carries them over to the resumed run.
+  # Metrics are float32 on the device: restored as float32, their means are
+  # the ones an uninterrupted run computes.
+  pending: list[tuple[int, dict]] = [
+      (int(st), {k: np.float32(v) for k, v in m.items()})
+      for st, m in checkpointer.log_window]
 
   def flush(step):
     """Fetches pending metrics (one sync), checks them, logs their mean."""
@@ -295,11 +317,18 @@ def train_and_evaluate(config, workdir: str, workload: Workload) -> dict:
     progress.report(step, {k: mean[k] for k in ("loss", "grad_norm", "clipped_fraction")})
 
   eval_result = {}
+  watcher = preemption.PreemptionWatcher()
   try:
+    watcher.__enter__()
     for step in range(start, config.num_steps):
       state, m = train_step(state, batch_fn(step))
       s = step + 1
       pending.append((s, m))
+      if watcher.should_stop(s) and s < config.num_steps:
+        window = [(st, {k: float(v) for k, v in jax.device_get(mm).items()})
+                  for st, mm in pending]
+        _save_and_stop(s, state, checkpointer, config_dict, workload, watcher,
+                       window)
       last = s == config.num_steps
       saving = last or s % config.checkpoint_every == 0
       if saving or last or s % config.log_every == 0:
@@ -315,9 +344,38 @@ def train_and_evaluate(config, workdir: str, workload: Workload) -> dict:
               f"(last good checkpoint: {checkpointer.latest_good_step()})")
         checkpointer.save(s, state, config_dict, workload.vocab, force=last)
     if start >= config.num_steps:
-      eval_result = evaluate(state.params, start)
+      # Already finished: report the final evaluation, but do not log it a
+      # second time (metrics.jsonl reads like one uninterrupted run).
+      logging.info("the run in %s already reached num_steps=%d", workdir,
+                   config.num_steps)
+      eval_result = evaluate(state.params, start, write=False)
   finally:
+    watcher.__exit__(None, None, None)
     checkpointer.close()
     writer.close()
     progress.close()
+  if jax.process_index() == 0:
+    print(f"done at step {int(state.step)}; results in {workdir}:\n"
+          f"  checkpoints  {checkpointer.directory}\n"
+          f"  metrics      {writer.path}\n"
+          f"  TensorBoard  tensorboard --logdir {os.path.join(workdir, 'tensorboard')}",
+          flush=True)
   return {"step": int(state.step), **eval_result}
+
+
+def _save_and_stop(step, state, checkpointer, config_dict, workload, watcher,
+                   log_window):
+  """On a signal: a checkpoint at ``step``, waited for, then :class:`Preempted`."""
+  import signal  # pylint: disable=g-import-not-at-top
+  name = signal.Signals(watcher.signum).name
+  if not _all_finite(state.params):
+    raise NonFiniteError(f"received {name} at step {step} but the params are not "
+                         f"finite; not checkpointing them (last good checkpoint: "
+                         f"{checkpointer.latest_good_step()})")
+  checkpointer.save(step, state, config_dict, workload.vocab, force=True,
+                    log_window=log_window)
+  checkpointer.wait()
+  raise preemption.Preempted(
+      f"stopped by {name} after step {step}; checkpoint saved in "
+      f"{checkpointer.directory}; run the same command again to resume "
+      f"from step {step}", signum=watcher.signum, step=step)

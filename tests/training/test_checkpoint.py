@@ -87,10 +87,11 @@ def test_nonfinite_stops_naming_step_and_last_good_checkpoint(tmp_path):
   manager_steps = sorted(int(p) for p in os.listdir(tmp_path / "checkpoints") if p.isdigit())
   assert manager_steps and max(manager_steps) < bad
   assert f"last good checkpoint: step {max(manager_steps)}" in msg
+  assert len(manager_steps) == min(bad - 1, 3)  # keep_checkpoints=3 (smoke)
   for s in manager_steps:
-    loaded = ckpt_lib.load_latest(str(tmp_path)) if s == max(manager_steps) else None
-    if loaded:
-      assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(loaded["state"]["params"]))
+    loaded = ckpt_lib.load_latest(str(tmp_path), step=s)
+    assert loaded["step"] == s
+    assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(loaded["state"]["params"]))
 
 
 def test_nonfinite_skip_policy_skips_updates_and_counts_them(tmp_path):
@@ -100,3 +101,30 @@ def test_nonfinite_skip_policy_skips_updates_and_counts_them(tmp_path):
   loaded = ckpt_lib.load_latest(str(tmp_path))
   assert int(loaded["state"]["nonfinite_steps"]) > 0
   assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(loaded["state"]["params"]))
+
+
+def test_every_reader_falls_back_over_a_damaged_newest_checkpoint(tmp_path, caplog):
+  """load_latest (what the sample binary and analysis read) takes the same
+  fallback as training, and says which step it skipped."""
+  train(tmp_path, num_steps=30, checkpoint_every=10)
+  damage(tmp_path / "checkpoints" / "30")
+  with caplog.at_level("WARNING"):
+    loaded = ckpt_lib.load_latest(str(tmp_path))
+  assert loaded["step"] == 20
+  assert any("step 30" in r.getMessage() for r in caplog.records)
+  assert os.path.isdir(tmp_path / "checkpoints" / "30")  # readers move nothing
+  damage(tmp_path / "checkpoints" / "20")
+  damage(tmp_path / "checkpoints" / "10")
+  with pytest.raises(training.CheckpointError, match="none could be restored"):
+    ckpt_lib.load_latest(str(tmp_path))
+
+
+def test_all_checkpoints_damaged_is_one_line_in_the_binary(tmp_path):
+  helpers.run(tmp_path, "--config.num_steps=20", "--config.checkpoint_every=10")
+  for step in (10, 20):
+    damage(tmp_path / "checkpoints" / str(step))
+  proc = helpers.run(tmp_path, "--config.num_steps=30", check=False)
+  assert proc.returncode == 2
+  assert "Traceback" not in proc.stderr
+  assert proc.stderr.strip().splitlines()[-1].startswith(
+      "error: ") and "none could be restored" in proc.stderr.strip().splitlines()[-1]
