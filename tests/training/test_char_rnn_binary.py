@@ -96,11 +96,34 @@ def test_report_measures_argmax_against_sampling(trained):
     (["--temperature=-1"], "error: temperature must be >= 0 (0: argmax), got -1.0"),
     (["--length=0"], "error: --length must be a positive int, got 0"),
     (["--prime="], "error: --prime must be a non-empty string, got ''"),
+    (["--top_k=100000"], "error: top_k must be at most the vocabulary size"),
 ])
 def test_sample_bad_flags(trained, flags, message):
   proc = sample(trained, *flags, check=False)
-  assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1] == message
+  assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith(message)
   assert "Traceback" not in proc.stderr
+
+
+def test_sample_falls_back_over_a_damaged_newest_checkpoint(tmp_path):
+  """The sample binary reads checkpoints through the same fallback as
+  training (it crashed with 550 lines before)."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  from test_checkpoint import damage  # pylint: disable=g-import-not-at-top
+  train(tmp_path, "--config.num_steps=20", "--config.async_checkpoint=false")
+  copy = tmp_path.parent / (tmp_path.name + "_copy")
+  shutil.copytree(tmp_path, copy)
+  damage(tmp_path / "checkpoints" / "20")
+  shutil.rmtree(copy / "checkpoints" / "20")
+  args = ["--length=30", "--temperature=0", "--prime=a"]
+  proc = sample(tmp_path, *args)
+  assert "Traceback" not in proc.stderr
+  assert "checkpoint at step 20" in proc.stderr  # the warning names the step skipped
+  assert proc.stdout == sample(copy, *args).stdout  # what step 10 gives
+  for step in ("10", "20"):
+    damage(tmp_path / "checkpoints" / step)
+  proc = sample(tmp_path, *args, check=False)
+  assert proc.returncode == 2 and "Traceback" not in proc.stderr
+  assert "none could be restored" in proc.stderr.strip().splitlines()[-1]
 
 
 def test_sample_without_checkpoints(tmp_path):
@@ -127,6 +150,10 @@ def test_corpus_errors_and_a_changed_corpus(tmp_path):
   assert proc.returncode == 2
   assert proc.stderr.strip().splitlines()[-1].startswith(
       "error: corpus file '/nonexistent/input.txt' does not exist")
+  proc = train(tmp_path / "w", f"--config.corpus={tmp_path}", check=False)
+  assert proc.returncode == 2
+  assert proc.stderr.strip().splitlines()[-1].startswith(
+      f"error: corpus '{tmp_path}' is a directory, not a text file")
   bad = tmp_path / "latin1.txt"
   bad.write_bytes("caf\xe9 ".encode("latin-1") * 100)
   proc = train(tmp_path / "w", f"--config.corpus={bad}", check=False)

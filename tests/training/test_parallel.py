@@ -68,3 +68,37 @@ def test_two_processes_on_loopback_match_one_process(tmp_path, one_device):
   step, params = helpers.final_params(workdir)
   assert step == 20
   assert_close(params, one_device)
+
+
+def test_sigterm_to_one_process_stops_both_at_the_same_step(tmp_path):
+  """JAX's preemption service: the signal reaches one process, every process
+  saves at the same step and exits with 143."""
+  import signal  # pylint: disable=g-import-not-at-top
+  import time  # pylint: disable=g-import-not-at-top
+  port = free_port()
+  workdir = tmp_path / "shared"
+  steps = ["--config.num_steps=20000", "--config.checkpoint_every=10000",
+           "--config.batch_size=16", "--config.eval_every=10000"]
+  procs = [subprocess.Popen(
+      helpers.command(workdir, *steps) + [
+          f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
+          f"--process_id={i}"],
+      cwd=helpers.ROOT, env=helpers.env(devices=1), stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE, text=True) for i in range(2)]
+  try:
+    deadline = time.monotonic() + 180
+    while not (workdir / "metrics.jsonl").exists():
+      assert time.monotonic() < deadline and all(p.poll() is None for p in procs)
+      time.sleep(0.05)
+    procs[1].send_signal(signal.SIGTERM)
+    outs = [p.communicate(timeout=180) for p in procs]
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+  lines = [err.strip().splitlines()[-1] for _, err in outs]
+  assert [p.returncode for p in procs] == [143, 143], lines
+  assert lines[0] == lines[1] and lines[0].startswith("stopped by SIGTERM after step ")
+  step = int(lines[0].split("after step ")[1].split(";")[0])
+  assert step < 20000
+  assert helpers.final_params(workdir)[0] == step
