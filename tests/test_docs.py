@@ -1,14 +1,18 @@
-"""The runnable examples in the docstrings run and print what they say."""
+"""The runnable examples in the docstrings and in docs/*.md run and print
+what they say."""
 
 import doctest
 import importlib
+import pathlib
+import re
 
 import pytest
 
-MODULES = ["rnn_zoo", "rnn_zoo.cells.simple_rnn", "rnn_zoo.cells.lstm",
+MODULES = ["rnn_zoo", "rnn_zoo.cells", "rnn_zoo.cells.simple_rnn", "rnn_zoo.cells.lstm",
            "rnn_zoo.cells.gru", "rnn_zoo.recurrence", "rnn_zoo.nn.recurrent",
            "rnn_zoo.interop", "rnn_zoo.decoding", "rnn_zoo.models.sequence",
            "rnn_zoo.models.char_lm"]
+DOCS = pathlib.Path(__file__).parent.parent / "docs"
 
 
 @pytest.mark.parametrize("name", MODULES)
@@ -17,3 +21,21 @@ def test_docstring_examples(name):
   result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
   assert result.attempted > 0, f"{name} has no runnable example"
   assert result.failed == 0
+
+
+def test_every_docs_page_is_linked_from_the_readme():
+  readme = (DOCS.parent / "README.md").read_text()
+  pages = sorted(p.name for p in DOCS.glob("*.md"))
+  assert pages == ["char_lm.md", "gradient_flow.md", "library.md", "performance.md",
+                   "training.md"]
+  for page in pages:
+    assert f"(docs/{page})" in readme, page
+
+
+@pytest.mark.parametrize("page", ["library.md", "gradient_flow.md"])
+def test_docs_python_blocks_run(page):
+  blocks = re.findall(r"```python\n(.*?)```", (DOCS / page).read_text(), re.S)
+  assert blocks, f"docs/{page} has no Python example"
+  namespace = {}
+  for block in blocks:
+    exec(compile(block, f"docs/{page}", "exec"), namespace)  # pylint: disable=exec-used
