@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from rnn_zoo import checks
 from rnn_zoo.training import checkpoint as ckpt_lib
 from rnn_zoo.training import metrics as metrics_lib
 from rnn_zoo.training import optim
@@ -79,31 +80,23 @@ class Workload:
 
 
 def _check_training_config(config, workload: Workload | None = None) -> None:
+  """The training block's values (experiments/common.py); each error names
+  the field and the value."""
   fields = ["batch_size", "num_steps", "log_every", "eval_every",
             "checkpoint_every", "keep_checkpoints"]
   if workload is None or workload.eval_batches is None:
     fields.append("eval_batches")
   for field in fields:
-    v = config[field]
-    if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-      raise UserError(f"config.{field} must be a positive int, got {v!r}")
-  if config.optimizer not in optim.OPTIMIZERS:
-    raise UserError(f"config.optimizer must be one of {list(optim.OPTIMIZERS)}, "
-                     f"got {config.optimizer!r}")
-  if config.schedule not in optim.SCHEDULES:
-    raise UserError(f"config.schedule must be one of {list(optim.SCHEDULES)}, "
-                     f"got {config.schedule!r}")
-  if not config.learning_rate > 0:
-    raise UserError(f"config.learning_rate must be > 0, got {config.learning_rate!r}")
-  for field in ("clip_norm", "clip_value", "warmup_steps"):
-    if config[field] < 0:
-      raise UserError(f"config.{field} must be >= 0, got {config[field]!r}")
-  sample_every = config.get("sample_every", 0)
-  if isinstance(sample_every, bool) or not isinstance(sample_every, int) or sample_every < 0:
-    raise UserError(f"config.sample_every must be an int >= 0, got {sample_every!r}")
-  if config.nonfinite not in NONFINITE_POLICIES:
-    raise UserError(f"config.nonfinite must be one of {list(NONFINITE_POLICIES)}, "
-                     f"got {config.nonfinite!r}")
+    checks.positive_int(f"config.{field}", config[field])
+  checks.choice("config.optimizer", config.optimizer, optim.OPTIMIZERS)
+  checks.choice("config.schedule", config.schedule, optim.SCHEDULES)
+  checks.positive_number("config.learning_rate", config.learning_rate)
+  for field in ("clip_norm", "clip_value"):
+    checks.number_at_least(f"config.{field}", config[field], 0)
+  checks.int_at_least("config.warmup_steps", config.warmup_steps, 0)
+  if workload is not None and workload.sample is not None:
+    checks.int_at_least("config.sample_every", config.sample_every, 0, "0: never")
+  checks.choice("config.nonfinite", config.nonfinite, NONFINITE_POLICIES)
 
 
 def carried_loss(workload: Workload):
@@ -254,7 +247,7 @@ def _train_and_evaluate(config, workdir: str, workload: Workload) -> dict:
   eval_step = jax.jit(lambda params, batch, carry: loss_fn(
       params, batch, jax.random.key(0), False, carry))
   eval_carry = jax.jit(lambda: init_state().carry, out_shardings=shardings.carry)
-  sample_every = config.get("sample_every", 0) if workload.sample else 0
+  sample_every = config.sample_every if workload.sample else 0
   k_sample = jax.random.fold_in(root, 1)
 
   def evaluate(params, step, write=True):
