@@ -577,11 +577,7 @@ class StackedRNN:
       **kwargs: passed to :func:`unroll`.
     """
     self._check_params(params)
-    use_dropout = self.dropout_rate > 0 and not deterministic
-    if use_dropout and key is None:
-      raise UserError(
-          f"key is required for dropout_rate={self.dropout_rate} unless "
-          "deterministic=True, got key=None")
+    use_dropout = self._use_dropout(key, deterministic)
     if initial_carry is None:
       initial_carry = (None,) * self.num_layers
     elif len(initial_carry) != self.num_layers:
@@ -598,9 +594,7 @@ class StackedRNN:
     carries = []
     for i, cell in enumerate(self.cells):
       if i > 0 and use_dropout:
-        keep = 1.0 - self.dropout_rate
-        mask = jax.random.bernoulli(jax.random.fold_in(key, i), keep, xs.shape)
-        xs = jnp.where(mask, xs / keep, 0.0).astype(xs.dtype)
+        xs = self._dropout(xs, key, i)
       p = params[f"layer_{i}"]
       if self.bidirectional:
         xs, carry = bidirectional(cell, p, xs, initial_carry=initial_carry[i],
@@ -644,11 +638,7 @@ class StackedRNN:
       raise UserError("a bidirectional stack cannot run one step at a time "
                       "(the backward direction needs the whole sequence)")
     self._check_params(params)
-    use_dropout = self.dropout_rate > 0 and not deterministic
-    if use_dropout and key is None:
-      raise UserError(
-          f"key is required for dropout_rate={self.dropout_rate} unless "
-          "deterministic=True, got key=None")
+    use_dropout = self._use_dropout(key, deterministic)
     if not isinstance(carry, (tuple, list)) or len(carry) != self.num_layers:
       raise UserError(
           f"carry must hold {self.num_layers} carries (one per layer), got "
@@ -657,15 +647,27 @@ class StackedRNN:
     for i, cell in enumerate(self.cells):
       p = params[f"layer_{i}"]
       if i > 0 and use_dropout:
-        keep = 1.0 - self.dropout_rate
-        mask = jax.random.bernoulli(jax.random.fold_in(key, i), keep, x.shape)
-        x = jnp.where(mask, x / keep, 0.0).astype(x.dtype)
+        x = self._dropout(x, key, i)
       if i == 0 and projected:
         c, x = cell.step_projected(p, carry[0], x)
       else:
         c, x = cell.step(p, carry[i], x)
       new.append(c)
     return tuple(new), x
+
+  def _use_dropout(self, key, deterministic: bool) -> bool:
+    use = self.dropout_rate > 0 and not deterministic
+    if use and key is None:
+      raise UserError(
+          f"key is required for dropout_rate={self.dropout_rate} unless "
+          "deterministic=True, got key=None")
+    return use
+
+  def _dropout(self, xs, key, layer: int):
+    """Inverted dropout on the inputs of ``layer`` (>= 1)."""
+    keep = 1.0 - self.dropout_rate
+    mask = jax.random.bernoulli(jax.random.fold_in(key, layer), keep, xs.shape)
+    return jnp.where(mask, xs / keep, 0.0).astype(xs.dtype)
 
   def _check_params(self, params) -> None:
     expected = [f"layer_{i}" for i in range(self.num_layers)]

@@ -67,6 +67,30 @@ def orthogonal_blocks(key, hidden_size, num_blocks, dtype, scale=1.0):
       [init(k, (hidden_size, hidden_size), dtype) for k in keys], axis=-1)
 
 
+def gate_weights(k_ih, k_hh, input_size: int, hidden_size: int, num_gates: int,
+                 input_init: str, recurrent_init: str, dtype):
+  """``(w_ih [I, G*H], w_hh [H, G*H])`` of a gated cell (LSTM, GRU).
+
+  ``input_init``: ``"glorot_uniform"`` (per gate block) or ``"uniform"``;
+  ``recurrent_init``: ``"orthogonal"`` (per block), ``"uniform"`` or
+  ``"glorot_uniform"`` (per block).
+  """
+  H, G = hidden_size, num_gates
+  if input_init == "glorot_uniform":
+    w_ih = jnp.concatenate([glorot_uniform(k, (input_size, H), dtype)
+                            for k in jax.random.split(k_ih, G)], axis=-1)
+  else:
+    w_ih = uniform_fan(k_ih, (input_size, G * H), dtype, H)
+  if recurrent_init == "orthogonal":
+    w_hh = orthogonal_blocks(k_hh, H, G, dtype)
+  elif recurrent_init == "uniform":
+    w_hh = uniform_fan(k_hh, (H, G * H), dtype, H)
+  else:
+    w_hh = jnp.concatenate([glorot_uniform(k, (H, H), dtype)
+                            for k in jax.random.split(k_hh, G)], axis=-1)
+  return w_ih, w_hh
+
+
 def identity_blocks(hidden_size, num_blocks, dtype, scale=1.0):
   eye = scale * jnp.eye(hidden_size, dtype=dtype)
   return jnp.concatenate([eye] * num_blocks, axis=-1)

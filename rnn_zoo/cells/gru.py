@@ -29,18 +29,8 @@ def _init(cell, key, input_size) -> dict:
   base.check_positive_int("input_size", input_size)
   H, dt = cell.hidden_size, cell.param_dtype
   k_ih, k_hh = jax.random.split(key)
-  if cell.input_init == "glorot_uniform":
-    w_ih = jnp.concatenate([base.glorot_uniform(k, (input_size, H), dt)
-                            for k in jax.random.split(k_ih, 3)], axis=-1)
-  else:
-    w_ih = base.uniform_fan(k_ih, (input_size, 3 * H), dt, H)
-  if cell.recurrent_init == "orthogonal":
-    w_hh = base.orthogonal_blocks(k_hh, H, 3, dt)
-  elif cell.recurrent_init == "uniform":
-    w_hh = base.uniform_fan(k_hh, (H, 3 * H), dt, H)
-  else:
-    w_hh = jnp.concatenate([base.glorot_uniform(k, (H, H), dt)
-                            for k in jax.random.split(k_hh, 3)], axis=-1)
+  w_ih, w_hh = base.gate_weights(k_ih, k_hh, input_size, H, 3, cell.input_init,
+                                 cell.recurrent_init, dt)
   return {"w_ih": w_ih, "w_hh": w_hh, "b": jnp.zeros((3 * H,), dt)}
 
 

@@ -71,18 +71,8 @@ class LSTM(PointwiseCell):
     base.check_positive_int("input_size", input_size)
     H, dt = self.hidden_size, self.param_dtype
     k_ih, k_hh, k_b = jax.random.split(key, 3)
-    if self.input_init == "glorot_uniform":
-      w_ih = jnp.concatenate([base.glorot_uniform(k, (input_size, H), dt)
-                              for k in jax.random.split(k_ih, 4)], axis=-1)
-    else:
-      w_ih = base.uniform_fan(k_ih, (input_size, 4 * H), dt, H)
-    if self.recurrent_init == "orthogonal":
-      w_hh = base.orthogonal_blocks(k_hh, H, 4, dt)
-    elif self.recurrent_init == "uniform":
-      w_hh = base.uniform_fan(k_hh, (H, 4 * H), dt, H)
-    else:
-      w_hh = jnp.concatenate([base.glorot_uniform(k, (H, H), dt)
-                              for k in jax.random.split(k_hh, 4)], axis=-1)
+    w_ih, w_hh = base.gate_weights(k_ih, k_hh, input_size, H, 4, self.input_init,
+                                   self.recurrent_init, dt)
     if self.chrono_t_max is not None:
       b_f = jnp.log(jax.random.uniform(k_b, (H,), dt, 1.0,
                                        self.chrono_t_max - 1.0))
