@@ -48,15 +48,20 @@ def free_port():
     return s.getsockname()[1]
 
 
-def test_two_processes_on_loopback_match_one_process(tmp_path, one_device):
+def start_two_processes(workdir, steps):
+  """The binary as two processes with one device each, on loopback."""
   port = free_port()
-  workdir = tmp_path / "shared"
-  procs = [subprocess.Popen(
-      helpers.command(workdir, *STEPS) + [
+  return [subprocess.Popen(
+      helpers.command(workdir, *steps) + [
           f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
           f"--process_id={i}"],
       cwd=helpers.ROOT, env=helpers.env(devices=1), stdout=subprocess.PIPE,
       stderr=subprocess.PIPE, text=True) for i in range(2)]
+
+
+def test_two_processes_on_loopback_match_one_process(tmp_path, one_device):
+  workdir = tmp_path / "shared"
+  procs = start_two_processes(workdir, STEPS)
   outs = [p.communicate(timeout=300) for p in procs]
   for p, (_, err) in zip(procs, outs):
     assert p.returncode == 0, err[-4000:]
@@ -75,16 +80,10 @@ def test_sigterm_to_one_process_stops_both_at_the_same_step(tmp_path):
   saves at the same step and exits with 143."""
   import signal  # pylint: disable=g-import-not-at-top
   import time  # pylint: disable=g-import-not-at-top
-  port = free_port()
   workdir = tmp_path / "shared"
   steps = ["--config.num_steps=20000", "--config.checkpoint_every=10000",
            "--config.batch_size=16", "--config.eval_every=10000"]
-  procs = [subprocess.Popen(
-      helpers.command(workdir, *steps) + [
-          f"--coordinator_address=127.0.0.1:{port}", "--num_processes=2",
-          f"--process_id={i}"],
-      cwd=helpers.ROOT, env=helpers.env(devices=1), stdout=subprocess.PIPE,
-      stderr=subprocess.PIPE, text=True) for i in range(2)]
+  procs = start_two_processes(workdir, steps)
   try:
     deadline = time.monotonic() + 180
     while not (workdir / "metrics.jsonl").exists():
