@@ -27,6 +27,7 @@ import ml_collections
 import numpy as np
 
 from experiments import launch
+from rnn_zoo import checks
 from rnn_zoo import decoding
 from experiments.char_rnn import workload
 from rnn_zoo.data import text as text_lib
@@ -131,8 +132,7 @@ def report(lm, params, vocab, config, step, prime):
 
 def run():
   for name, flag in (("length", _LENGTH), ("num_samples", _NUM_SAMPLES)):
-    if flag.value <= 0:
-      raise UserError(f"--{name} must be a positive int, got {flag.value}")
+    checks.positive_int(f"--{name}", flag.value)
   lm, params, vocab, config, step = load(_WORKDIR.value)
   prime = _PRIME.value if _PRIME.value is not None else config["sample_prime"]
   if not prime:

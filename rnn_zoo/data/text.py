@@ -246,8 +246,8 @@ def stream_windows(ids: np.ndarray, batch: int, window: int) -> tuple[np.ndarray
     stream b covers its characters ``k * window .. (k + 1) * window``, and the
     targets are the inputs shifted by one character.
   """
-  if batch <= 0 or window <= 0:
-    raise UserError(f"batch and window must be positive, got {batch}, {window}")
+  checks.positive_int("batch", batch)
+  checks.positive_int("window", window)
   ids = np.asarray(ids, np.int32)
   per_stream = (len(ids) - 1) // batch
   n = per_stream // window
