@@ -17,7 +17,7 @@ step (the reference, and the baseline the sampling benchmark compares with).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -70,7 +70,7 @@ def _check_against_model(step_fn, params, carry, prompt, top_k, end_token) -> in
   V = int(logits.shape[-1])
   if top_k > V:
     raise UserError(f"top_k must be at most the vocabulary size {V}, got {top_k}")
-  if end_token is not None and not 0 <= end_token < V:
+  if end_token is not None and not 0 <= end_token < V:  # pylint: disable=superfluous-parens
     raise UserError(f"end_token must lie in [0, vocab={V}), got {end_token}")
   if not isinstance(prompt, jax.core.Tracer):
     arr = np.asarray(prompt)
@@ -215,6 +215,151 @@ def generate_loop(step_fn: StepFn, params, carry, prompt: Array, *, length: int,
     carry, tok, done = one(carry, tok, i, done)
     out.append(tok)
   return jnp.stack(out, axis=1), carry
+
+
+# --------------------------------------------------------------------------
+# Beam search.
+
+class BeamState(NamedTuple):
+  """The state of a beam search over ``K`` beams for each of ``B`` rows."""
+  carry: Any        # the model's carry, rows [B * K] (beam k of row b at b*K + k)
+  last: Array       # [B, K] int32: each beam's last token (fed at the next step)
+  logprob: Array    # [B, K] float32: summed log-probabilities of the tokens
+  done: Array       # [B, K] bool: the beam has emitted ``end_token``
+  tokens: Array     # [B, K, max_length] int32, ``end_token`` past the end
+  lengths: Array    # [B, K] int32: tokens generated, ``end_token`` included
+  t: Array          # int32: steps taken
+
+
+def _check_beam(beam_size, max_length, end_token, length_penalty, prompt):
+  checks.positive_int("beam_size", beam_size)
+  checks.positive_int("max_length", max_length)
+  checks.int_at_least("end_token", end_token, 0)
+  checks.number_at_least("length_penalty", length_penalty, 0.0)
+  _check(0.0, 0, max_length, prompt)
+
+
+def _beam_init(step_fn, params, carry, prompt, beam_size, max_length, end_token):
+  carry = prime(step_fn, params, carry, prompt)
+  B, K = prompt.shape[0], beam_size
+  carry = jax.tree.map(lambda c: jnp.repeat(c, K, axis=0), carry)
+  # Only beam 0 is alive at first, so the K beams do not start as copies.
+  logprob = jnp.where(jnp.arange(K)[None, :] == 0, 0.0, -jnp.inf)
+  return BeamState(
+      carry=carry,
+      last=jnp.broadcast_to(prompt[:, -1:].astype(jnp.int32), (B, K)),
+      logprob=jnp.broadcast_to(logprob, (B, K)).astype(jnp.float32),
+      done=jnp.zeros((B, K), bool),
+      tokens=jnp.full((B, K, max_length), end_token, jnp.int32),
+      lengths=jnp.zeros((B, K), jnp.int32),
+      t=jnp.zeros((), jnp.int32))
+
+
+def _beam_step(step_fn, params, state: BeamState, end_token: int) -> BeamState:
+  """One step: every beam's continuations, the K most likely kept per row.
+
+  A finished beam has one continuation, ``end_token``, at no cost: it keeps
+  its score and stays in the running against the live ones.
+  """
+  B, K = state.last.shape
+  new_carry, logits = step_fn(params, state.carry, state.last.reshape(B * K))
+  V = logits.shape[-1]
+  logp = jax.nn.log_softmax(logits.astype(jnp.float32)).reshape(B, K, V)
+  ended = jnp.where(jnp.arange(V) == end_token, 0.0, -jnp.inf)
+  logp = jnp.where(state.done[..., None], ended, logp)
+  scores = (state.logprob[..., None] + logp).reshape(B, K * V)
+  top, idx = jax.lax.top_k(scores, K)                     # [B, K]
+  beam, token = idx // V, (idx % V).astype(jnp.int32)
+  rows = (jnp.arange(B)[:, None] * K + beam).reshape(B * K)
+  take = lambda a: jnp.take_along_axis(a, beam, axis=1)
+  was_done = take(state.done)
+  tokens = jnp.take_along_axis(state.tokens, beam[..., None], axis=1)
+  tokens = jax.lax.dynamic_update_slice_in_dim(tokens, token[..., None], state.t, axis=2)
+  return BeamState(
+      carry=jax.tree.map(lambda c: c[rows], new_carry),
+      last=token, logprob=top, done=was_done | (token == end_token),
+      tokens=tokens, lengths=take(state.lengths) + (~was_done).astype(jnp.int32),
+      t=state.t + 1)
+
+
+def _beam_finish(state: BeamState, length_penalty: float):
+  """Ranks each row's beams by ``logprob / length ** length_penalty``."""
+  norm = jnp.maximum(state.lengths, 1).astype(jnp.float32) ** length_penalty
+  score = jnp.where(jnp.isfinite(state.logprob), state.logprob / norm, -jnp.inf)
+  order = jnp.argsort(-score, axis=1)
+  take = lambda a: jnp.take_along_axis(a, order.reshape(order.shape + (1,) * (a.ndim - 2)), axis=1)
+  return {"tokens": take(state.tokens), "scores": take(score),
+          "logprobs": take(state.logprob), "lengths": take(state.lengths),
+          "steps": state.t}
+
+
+def beam_search(step_fn: StepFn, params, carry, prompt: Array, *, beam_size: int,
+                max_length: int, end_token: int, length_penalty: float = 0.0):
+  """Beam search as one ``lax.while_loop``, for a batch of prompts.
+
+  Each row keeps the ``beam_size`` most likely prefixes (by summed
+  log-probability) at every step; the loop stops when every beam of every
+  row has emitted ``end_token``, or after ``max_length`` tokens. The final
+  beams are ranked by ``logprob / length ** length_penalty`` (Wu et al. 2016's
+  length normalization with exponent alpha; 0 ranks by log-probability). With
+  ``beam_size=1`` it is greedy decoding, token for token.
+
+  Args:
+    step_fn: ``(params, carry, tokens[N]) -> (carry, logits[N, V])``.
+    params: the model's params.
+    carry: the carry before the prompt, batch ``B``.
+    prompt: int ``[B, P]``, P >= 1 (``<START>`` alone for a captioner).
+    beam_size: K, in ``[1, V]``.
+    max_length: most tokens generated.
+    end_token: the token that ends a sequence (``<END>``).
+    length_penalty: alpha >= 0 of the final ranking.
+
+  Returns:
+    A dict, beams best first: ``tokens`` int32 ``[B, K, max_length]``
+    (``end_token`` after the end), ``scores`` ``[B, K]`` (the ranking
+    score), ``logprobs`` ``[B, K]``, ``lengths`` ``[B, K]`` (tokens up to
+    and including ``end_token``), ``steps`` (loop iterations run).
+
+  Example:
+    >>> import jax, jax.numpy as jnp
+    >>> from rnn_zoo import decoding
+    >>> table = jnp.log(jnp.array([[.1, .5, .4], [.4, .3, .3], [.8, .1, .1]]))
+    >>> step = lambda p, c, tok: (c, p[tok])       # a bigram model; token 2 ends
+    >>> out = decoding.beam_search(step, table, (), jnp.array([[0]]), beam_size=2,
+    ...                            max_length=4, end_token=2)
+    >>> out["tokens"][0, 0].tolist(), round(float(jnp.exp(out["logprobs"][0, 0])), 2)
+    ([2, 2, 2, 2], 0.4)
+    >>> greedy = decoding.beam_search(step, table, (), jnp.array([[0]]), beam_size=1,
+    ...                               max_length=4, end_token=2)
+    >>> greedy["tokens"][0, 0].tolist(), round(float(jnp.exp(greedy["logprobs"][0, 0])), 2)
+    ([1, 0, 1, 0], 0.04)
+  """
+  _check_beam(beam_size, max_length, end_token, length_penalty, prompt)
+  V = _check_against_model(step_fn, params, carry, prompt, 0, end_token)
+  if beam_size > V:
+    raise UserError(f"beam_size must be at most the vocabulary size {V}, got {beam_size}")
+  state = _beam_init(step_fn, params, carry, prompt, beam_size, max_length, end_token)
+  state = jax.lax.while_loop(
+      lambda s: (s.t < max_length) & ~jnp.all(s.done),
+      lambda s: _beam_step(step_fn, params, s, end_token), state)
+  return _beam_finish(state, length_penalty)
+
+
+def beam_search_loop(step_fn: StepFn, params, carry, prompt: Array, *,
+                     beam_size: int, max_length: int, end_token: int,
+                     length_penalty: float = 0.0):
+  """:func:`beam_search` as a Python loop over a jitted step (the reference,
+  and the baseline of ``benchmarks/decoding.py``)."""
+  _check_beam(beam_size, max_length, end_token, length_penalty, prompt)
+  V = _check_against_model(step_fn, params, carry, prompt, 0, end_token)
+  if beam_size > V:
+    raise UserError(f"beam_size must be at most the vocabulary size {V}, got {beam_size}")
+  state = jax.jit(_beam_init, static_argnums=(0, 4, 5, 6))(
+      step_fn, params, carry, prompt, beam_size, max_length, end_token)
+  one = jax.jit(lambda p, s: _beam_step(step_fn, p, s, end_token))
+  while int(state.t) < max_length and not bool(jnp.all(state.done)):
+    state = one(params, state)
+  return _beam_finish(state, length_penalty)
 
 
 def distinct_ngrams(seq, n: int) -> float:

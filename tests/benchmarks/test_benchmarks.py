@@ -86,3 +86,13 @@ def test_char_rnn_throughput_tiny(tmp_path):
     assert impls == ["rnn_zoo"]
   assert all(r["chars_per_s"] > 0 and r["vocab"] > 50 for r in results["rows"])
   assert "| 4×10×8 | " in (tmp_path / "report.md").read_text()
+
+
+def test_decoding_tiny(tmp_path):
+  run("benchmarks.decoding", f"--out={tmp_path}", "--batch=3", "--beams=1,2",
+      "--vocab=12", "--hidden=8", "--embed=4", "--max_length=5", "--rounds=1")
+  results = json.loads((tmp_path / "results.json").read_text())
+  assert [r["beam_size"] for r in results["rows"]] == [1, 2]
+  assert all(r["identical_to_loop"] for r in results["rows"])
+  assert results["rows"][0]["width1_equals_greedy"] is True
+  assert "| 2 |" in (tmp_path / "report.md").read_text()
