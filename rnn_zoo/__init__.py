@@ -22,7 +22,8 @@ from rnn_zoo import gradflow
 from rnn_zoo import interop
 from rnn_zoo import models
 from rnn_zoo import nn
-from rnn_zoo.cells import (CELL_NAMES, CELLS, GRU, LSTM, Cell, GRUCho, HiddenCarry,
+from rnn_zoo.cells import (CELL_NAMES, CELLS, GRU, LSTM, AttentionCarry, AttentionCell,
+                           Cell, GRUCho, HiddenCarry,
                            LSTMCarry, PointwiseCell, ProjectedCell, SimpleRNN,
                            make_cell)
 from rnn_zoo.errors import UserError
@@ -35,7 +36,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Cell", "ProjectedCell", "PointwiseCell", "SimpleRNN", "LSTM", "GRU",
-    "GRUCho", "HiddenCarry", "LSTMCarry", "CELLS", "CELL_NAMES", "make_cell",
+    "GRUCho", "AttentionCell", "AttentionCarry", "HiddenCarry", "LSTMCarry", "CELLS", "CELL_NAMES", "make_cell",
     "UserError", "unroll", "unroll_with_carries", "python_unroll",
     "python_unroll_with_carries", "bidirectional", "StackedRNN",
     "truncated_bptt", "reverse_within_lengths", "nn", "interop", "gradflow",

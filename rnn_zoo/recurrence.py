@@ -105,12 +105,20 @@ def _check_carry(cell: Cell, carry, batch: int) -> None:
     raise UserError(
         f"initial_carry must be a {type(ref).__name__} for {type(cell).__name__}, "
         f"got {type(carry).__name__}")
-  for name, want, got in zip(ref._fields, ref, carry):
+  ref_leaves = jax.tree_util.tree_flatten_with_path(ref)[0]
+  got_leaves, got_tree = jax.tree_util.tree_flatten_with_path(carry)
+  if got_tree != jax.tree.structure(ref):
+    raise UserError(
+        f"initial_carry must have the structure of {type(cell).__name__}'s carry "
+        f"{jax.tree.structure(ref)}, got {got_tree}")
+  for (path, want), (_, got) in zip(ref_leaves, got_leaves):
+    name = jax.tree_util.keystr(path, simple=True, separator=".")
     if not hasattr(got, "shape") or tuple(got.shape) != tuple(want.shape):
       raise UserError(
           f"initial_carry.{name} must have shape {tuple(want.shape)}, "
           f"got {tuple(getattr(got, 'shape', ())) or type(got).__name__}")
-    if not jnp.issubdtype(got.dtype, jnp.floating):
+    if (jnp.issubdtype(want.dtype, jnp.floating)
+        and not jnp.issubdtype(got.dtype, jnp.floating)):
       raise UserError(
           f"initial_carry.{name} must be a floating array (the carry of "
           f"{type(cell).__name__} is {want.dtype}), got dtype {got.dtype}")
@@ -185,9 +193,10 @@ def _run(cell: Cell, params, xs, *, initial_carry, lengths, reverse,
       new = new._replace(h=new.h + p_t)
       y = new.h
     if m_t is not None:
-      keep = m_t[:, None]
-      new = jax.tree.map(lambda n, o: jnp.where(keep, n, o), new, carry)
-      y = jnp.where(keep, y, jnp.zeros_like(y))
+      # Carry leaves of any rank (an attention cell's annotations are [B, L, D]).
+      keep = lambda a: m_t.reshape(m_t.shape + (1,) * (a.ndim - 1))
+      new = jax.tree.map(lambda n, o: jnp.where(keep(n), n, o), new, carry)
+      y = jnp.where(keep(y), y, jnp.zeros_like(y))
     return new, ((y, new) if all_carries else y)
 
   can_fuse = chunk == 0 and not all_carries and isinstance(cell, PointwiseCell)

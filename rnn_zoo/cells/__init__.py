@@ -1,5 +1,6 @@
 """Pure-function recurrent cells."""
 
+from rnn_zoo.cells.attention import AttentionCarry, AttentionCell
 from rnn_zoo.cells.base import HiddenCarry, LSTMCarry
 from rnn_zoo.cells.cell import Cell, PointwiseCell, ProjectedCell
 from rnn_zoo.cells.gru import GRU, GRUCho
@@ -38,5 +39,5 @@ def make_cell(name: str, hidden_size: int, **kwargs) -> Cell:
 
 
 __all__ = ["Cell", "ProjectedCell", "PointwiseCell", "SimpleRNN", "LSTM", "GRU",
-           "GRUCho", "HiddenCarry", "LSTMCarry", "CELLS", "CELL_NAMES",
+           "GRUCho", "AttentionCell", "AttentionCarry", "HiddenCarry", "LSTMCarry", "CELLS", "CELL_NAMES",
            "make_cell"]

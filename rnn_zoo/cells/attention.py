@@ -1,0 +1,249 @@
+"""Attention over a set of annotations as a wrapper around any cell's step
+(Show, Attend and Tell: Xu et al. 2015).
+
+At step t, with annotations ``a_i`` (``[L, D]`` per example: a CNN's spatial
+feature map, a question's word states, ...) and the wrapped cell's previous
+hidden state ``h_{t-1}``::
+
+  e_ti  = v . tanh(a_i W_a + h_{t-1} W_h + b)        additive (MLP) attention
+  alpha_t = softmax(e_t)                             over the L locations
+  soft:  z_t = beta_t * sum_i alpha_ti a_i,  beta_t = sigmoid(h_{t-1} w_beta + b_beta)
+  hard:  s_t ~ Categorical(alpha_t),  z_t = beta_t * a_{s_t}
+         (with probability ``expectation_prob`` the soft z_t instead, as in the paper)
+  (carry_t, h_t) = cell.step(carry_{t-1}, [x_t, z_t])
+
+The wrapper is itself a :class:`~rnn_zoo.cells.cell.Cell`: the runner,
+stacks, truncated BPTT and decoding drive it like any other; its carry holds
+the annotations (constant over time), this step's ``alpha`` and ``context``
+(so :func:`rnn_zoo.unroll_with_carries` returns the attention map of every
+step) and, for hard attention, the sampled location and a PRNG key. Hard
+attention is trained with REINFORCE: :func:`reinforce_surrogate`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from rnn_zoo import checks
+from rnn_zoo.cells import base
+from rnn_zoo.cells.cell import Cell
+from rnn_zoo.errors import UserError
+
+Array = jax.Array
+MODES = ("soft", "hard")
+
+
+class AttentionCarry(NamedTuple):
+  """Carry of :class:`AttentionCell`."""
+  h: Array          # [*batch, H] the wrapped cell's hidden state (the probes' target).
+  inner: Any        # the wrapped cell's carry (its ``h`` is superseded by ``h``).
+  context: Array    # [*batch, D] z_t, the (gated) attended annotation of the step.
+  alpha: Array      # [*batch, L] the step's attention weights (sum to one).
+  location: Array   # [*batch] int32 the sampled location (hard), -1 if none.
+  features: Array   # [*batch, L, D] the annotations a_i (constant over time).
+  projected: Array  # [*batch, L, A] a_i W_a + b, computed once per sequence.
+  key: Array        # [*batch, 2] uint32 PRNG key data (hard attention).
+
+
+@dataclasses.dataclass(frozen=True)
+class AttentionCell(Cell):
+  """Soft or hard attention around ``cell`` (see the module doc).
+
+  Build with :meth:`wrap`; ``hidden_size`` is the wrapped cell's. The input
+  of the wrapped cell is ``[x_t, z_t]`` (``input_size + feature_size``); the
+  output is the wrapped cell's ``h_t``.
+
+  Params: ``{"cell": ..., "att": {"w_feat": [D, A], "w_h": [H, A], "b": [A],
+  "v": [A]}, "gate": {"w": [H], "b": []}}`` (no ``"gate"`` without ``gate``).
+
+  Example:
+    >>> import jax, jax.numpy as jnp, rnn_zoo as rz
+    >>> att = rz.AttentionCell.wrap(rz.LSTM(16), num_locations=9, feature_size=8)
+    >>> params = att.init(jax.random.key(0), input_size=5)
+    >>> feats = jnp.ones((2, 9, 8))                        # [batch, L, D]
+    >>> carry = att.with_features(params, att.initial_carry((2,)), feats)
+    >>> ys, final, carries = rz.unroll_with_carries(att, params, jnp.ones((2, 4, 5)),
+    ...                                             initial_carry=carry)
+    >>> ys.shape, carries.alpha.shape                       # the map of every step
+    ((2, 4, 16), (2, 4, 9))
+  """
+  cell: Cell | None = None
+  num_locations: int = 1
+  feature_size: int = 1
+  attention_size: int = 0      # A (0: the wrapped cell's hidden size)
+  mode: str = "soft"
+  gate: bool = True
+  expectation_prob: float = 0.5  # hard: probability of using the soft context
+
+  @classmethod
+  def wrap(cls, cell: Cell, *, num_locations: int, feature_size: int,
+           **kwargs) -> "AttentionCell":
+    if not isinstance(cell, Cell):
+      raise UserError(f"cell must be an rnn_zoo cell, got {cell!r}")
+    return cls(cell.hidden_size, dtype=cell.dtype, param_dtype=cell.param_dtype,
+               cell=cell, num_locations=num_locations, feature_size=feature_size,
+               **kwargs)
+
+  def __post_init__(self):
+    super().__post_init__()
+    if not isinstance(self.cell, Cell):
+      raise UserError(f"cell must be an rnn_zoo cell, got {self.cell!r}")
+    if self.cell.hidden_size != self.hidden_size:
+      raise UserError(f"hidden_size must be the wrapped cell's "
+                      f"({self.cell.hidden_size}), got {self.hidden_size}")
+    checks.positive_int("num_locations", self.num_locations)
+    checks.positive_int("feature_size", self.feature_size)
+    checks.int_at_least("attention_size", self.attention_size, 0,
+                        "0: the hidden size")
+    checks.choice("mode", self.mode, MODES)
+    if not 0.0 <= self.expectation_prob <= 1.0:
+      raise UserError(f"expectation_prob must be in [0, 1], got {self.expectation_prob!r}")
+
+  @property
+  def _A(self) -> int:
+    return self.attention_size or self.hidden_size
+
+  def init(self, key, input_size):
+    checks.positive_int("input_size", input_size)
+    k_cell, k_f, k_h, k_v, k_g = jax.random.split(key, 5)
+    D, H, A, dt = self.feature_size, self.hidden_size, self._A, self.param_dtype
+    params = {"cell": self.cell.init(k_cell, input_size + D),
+              "att": {"w_feat": base.glorot_uniform(k_f, (D, A), dt),
+                      "w_h": base.glorot_uniform(k_h, (H, A), dt),
+                      "b": jnp.zeros((A,), dt),
+                      "v": base.glorot_uniform(k_v, (A, 1), dt)[:, 0]}}
+    if self.gate:
+      params["gate"] = {"w": 0.01 * jax.random.normal(k_g, (H,), dt),
+                        "b": jnp.zeros((), dt)}
+    return params
+
+  def input_size_of(self, params):
+    size = self.cell.input_size_of(params["cell"])
+    return None if size is None else size - self.feature_size
+
+  def initial_carry(self, batch_shape=(), dtype=None):
+    inner = self.cell.initial_carry(batch_shape, dtype)
+    if isinstance(batch_shape, int):
+      batch_shape = (batch_shape,)
+    batch_shape = tuple(batch_shape)
+    dt = inner.h.dtype
+    L, D = self.num_locations, self.feature_size
+    return AttentionCarry(
+        h=inner.h, inner=inner, context=jnp.zeros(batch_shape + (D,), dt),
+        alpha=jnp.full(batch_shape + (L,), 1.0 / L, dt),
+        location=jnp.full(batch_shape, -1, jnp.int32),
+        features=jnp.zeros(batch_shape + (L, D), dt),
+        projected=jnp.zeros(batch_shape + (L, self._A), dt),
+        key=jnp.zeros(batch_shape + (2,), jnp.uint32))
+
+  def with_features(self, params, carry: AttentionCarry, features: Array, *,
+                    key: Array | None = None) -> AttentionCarry:
+    """The carry with the annotations ``features`` ``[*batch, L, D]`` set (and
+    their projection computed once); hard attention needs ``key``."""
+    if not isinstance(carry, AttentionCarry):
+      raise UserError(f"carry must be an AttentionCarry, got {type(carry).__name__}")
+    want = carry.features.shape
+    if getattr(features, "shape", None) != want:
+      raise UserError(f"features must have shape {want} [*batch, num_locations, "
+                      f"feature_size], got {getattr(features, 'shape', None)}")
+    if not jnp.issubdtype(features.dtype, jnp.floating):
+      raise UserError(f"features must be floating, got dtype {features.dtype}")
+    features = features.astype(carry.features.dtype)
+    projected = base.matmul(features, params["att"]["w_feat"], self.dtype) + params["att"]["b"]
+    carry = carry._replace(features=features, projected=projected.astype(features.dtype))
+    if self.mode == "hard":
+      if key is None:
+        raise UserError("key is required for mode='hard' (it samples a location "
+                        "per step), got key=None")
+      n = carry.location.size
+      keys = jax.random.key_data(jax.random.split(key, n))
+      carry = carry._replace(key=keys.reshape(carry.key.shape).astype(jnp.uint32))
+    return carry
+
+  def attend(self, params, carry: AttentionCarry, h: Array):
+    """``(alpha [*batch, L], soft context [*batch, D])`` for the query ``h``."""
+    q = base.matmul(h, params["att"]["w_h"], self.dtype)
+    e = jnp.tanh(carry.projected + q[..., None, :]) @ params["att"]["v"]
+    alpha = jax.nn.softmax(e.astype(jnp.float32), axis=-1).astype(h.dtype)
+    return alpha, jnp.einsum("...l,...ld->...d", alpha, carry.features)
+
+  def step(self, params, carry: AttentionCarry, x: Array):
+    h = carry.h
+    alpha, context = self.attend(params, carry, h)
+    location = jnp.full(carry.location.shape, -1, jnp.int32)
+    key = carry.key
+    if self.mode == "hard":
+      def sample(kd, a):
+        k = jax.random.wrap_key_data(kd)
+        k, k_loc, k_mix = jax.random.split(k, 3)
+        loc = jax.random.categorical(k_loc, jnp.log(a))
+        soft = jax.random.bernoulli(k_mix, self.expectation_prob)
+        return jax.random.key_data(k), loc, soft
+      flat = lambda a: a.reshape((-1,) + a.shape[len(carry.location.shape):])
+      kd, loc, soft = jax.vmap(sample)(flat(carry.key), flat(alpha))
+      key = kd.reshape(carry.key.shape)
+      loc = loc.reshape(carry.location.shape).astype(jnp.int32)
+      soft = soft.reshape(carry.location.shape)
+      picked = jnp.take_along_axis(carry.features, loc[..., None, None], axis=-2)[..., 0, :]
+      # Sampled locations get no gradient through the choice (REINFORCE
+      # handles it); with prob. expectation_prob the expectation is used.
+      context = jnp.where(soft[..., None], context, picked)
+      location = jnp.where(soft, -1, loc)
+    if self.gate:
+      beta = jax.nn.sigmoid(h @ params["gate"]["w"] + params["gate"]["b"])
+      context = beta[..., None] * context
+    inner = carry.inner._replace(h=h)
+    inner, y = self.cell.step(params["cell"], inner, jnp.concatenate([x, context], -1))
+    new = carry._replace(h=inner.h, inner=inner, context=context, alpha=alpha,
+                         location=location, key=key)
+    return new, y
+
+
+def doubly_stochastic_penalty(alphas: Array, mask: Array | None = None) -> Array:
+  """Xu et al.'s regularizer ``sum_i (1 - sum_t alpha_ti)^2`` per example.
+
+  Args:
+    alphas: ``[B, T, L]`` attention weights of every step.
+    mask: optional ``[B, T]`` valid steps (padding does not count).
+
+  Returns:
+    ``[B]``: encourages the decoder to attend to every location over the
+    caption.
+  """
+  if mask is not None:
+    alphas = alphas * mask[..., None]
+  return jnp.sum((1.0 - jnp.sum(alphas, axis=1)) ** 2, axis=-1)
+
+
+def location_log_probs(alphas: Array, locations: Array) -> Array:
+  """``log alpha_t[s_t]`` ``[B, T]`` of the sampled locations (0 where the
+  step used the expectation, ``location == -1``)."""
+  safe = jnp.maximum(locations, 0)
+  lp = jnp.log(jnp.take_along_axis(alphas, safe[..., None], axis=-1)[..., 0])
+  return jnp.where(locations >= 0, lp, 0.0)
+
+
+def reinforce_surrogate(log_probs: Array, reward: Array, baseline: Array) -> Array:
+  """A loss whose gradient is the REINFORCE estimate (Williams 1992).
+
+  ``-(reward - baseline) * sum_t log p(s_t)``, with the reward and the
+  baseline held constant: its gradient is ``-(R - b) grad log p(s)``, an
+  unbiased estimate of ``-grad E[R]`` for any ``b`` that does not depend on
+  ``s`` (Xu et al. use a moving average of the reward).
+
+  Args:
+    log_probs: ``[B, ...]`` log-probabilities of the sampled choices (summed
+      over the trailing axes).
+    reward: ``[B]`` e.g. ``log p(caption | locations)``.
+    baseline: a scalar or ``[B]``.
+
+  Returns:
+    ``[B]`` surrogate losses.
+  """
+  lp = log_probs.reshape(log_probs.shape[0], -1).sum(-1)
+  advantage = jax.lax.stop_gradient(reward - baseline)
+  return -advantage * lp
