@@ -1,0 +1,202 @@
+"""The captioning data: synthetic scenes and their captions, the checker of
+captions, the tfds builder, the word vocabulary, COCO-format files, grain."""
+
+import json
+
+import numpy as np
+import pytest
+
+from rnn_zoo.data import captions
+from rnn_zoo.data import shapes
+
+
+def test_scenes_are_deterministic_and_vary():
+  a, b = shapes.make_scene("train", 17), shapes.make_scene("train", 17)
+  for x, y in zip(a, b):
+    np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+  c = shapes.make_scene("train", 18)
+  assert not np.array_equal(a.image, c.image)
+  assert not np.array_equal(a.image, shapes.make_scene("test", 17).image)
+
+
+@pytest.mark.parametrize("split", sorted(shapes.SPLITS))
+def test_every_reference_caption_is_true_of_its_scene(split):
+  counts = set()
+  for i in range(120):
+    scene = shapes.make_scene(split, i)
+    objs = scene.objects()
+    counts.add(len(objs))
+    assert len(scene.captions) == shapes.NUM_REFERENCES
+    for c in scene.captions:
+      truth = shapes.caption_truth(c, objs)
+      assert truth["parsed"] and truth["true"], (c, objs)
+    # Masks: one per object, disjoint, at least a third of each object
+    # visible, none for absent objects; the object's colour where visible.
+    m = scene.masks
+    assert not np.any(m.sum(0) > 1)
+    for j in range(shapes.MAX_OBJECTS):
+      if j < len(objs):
+        assert m[j].sum() >= shapes.footprint_size(objs[j]) / 3, (split, i, j)
+        assert (scene.image[m[j]] == shapes.RGB[objs[j]["colour"]]).all()
+      else:
+        assert not m[j].any()
+    assert scene.image.shape == (64, 64, 3) and scene.image.dtype == np.uint8
+  assert counts == {1, 2, 3, 4}
+
+
+def test_held_out_pairs_appear_only_in_the_compositional_split():
+  held = set(shapes.HELD_OUT)
+  for split in ("train", "validation", "test"):
+    for i in range(300):
+      pairs = {(o["colour"], o["shape"]) for o in shapes.make_scene(split, i).objects()}
+      assert not pairs & held, (split, i, pairs)
+  for i in range(100):
+    pairs = {(o["colour"], o["shape"]) for o in shapes.make_scene("compositional", i).objects()}
+    assert pairs & held
+
+
+def test_caption_truth_catches_false_and_unparsable_captions():
+  objs = [{"shape": "circle", "colour": "red", "size": "small", "x": 10, "y": 10},
+          {"shape": "square", "colour": "blue", "size": "large", "x": 12, "y": 40}]
+  t = lambda c: shapes.caption_truth(c, objs)
+  assert t("a small red circle above a large blue square")["true"]
+  assert t("a red circle above a blue square")["named"] == {0, 1}
+  assert not t("a red circle below a blue square")["true"]          # wrong relation
+  assert not t("a green circle above a blue square")["true"]        # no such object
+  assert not t("a large red circle")["true"]                        # wrong size
+  assert t("two shapes")["true"] and not t("three shapes")["true"]
+  assert not t("one shapes")["parsed"] and t("one shape")["parsed"]
+  assert t("a red circle and a blue square")["true"]
+  assert not t("a red circle and a red circle")["true"]              # needs two
+  for garbage in ("", "red circle", "a red", "a red circle above", "a red circle a blue square",
+                  "there is two shapes", "a red circle above a blue square above"):
+    assert not t(garbage)["parsed"], garbage
+  assert shapes.object_words("a small red circle above a blue square") == [
+      (3, {"size": "small", "colour": "red", "shape": "circle"}),
+      (7, {"colour": "blue", "shape": "square"})]
+
+
+def test_tfds_builder_prepares_the_same_scenes(tmp_path):
+  src = captions.shape_captions(str(tmp_path / "a"), "tiny")
+  assert {k: len(v) for k, v in src.items()} == captions.SIZES["tiny"]
+  again = captions.shape_captions(str(tmp_path / "b"), "tiny")
+  for split in ("train", "compositional"):
+    for i in range(len(src[split])):
+      ex, ex2 = src[split][i], again[split][i]
+      scene = shapes.make_scene(split, int(ex["index"]))
+      np.testing.assert_array_equal(ex["image"], scene.image)
+      np.testing.assert_array_equal(ex["masks"], scene.masks)
+      np.testing.assert_array_equal(ex["image"], ex2["image"])
+      assert [c.decode() for c in ex["captions"]] == scene.captions
+      assert captions.scene_of(ex) == [
+          {k: (pytest.approx(v) if isinstance(v, float) else v) for k, v in o.items()}
+          for o in scene.objects()]
+  with pytest.raises(ValueError, match="config must be one of"):
+    captions.shape_captions(str(tmp_path), "huge")
+
+
+def test_word_vocab():
+  v = captions.WordVocab.build(["A red circle.", "a red square", "a blue circle"], min_count=2)
+  assert v.words[:4] == ["<NULL>", "<START>", "<END>", "<UNK>"]
+  assert v.words[4:] == ["a", "circle", "red"]
+  ids = v.encode("a blue circle", max_length=5)
+  assert ids.tolist() == [1, 4, 3, 5, 2, 0, 0]            # blue is <UNK>
+  assert v.decode(ids) == "a <UNK> circle"
+  assert v.encode("a red red red red red red", max_length=3).tolist() == [1, 4, 6, 6, 2]
+  assert captions.WordVocab.from_json(json.loads(json.dumps(v.to_json()))) == v
+  with pytest.raises(ValueError, match="caption must hold at least one word"):
+    v.encode("  ,. ", max_length=4)
+  with pytest.raises(ValueError, match="token id 40 is outside the vocabulary of 7"):
+    v.decode([1, 40])
+
+
+def write_coco_fixture(root, *, drop_image=False, extra_annotation=None, empty=False):
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  images = root / "images"
+  images.mkdir(parents=True, exist_ok=True)
+  for i, colour in ((1, (255, 0, 0)), (7, (0, 0, 255))):
+    if not (drop_image and i == 7):
+      Image.new("RGB", (40, 30), colour).save(images / f"im_{i}.png")
+  anns = [{"image_id": 1, "id": 10, "caption": "A red picture."},
+          {"image_id": 1, "id": 11, "caption": "red"},
+          {"image_id": 7, "id": 12, "caption": "" if empty else "a blue one"}]
+  if extra_annotation:
+    anns.append(extra_annotation)
+  path = root / "captions_val.json"
+  path.write_text(json.dumps({
+      "images": [{"id": 1, "file_name": "im_1.png"}, {"id": 7, "file_name": "im_7.png"}],
+      "annotations": anns}))
+  return path, images
+
+
+def test_coco_loader_round_trip(tmp_path):
+  path, images = write_coco_fixture(tmp_path)
+  src = captions.load_coco_captions(str(path), str(images), image_size=16)
+  assert len(src) == 2
+  ex = src[0]
+  assert ex["image_id"] == 1 and ex["captions"] == ["A red picture.", "red"]
+  assert ex["image"].shape == (16, 16, 3) and ex["image"][0, 0].tolist() == [255, 0, 0]
+  assert src[1]["image"][5, 5].tolist() == [0, 0, 255]
+  refs = tmp_path / "refs.json"
+  captions.write_coco_references(src, str(refs))
+  data = json.loads(refs.read_text())
+  assert [a["caption"] for a in data["annotations"]] == ["A red picture.", "red", "a blue one"]
+  vocab = captions.WordVocab.build([c for i in range(len(src)) for c in src[i]["captions"]])
+  batch = captions.batches(src, vocab, batch_size=2, max_length=4, seed=0, train=False)[0]
+  assert batch["image"].shape == (2, 16, 16, 3) and batch["image"].max() <= 1.0
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"drop_image": True}, "im_7.png' \\(image_id 7\\) does not exist"),
+    ({"extra_annotation": {"image_id": 3, "id": 99, "caption": "x"}}, "names image_id 3"),
+    ({"empty": True}, "image 7 has an empty caption"),
+])
+def test_coco_loader_errors(tmp_path, kwargs, message):
+  path, images = write_coco_fixture(tmp_path, **kwargs)
+  with pytest.raises(ValueError, match=message):
+    captions.load_coco_captions(str(path), str(images))
+
+
+def test_coco_loader_malformed_and_missing_files(tmp_path):
+  bad = tmp_path / "bad.json"
+  bad.write_text(json.dumps({"images": [{"file": "x"}]}))
+  with pytest.raises(ValueError, match="not in the COCO captions format"):
+    captions.load_coco_captions(str(bad), str(tmp_path))
+  with pytest.raises(ValueError, match="does not exist"):
+    captions.load_coco_captions(str(tmp_path / "nope.json"), str(tmp_path))
+
+
+class ListSource:
+  def __init__(self, n):
+    self.items = [{"image": np.full((2, 2, 3), i, np.uint8),
+                   "captions": [f"word{i}", f"other{i}"]} for i in range(n)]
+
+  def __len__(self):
+    return len(self.items)
+
+  def __getitem__(self, i):
+    return self.items[i]
+
+
+def test_grain_batches_are_a_function_of_the_step():
+  src = ListSource(10)
+  vocab = captions.WordVocab.build([c for ex in src.items for c in ex["captions"]])
+  make = lambda: captions.batches(src, vocab, batch_size=5, max_length=3, seed=4)
+  a, b = make(), make()
+  for s in (0, 1, 7, 123):
+    for k in ("image", "tokens", "index"):
+      np.testing.assert_array_equal(a[s][k], b[s][k])      # a resumed run reads the same
+  # Each epoch (2 batches of 5) covers every example once, in a new order.
+  epochs = [np.concatenate([a[2 * e]["index"], a[2 * e + 1]["index"]]) for e in range(3)]
+  for e in epochs:
+    assert sorted(e.tolist()) == list(range(10))
+  assert not np.array_equal(epochs[0], epochs[1])
+  # The caption drawn is one of the example's references.
+  batch = a[3]
+  for idx, toks in zip(batch["index"], batch["tokens"]):
+    assert vocab.decode(toks) in src.items[int(idx)]["captions"]
+  # Evaluation: in order, once, the first reference.
+  ev = captions.batches(src, vocab, batch_size=4, max_length=3, seed=0, train=False)
+  assert len(ev) == 3
+  assert np.concatenate([ev[i]["index"] for i in range(3)]).tolist() == list(range(10))
+  assert vocab.decode(ev[0]["tokens"][1]) == "word1"
