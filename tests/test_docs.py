@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-MODULES = ["rnn_zoo", "rnn_zoo.cells", "rnn_zoo.cells.attention",
+MODULES = ["rnn_zoo", "rnn_zoo.cells", "rnn_zoo.cells.attention", "rnn_zoo.nn.encoders",
            "rnn_zoo.cells.simple_rnn", "rnn_zoo.cells.lstm",
            "rnn_zoo.cells.gru", "rnn_zoo.recurrence", "rnn_zoo.nn.recurrent",
            "rnn_zoo.interop", "rnn_zoo.decoding", "rnn_zoo.models.sequence",

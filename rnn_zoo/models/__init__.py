@@ -1,6 +1,7 @@
 """Models built from the zoo's modules."""
 
+from rnn_zoo.models.captioner import Captioner
 from rnn_zoo.models.char_lm import CharLM
 from rnn_zoo.models.sequence import SequenceModel
 
-__all__ = ["CharLM", "SequenceModel"]
+__all__ = ["Captioner", "CharLM", "SequenceModel"]

@@ -1,0 +1,273 @@
+"""Image captioning: CNN features -> recurrent decoder -> words.
+
+Three decoders on one interface (pure functions, like :class:`CharLM`):
+
+* ``"plain"`` — Show and Tell (Vinyals et al. 2015; cs231n's
+  CaptioningRNN): the image's mean feature -> affine -> initial state; word
+  embedding; the stack of zoo cells; affine to the vocabulary.
+* ``"soft"`` — Show, Attend and Tell (Xu et al. 2015): the first layer is
+  :class:`rnn_zoo.AttentionCell` over the spatial features, the output layer
+  reads ``[h_t, z_t]``; the doubly stochastic penalty weighs ``alpha_c``.
+* ``"hard"`` — the same with one location sampled per step, trained with
+  REINFORCE (reward ``log p(caption | locations)``, a moving-average
+  baseline, an entropy bonus).
+
+Images are encoded by :class:`rnn_zoo.nn.encoders.ConvEncoder` trained end
+to end (``encoder="cnn"``), or given as precomputed features
+(``encoder="features"``: ``[B, D]`` vectors or ``[B, L, D]`` maps, as COCO
+feature files ship them).
+
+Captions are int ``[B, T + 1]``: ``<START>`` w_1 ... w_n ``<END>`` ``<NULL>``
+padding; the decoder reads ``captions[:, :-1]`` and predicts
+``captions[:, 1:]``; the loss is masked where the target is ``<NULL>``
+(summed over time, averaged over the batch, as in cs231n).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from rnn_zoo import checks
+from rnn_zoo.cells import attention as attention_lib
+from rnn_zoo.cells.attention import AttentionCell
+from rnn_zoo.cells.cell import Cell
+from rnn_zoo.data.captions import NULL
+from rnn_zoo.errors import UserError
+from rnn_zoo.nn.encoders import ConvEncoder, num_locations
+from rnn_zoo.recurrence import StackedRNN
+
+MODES = ("plain", "soft", "hard")
+ENCODERS = ("cnn", "features")
+
+
+@dataclasses.dataclass(frozen=True)
+class Captioner:
+  """A captioning model (see the module doc).
+
+  Attributes:
+    vocab_size: V (with the four special tokens).
+    cell: the decoder's cell (any zoo cell), in every layer.
+    mode: ``"plain"``, ``"soft"`` or ``"hard"``.
+    num_layers: decoder layers (attention wraps the first).
+    embed_size: word embedding size.
+    encoder: ``"cnn"`` (images ``[B, S, S, 3]``) or ``"features"``.
+    image_size: S, for the CNN.
+    channels: the CNN's channels per block.
+    feature_shape: ``(L, D)`` of precomputed features (L = 1 for vectors).
+    alpha_c: weight of the doubly stochastic penalty (soft).
+    entropy_bonus: weight of the attention entropy (hard; 0.002 in the paper).
+    baseline_decay: the REINFORCE baseline's moving average (0.9 in the paper).
+    expectation_prob: hard: probability of the soft context at a step (0.5).
+  """
+  vocab_size: int
+  cell: Cell
+  mode: str = "soft"
+  num_layers: int = 1
+  embed_size: int = 64
+  encoder: str = "cnn"
+  image_size: int = 64
+  channels: Sequence[int] = (32, 64, 64, 128)
+  feature_shape: tuple = (1, 1)
+  alpha_c: float = 1.0
+  entropy_bonus: float = 0.002
+  baseline_decay: float = 0.9
+  expectation_prob: float = 0.5
+
+  def __post_init__(self):
+    checks.positive_int("vocab_size", self.vocab_size)
+    if self.vocab_size <= 3:
+      raise UserError(f"vocab_size must exceed the 4 special tokens, got {self.vocab_size}")
+    checks.choice("mode", self.mode, MODES)
+    checks.choice("encoder", self.encoder, ENCODERS)
+    checks.positive_int("num_layers", self.num_layers)
+    checks.positive_int("embed_size", self.embed_size)
+    checks.positive_int("image_size", self.image_size)
+    object.__setattr__(self, "channels", tuple(self.channels))
+    object.__setattr__(self, "feature_shape", tuple(self.feature_shape))
+    if self.encoder == "features":
+      if len(self.feature_shape) != 2:
+        raise UserError(f"feature_shape must be (L, D), got {self.feature_shape}")
+      for name, v in zip(("L", "D"), self.feature_shape):
+        checks.positive_int(f"feature_shape {name}", v)
+    for c in self.channels:
+      checks.positive_int("channels", c)
+
+  # -- structure ---------------------------------------------------------------
+  @property
+  def locations(self) -> int:
+    if self.encoder == "cnn":
+      return num_locations(self.image_size, len(self.channels))
+    return self.feature_shape[0]
+
+  @property
+  def feature_size(self) -> int:
+    return self.channels[-1] if self.encoder == "cnn" else self.feature_shape[1]
+
+  @property
+  def cnn(self) -> ConvEncoder:
+    return ConvEncoder(channels=self.channels)
+
+  @property
+  def attention_cell(self) -> AttentionCell | None:
+    if self.mode == "plain":
+      return None
+    return AttentionCell.wrap(self.cell, num_locations=self.locations,
+                              feature_size=self.feature_size, mode=self.mode,
+                              expectation_prob=self.expectation_prob)
+
+  @property
+  def stack(self) -> StackedRNN:
+    first = self.attention_cell or self.cell
+    return StackedRNN((first,) + (self.cell,) * (self.num_layers - 1))
+
+  def init(self, key: jax.Array) -> dict:
+    k_cnn, k_stack, k_emb, k_h, k_c, k_out = jax.random.split(key, 6)
+    D, H, V = self.feature_size, self.cell.hidden_size, self.vocab_size
+    params = {"stack": self.stack.init(k_stack, self.embed_size),
+              "embed": jax.random.normal(k_emb, (V, self.embed_size)) / np.sqrt(self.embed_size),
+              "init_h": {"w": jax.random.normal(k_h, (D, H)) / np.sqrt(D), "b": jnp.zeros((H,))},
+              "init_c": {"w": jax.random.normal(k_c, (D, H)) / np.sqrt(D), "b": jnp.zeros((H,))}}
+    out_in = H + (D if self.mode != "plain" else 0)
+    params["out"] = {"w": 0.01 * jax.random.normal(k_out, (out_in, V)), "b": jnp.zeros((V,))}
+    if self.encoder == "cnn":
+      S = self.image_size
+      params["cnn"] = self.cnn.init(k_cnn, jnp.zeros((1, S, S, 3)))
+    return params
+
+  # -- encoding ----------------------------------------------------------------
+  def encode(self, params, images) -> jax.Array:
+    """Images (or precomputed features) -> annotations ``[B, L, D]``."""
+    if self.encoder == "cnn":
+      S = self.image_size
+      if getattr(images, "ndim", None) != 4 or tuple(images.shape[1:]) != (S, S, 3):
+        raise UserError(f"images must be [batch, {S}, {S}, 3], got shape "
+                        f"{tuple(getattr(images, 'shape', ()))}")
+      return self.cnn.apply(params["cnn"], images)
+    feats = images
+    if not hasattr(feats, "ndim") or not jnp.issubdtype(feats.dtype, jnp.floating):
+      raise UserError("features must be a floating array [batch, D] or [batch, L, D], "
+                      f"got {getattr(feats, 'dtype', type(feats).__name__)}")
+    if feats.ndim == 2:
+      feats = feats[:, None, :]
+    if feats.ndim != 3 or tuple(feats.shape[1:]) != self.feature_shape:
+      raise UserError(f"features must have shape [batch, {self.feature_shape[0]}, "
+                      f"{self.feature_shape[1]}], got {tuple(images.shape)}")
+    return feats
+
+  def initial_carry(self, params, images, *, key=None) -> tuple:
+    """The decoder's carry for a batch of images: ``h0`` (and ``c0``) an
+    affine map of the mean annotation, the annotations in the attention
+    layer's carry. Hard attention needs ``key``."""
+    feats = self.encode(params, images)
+    B = feats.shape[0]
+    mean = feats.mean(axis=1)
+    carry = list(self.stack.initial_carry((B,)))
+    h0 = mean @ params["init_h"]["w"] + params["init_h"]["b"]
+    c0 = mean @ params["init_c"]["w"] + params["init_c"]["b"]
+
+    def seed(c):
+      c = c._replace(h=h0.astype(c.h.dtype))
+      return c._replace(c=c0.astype(c.c.dtype)) if "c" in c._fields else c
+
+    if self.mode == "plain":
+      carry[0] = seed(carry[0])
+    else:
+      att = self.attention_cell
+      first = att.with_features(params["stack"]["layer_0"], carry[0], feats, key=key)
+      inner = seed(first.inner)
+      carry[0] = first._replace(h=inner.h, inner=inner)
+    return tuple(carry)
+
+  # -- decoding ----------------------------------------------------------------
+  def _logits(self, params, h, carry0):
+    if self.mode == "plain":
+      x = h
+    else:
+      x = jnp.concatenate([h, carry0.context], axis=-1)
+    return x @ params["out"]["w"] + params["out"]["b"]
+
+  def _check_tokens(self, tokens, name):
+    if not jnp.issubdtype(tokens.dtype, jnp.integer):
+      raise UserError(f"{name} must be integer word ids, got dtype {tokens.dtype}")
+    if not isinstance(tokens, jax.core.Tracer):
+      arr = np.asarray(tokens)
+      bad = arr[(arr < 0) | (arr >= self.vocab_size)]
+      if bad.size:
+        raise UserError(f"{name} must lie in [0, vocab_size={self.vocab_size}), "
+                        f"got {sorted(set(bad.tolist()))[:10]}")
+
+  def step(self, params, carry, tokens):
+    """One word per caption: ``tokens [B] -> (carry, logits [B, V])`` (for
+    :mod:`rnn_zoo.decoding`: greedy, sampling, beam search)."""
+    self._check_tokens(tokens, "tokens")
+    x = jnp.take(params["embed"], jnp.clip(tokens, 0, self.vocab_size - 1), axis=0)
+    carry, h = self.stack.step(params["stack"], carry, x)
+    return carry, self._logits(params, h, carry[0])
+
+  def apply(self, params, images, captions, *, key=None):
+    """Teacher forcing: ``(logits [B, T, V], carries of the first layer for
+    every step)`` for captions ``[B, T + 1]``."""
+    if getattr(captions, "ndim", None) != 2 or captions.shape[1] < 2:
+      raise UserError(f"captions must be int [batch, time >= 2] (<START> ... <END>), "
+                      f"got shape {tuple(getattr(captions, 'shape', ()))}")
+    self._check_tokens(captions, "captions")
+    carry = self.initial_carry(params, images, key=key)
+    if captions.shape[0] != jax.tree.leaves(carry)[0].shape[0]:
+      raise UserError(f"images and captions disagree on the batch: "
+                      f"{jax.tree.leaves(carry)[0].shape[0]} vs {captions.shape[0]}")
+    xs = jnp.take(params["embed"], captions[:, :-1], axis=0)      # [B, T, E]
+
+    def body(c, x):
+      c, h = self.stack.step(params["stack"], c, x)
+      return c, (self._logits(params, h, c[0]), c[0])
+
+    _, (logits, firsts) = jax.lax.scan(body, carry, jnp.swapaxes(xs, 0, 1))
+    return jnp.swapaxes(logits, 0, 1), jax.tree.map(lambda a: jnp.swapaxes(a, 0, 1), firsts)
+
+  def loss(self, params, images, captions, *, key=None, baseline=None):
+    """``(loss, metrics)``: masked cross-entropy summed over time and averaged
+    over the batch, plus the attention terms of the mode.
+
+    For ``"hard"``, ``baseline`` is the REINFORCE baseline (a scalar; the
+    metrics carry ``reward`` to update it by ``baseline_decay``).
+    """
+    logits, firsts = self.apply(params, images, captions, key=key)
+    targets = captions[:, 1:]
+    mask = (targets != NULL).astype(jnp.float32)
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits, targets) * mask
+    nll = ce.sum(axis=1)                                  # -log p(caption | image)
+    words = jnp.maximum(mask.sum(), 1.0)
+    metrics = {"nll_per_word": ce.sum() / words,
+               "accuracy": jnp.sum((jnp.argmax(logits, -1) == targets) * mask) / words}
+    loss = nll.mean()
+    if self.mode != "plain":
+      penalty = attention_lib.doubly_stochastic_penalty(firsts.alpha, mask).mean()
+      metrics["attention_penalty"] = penalty
+      loss = loss + self.alpha_c * penalty
+    if self.mode == "hard":
+      if baseline is None:
+        raise UserError("mode='hard' needs the REINFORCE baseline, got baseline=None")
+      reward = -nll                                       # log p(caption | locations)
+      lp = attention_lib.location_log_probs(firsts.alpha, firsts.location) * mask
+      surrogate = attention_lib.reinforce_surrogate(lp, reward, baseline).mean()
+      entropy = -jnp.sum(firsts.alpha * jnp.log(firsts.alpha + 1e-12), -1)
+      entropy = jnp.sum(entropy * mask) / words
+      loss = loss + surrogate - self.entropy_bonus * entropy
+      metrics.update({"reward": reward.mean(), "attention_entropy": entropy})
+    return loss, metrics
+
+  def attention_maps(self, params, images, captions, *, key=None) -> jax.Array:
+    """``[B, T, L]`` attention weights while reading ``captions`` (soft/hard)."""
+    if self.mode == "plain":
+      raise UserError("mode='plain' has no attention")
+    return self.apply(params, images, captions, key=key)[1].alpha
+
+
+__all__ = ["Captioner", "MODES", "ENCODERS"]
+

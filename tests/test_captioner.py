@@ -1,0 +1,148 @@
+"""The captioner: masked loss, teacher forcing == stepping, ln(V) first loss,
+decoding with START/END, attention maps, REINFORCE for hard attention,
+precomputed features, errors, and that each mode learns a batch."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import rnn_zoo as rz
+from rnn_zoo import decoding
+from rnn_zoo.data.captions import END, NULL, START
+
+V = 12
+CAPS = jnp.array([[START, 5, 6, END, NULL, NULL],
+                  [START, 7, END, NULL, NULL, NULL],
+                  [START, 8, 9, 10, 11, END]])
+
+
+def model(mode, **kw):
+  kw = {"channels": (4, 8), "image_size": 16, "embed_size": 8} | kw
+  return rz.models.Captioner(vocab_size=V, cell=rz.LSTM(16), mode=mode, **kw)
+
+
+def images(n=3, seed=0):
+  return jax.random.uniform(jax.random.key(seed), (n, 16, 16, 3))
+
+
+def loss_kw(mode):
+  kw = {"key": jax.random.key(1)}
+  if mode == "hard":
+    kw["baseline"] = jnp.float32(0.0)
+  return kw
+
+
+@pytest.mark.parametrize("mode", ["plain", "soft", "hard"])
+def test_padding_does_not_count_and_the_first_loss_is_ln_v(mode):
+  m = model(mode)
+  p = m.init(jax.random.key(0))
+  _, met = m.loss(p, images(), CAPS, **loss_kw(mode))
+  assert float(met["nll_per_word"]) == pytest.approx(np.log(V), rel=0.02)
+  longer = jnp.concatenate([CAPS, jnp.full((3, 3), NULL)], axis=1)
+  a = m.loss(p, images(), CAPS, **loss_kw(mode))
+  b = m.loss(p, images(), longer, **loss_kw(mode))
+  np.testing.assert_allclose(a[1]["nll_per_word"], b[1]["nll_per_word"], rtol=1e-5)
+  if mode == "plain":
+    np.testing.assert_allclose(a[0], b[0], rtol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["plain", "soft"])
+def test_teacher_forcing_equals_stepping(mode):
+  m = model(mode, num_layers=2)
+  p = m.init(jax.random.key(0))
+  logits, firsts = m.apply(p, images(), CAPS)
+  carry = m.initial_carry(p, images())
+  for t in range(CAPS.shape[1] - 1):
+    carry, lt = m.step(p, carry, CAPS[:, t])
+    np.testing.assert_allclose(lt, logits[:, t], rtol=1e-5, atol=1e-5)
+  if mode == "soft":
+    np.testing.assert_allclose(firsts.alpha.sum(-1), 1.0, rtol=1e-5)
+    assert m.attention_maps(p, images(), CAPS).shape == (3, 5, m.locations)
+
+
+@pytest.mark.parametrize("mode", ["plain", "soft", "hard"])
+def test_decoding_starts_at_start_and_stops_at_end(mode):
+  m = model(mode)
+  p = m.init(jax.random.key(0))
+  # Make <END> the likeliest word after the second one.
+  carry = m.initial_carry(p, images(), key=jax.random.key(3))
+  prompt = jnp.full((3, 1), START)
+  toks, _ = decoding.generate(m.step, p, carry, prompt, length=7, key=jax.random.key(0),
+                              temperature=0, end_token=END)
+  beams = decoding.beam_search(m.step, p, carry, prompt, beam_size=1, max_length=7,
+                               end_token=END)
+  np.testing.assert_array_equal(beams["tokens"][:, 0], toks)
+  for row in np.asarray(toks):
+    if END in row:
+      assert set(row[list(row).index(END):]) == {END}
+
+
+@pytest.mark.parametrize("mode", ["plain", "soft", "hard"])
+def test_each_mode_learns_a_batch_through_a_jitted_step(mode):
+  m = model(mode)
+  p = m.init(jax.random.key(0))
+  opt = optax.adam(1e-2)
+  state = opt.init(p)
+
+  @jax.jit
+  def step(p, state, key):
+    kw = {"key": key} | ({"baseline": jnp.float32(-5.0)} if mode == "hard" else {})
+    (loss, met), g = jax.value_and_grad(lambda p: m.loss(p, images(), CAPS, **kw),
+                                        has_aux=True)(p)
+    upd, state = opt.update(g, state, p)
+    return optax.apply_updates(p, upd), state, met
+
+  first = None
+  for i in range(60):
+    p, state, met = step(p, state, jax.random.key(i))
+    first = first if first is not None else float(met["nll_per_word"])
+  assert float(met["nll_per_word"]) < 0.5 * first
+
+
+def test_hard_attention_gradient_has_the_reinforce_term():
+  m = model("hard", expectation_prob=0.0)
+  p = m.init(jax.random.key(0))
+  g_hi = jax.grad(lambda p: m.loss(p, images(), CAPS, key=jax.random.key(1),
+                                   baseline=jnp.float32(10.0))[0])(p)
+  g_lo = jax.grad(lambda p: m.loss(p, images(), CAPS, key=jax.random.key(1),
+                                   baseline=jnp.float32(-10.0))[0])(p)
+  # Only the REINFORCE term depends on the baseline; it reaches the
+  # attention parameters.
+  d = np.abs(np.asarray(g_hi["stack"]["layer_0"]["att"]["v"] - g_lo["stack"]["layer_0"]["att"]["v"]))
+  assert d.max() > 1e-4
+  with pytest.raises(ValueError, match="mode='hard' needs the REINFORCE baseline"):
+    m.loss(p, images(), CAPS, key=jax.random.key(1))
+
+
+def test_precomputed_features():
+  vec = rz.models.Captioner(vocab_size=V, cell=rz.GRU(8), mode="plain", encoder="features",
+                            feature_shape=(1, 6))
+  p = vec.init(jax.random.key(0))
+  loss, _ = vec.loss(p, jnp.ones((3, 6)), CAPS)
+  assert np.isfinite(float(loss))
+  grid = rz.models.Captioner(vocab_size=V, cell=rz.GRU(8), mode="soft", encoder="features",
+                             feature_shape=(4, 6))
+  pg = grid.init(jax.random.key(0))
+  _, firsts = grid.apply(pg, jnp.ones((3, 4, 6)), CAPS)
+  assert firsts.alpha.shape == (3, 5, 4)
+  with pytest.raises(ValueError, match=r"features must have shape \[batch, 4, 6\], got \(3, 5, 6\)"):
+    grid.apply(pg, jnp.ones((3, 5, 6)), CAPS)
+
+
+def test_bad_inputs():
+  m = model("soft")
+  p = m.init(jax.random.key(0))
+  with pytest.raises(ValueError, match=r"images must be \[batch, 16, 16, 3\], got shape \(3, 8, 8, 3\)"):
+    m.apply(p, jnp.ones((3, 8, 8, 3)), CAPS)
+  with pytest.raises(ValueError, match="images must be floating"):
+    m.apply(p, jnp.ones((3, 16, 16, 3), jnp.uint8), CAPS)
+  with pytest.raises(ValueError, match=r"captions must lie in \[0, vocab_size=12\), got \[12\]"):
+    m.apply(p, images(), CAPS.at[0, 1].set(12))
+  with pytest.raises(ValueError, match="captions must be int"):
+    m.apply(p, images(), CAPS[:, :1])
+  with pytest.raises(ValueError, match="images and captions disagree on the batch"):
+    m.apply(p, images(2), CAPS)
+  with pytest.raises(ValueError, match="mode must be one of"):
+    rz.models.Captioner(vocab_size=V, cell=rz.LSTM(4), mode="glance")
