@@ -73,13 +73,14 @@ def add_training_fields(c: ml_collections.ConfigDict, **overrides) -> None:
   _add(c, TRAINING_FIELDS, overrides)
 
 
-def make_cell(config) -> rz.Cell:
-  """The cell named by ``config.cell`` with its options from the config."""
+def make_cell(config, t_max: int | None = None) -> rz.Cell:
+  """The cell named by ``config.cell`` with its options from the config;
+  chrono initialization uses ``t_max`` (default ``config.seq_len``)."""
   checks.choice("config.cell", config.cell, rz.CELL_NAMES)
   checks.positive_int("config.hidden_size", config.hidden_size)
   H = config.hidden_size
   if config.cell == "lstm":
-    chrono = config.seq_len if config.chrono else None
+    chrono = (config.seq_len if t_max is None else t_max) if config.chrono else None
     return rz.make_cell("lstm", H, forget_bias=config.forget_bias,
                         chrono_t_max=chrono)
   if config.cell == "gru":

@@ -63,6 +63,10 @@ class Workload:
     sample: ``(params, key) -> str``: text printed (and appended to
       ``samples.txt``) every ``config.sample_every`` steps.
     info: facts about the data (sizes, source) logged at the start.
+    host_data: ``train_batch`` / ``eval_batch`` run on the host (``key`` is
+      None) and return the global batch as NumPy arrays, a pure function of
+      the step (e.g. a grain ``MapDataset`` indexed by it); the loop places
+      each process's rows on its devices.
   """
   init_params: Callable[[jax.Array], Any]
   loss_fn: Callable[..., tuple[jax.Array, dict]]
@@ -77,6 +81,7 @@ class Workload:
   eval_batches: int | None = None
   sample: Callable[[Any, jax.Array], str] | None = None
   info: dict | None = None
+  host_data: bool = False
 
 
 def _check_training_config(config, workload: Workload | None = None) -> None:
@@ -234,12 +239,19 @@ def _train_and_evaluate(config, workdir: str, workload: Workload) -> dict:
   writer = metrics_lib.MetricWriter(workdir, resume_step=start)
   progress = metrics_lib.Progress(start, config.num_steps)
 
-  batch_fn = jax.jit(
-      lambda step: workload.train_batch(jax.random.fold_in(k_data, step), step),
-      out_shardings=data_sharding)
-  eval_batch_fn = jax.jit(
-      lambda i: workload.eval_batch(jax.random.fold_in(k_eval, i), i),
-      out_shardings=data_sharding)
+  if workload.host_data:
+    # Read on the host (grain, files): each process places its own rows.
+    batch_fn = lambda step: shard_lib.place_host_batch(
+        workload.train_batch(None, step), data_sharding)
+    eval_batch_fn = lambda i: shard_lib.place_host_batch(
+        workload.eval_batch(None, i), data_sharding)
+  else:
+    batch_fn = jax.jit(
+        lambda step: workload.train_batch(jax.random.fold_in(k_data, step), step),
+        out_shardings=data_sharding)
+    eval_batch_fn = jax.jit(
+        lambda i: workload.eval_batch(jax.random.fold_in(k_eval, i), i),
+        out_shardings=data_sharding)
   train_step = jax.jit(make_train_step(workload, optimizer, config),
                        donate_argnums=0)
   num_eval = workload.eval_batches or config.eval_batches

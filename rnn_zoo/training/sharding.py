@@ -57,3 +57,17 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
 
 def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
+
+
+def place_host_batch(batch, sharding: NamedSharding):
+  """A global batch of NumPy arrays (the same on every process) as arrays
+  sharded along ``data``: each process puts only its own rows on its
+  devices."""
+  n, i = jax.process_count(), jax.process_index()
+
+  def place(a):
+    a = np.asarray(a)
+    rows = a.shape[0] // n
+    local = a[i * rows:(i + 1) * rows]
+    return jax.make_array_from_process_local_data(sharding, local, a.shape)
+  return jax.tree.map(place, batch)

@@ -1,0 +1,75 @@
+"""Config for image captioning (Show and Tell; Show, Attend and Tell).
+
+Launch:
+  python -m experiments.captioning --workdir=/tmp/cap_soft \
+      --config=experiments/captioning/config.py:soft
+  python -m experiments.captioning --workdir=/tmp/cap_plain \
+      --config=experiments/captioning/config.py:plain
+  python -m experiments.captioning --workdir=/tmp/cap_smoke \
+      --config=experiments/captioning/config.py:smoke
+Presets: "" and "soft" (soft attention), "plain" (Show and Tell), "hard"
+(hard attention, REINFORCE), "smoke" (seconds: the tiny dataset, a few
+steps). Data: the embedded shapes scenes (prepared into data_dir on first
+use), or COCO-format captions (dataset="coco").
+"""
+
+import ml_collections
+
+from experiments import common
+from rnn_zoo.errors import UserError
+
+PRESETS = ("", "soft", "plain", "hard", "smoke")
+
+
+def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.seed = 0                  # Seeds init, data order and hard attention's samples.
+  # Data.
+  c.dataset = "shapes"        # shapes (embedded, generated) | coco (COCO-format files)
+  c.data_config = "default"   # shapes: default (10k train images) | tiny (48)
+  c.data_dir = ""             # Where tfds prepares the shapes data ('': ~/.cache/rnn_zoo/tfds).
+  c.coco_train = ""           # coco: captions_train.json (COCO captions format).
+  c.coco_val = ""             # coco: captions_val.json.
+  c.coco_images = ""          # coco: the folder of the images both files name.
+  c.image_size = 64           # Images are S x S (coco: resized).
+  c.max_length = 12           # Words per caption at most (longer ones are cut).
+  c.min_count = 1             # Words rarer than this in training become <UNK>.
+  # Model (cell block: experiments/common.py).
+  c.mode = "soft"             # plain (Show and Tell) | soft | hard (attention)
+  common.add_cell_fields(c, hidden_size=128)
+  c.embed_size = 64           # Word embedding size.
+  c.channels = (32, 64, 64, 128)  # CNN channels per block (stride 2 after the first).
+  c.alpha_c = 1.0             # Doubly stochastic attention penalty weight.
+  c.entropy_bonus = 0.002     # hard: attention entropy bonus.
+  c.expectation_prob = 0.5    # hard: probability of the soft context at a step.
+  c.baseline_decay = 0.9      # hard: moving average of the REINFORCE baseline.
+  # Optimization, logging, checkpoints (experiments/common.py).
+  common.add_training_fields(c, batch_size=32, num_steps=3000, learning_rate=2e-3,
+                             clip_norm=5.0, eval_every=500)
+  c.eval_batches = 8          # Validation batches for the loss during training.
+  # Final evaluation (captions decoded, scored, written).
+  c.beam_size = 3             # Beam width (1: greedy).
+  c.length_penalty = 0.0      # Beam ranking: logprob / length**length_penalty.
+  c.eval_splits = "validation,test,compositional"  # Splits decoded at the end (shapes).
+
+  if preset in (None, "", "soft"):
+    pass
+  elif preset == "plain":
+    c.mode = "plain"
+  elif preset == "hard":
+    c.mode = "hard"
+  elif preset == "smoke":
+    c.data_config = "tiny"
+    c.hidden_size = 16
+    c.embed_size = 8
+    c.channels = (4, 8)
+    c.batch_size = 8
+    c.num_steps = 6
+    c.log_every = 2
+    c.eval_every = 3
+    c.eval_batches = 1
+    c.checkpoint_every = 3
+    c.beam_size = 2
+  else:
+    raise UserError(f"unknown preset {preset!r}: use one of {list(PRESETS)}")
+  return c

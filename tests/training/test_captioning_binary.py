@@ -1,0 +1,140 @@
+"""The captioning binary end to end: train, decode, score, write the COCO
+files and the report; resume bit-identical; presets and config fields;
+one-line errors."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+import helpers
+from experiments import common
+from experiments.captioning import config as cap_config
+
+pytestmark = pytest.mark.slow
+SMOKE = "--config=experiments/captioning/config.py:smoke"
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+  return tmp_path_factory.mktemp("tfds")
+
+
+def run(workdir, data_dir, *overrides, check=True):
+  proc = subprocess.run(
+      [sys.executable, "-m", "experiments.captioning", f"--workdir={workdir}", SMOKE,
+       f"--config.data_dir={data_dir}", *overrides], cwd=helpers.ROOT, env=helpers.env(),
+      capture_output=True, text=True, timeout=600)
+  if check and proc.returncode:
+    raise AssertionError(f"exit {proc.returncode}\n{proc.stderr[-4000:]}")
+  return proc
+
+
+@pytest.mark.parametrize("mode", ["plain", "soft", "hard"])
+def test_smoke_trains_decodes_scores_and_reports(tmp_path, data_dir, mode):
+  run(tmp_path, data_dir, f"--config.mode={mode}")
+  results = json.loads((tmp_path / "results.json").read_text())
+  assert results["mode"] == mode and results["step"] == 6
+  assert set(results["splits"]) == {"validation", "test", "compositional"}
+  for split, r in results["splits"].items():
+    assert r["images"] == 8
+    for k in ("BLEU-1", "BLEU-4", "CIDEr-D"):
+      assert 0.0 <= r[k] <= 10.0
+    assert set(r["truth"]) >= {"all"}
+    captions = json.loads((tmp_path / f"captions_{split}.json").read_text())
+    assert len(captions) == 8 and set(captions[0]) == {"image_id", "caption"}
+    refs = json.loads((tmp_path / f"references_{split}.json").read_text())
+    assert len(refs["annotations"]) == 8 * 5
+  assert "| compositional | 8 |" in (tmp_path / "report.md").read_text()
+
+
+@pytest.mark.parametrize("mode", ["soft", "hard"])
+def test_resume_is_bit_identical_with_the_data_stream(tmp_path, data_dir, mode):
+  """Batches are grain items indexed by the step, so a run stopped at step 3
+  and resumed reads exactly the batches an uninterrupted run reads (the hard
+  attention baseline rides in the carry)."""
+  common_flags = [f"--config.mode={mode}", "--config.async_checkpoint=false",
+                  "--config.eval_splits=test"]
+  run(tmp_path / "straight", data_dir, *common_flags)
+  run(tmp_path / "split", data_dir, *common_flags, "--config.num_steps=3")
+  run(tmp_path / "split", data_dir, *common_flags)
+  a, b = helpers.final_params(tmp_path / "straight"), helpers.final_params(tmp_path / "split")
+  assert a[0] == b[0] == 6
+  helpers.assert_trees_equal(a[1], b[1])
+  assert (json.loads((tmp_path / "straight" / "captions_test.json").read_text())
+          == json.loads((tmp_path / "split" / "captions_test.json").read_text()))
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["--config.dataset=coco"], "error: config.coco_train is required with config.dataset='coco'"),
+    (["--config.mode=glance"], "error: config.mode must be one of ['plain', 'soft', 'hard'], got 'glance'"),
+    (["--config.image_size=32"], "error: config.image_size must be 64 for the shapes data, got 32"),
+    (["--config.eval_splits=train,nope"], "error: config.eval_splits names 'nope'"),
+])
+def test_bad_config_is_one_line(tmp_path, data_dir, overrides, message):
+  proc = run(tmp_path, data_dir, *overrides, check=False)
+  assert proc.returncode == 2, proc.stderr[-3000:]
+  assert proc.stderr.strip().splitlines()[-1].startswith(message)
+  assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("preset", cap_config.PRESETS)
+def test_presets_build_and_every_field_is_commented(preset):
+  c = cap_config.get_config(preset)
+  comments = common.field_comments(cap_config)
+  for key in c.keys():
+    assert comments.get(key), f"config field {key} has no comment"
+
+
+def test_coco_format_data_trains(tmp_path, data_dir):
+  """The same binary on COCO-format files (a fixture this test writes)."""
+  from test_captions_data import write_coco_fixture  # pylint: disable=g-import-not-at-top
+  path, images = write_coco_fixture(tmp_path / "coco")
+  run(tmp_path / "w", data_dir, "--config.dataset=coco", f"--config.coco_train={path}",
+      f"--config.coco_val={path}", f"--config.coco_images={images}",
+      "--config.batch_size=2", "--config.num_steps=2", "--config.eval_every=2",
+      "--config.checkpoint_every=2")
+  results = json.loads((tmp_path / "w" / "results.json").read_text())
+  assert list(results["splits"]) == ["validation"]
+  assert "truth" not in results["splits"]["validation"]
+
+
+def test_every_config_key_is_read(tmp_path, data_dir):
+  """A smoke run (training and the final evaluation, each mode) reads every
+  field; the cell options are read when their cell is chosen."""
+  import rnn_zoo as rz  # pylint: disable=g-import-not-at-top
+  from rnn_zoo import training  # pylint: disable=g-import-not-at-top
+  from experiments.captioning import evaluate, workload  # pylint: disable=g-import-not-at-top
+  from test_config import RecordingConfig  # pylint: disable=g-import-not-at-top
+  read = set()
+  for mode in ("plain", "hard"):
+    c = RecordingConfig(cap_config.get_config("smoke"))
+    c.update({"data_dir": str(data_dir), "mode": mode, "num_steps": 1,
+              "eval_splits": "test"})
+    c._read.clear()  # pylint: disable=protected-access
+    task = workload.captioning(c)
+    training.train_and_evaluate(c, str(tmp_path / mode), task.workload)
+    evaluate.evaluate_run(c, str(tmp_path / mode), task)
+    read |= c._read  # pylint: disable=protected-access
+  for cell in rz.CELL_NAMES:
+    c = RecordingConfig(cap_config.get_config("smoke"))
+    c.update({"data_dir": str(data_dir), "cell": cell, "chrono": True})
+    c._read.clear()  # pylint: disable=protected-access
+    workload.make_model(c, 10)
+    read |= c._read  # pylint: disable=protected-access
+    for optimizer in training.OPTIMIZERS:
+      for schedule in training.SCHEDULES:
+        c.update({"optimizer": optimizer, "schedule": schedule})
+        training.make_optimizer(c)
+    read |= c._read  # pylint: disable=protected-access
+  from test_captions_data import write_coco_fixture  # pylint: disable=g-import-not-at-top
+  path, images = write_coco_fixture(tmp_path / "coco")
+  coco = RecordingConfig(cap_config.get_config("smoke"))
+  coco.update({"dataset": "coco", "coco_train": str(path), "coco_val": str(path),
+               "coco_images": str(images)})
+  coco._read.clear()  # pylint: disable=protected-access
+  workload.load_sources(coco)
+  read |= coco._read  # pylint: disable=protected-access
+  unread = set(cap_config.get_config("smoke").keys()) - read
+  assert not unread, sorted(unread)
