@@ -27,8 +27,8 @@ def test_docstring_examples(name):
 def test_every_docs_page_is_linked_from_the_readme():
   readme = (DOCS.parent / "README.md").read_text()
   pages = sorted(p.name for p in DOCS.glob("*.md"))
-  assert pages == ["char_lm.md", "gradient_flow.md", "library.md", "performance.md",
-                   "training.md"]
+  assert pages == ["captioning.md", "char_lm.md", "gradient_flow.md", "library.md",
+                   "performance.md", "training.md"]
   for page in pages:
     assert f"(docs/{page})" in readme, page
 
