@@ -23,10 +23,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments.captioning import workload
 from rnn_zoo import decoding
 from rnn_zoo.data import captions as captions_lib
 from rnn_zoo.data import shapes
-from rnn_zoo.errors import UserError
 from rnn_zoo.training import checkpoint
 
 
@@ -85,27 +85,13 @@ def truth_scores(examples: list, texts: list[str]) -> dict:
   return out
 
 
-def eval_splits(config, sources: dict) -> list[str]:
-  """The splits ``config.eval_splits`` names (COCO data: validation)."""
-  if config.dataset != "shapes":
-    return ["validation"]
-  splits = [s.strip() for s in config.eval_splits.split(",") if s.strip()]
-  for split in splits:
-    if split not in sources:
-      raise UserError(f"config.eval_splits names {split!r}; the data has "
-                      f"{sorted(sources)}")
-  if not splits:
-    raise UserError("config.eval_splits must name at least one split, got ''")
-  return splits
-
-
 def evaluate_run(config, workdir: str, task) -> dict:
   """Decodes and scores the run's final params; writes files and report.md."""
   if jax.process_index() != 0:
     return {}
   loaded = checkpoint.load_latest(workdir)
   params = jax.tree.map(jnp.asarray, loaded["state"]["params"])
-  splits = eval_splits(config, task.sources)
+  splits = workload.eval_splits(config, task.sources)
   results = {"command": "python -m experiments.captioning " + " ".join(sys.argv[1:]),
              "date": datetime.datetime.now().isoformat(timespec="seconds"),
              "step": loaded["step"], "mode": config.mode, "beam_size": config.beam_size,

@@ -63,6 +63,20 @@ def load_sources(config) -> tuple[dict, str]:
   return sources, f"COCO-format {config.coco_train} / {config.coco_val}"
 
 
+def eval_splits(config, sources: dict) -> list[str]:
+  """The splits ``config.eval_splits`` names (COCO data: validation)."""
+  if config.dataset != "shapes":
+    return ["validation"]
+  splits = [s.strip() for s in config.eval_splits.split(",") if s.strip()]
+  for split in splits:
+    if split not in sources:
+      raise UserError(f"config.eval_splits names {split!r}; the data has "
+                      f"{sorted(sources)}")
+  if not splits:
+    raise UserError("config.eval_splits must name at least one split, got ''")
+  return splits
+
+
 def make_model(config, vocab_size: int) -> Captioner:
   common.check_cell_fields(config)
   for field in ("embed_size", "max_length", "image_size"):
@@ -82,8 +96,7 @@ def captioning(config) -> Task:
   checks.fraction("config.expectation_prob", config.expectation_prob)
   checks.fraction("config.baseline_decay", config.baseline_decay)
   sources, description = load_sources(config)
-  from experiments.captioning import evaluate  # pylint: disable=g-import-not-at-top
-  evaluate.eval_splits(config, sources)  # fail before training, not after
+  eval_splits(config, sources)  # fail before training, not after
   vocab = captions_lib.WordVocab.build(_texts(sources["train"]), config.min_count)
   model = make_model(config, vocab.size)
   B = config.batch_size

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
 from typing import Any, Callable, Sequence
 
 from absl import logging
@@ -189,11 +190,12 @@ def train_and_evaluate(config, workdir: str, workload: Workload) -> dict:
   """
   _check_training_config(config, workload)
   workdir = workdir_lib.check_workdir(workdir)
-  with workdir_lib.WorkdirLock(workdir):
-    return _train_and_evaluate(config, workdir, workload)
+  with workdir_lib.WorkdirLock(workdir), preemption.PreemptionWatcher() as watcher:
+    return _train_and_evaluate(config, workdir, workload, watcher)
 
 
-def _train_and_evaluate(config, workdir: str, workload: Workload) -> dict:
+def _train_and_evaluate(config, workdir: str, workload: Workload,
+                        watcher: preemption.PreemptionWatcher) -> dict:
   mesh = shard_lib.make_mesh()
   shard_lib.check_batch_size(config.batch_size, mesh)
   data_sharding = shard_lib.batch_sharding(mesh)
@@ -322,9 +324,7 @@ def _train_and_evaluate(config, workdir: str, workload: Workload) -> dict:
     progress.report(step, {k: mean[k] for k in ("loss", "grad_norm", "clipped_fraction")})
 
   eval_result = {}
-  watcher = preemption.PreemptionWatcher()
   try:
-    watcher.__enter__()
     for step in range(start, config.num_steps):
       state, m = train_step(state, batch_fn(step))
       s = step + 1
@@ -355,7 +355,6 @@ def _train_and_evaluate(config, workdir: str, workload: Workload) -> dict:
                    config.num_steps)
       eval_result = evaluate(state.params, start, write=False)
   finally:
-    watcher.__exit__(None, None, None)
     checkpointer.close()
     writer.close()
     progress.close()
@@ -371,7 +370,6 @@ def _train_and_evaluate(config, workdir: str, workload: Workload) -> dict:
 def _save_and_stop(step, state, checkpointer, config_dict, workload, watcher,
                    log_window):
   """On a signal: a checkpoint at ``step``, waited for, then :class:`Preempted`."""
-  import signal  # pylint: disable=g-import-not-at-top
   name = signal.Signals(watcher.signum).name
   if not _all_finite(state.params):
     raise NonFiniteError(f"received {name} at step {step} but the params are not "
