@@ -72,7 +72,7 @@ class Captioner:
   embed_size: int = 64
   encoder: str = "cnn"
   image_size: int = 64
-  channels: Sequence[int] = (32, 64, 64, 128)
+  channels: Sequence[int] = (16, 32, 64, 128)
   feature_shape: tuple = (1, 1)
   alpha_c: float = 1.0
   entropy_bonus: float = 0.002

@@ -28,7 +28,7 @@ class ConvEncoder(nn.Module):
     >>> enc.apply(enc.init(jax.random.key(0), images), images).shape
     (2, 64, 32)
   """
-  channels: Sequence[int] = (32, 64, 64, 128)
+  channels: Sequence[int] = (16, 32, 64, 128)
 
   @nn.compact
   def __call__(self, images: jax.Array) -> jax.Array:
