@@ -136,3 +136,21 @@ def describe_config(config_module) -> str:
 __all__ = ["CELL_FIELDS", "TRAINING_FIELDS", "add_cell_fields",
            "add_training_fields", "make_cell", "check_cell_fields",
            "field_comments", "describe_config", "presets"]
+
+
+def load_trained(workdir: str, experiment: str, required_config: tuple = ()) -> dict:
+  """The newest readable checkpoint of a training run of ``experiment`` (a
+  sample binary's input): :func:`rnn_zoo.training.checkpoint.load_latest`'s
+  dict, after checking the workdir holds one, with its vocabulary and the
+  config fields ``required_config``."""
+  import os  # pylint: disable=g-import-not-at-top
+  from rnn_zoo.errors import UserError  # pylint: disable=g-import-not-at-top
+  from rnn_zoo.training import checkpoint  # pylint: disable=g-import-not-at-top
+  if not os.path.isdir(os.path.join(workdir, "checkpoints")):
+    raise UserError(f"--workdir={workdir!r} holds no checkpoints (train first: "
+                    f"python -m experiments.{experiment} --workdir={workdir})")
+  loaded = checkpoint.load_latest(workdir)
+  if loaded["vocab"] is None or any(k not in loaded["config"] for k in required_config):
+    raise UserError(f"--workdir={workdir!r} is not a {experiment} run (no vocabulary "
+                    "or config of one beside its checkpoints)")
+  return loaded

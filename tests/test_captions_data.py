@@ -76,6 +76,42 @@ def test_caption_truth_catches_false_and_unparsable_captions():
       (7, {"colour": "blue", "shape": "square"})]
 
 
+def test_attention_upsampling_keeps_the_mass_and_the_grid():
+  alpha = np.zeros(64)
+  alpha[9] = 1.0                                 # row 1, column 1 of an 8x8 grid
+  up = shapes.upsample_attention(alpha, 64)
+  assert up.shape == (64, 64) and np.isclose(up.sum(), 1.0)
+  assert np.isclose(up[8:16, 8:16].sum(), 1.0)   # that location's 8x8 pixels
+  odd = shapes.upsample_attention(np.full(9, 1 / 9), 64)   # 3x3 grid, 64 not divisible
+  assert np.isclose(odd.sum(), 1.0)
+  with pytest.raises(ValueError, match=r"alpha must be \[L\] over a square grid"):
+    shapes.upsample_attention(np.ones(10) / 10)
+
+
+def test_attention_pointing_measures_mass_inside_the_named_object():
+  objs = [{"shape": "square", "colour": "red", "size": "small", "x": 12, "y": 12},
+          {"shape": "circle", "colour": "blue", "size": "large", "x": 44, "y": 44}]
+  masks = np.zeros((4, 64, 64), bool)
+  masks[0, 8:16, 8:20] = True                    # the red square: cells (1,1) and half of (1,2)
+  masks[1, 40:56, 40:56] = True                  # the blue "circle": cells (5..6, 5..6)
+  caption = "a red square above a large blue circle"   # object words at 2 and 7
+  alphas = np.zeros((8, 64))
+  alphas[2, 9] = 0.5                             # half on (1,1): inside
+  alphas[2, 10] = 0.5                            # half on (1,2): half its pixels inside
+  alphas[7, 0] = 1.0                             # the blue circle's word looks at (0,0)
+  rows = shapes.attention_pointing(caption, alphas, objs, masks)
+  assert [(r["position"], r["word"], r["matched"]) for r in rows] == [
+      (2, "square", True), (7, "circle", True)]
+  assert np.isclose(rows[0]["mass"], 0.5 + 0.25) and np.isclose(rows[0]["mass_cells"], 1.0)
+  assert rows[1]["mass"] == 0.0 and rows[1]["mass_cells"] == 0.0
+  false = shapes.attention_pointing("a green triangle", alphas, objs, masks)
+  assert false == [{"position": 2, "word": "triangle", "matched": False, "mass": None,
+                    "mass_cells": None}]
+  assert shapes.attention_pointing("two shapes", alphas, objs, masks) == []
+  with pytest.raises(ValueError, match="alphas has 3 steps"):
+    shapes.attention_pointing(caption, alphas[:3], objs, masks)
+
+
 def test_tfds_builder_prepares_the_same_scenes(tmp_path):
   src = captions.shape_captions(str(tmp_path / "a"), "tiny")
   assert {k: len(v) for k, v in src.items()} == captions.SIZES["tiny"]

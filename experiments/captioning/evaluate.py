@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments.captioning import figures
 from experiments.captioning import workload
 from rnn_zoo import decoding
 from rnn_zoo.data import captions as captions_lib
@@ -31,8 +32,12 @@ from rnn_zoo.training import checkpoint
 
 
 def decode(task, params, source, *, beam_size: int, max_length: int,
-           length_penalty: float, batch_size: int, seed: int) -> list[str]:
-  """Captions for every image of ``source`` (beam search, jitted)."""
+           length_penalty: float, batch_size: int, seed: int,
+           attention: bool = False) -> tuple[list[str], list | None]:
+  """``(captions, alphas)`` for every image of ``source``: beam search,
+  jitted; with ``attention``, each caption's ``[T, L]`` attention weights
+  while the decoder reads it back (teacher forcing on the generated words;
+  hard attention: its distribution over locations), else None."""
   model, vocab = task.model, task.vocab
   ds = captions_lib.batches(source, vocab, batch_size=batch_size, max_length=max_length,
                             seed=seed, train=False)
@@ -44,14 +49,38 @@ def decode(task, params, source, *, beam_size: int, max_length: int,
     out = decoding.beam_search(model.step, params, carry, prompt, beam_size=beam_size,
                                max_length=max_length + 1, end_token=captions_lib.END,
                                length_penalty=length_penalty)
-    return out["tokens"][:, 0]
+    tokens = out["tokens"][:, 0]
+    if not attention:
+      return tokens, None
+    captions = jnp.concatenate([prompt, tokens], axis=1)
+    return tokens, model.attention_maps(params, images, captions, key=key)
 
-  texts = []
+  texts, alphas = [], [] if attention else None
   for i in range(len(ds)):
     batch = ds[i]
-    toks = run(params, jnp.asarray(batch["image"]), jax.random.key(seed + i))
+    toks, alpha = run(params, jnp.asarray(batch["image"]), jax.random.key(seed + i))
     texts += [vocab.decode(t) for t in np.asarray(toks)]
-  return texts
+    if attention:
+      alphas += list(np.asarray(alpha, np.float32))
+  return texts, alphas
+
+
+def pointing_scores(examples: list, texts: list[str], alphas: list) -> dict:
+  """Attention pointing over a split: for each generated word that names an
+  object of the scene, the share of that step's attention inside the
+  object's mask (:func:`shapes.attention_pointing`)."""
+  rows = []
+  for ex, text, alpha in zip(examples, texts, alphas):
+    rows += shapes.attention_pointing(text, alpha, captions_lib.scene_of(ex), ex["masks"])
+  matched = [r for r in rows if r["matched"]]
+  mass = np.asarray([r["mass"] for r in matched], np.float64)
+  cells = np.asarray([r["mass_cells"] for r in matched], np.float64)
+  if not matched:
+    return {"object_words": len(rows), "matched": 0}
+  return {"object_words": len(rows), "matched": len(matched),
+          "mean_mass": float(mass.mean()), "over_half": float(np.mean(mass > 0.5)),
+          "mean_mass_cells": float(cells.mean()),
+          "over_half_cells": float(np.mean(cells > 0.5))}
 
 
 def coco_scores(references: dict, candidates: dict) -> dict:
@@ -98,9 +127,12 @@ def evaluate_run(config, workdir: str, task) -> dict:
              "device": jax.devices()[0].device_kind, "splits": {}}
   for split in splits:
     source = task.sources[split]
-    texts = decode(task, params, source, beam_size=config.beam_size,
-                   max_length=config.max_length, length_penalty=config.length_penalty,
-                   batch_size=config.batch_size, seed=config.seed)
+    attention = config.mode != "plain"
+    texts, alphas = decode(task, params, source, beam_size=config.beam_size,
+                           max_length=config.max_length,
+                           length_penalty=config.length_penalty,
+                           batch_size=config.batch_size, seed=config.seed,
+                           attention=attention)
     examples = [source[i] for i in range(len(source))]
     ids = [int(ex.get("image_id", ex.get("index", i))) for i, ex in enumerate(examples)]
     refs = {i: [c.decode() if isinstance(c, bytes) else c for c in ex["captions"]]
@@ -113,6 +145,15 @@ def evaluate_run(config, workdir: str, task) -> dict:
                         for i, t in list(zip(ids, texts))[:5]]}
     if config.dataset == "shapes":
       row["truth"] = truth_scores(examples, texts)
+      if attention:
+        row["pointing"] = pointing_scores(examples, texts, alphas)
+    if attention:
+      picks = _figure_picks(examples, config.figure_images)
+      name = f"attention_{split}.png"
+      figures.attention_grid(os.path.join(workdir, name), [
+          {"image": examples[i]["image"], "words": shapes.tokenize(texts[i]),
+           "alphas": alphas[i], "title": refs[ids[i]][0]} for i in picks])
+      row["figure"] = name
     results["splits"][split] = row
     logging.info("%s: %s", split, {k: round(v, 4) for k, v in row.items()
                                     if isinstance(v, float)})
@@ -120,6 +161,17 @@ def evaluate_run(config, workdir: str, task) -> dict:
     json.dump(results, f, indent=1)
   _write_report(workdir, results)
   return results
+
+
+def _figure_picks(examples: list, n: int) -> list[int]:
+  """The first ``n`` images, or half with 1-2 objects, half with 3-4 when the
+  scenes say."""
+  if "shape" not in examples[0]:
+    return list(range(min(n, len(examples))))
+  sizes = [int(np.sum(np.asarray(ex["shape"]) >= 0)) for ex in examples]
+  few = [i for i, k in enumerate(sizes) if k <= 2][:n - n // 2]
+  many = [i for i, k in enumerate(sizes) if k > 2][:n - len(few)]
+  return sorted(few + many)
 
 
 def _write_report(workdir: str, results: dict) -> None:
@@ -140,6 +192,24 @@ def _write_report(workdir: str, results: dict) -> None:
                  f"{r['BLEU-3']:.3f} | {r['BLEU-4']:.3f} | {r['CIDEr-D']:.3f} | "
                  f"{cell('1-2 objects', 'true')} | {cell('3-4 objects', 'true')} | "
                  f"{cell('all', 'object_recall')} |")
+  pointed = {s: r["pointing"] for s, r in results["splits"].items() if "pointing" in r}
+  if pointed:
+    lines += ["", "Attention pointing: for each generated word naming an object of the "
+              "scene, the share of that step's attention inside the object's mask "
+              "(pixels: each location's weight spread over its pixels; cells: the "
+              "locations that overlap the mask).", "",
+              "| split | object words | of them in the scene | mean mass (pixels) "
+              "| over half (pixels) | mean mass (cells) | over half (cells) |",
+              "|---|---:|---:|---:|---:|---:|---:|"]
+    for split, p in pointed.items():
+      if p["matched"]:
+        lines.append(f"| {split} | {p['object_words']} | {p['matched']} | "
+                     f"{p['mean_mass']:.3f} | {p['over_half']:.3f} | "
+                     f"{p['mean_mass_cells']:.3f} | {p['over_half_cells']:.3f} |")
+  figs = [(s, r["figure"]) for s, r in results["splits"].items() if "figure" in r]
+  for split, name in figs:
+    lines += ["", f"Attention while generating each word ({split}; title: a reference):",
+              "", f"![attention, {split}]({name})"]
   lines += ["", "Examples (generated | references):", ""]
   for split, r in results["splits"].items():
     for e in r["examples"][:3]:

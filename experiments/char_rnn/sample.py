@@ -26,12 +26,12 @@ import jax
 import ml_collections
 import numpy as np
 
+from experiments import common
 from experiments import launch
 from rnn_zoo import checks
 from rnn_zoo import decoding
 from experiments.char_rnn import workload
 from rnn_zoo.data import text as text_lib
-from rnn_zoo.training import checkpoint
 from rnn_zoo.errors import UserError
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "The training run's workdir.",
@@ -54,13 +54,7 @@ METRICS = ("distinct_4", "distinct_8", "distinct_16", "repeated_substring_rate",
 def load(workdir: str):
   """``(lm, params, vocab, config, step)`` of a char_rnn workdir's newest
   checkpoint."""
-  if not os.path.isdir(os.path.join(workdir, "checkpoints")):
-    raise UserError(f"--workdir={workdir!r} holds no checkpoints (train first: "
-                     f"python -m experiments.char_rnn --workdir={workdir})")
-  loaded = checkpoint.load_latest(workdir)
-  if loaded["vocab"] is None:
-    raise UserError(f"--workdir={workdir!r} is not a char_rnn run (no vocabulary "
-                     "beside its checkpoints)")
+  loaded = common.load_trained(workdir, "char_rnn")
   vocab = text_lib.Vocab.from_json(loaded["vocab"])
   config = loaded["config"]
   lm = workload.make_char_lm(ml_collections.ConfigDict(config), vocab.size)

@@ -277,3 +277,61 @@ def object_words(caption: str) -> list[tuple[int, dict]]:
       out.append((j - 1, attrs))
       i = j
   return out
+
+
+def upsample_attention(alpha, size: int = IMAGE_SIZE) -> np.ndarray:
+  """``[L]`` attention over a square grid of locations -> ``[size, size]``
+  mass per pixel (each location's weight spread evenly over the pixels it
+  covers; the map sums to what ``alpha`` sums to)."""
+  alpha = np.asarray(alpha, np.float64)
+  side = int(round(np.sqrt(alpha.shape[-1])))
+  if side * side != alpha.shape[-1] or alpha.ndim != 1:
+    raise UserError(f"alpha must be [L] over a square grid of locations, got shape "
+                    f"{alpha.shape}")
+  cell = (np.arange(size) * side) // size                 # pixel -> grid row/column
+  loc = cell[:, None] * side + cell[None, :]              # [size, size] location index
+  pixels = np.bincount(loc.ravel(), minlength=side * side)
+  return alpha[loc] / pixels[loc]
+
+
+def attention_pointing(caption: str, alphas, objects: list[dict], masks) -> list[dict]:
+  """Where attention looked while each object word of a generated caption
+  was produced.
+
+  Args:
+    caption: the generated caption (its words are the decoder's outputs in
+      order: word t came out of step t).
+    alphas: ``[T, L]`` the attention weights of each step (``T`` at least the
+      caption's length), over a square grid of ``L`` locations covering the
+      image.
+    objects: the scene graph (:meth:`Scene.objects`).
+    masks: ``[M, S, S]`` bool, each object's visible pixels.
+
+  Returns:
+    One row per object phrase ("a [size] colour shape"): ``position`` (of
+    the shape word), ``word``, ``matched`` (some object of the scene fits
+    the phrase), ``mass`` (share of that step's attention inside the union of
+    the matching objects' masks, the map spread evenly over each location's
+    pixels; None when unmatched) and ``mass_cells`` (the share on locations
+    that overlap those masks at all).
+  """
+  alphas, masks = np.asarray(alphas), np.asarray(masks, bool)
+  size = masks.shape[-1]
+  side = int(round(np.sqrt(alphas.shape[-1])))
+  rows = []
+  for pos, attrs in object_words(caption):
+    if pos >= alphas.shape[0]:
+      raise UserError(f"alphas has {alphas.shape[0]} steps; caption {caption!r} needs "
+                      f"{pos + 1}")
+    hits = [i for i, o in enumerate(objects) if _matches(attrs, o)]
+    row = {"position": pos, "word": tokenize(caption)[pos], "matched": bool(hits),
+           "mass": None, "mass_cells": None}
+    if hits:
+      mask = masks[hits].any(axis=0)
+      row["mass"] = float(np.sum(upsample_attention(alphas[pos], size) * mask))
+      cell = (np.arange(size) * side) // size
+      touched = np.zeros(side * side, bool)
+      touched[(cell[:, None] * side + cell[None, :])[mask]] = True
+      row["mass_cells"] = float(np.sum(alphas[pos][touched]))
+    rows.append(row)
+  return rows

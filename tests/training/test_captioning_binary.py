@@ -11,6 +11,7 @@ import pytest
 import helpers
 from experiments import common
 from experiments.captioning import config as cap_config
+from experiments.captioning import evaluate
 
 pytestmark = pytest.mark.slow
 SMOKE = "--config=experiments/captioning/config.py:smoke"
@@ -55,7 +56,24 @@ def check_outputs(workdir, mode):
     assert len(captions) == 8 and set(captions[0]) == {"image_id", "caption"}
     refs = json.loads((workdir / f"references_{split}.json").read_text())
     assert len(refs["annotations"]) == 8 * 5
-  assert "| compositional | 8 |" in (workdir / "report.md").read_text()
+    # Anyone can rescore the files with pycocoevalcap and get our numbers.
+    gts = {}
+    for a in refs["annotations"]:
+      gts.setdefault(a["image_id"], []).append(a["caption"])
+    again = evaluate.coco_scores(gts, {c["image_id"]: c["caption"] for c in captions})
+    assert again == {k: r[k] for k in again}
+    if mode == "plain":
+      assert "pointing" not in r and "figure" not in r
+    else:
+      p = r["pointing"]
+      assert p["matched"] <= p["object_words"]
+      if p["matched"]:
+        assert 0.0 <= p["mean_mass"] <= 1.0 and 0.0 <= p["over_half_cells"] <= 1.0
+      assert r["figure"] == f"attention_{split}.png"
+      assert (workdir / r["figure"]).read_bytes()[:4] == b"\x89PNG"
+  report = (workdir / "report.md").read_text()
+  assert "| compositional | 8 |" in report
+  assert ("Attention pointing" in report) == (mode != "plain")
 
 
 @pytest.mark.parametrize("mode", ["plain", "soft", "hard"])
@@ -81,6 +99,65 @@ def test_resume_is_bit_identical_with_the_data_stream(tmp_path, data_dir, hard_r
   for split in ("test", "compositional"):
     assert (json.loads((hard_run / f"captions_{split}.json").read_text())
             == json.loads((tmp_path / f"captions_{split}.json").read_text()))
+
+
+def sample(workdir, *flags):
+  return subprocess.run(
+      [sys.executable, "-m", "experiments.captioning.sample", f"--workdir={workdir}",
+       *flags], cwd=helpers.ROOT, env=helpers.env(), capture_output=True, text=True,
+      timeout=600)
+
+
+def test_sample_binary_captions_image_files(tmp_path, hard_run):
+  """PNG and JPEG files, each decoding mode; greedy = beam width 1; the same
+  seed gives the same samples; captions JSON and the attention figure."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  from rnn_zoo.data import shapes  # pylint: disable=g-import-not-at-top
+  files = []
+  for i, ext in enumerate(("png", "jpg")):
+    files.append(str(tmp_path / f"scene{i}.{ext}"))
+    Image.fromarray(shapes.make_scene("test", i).image).save(files[-1])
+  big = tmp_path / "big.png"   # another size: resized to the run's image_size
+  Image.fromarray(shapes.make_scene("test", 2).image).resize((100, 100)).save(big)
+  files.append(str(big))
+  out = {}
+  for name, flags in {"beam": ["--decoding=beam", "--beam_size=2"],
+                      "greedy": ["--decoding=greedy"],
+                      "width1": ["--decoding=beam", "--beam_size=1"],
+                      "sample": ["--decoding=sample", "--temperature=0.8", "--top_k=3",
+                                 "--seed=5"],
+                      "again": ["--decoding=sample", "--temperature=0.8", "--top_k=3",
+                                "--seed=5"]}.items():
+    js, fig = tmp_path / f"{name}.json", tmp_path / f"{name}.png"
+    proc = sample(hard_run, "--images=" + ",".join(files), *flags, f"--output={js}",
+                  f"--figure={fig}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = json.loads(js.read_text())
+    assert [r["file_name"] for r in rows] == files
+    for f in files:
+      assert f"{f}: " in proc.stdout
+    assert fig.read_bytes()[:4] == b"\x89PNG"       # hard attention: the maps
+    out[name] = [r["caption"] for r in rows]
+  assert out["greedy"] == out["width1"] and out["sample"] == out["again"]
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--images=/nonexistent.png"], "error: --images names '/nonexistent.png', which is not a file"),
+    (["--images=README.md"], "error: --images names 'README.md', which is not an image"),
+    (["--images=x.png", "--max_length=-1"], "error: --max_length must be >= 0"),
+    (["--images=x.png", "--decoding=glance"], "error: flag --decoding=glance: value should be one of"),
+])
+def test_sample_binary_bad_input_is_one_line(hard_run, flags, message):
+  proc = sample(hard_run, *flags)
+  assert proc.returncode in (1, 2), proc.stderr[-3000:]
+  assert proc.stderr.strip().splitlines()[-1].startswith(message), proc.stderr[-2000:]
+  assert "Traceback" not in proc.stderr
+
+
+def test_sample_binary_needs_a_trained_run(tmp_path):
+  proc = sample(tmp_path, "--images=x.png")
+  assert proc.returncode == 2
+  assert "holds no checkpoints (train first" in proc.stderr.strip().splitlines()[-1]
 
 
 @pytest.mark.parametrize("overrides,message", [

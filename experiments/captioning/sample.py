@@ -1,0 +1,164 @@
+r"""Captions image files with a trained captioner; draws where it looked.
+
+  python -m experiments.captioning.sample --workdir=/tmp/cap_soft \
+      --images=cat.png,dog.jpg --decoding=beam --beam_size=3
+  python -m experiments.captioning.sample --workdir=/tmp/cap_soft \
+      --images=scene.png --decoding=sample --temperature=0.7 --top_k=5 --seed=1
+
+Reads the newest checkpoint, its config and its word vocabulary from
+--workdir (the training run's). Images (PNG, JPEG, anything PIL reads) are
+converted to RGB and resized to the run's ``image_size``. Decoding, jitted
+and batched over the images: ``beam`` (width ``--beam_size``, ranking
+``logprob / length**--length_penalty``), ``greedy`` (beam width 1, token for
+token the argmax) or ``sample`` (softmax with ``--temperature``, among the
+``--top_k`` likeliest words; the same ``--seed`` gives the same captions).
+Prints one ``file: caption`` line per image and writes ``--output``
+(``[{"file_name", "caption"}]``); for an attention decoder also ``--figure``,
+the image and one attention map per generated word.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from absl import flags
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from experiments import common
+from experiments import launch
+from experiments.captioning import figures
+from experiments.captioning import workload
+from rnn_zoo import checks
+from rnn_zoo import decoding
+from rnn_zoo.data import captions as captions_lib
+from rnn_zoo.data import shapes
+from rnn_zoo.errors import UserError
+
+DECODINGS = ("beam", "greedy", "sample")
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "The training run's workdir.",
+                               required=True)
+_IMAGES = flags.DEFINE_list("images", None, "Image files to caption (comma-separated).",
+                            required=True)
+_DECODING = flags.DEFINE_enum("decoding", "beam", DECODINGS, "How words are chosen.")
+_BEAM_SIZE = flags.DEFINE_integer("beam_size", 3, "beam: the beam width.")
+_LENGTH_PENALTY = flags.DEFINE_float("length_penalty", 0.0, "beam: ranking exponent.")
+_TEMPERATURE = flags.DEFINE_float("temperature", 1.0, "sample: softmax temperature "
+                                  "(0: argmax).")
+_TOP_K = flags.DEFINE_integer("top_k", 0, "sample: among the k likeliest words (0: all).")
+_SEED = flags.DEFINE_integer("seed", 0, "sample (and hard attention): the PRNG seed.")
+_MAX_LENGTH = flags.DEFINE_integer("max_length", 0, "Words per caption at most (0: the "
+                                   "run's max_length).")
+_OUTPUT = flags.DEFINE_string("output", None, "Captions JSON (default: "
+                              "<workdir>/samples.json).")
+_FIGURE = flags.DEFINE_string("figure", None, "Attention PNG (default: "
+                              "<workdir>/samples_attention.png).")
+
+
+def load(workdir: str):
+  """``(model, params, vocab, config, step)`` of a captioning workdir's newest
+  checkpoint."""
+  loaded = common.load_trained(workdir, "captioning", ("mode", "embed_size"))
+  config = ml_collections.ConfigDict(loaded["config"])
+  vocab = captions_lib.WordVocab.from_json(loaded["vocab"])
+  model = workload.make_model(config, vocab.size)
+  params = jax.tree.map(jnp.asarray, loaded["state"]["params"])
+  return model, params, vocab, config, loaded["step"]
+
+
+def read_image(path: str, size: int) -> np.ndarray:
+  """``[size, size, 3]`` float32 in [0, 1] from an image file."""
+  from PIL import Image, UnidentifiedImageError  # pylint: disable=g-import-not-at-top
+  if not os.path.isfile(path):
+    raise UserError(f"--images names {path!r}, which is not a file")
+  try:
+    with Image.open(path) as im:
+      im = im.convert("RGB")
+      if im.size != (size, size):
+        im = im.resize((size, size), Image.BILINEAR)
+      return np.asarray(im, np.float32) / 255.0
+  except (UnidentifiedImageError, OSError) as e:
+    raise UserError(f"--images names {path!r}, which is not an image PIL can read "
+                    f"({e})") from None
+
+
+def caption_images(model, params, images, *, decoding_mode: str, max_length: int,
+                   beam_size: int = 3, length_penalty: float = 0.0,
+                   temperature: float = 1.0, top_k: int = 0, seed: int = 0):
+  """``(tokens [B, max_length + 1], alphas [B, max_length + 1, L] or None)``:
+  the captions of ``images`` ``[B, S, S, 3]`` (floats in [0, 1]) and, for an
+  attention decoder, where it looked while reading each one back."""
+  checks.choice("decoding", decoding_mode, DECODINGS)
+  checks.positive_int("max_length", max_length)
+  if decoding_mode == "sample":
+    decoding.check_options(temperature, top_k, max_length + 1)
+  elif decoding_mode == "beam":
+    checks.positive_int("beam_size", beam_size)
+  key = jax.random.key(seed)
+  k_init, k_sample = jax.random.split(key)
+  n = max_length + 1                                   # the words and <END>
+
+  @jax.jit
+  def run(params, images):
+    carry = model.initial_carry(params, images, key=k_init)
+    prompt = jnp.full((images.shape[0], 1), captions_lib.START, jnp.int32)
+    if decoding_mode == "sample":
+      tokens, _ = decoding.generate(model.step, params, carry, prompt, length=n,
+                                    key=k_sample, temperature=temperature, top_k=top_k,
+                                    end_token=captions_lib.END)
+    else:
+      width = beam_size if decoding_mode == "beam" else 1
+      out = decoding.beam_search(model.step, params, carry, prompt, beam_size=width,
+                                 max_length=n, end_token=captions_lib.END,
+                                 length_penalty=length_penalty)
+      tokens = out["tokens"][:, 0]
+    if model.mode == "plain":
+      return tokens, None
+    read = jnp.concatenate([prompt, tokens], axis=1)
+    return tokens, model.attention_maps(params, images, read, key=k_init)
+
+  return run(params, jnp.asarray(images, jnp.float32))
+
+
+def run():
+  model, params, vocab, config, step = load(_WORKDIR.value)
+  if _MAX_LENGTH.value < 0:
+    raise UserError(f"--max_length must be >= 0 (0: the run's), got {_MAX_LENGTH.value}")
+  max_length = _MAX_LENGTH.value or config.max_length
+  if not _IMAGES.value:
+    raise UserError("--images must name at least one image file, got ''")
+  paths = _IMAGES.value
+  images = np.stack([read_image(p, config.image_size) for p in paths])
+  if _DECODING.value == "beam" and _BEAM_SIZE.value > vocab.size:
+    raise UserError(f"--beam_size must be at most the vocabulary size {vocab.size}, "
+                    f"got {_BEAM_SIZE.value}")
+  tokens, alphas = caption_images(
+      model, params, images, decoding_mode=_DECODING.value, max_length=max_length,
+      beam_size=_BEAM_SIZE.value, length_penalty=_LENGTH_PENALTY.value,
+      temperature=_TEMPERATURE.value, top_k=_TOP_K.value, seed=_SEED.value)
+  texts = [vocab.decode(t) for t in np.asarray(tokens)]
+  for p, t in zip(paths, texts):
+    print(f"{p}: {t}")
+  output = _OUTPUT.value or os.path.join(_WORKDIR.value, "samples.json")
+  with open(output, "w", encoding="utf-8") as f:
+    json.dump([{"file_name": p, "caption": t} for p, t in zip(paths, texts)], f, indent=0)
+  print(f"wrote {output} (checkpoint step {step}, {_DECODING.value} decoding)")
+  if alphas is not None:
+    figure = _FIGURE.value or os.path.join(_WORKDIR.value, "samples_attention.png")
+    figures.attention_grid(figure, [
+        {"image": im, "words": shapes.tokenize(t), "alphas": a,
+         "title": os.path.basename(p)}
+        for im, t, a, p in zip(images, texts, np.asarray(alphas), paths)])
+    print(f"wrote {figure}")
+
+
+def main():
+  launch.run(run)
+
+
+if __name__ == "__main__":
+  main()

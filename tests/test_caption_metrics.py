@@ -1,0 +1,50 @@
+"""The caption scores: our path through pycocoevalcap gives the known values
+of BLEU and CIDEr-D, and the truth and pointing summaries count right."""
+
+import math
+
+import numpy as np
+import pytest
+
+from experiments.captioning import evaluate
+
+
+def test_bleu_and_cider_on_known_examples():
+  refs = {1: ["a red circle above a blue square"], 2: ["a small green triangle"],
+          3: ["two shapes"]}
+  exact = evaluate.coco_scores(refs, {k: v[0] for k, v in refs.items()})
+  for n in range(1, 5):
+    assert exact[f"BLEU-{n}"] == pytest.approx(1.0, abs=1e-6)
+  # CIDEr-D: 10 x the mean over n = 1..4 of the tf-idf cosine (1 when exact),
+  # so 10 for captions with 4-grams; "two shapes" has no 3- or 4-gram: 5.
+  assert exact["CIDEr-D"] == pytest.approx((10 + 10 + 5) / 3, abs=1e-6)
+  # A 3-word prefix of a 7-word reference: every n-gram it has is right, so
+  # BLEU-n is the brevity penalty exp(1 - 7/3) for n <= 3 (BLEU-4 has no
+  # 4-gram). One image, so the scores are corpus = sentence scores.
+  short = evaluate.coco_scores({1: refs[1]}, {1: "a red circle"})
+  bp = math.exp(1 - 7 / 3)
+  for n in range(1, 4):
+    assert short[f"BLEU-{n}"] == pytest.approx(bp, rel=1e-4)
+  # No 4-gram: pycocoevalcap smooths the precision to tiny / small = 1e-15 / 1e-9.
+  assert short["BLEU-4"] == pytest.approx(bp * 1e-6 ** 0.25, rel=1e-4)
+  # Punctuation and case are tokenized away, as for the references.
+  assert evaluate.coco_scores(refs, {1: "A red circle, above a blue square.",
+                                     2: "a small green triangle", 3: "two shapes"}) == exact
+  # An empty caption scores zero, not an error.
+  empty = evaluate.coco_scores({1: refs[1]}, {1: ""})
+  assert empty["BLEU-1"] < 1e-6
+
+
+def test_pointing_summary_counts_matched_words_only():
+  masks = np.zeros((4, 64, 64), bool)
+  masks[0, :32] = True                                   # a red circle: the top half
+  ex = {"shape": np.array([0, -1, -1, -1]), "colour": np.array([0, -1, -1, -1]),
+        "size": np.array([0, -1, -1, -1]), "centre": np.zeros((4, 2)), "masks": masks}
+  top = np.zeros((4, 64))
+  top[:, :32] = 1 / 32                                   # all attention on the top half
+  bottom = np.zeros((4, 64))
+  bottom[:, 32:] = 1 / 32
+  out = evaluate.pointing_scores([ex, ex, ex], ["a red circle", "a red circle",
+                                                "a blue square"], [top, bottom, top])
+  assert out["object_words"] == 3 and out["matched"] == 2
+  assert out["mean_mass"] == pytest.approx(0.5) and out["over_half"] == 0.5
