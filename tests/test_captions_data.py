@@ -236,3 +236,22 @@ def test_grain_batches_are_a_function_of_the_step():
   assert len(ev) == 3
   assert np.concatenate([ev[i]["index"] for i in range(3)]).tolist() == list(range(10))
   assert vocab.decode(ev[0]["tokens"][1]) == "word1"
+
+
+def test_tfds_coco_captions_fails_fast_without_tensorflow_or_internet(monkeypatch):
+  import sys  # pylint: disable=g-import-not-at-top
+  import time  # pylint: disable=g-import-not-at-top
+  import types  # pylint: disable=g-import-not-at-top
+  from rnn_zoo.data import catalog  # pylint: disable=g-import-not-at-top
+  start = time.monotonic()
+  if "tensorflow" not in sys.modules:       # this machine: no TensorFlow
+    with pytest.raises(ValueError, match=r"dataset 'coco_captions' needs TensorFlow.*"
+                       r"--config.dataset=coco --config.coco_train="):
+      captions.tfds_coco_captions(None)
+  # TensorFlow present but offline: said in seconds, not after tfds's retries.
+  monkeypatch.setitem(sys.modules, "tensorflow", types.ModuleType("tensorflow"))
+  monkeypatch.setattr(catalog, "online", lambda *a, **k: False)
+  with pytest.raises(ValueError, match=r"dataset 'coco_captions' is not prepared in .* "
+                     r"internet is unreachable .*download_and_prepare"):
+    captions.tfds_coco_captions(None)
+  assert time.monotonic() - start < 15

@@ -25,9 +25,9 @@ def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0                  # Seeds init, data order and hard attention's samples.
   # Data.
-  c.dataset = "shapes"        # shapes (embedded, generated) | coco (COCO-format files)
+  c.dataset = "shapes"        # shapes (embedded) | coco (COCO-format files) | coco_tfds (tfds)
   c.data_config = "default"   # shapes: default (10k train images) | tiny (48)
-  c.data_dir = ""             # Where tfds prepares the shapes data ('': ~/.cache/rnn_zoo/tfds).
+  c.data_dir = ""             # tfds data dir ('': shapes ~/.cache/rnn_zoo/tfds; coco_tfds tfds's).
   c.coco_train = ""           # coco: captions_train.json (COCO captions format).
   c.coco_val = ""             # coco: captions_val.json.
   c.coco_images = ""          # coco: the folder of the images both files name.

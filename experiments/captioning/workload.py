@@ -45,7 +45,7 @@ def _texts(source) -> list[str]:
 
 def load_sources(config) -> tuple[dict, str]:
   """``({split: source}, description)`` for ``config.dataset``."""
-  checks.choice("config.dataset", config.dataset, ("shapes", "coco"))
+  checks.choice("config.dataset", config.dataset, ("shapes", "coco", "coco_tfds"))
   if config.dataset == "shapes":
     if config.image_size != 64:
       raise UserError(f"config.image_size must be 64 for the shapes data, got "
@@ -53,6 +53,10 @@ def load_sources(config) -> tuple[dict, str]:
     data_dir = os.path.expanduser(config.data_dir or DEFAULT_DATA_DIR)
     sources = captions_lib.shape_captions(data_dir, config.data_config)
     return sources, f"shapes/{config.data_config} in {data_dir}"
+  if config.dataset == "coco_tfds":
+    sources = captions_lib.tfds_coco_captions(config.data_dir or None,
+                                              image_size=config.image_size)
+    return sources, f"tfds coco_captions (Karpathy splits) in {config.data_dir or '~'}"
   for field in ("coco_train", "coco_val", "coco_images"):
     if not config[field]:
       raise UserError(f"config.{field} is required with config.dataset='coco'")

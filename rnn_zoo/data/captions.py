@@ -25,6 +25,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from rnn_zoo import checks
+from rnn_zoo.data import catalog
 from rnn_zoo.data import shapes
 from rnn_zoo.errors import UserError
 
@@ -246,6 +247,51 @@ def load_coco_captions(annotations: str, image_dir: str, *,
     records.append({"image_id": image_id, "file_name": images[image_id],
                     "captions": captions[image_id]})
   return CocoCaptions(records, image_dir, image_size)
+
+
+class TfdsCocoCaptions:
+  """A random-access source over a split of tfds's ``coco_captions`` (items
+  as :class:`CocoCaptions`'s)."""
+
+  def __init__(self, source, image_size: int):
+    self.source, self.image_size = source, image_size
+
+  def __len__(self):
+    return len(self.source)
+
+  def __getitem__(self, i):
+    from PIL import Image  # pylint: disable=g-import-not-at-top
+    ex = self.source[i]
+    im = Image.fromarray(np.asarray(ex["image"], np.uint8)).convert("RGB")
+    image = np.asarray(im.resize((self.image_size, self.image_size), Image.BILINEAR))
+    name = ex["image/filename"]
+    return {"image_id": int(ex["image/id"]),
+            "file_name": name.decode() if isinstance(name, bytes) else str(name),
+            "image": image,
+            "captions": [t.decode() if isinstance(t, bytes) else str(t)
+                         for t in ex["captions"]["text"]]}
+
+
+def tfds_coco_captions(data_dir: str | None, *, image_size: int = shapes.IMAGE_SIZE) -> dict:
+  """tfds's ``coco_captions`` (COCO 2014 in Karpathy's splits), prepared as
+  array_record: ``{"train", "validation", "test"}`` sources.
+
+  An optional extra: preparing it needs TensorFlow and the internet (about
+  20 GB of downloads); offline or without TensorFlow this fails in seconds,
+  saying what to do (among others: the same data as COCO-format files,
+  :func:`load_coco_captions`).
+  """
+  checks.positive_int("image_size", image_size)
+  builder = catalog.catalog_builder(
+      "coco_captions", data_dir or None, what="dataset 'coco_captions'",
+      alternative="or point the COCO-format loader at captions_*.json and the image "
+                  "folder: --config.dataset=coco --config.coco_train=... "
+                  "--config.coco_val=... --config.coco_images=...",
+      file_format="array_record")
+  src = builder.as_data_source()
+  return {"train": TfdsCocoCaptions(src["train"], image_size),
+          "validation": TfdsCocoCaptions(src["val"], image_size),
+          "test": TfdsCocoCaptions(src["test"], image_size)}
 
 
 def write_coco_references(source, path: str) -> None:

@@ -25,11 +25,11 @@ import ast
 import dataclasses
 import functools
 import os
-import socket
 import sysconfig
 
 import numpy as np
 from rnn_zoo import checks
+from rnn_zoo.data import catalog
 from rnn_zoo.errors import UserError
 
 UNK = "<unk>"
@@ -79,15 +79,6 @@ def stdlib_corpus(max_chars: int = STDLIB_CHARS) -> tuple[str, str]:
                 f"{sysconfig.get_python_version()}), first {len(text):,} characters")
 
 
-def _online(host: str = "storage.googleapis.com", port: int = 443,
-            timeout: float = 3.0) -> bool:
-  try:
-    socket.create_connection((host, port), timeout=timeout).close()
-    return True
-  except OSError:
-    return False
-
-
 def tiny_shakespeare(data_dir: str | None = None) -> tuple[str, str]:
   """tfds's ``tiny_shakespeare`` (Karpathy's 1.1 MB ``input.txt``): its
   train, validation and test splits joined in order.
@@ -99,28 +90,10 @@ def tiny_shakespeare(data_dir: str | None = None) -> tuple[str, str]:
   """
   alternative = ("or train on a local copy of the text with "
                  "--config.corpus=path/to/input.txt")
-  try:
-    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  except ImportError:
-    raise UserError("corpus 'tiny_shakespeare' needs tensorflow-datasets: "
-                     f"pip install -e '.[tfds]' tensorflow; {alternative}") from None
-  try:
-    import tensorflow  # pylint: disable=g-import-not-at-top,unused-import
-  except ImportError:
-    raise UserError("corpus 'tiny_shakespeare' needs TensorFlow to prepare and "
-                     f"read tfds's text datasets: pip install tensorflow; {alternative}") from None
-  builder = tfds.builder("tiny_shakespeare", data_dir=data_dir)
-  prepared = os.path.isfile(os.path.join(builder.data_dir, "dataset_info.json"))
-  if not prepared:
-    if not _online():
-      raise UserError(
-          "corpus 'tiny_shakespeare' is not prepared in "
-          f"{os.path.dirname(builder.data_dir)} and the internet is unreachable "
-          "(storage.googleapis.com:443): prepare it on a connected machine with "
-          "`python -c \"import tensorflow_datasets as tfds; "
-          "tfds.builder('tiny_shakespeare').download_and_prepare()\"` and copy "
-          f"~/tensorflow_datasets over, {alternative}")
-    builder.download_and_prepare()
+  builder = catalog.catalog_builder("tiny_shakespeare", data_dir,
+                                    what="corpus 'tiny_shakespeare'",
+                                    alternative=alternative)
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   parts = []
   for split_name in ("train", "validation", "test"):
     ds = tfds.as_numpy(builder.as_dataset(split=split_name))

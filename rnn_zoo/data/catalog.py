@@ -1,0 +1,67 @@
+"""tensorflow-datasets' own catalogue datasets (tiny_shakespeare,
+coco_captions, ...): an optional extra. Preparing them needs TensorFlow and
+the internet; offline, tfds retries downloads for minutes, so
+:func:`catalog_builder` checks both first and fails in seconds, saying what
+to do instead."""
+
+from __future__ import annotations
+
+import glob
+import os
+import socket
+
+from rnn_zoo.errors import UserError
+
+HOST = ("storage.googleapis.com", 443)
+
+
+def online(host: str = HOST[0], port: int = HOST[1], timeout: float = 3.0) -> bool:
+  """Whether a TCP connection to ``host:port`` opens within ``timeout`` s."""
+  try:
+    socket.create_connection((host, port), timeout=timeout).close()
+    return True
+  except OSError:
+    return False
+
+
+def catalog_builder(name: str, data_dir: str | None, *, what: str, alternative: str,
+                    **builder_kwargs):
+  """tfds's builder for catalogue dataset ``name``, prepared.
+
+  Args:
+    name: the tfds name (``"coco_captions"``).
+    data_dir: the tfds data dir (None: tfds's default).
+    what: how the error names the request (``"corpus 'tiny_shakespeare'"``).
+    alternative: what the user can do without it (ends each error).
+    **builder_kwargs: passed to ``tfds.builder`` (``file_format`` ...).
+
+  Raises:
+    UserError: within seconds, when tensorflow-datasets or TensorFlow is
+      missing, or the dataset is not prepared and the internet cannot be
+      reached.
+  """
+  try:
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    raise UserError(f"{what} needs tensorflow-datasets: pip install -e '.[tfds]' "
+                    f"tensorflow; {alternative}") from None
+  try:
+    import tensorflow  # pylint: disable=g-import-not-at-top,unused-import
+  except ImportError:
+    raise UserError(f"{what} needs TensorFlow to prepare and read tfds's catalogue "
+                    f"datasets: pip install tensorflow; {alternative}") from None
+  root = os.path.expanduser(data_dir or os.environ.get(
+      "TFDS_DATA_DIR", os.path.join("~", "tensorflow_datasets")))
+  # name/version/ or name/config/version/ holds dataset_info.json once prepared.
+  prepared = (glob.glob(os.path.join(root, name, "*", "dataset_info.json"))
+              or glob.glob(os.path.join(root, name, "*", "*", "dataset_info.json")))
+  if not prepared and not online():
+    raise UserError(
+        f"{what} is not prepared in {root} and the internet is unreachable "
+        f"({HOST[0]}:{HOST[1]}): prepare it on a connected machine with `python -c "
+        f"\"import tensorflow_datasets as tfds; tfds.builder('{name}')"
+        f".download_and_prepare()\"` and copy the tfds data dir over, {alternative}")
+  builder = tfds.builder(name, data_dir=data_dir, **builder_kwargs)
+  if not os.path.isfile(os.path.join(builder.data_dir, "dataset_info.json")):
+    builder.download_and_prepare()
+  return builder
