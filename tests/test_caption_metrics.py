@@ -48,3 +48,27 @@ def test_pointing_summary_counts_matched_words_only():
                                                 "a blue square"], [top, bottom, top])
   assert out["object_words"] == 3 and out["matched"] == 2
   assert out["mean_mass"] == pytest.approx(0.5) and out["over_half"] == 0.5
+
+
+def test_compare_tabulates_mean_and_spread_over_seeds(tmp_path):
+  import json  # pylint: disable=g-import-not-at-top
+  from experiments.captioning import compare  # pylint: disable=g-import-not-at-top
+  runs = []
+  for label, seed, bleu in (("plain", 0, 0.5), ("plain", 1, 0.7), ("soft", 0, 0.9)):
+    d = tmp_path / f"{label}{seed}"
+    d.mkdir()
+    split = {"BLEU-4": bleu, "CIDEr-D": 2.0, "truth": {"all": {"object_recall": 0.25}}}
+    if label == "soft":
+      split["pointing"] = {"over_half": 0.75}
+    (d / "results.json").write_text(json.dumps({"splits": {"test": split}}))
+    runs.append(f"{label}:{d}")
+  text = compare.table(compare.read_runs(runs), ["test", "compositional"])
+  lines = text.splitlines()
+  assert len(lines) == 4                          # header, rule, plain, soft
+  assert lines[2].startswith("| plain | test | 2 | 0.600 ± 0.141 | 2.000 ± 0.000 | – | – |"
+                             " 0.250 ± 0.000 | – |")
+  assert lines[3].startswith("| soft | test | 1 | 0.900 | 2.000 |") and "| 0.750 |" in lines[3]
+  with pytest.raises(ValueError, match="label:workdir, got 'nolabel'"):
+    compare.read_runs(["nolabel"])
+  with pytest.raises(ValueError, match="has no results.json"):
+    compare.read_runs([f"x:{tmp_path}"])

@@ -1,0 +1,93 @@
+r"""Tabulates finished captioning runs: mean ± standard deviation over seeds,
+one row per (label, split).
+
+  python -m experiments.captioning.compare \
+      --runs=plain:/tmp/cap/plain_0,plain:/tmp/cap/plain_1,soft:/tmp/cap/soft_0 \
+      --splits=test,compositional --output=/tmp/cap/compare.md
+
+Each run is ``label:workdir`` (the label groups seeds: a mode, a beam width
+...); the numbers are read from each workdir's ``results.json`` (what the
+training binary's evaluation wrote), so the table can be rebuilt at any time.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+
+from absl import app
+from absl import flags
+import numpy as np
+
+from rnn_zoo.errors import UserError
+
+_RUNS = flags.DEFINE_list("runs", None, "label:workdir, ...", required=True)
+_SPLITS = flags.DEFINE_list("splits", ["test", "compositional"], "Splits tabulated.")
+_OUTPUT = flags.DEFINE_string("output", None, "Markdown file (default: print only).")
+
+COLUMNS = (("BLEU-4", ("BLEU-4",)), ("CIDEr-D", ("CIDEr-D",)),
+           ("true (1-2 obj)", ("truth", "1-2 objects", "true")),
+           ("true (3-4 obj)", ("truth", "3-4 objects", "true")),
+           ("object recall", ("truth", "all", "object_recall")),
+           ("pointing > half (pixels)", ("pointing", "over_half")),
+           ("pointing > half (cells)", ("pointing", "over_half_cells")),
+           ("mean mass (pixels)", ("pointing", "mean_mass")))
+
+
+def _get(row: dict, path: tuple):
+  for k in path:
+    if not isinstance(row, dict) or k not in row:
+      return None
+    row = row[k]
+  return row
+
+
+def read_runs(runs: list[str]) -> dict:
+  """``{label: [results.json dicts]}`` in the order given."""
+  out = collections.OrderedDict()
+  for spec in runs:
+    label, sep, workdir = spec.partition(":")
+    if not sep or not label or not workdir:
+      raise UserError(f"--runs entries must be label:workdir, got {spec!r}")
+    path = os.path.join(workdir, "results.json")
+    if not os.path.isfile(path):
+      raise UserError(f"--runs names {workdir!r}, which has no results.json (a "
+                      "finished captioning run writes one)")
+    with open(path, encoding="utf-8") as f:
+      out.setdefault(label, []).append(json.load(f))
+  return out
+
+
+def table(groups: dict, splits: list[str]) -> str:
+  """The markdown table: ``mean ± std (n)`` per column."""
+  lines = ["| decoder | split | seeds | " + " | ".join(c for c, _ in COLUMNS) + " |",
+           "|---|---|---:|" + "---:|" * len(COLUMNS)]
+  for label, results in groups.items():
+    for split in splits:
+      rows = [r["splits"][split] for r in results if split in r["splits"]]
+      if not rows:
+        continue
+      cells = []
+      for _, path in COLUMNS:
+        v = np.asarray([x for x in (_get(r, path) for r in rows) if x is not None], float)
+        cells.append("–" if not v.size else f"{v.mean():.3f} ± {v.std(ddof=1):.3f}"
+                     if v.size > 1 else f"{v.mean():.3f}")
+      lines.append(f"| {label} | {split} | {len(rows)} | " + " | ".join(cells) + " |")
+  return "\n".join(lines) + "\n"
+
+
+def main(argv):
+  del argv
+  try:
+    text = table(read_runs(_RUNS.value), _SPLITS.value)
+  except UserError as e:
+    raise SystemExit(f"error: {e}") from None
+  print(text)
+  if _OUTPUT.value:
+    with open(_OUTPUT.value, "w", encoding="utf-8") as f:
+      f.write(text)
+
+
+if __name__ == "__main__":
+  app.run(main)
