@@ -31,14 +31,14 @@ from rnn_zoo.data import shapes
 from rnn_zoo.training import checkpoint
 
 
-def decode(task, params, source, *, beam_size: int, max_length: int,
+def decode(task, params, source, config, *, beam_size: int, max_length: int,
            length_penalty: float, batch_size: int, seed: int,
            attention: bool = False) -> tuple[list[str], list | None]:
   """``(captions, alphas)`` for every image of ``source``: beam search,
   jitted; with ``attention``, each caption's ``[T, L]`` attention weights
   while the decoder reads it back (teacher forcing on the generated words;
   hard attention: its distribution over locations), else None."""
-  model, vocab = task.model, task.vocab
+  model, vocab = workload.test_model(config, task.model), task.vocab
   ds = captions_lib.batches(source, vocab, batch_size=batch_size, max_length=max_length,
                             seed=seed, train=False)
 
@@ -124,11 +124,12 @@ def evaluate_run(config, workdir: str, task) -> dict:
   results = {"command": "python -m experiments.captioning " + " ".join(sys.argv[1:]),
              "date": datetime.datetime.now().isoformat(timespec="seconds"),
              "step": loaded["step"], "mode": config.mode, "beam_size": config.beam_size,
+             "hard_decoding": config.hard_decoding if config.mode == "hard" else None,
              "device": jax.devices()[0].device_kind, "splits": {}}
   for split in splits:
     source = task.sources[split]
     attention = config.mode != "plain"
-    texts, alphas = decode(task, params, source, beam_size=config.beam_size,
+    texts, alphas = decode(task, params, source, config, beam_size=config.beam_size,
                            max_length=config.max_length,
                            length_penalty=config.length_penalty,
                            batch_size=config.batch_size, seed=config.seed,

@@ -51,6 +51,9 @@ _TEMPERATURE = flags.DEFINE_float("temperature", 1.0, "sample: softmax temperatu
                                   "(0: argmax).")
 _TOP_K = flags.DEFINE_integer("top_k", 0, "sample: among the k likeliest words (0: all).")
 _SEED = flags.DEFINE_integer("seed", 0, "sample (and hard attention): the PRNG seed.")
+_HARD_DECODING = flags.DEFINE_enum("hard_decoding", None, ("sample", "expectation"),
+                                   "Hard attention: sample a location per step or use "
+                                   "the expected context (default: the run's config).")
 _MAX_LENGTH = flags.DEFINE_integer("max_length", 0, "Words per caption at most (0: the "
                                    "run's max_length).")
 _OUTPUT = flags.DEFINE_string("output", None, "Captions JSON (default: "
@@ -65,6 +68,8 @@ def load(workdir: str):
   loaded = common.load_trained(workdir, "captioning", ("mode", "embed_size"))
   config = ml_collections.ConfigDict(loaded["config"])
   vocab = captions_lib.WordVocab.from_json(loaded["vocab"])
+  if "hard_decoding" not in config:
+    config.hard_decoding = "sample"       # runs from before the field
   model = workload.make_model(config, vocab.size)
   params = jax.tree.map(jnp.asarray, loaded["state"]["params"])
   return model, params, vocab, config, loaded["step"]
@@ -129,6 +134,9 @@ def run():
   if _MAX_LENGTH.value < 0:
     raise UserError(f"--max_length must be >= 0 (0: the run's), got {_MAX_LENGTH.value}")
   max_length = _MAX_LENGTH.value or config.max_length
+  if _HARD_DECODING.value:
+    config.hard_decoding = _HARD_DECODING.value
+  model = workload.test_model(config, model)
   if not _IMAGES.value:
     raise UserError("--images must name at least one image file, got ''")
   paths = _IMAGES.value

@@ -93,12 +93,23 @@ def make_model(config, vocab_size: int) -> Captioner:
       expectation_prob=config.expectation_prob, baseline_decay=config.baseline_decay)
 
 
+def test_model(config, model: Captioner) -> Captioner:
+  """The model that decodes at test time: for hard attention with
+  ``config.hard_decoding == "expectation"``, the expected context at every
+  step instead of a sampled location."""
+  checks.choice("config.hard_decoding", config.hard_decoding, ("sample", "expectation"))
+  if model.mode == "hard" and config.hard_decoding == "expectation":
+    return dataclasses.replace(model, expectation_prob=1.0)
+  return model
+
+
 def captioning(config) -> Task:
   checks.choice("config.mode", config.mode, ("plain", "soft", "hard"))
   checks.positive_int("config.batch_size", config.batch_size)
   checks.positive_int("config.min_count", config.min_count)
   checks.fraction("config.expectation_prob", config.expectation_prob)
   checks.fraction("config.baseline_decay", config.baseline_decay)
+  checks.choice("config.hard_decoding", config.hard_decoding, ("sample", "expectation"))
   sources, description = load_sources(config)
   eval_splits(config, sources)  # fail before training, not after
   vocab = captions_lib.WordVocab.build(_texts(sources["train"]), config.min_count)

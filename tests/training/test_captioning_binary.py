@@ -32,7 +32,10 @@ def run(workdir, data_dir, *overrides, check=True):
   return proc
 
 
-RESUMABLE = ["--config.mode=hard", "--config.async_checkpoint=false"]
+# Hard attention decoding with the expected context (the sample binary's
+# test covers sampled locations).
+RESUMABLE = ["--config.mode=hard", "--config.async_checkpoint=false",
+             "--config.hard_decoding=expectation"]
 
 
 @pytest.fixture(scope="module")
@@ -123,6 +126,7 @@ def test_sample_binary_captions_image_files(tmp_path, hard_run):
   out = {}
   for name, flags in {"beam": ["--decoding=beam", "--beam_size=2"],
                       "greedy": ["--decoding=greedy"],
+                      "sampled_locations": ["--decoding=greedy", "--hard_decoding=sample"],
                       "width1": ["--decoding=beam", "--beam_size=1"],
                       "sample": ["--decoding=sample", "--temperature=0.8", "--top_k=3",
                                  "--seed=5"],
@@ -139,6 +143,8 @@ def test_sample_binary_captions_image_files(tmp_path, hard_run):
     assert fig.read_bytes()[:4] == b"\x89PNG"       # hard attention: the maps
     out[name] = [r["caption"] for r in rows]
   assert out["greedy"] == out["width1"] and out["sample"] == out["again"]
+  results = json.loads((hard_run / "results.json").read_text())
+  assert results["hard_decoding"] == "expectation"
 
 
 @pytest.mark.parametrize("flags,message", [
