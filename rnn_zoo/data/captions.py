@@ -18,6 +18,7 @@ tensorflow-datasets builder, COCO-format captions, and grain pipelines.
 from __future__ import annotations
 
 import collections
+import functools
 import json
 import os
 from typing import Any, Sequence
@@ -103,19 +104,10 @@ SIZES = {"default": {"train": 10_000, "validation": 1_000, "test": 1_000,
                      "compositional": 1_000},
          "tiny": {"train": 48, "validation": 8, "test": 8, "compositional": 8}}
 
-_BUILDER = None
-
-
+@functools.cache
 def _builder_class():
   """The tfds builder class (tfds is imported only when the data is used)."""
-  global _BUILDER
-  if _BUILDER is not None:
-    return _BUILDER
-  try:
-    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  except ImportError:
-    raise UserError("the shapes captioning data needs tensorflow-datasets, a "
-                    "dependency of rnn_zoo: reinstall it (pip install -e .)") from None
+  tfds = catalog.import_tfds("the shapes captioning data")
 
   class ShapeCaptions(tfds.core.GeneratorBasedBuilder):
     """Synthetic shape scenes with captions, scene graphs and masks."""
@@ -151,8 +143,7 @@ def _builder_class():
                   "shape": scene.shape, "colour": scene.colour, "size": scene.size,
                   "centre": scene.centre, "masks": scene.masks}
 
-  _BUILDER = ShapeCaptions
-  return _BUILDER
+  return ShapeCaptions
 
 
 def shape_captions(data_dir: str, config: str = "default") -> dict:
@@ -160,12 +151,7 @@ def shape_captions(data_dir: str, config: str = "default") -> dict:
   ``data_dir`` on first use (seconds for ``tiny``, about a minute for
   ``default``; no download, no TensorFlow)."""
   checks.choice("config", config, tuple(SIZES))
-  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
-  tfds.disable_progress_bar()
-  builder = _builder_class()(data_dir=data_dir, config=config,
-                             file_format="array_record")
-  builder.download_and_prepare()
-  return dict(builder.as_data_source())
+  return catalog.prepare_own(_builder_class(), data_dir, config)
 
 
 def scene_of(example: dict) -> list[dict]:

@@ -65,3 +65,25 @@ def catalog_builder(name: str, data_dir: str | None, *, what: str, alternative: 
   if not os.path.isfile(os.path.join(builder.data_dir, "dataset_info.json")):
     builder.download_and_prepare()
   return builder
+
+
+def import_tfds(what: str):
+  """The ``tensorflow_datasets`` module, or a one-line error naming ``what``
+  needs it (a dependency of rnn_zoo: installed unless removed)."""
+  try:
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    raise UserError(f"{what} needs tensorflow-datasets, a dependency of rnn_zoo: "
+                    "reinstall it (pip install -e .)") from None
+  return tfds
+
+
+def prepare_own(builder_class, data_dir: str, config: str) -> dict:
+  """``{split: data source}`` of one of the project's generated builders,
+  prepared as array_record into ``data_dir`` on first use (no download, no
+  TensorFlow)."""
+  tfds = import_tfds(builder_class.__name__)
+  tfds.disable_progress_bar()
+  builder = builder_class(data_dir=data_dir, config=config, file_format="array_record")
+  builder.download_and_prepare()
+  return dict(builder.as_data_source())

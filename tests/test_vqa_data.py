@@ -1,0 +1,99 @@
+"""VQA data: the Sort-of-CLEVR tfds builder, CLEVR-format question files,
+grain batches that are a function of the step."""
+
+import json
+
+import numpy as np
+import pytest
+
+from rnn_zoo.data import sort_of_clevr as soc
+from rnn_zoo.data import vqa
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+  return vqa.sort_of_clevr(str(tmp_path_factory.mktemp("tfds")), "tiny")
+
+
+def test_builder_holds_the_generated_questions(tiny):
+  assert {k: len(v) for k, v in tiny.items()} == {
+      k: 20 * n for k, n in vqa.SIZES["tiny"].items()}
+  for split in ("train", "test"):
+    for j in (0, 19, 20, 77):
+      item = tiny[split][j]
+      sc = soc.make_scene(split, int(item["image_index"]))
+      np.testing.assert_array_equal(item["image"], sc.image)
+      np.testing.assert_array_equal(item["question"], sc.questions[j % 20])
+      assert item["answer"] == sc.answers[j % 20] and item["subtype"] == sc.subtype[j % 20]
+      np.testing.assert_array_equal(item["bits"], sc.bits[j % 20])
+      assert item["question_index"] == 20 * item["image_index"] + j % 20
+
+
+def test_batches_are_a_function_of_the_step(tiny):
+  a = vqa.batches(tiny["train"], batch_size=16, seed=3)
+  b = vqa.batches(tiny["train"], batch_size=16, seed=3)
+  for step in (0, 7, 60):                          # 60 is past the first epoch (50 batches)
+    for k in a[step]:
+      np.testing.assert_array_equal(a[step][k], b[step][k])
+  assert a[0]["image"].dtype == np.float32 and a[0]["image"].max() <= 1.0
+  epoch = np.concatenate([a[s]["question_index"] for s in range(50)])
+  assert sorted(epoch) == list(range(800))        # one epoch sees every question once
+  assert sorted(tiny["train"][j]["image_index"] for j in range(0, 800, 20)) == list(range(40))
+  ev = vqa.batches(tiny["test"], batch_size=64, seed=0, train=False)
+  assert [len(ev[i]["answer"]) for i in range(len(ev))] == [64, 64, 32]
+
+
+def write_clevr(root, *, drop_image=False, bad_answer=False):
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  root.mkdir(parents=True, exist_ok=True)
+  out = {}
+  for split, answers in (("train", ["yes", "2", "cube", "no"]), ("val", ["no", "cube"])):
+    d = root / "images" / split
+    d.mkdir(parents=True, exist_ok=True)
+    qs = []
+    for i, a in enumerate(answers):
+      name = f"CLEVR_{split}_{i // 2:06d}.png"
+      if not (drop_image and split == "val"):
+        Image.fromarray(np.full((32, 48, 3), 40 * i, np.uint8)).save(d / name)
+      noun = "thing" if split == "train" else "block"          # unseen in training
+      qs.append({"question": f"Is there a big rubber {noun}{'s' * i}?", "image_filename": name,
+                 "image_index": i // 2, "question_index": i,
+                 "answer": "sphere" if bad_answer and split == "val" else a})
+    path = root / f"CLEVR_{split}_questions.json"
+    path.write_text(json.dumps({"info": {}, "questions": qs}))
+    out[split] = (str(path), str(d))
+  return out
+
+
+def test_clevr_format_round_trip(tmp_path):
+  f = write_clevr(tmp_path)
+  sources, words, answers = vqa.load_clevr(f["train"][0], f["val"][0],
+                                           (f["train"][1], f["val"][1]), image_size=24,
+                                           max_length=10)
+  assert answers.words == ["2", "cube", "no", "yes"]
+  assert words.words[:2] == ["<NULL>", "<UNK>"] and "?" in words.words
+  item = sources["validation"][1]
+  assert item["image"].shape == (24, 24, 3) and item["answer"] == answers.index["cube"]
+  assert item["subtype"] == 2 and sources["train"][1]["subtype"] == 1      # attribute, number
+  text = [words.words[i] for i in item["question"] if i]
+  assert text == ["is", "there", "a", "big", "rubber", "<UNK>", "?"]        # "blocks" unseen
+  assert vqa.Vocab.from_json(words.to_json()).words == words.words
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(drop_image=True), r"image file .*CLEVR_val_000000.png' \(question 0\) does not exist"),
+    (dict(bad_answer=True), r"has answers the training questions never give: \['sphere'\]"),
+])
+def test_clevr_format_errors(tmp_path, kwargs, message):
+  f = write_clevr(tmp_path, **kwargs)
+  with pytest.raises(ValueError, match=message):
+    vqa.load_clevr(f["train"][0], f["val"][0], (f["train"][1], f["val"][1]), image_size=24)
+
+
+def test_clevr_malformed_and_missing_files(tmp_path):
+  bad = tmp_path / "q.json"
+  bad.write_text(json.dumps({"questions": [{"question": "x?"}]}))
+  with pytest.raises(ValueError, match="is not in the CLEVR format"):
+    vqa.load_clevr(str(bad), str(bad), (str(tmp_path), str(tmp_path)), image_size=8)
+  with pytest.raises(ValueError, match="questions file '/nope.json' does not exist"):
+    vqa.load_clevr("/nope.json", str(bad), (str(tmp_path), str(tmp_path)), image_size=8)
