@@ -16,9 +16,9 @@ class ConvEncoder(nn.Module):
   """``[B, S, S, 3]`` images in [0, 1] -> ``[B, L, D]`` annotations.
 
   ``len(channels)`` blocks of 3x3 convolution + ReLU, each but the first
-  halving the resolution (stride 2): a 64x64 image with 4 blocks gives an
-  8x8 map, L = 64 locations of D = ``channels[-1]`` features (any image
-  size: L = ceil(S / 2**(blocks-1))**2).
+  halving the resolution (stride 2; the first too with ``first_stride=2``):
+  a 64x64 image with 4 blocks gives an 8x8 map, L = 64 locations of D =
+  ``channels[-1]`` features (any image size: L = ceil(S / 2**(halvings))**2).
 
   Example:
     >>> import jax, jax.numpy as jnp
@@ -29,6 +29,7 @@ class ConvEncoder(nn.Module):
     (2, 64, 32)
   """
   channels: Sequence[int] = (16, 32, 64, 128)
+  first_stride: int = 1     # 2: every block halves the resolution
 
   @nn.compact
   def __call__(self, images: jax.Array) -> jax.Array:
@@ -38,15 +39,18 @@ class ConvEncoder(nn.Module):
     if not jnp.issubdtype(images.dtype, jnp.floating):
       raise UserError(f"images must be floating (values in [0, 1]), got dtype "
                       f"{images.dtype}")
+    if self.first_stride not in (1, 2):
+      raise UserError(f"first_stride must be 1 or 2, got {self.first_stride!r}")
     x = images
     for i, c in enumerate(self.channels):
-      x = nn.relu(nn.Conv(c, (3, 3), strides=1 if i == 0 else 2, name=f"conv_{i}")(x))
+      stride = self.first_stride if i == 0 else 2
+      x = nn.relu(nn.Conv(c, (3, 3), strides=stride, name=f"conv_{i}")(x))
     return x.reshape(x.shape[0], -1, x.shape[-1])
 
 
-def num_locations(image_size: int, blocks: int) -> int:
+def num_locations(image_size: int, blocks: int, first_stride: int = 1) -> int:
   """L of :class:`ConvEncoder` for square images of ``image_size``."""
   side = image_size
-  for _ in range(blocks - 1):
+  for _ in range(blocks - 1 + (first_stride == 2)):
     side = -(-side // 2)
   return side * side

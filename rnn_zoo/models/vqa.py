@@ -1,0 +1,243 @@
+"""Visual question answering: a CNN reads the image, a recurrent network
+reads the question, and the two are fused to pick an answer.
+
+The image: :class:`rnn_zoo.nn.encoders.ConvEncoder` (every block stride 2:
+a 75x75 image gives a 5x5 map) -> ``[B, L, D]`` region features, each with
+its (x, y) grid coordinates in [-1, 1] appended (positions matter to "is it
+on the left?" once features are pooled). The question: word embedding ->
+any zoo cell over the words (``lengths`` from the ``<NULL>`` padding) ->
+the final hidden state ``q`` (``bidirectional``: forward and backward final
+states, concatenated). Fusions:
+
+* ``"concat"`` — the flattened map and ``q`` concatenated -> MLP (Santoro et
+  al.'s CNN+MLP baseline);
+* ``"product"`` — both projected to ``fusion_size``, multiplied elementwise
+  -> MLP;
+* ``"attention"`` — stacked attention (Yang et al. 2016): ``u_0 = W q``;
+  per hop, ``p = softmax(w_p tanh(W_I v_i + W_u u))`` over regions,
+  ``u_{k+1} = u_k + sum_i p_i W_v v_i``; ``u`` -> MLP; ``hops`` 1 or 2;
+* ``"relation"`` — a relation network (Santoro et al. 2017): ``g`` (an MLP)
+  over every ordered pair of regions with ``q``, summed, then ``f`` (an MLP)
+  -> answers.
+
+Every fusion ends in the same answer MLP (``mlp_size``, ReLU, dropout-free)
+and a softmax over the closed answer vocabulary; the loss is the mean
+cross-entropy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from rnn_zoo import checks
+from rnn_zoo.cells.cell import Cell
+from rnn_zoo.errors import UserError
+from rnn_zoo.nn.encoders import ConvEncoder, num_locations
+from rnn_zoo.recurrence import unroll
+
+FUSIONS = ("concat", "product", "attention", "relation")
+
+
+def _dense(key, n_in: int, n_out: int, scale: float = 1.0) -> dict:
+  return {"w": scale * jax.random.normal(key, (n_in, n_out)) * np.sqrt(2.0 / n_in),
+          "b": jnp.zeros((n_out,))}
+
+
+def _mlp_init(key, sizes: Sequence[int]) -> list:
+  keys = jax.random.split(key, len(sizes) - 1)
+  return [_dense(k, a, b) for k, a, b in zip(keys, sizes[:-1], sizes[1:])]
+
+
+def _mlp(layers: list, x, final_relu: bool = False):
+  for i, layer in enumerate(layers):
+    x = x @ layer["w"] + layer["b"]
+    if i < len(layers) - 1 or final_relu:
+      x = jax.nn.relu(x)
+  return x
+
+
+@dataclasses.dataclass(frozen=True)
+class VQA:
+  """A VQA model (see the module doc).
+
+  Attributes:
+    num_answers: size of the closed answer vocabulary.
+    question_vocab: size of the question word vocabulary (0 = ``<NULL>``).
+    cell: the question reader (any zoo cell).
+    fusion: ``"concat"``, ``"product"``, ``"attention"`` or ``"relation"``.
+    image_size: S of the square ``[B, S, S, 3]`` images (floats in [0, 1]).
+    channels: the CNN's channels per block.
+    embed_size: question word embedding size.
+    bidirectional: read the question both ways.
+    fusion_size: ``product``'s and ``attention``'s common size.
+    hops: ``attention``'s hops (1 or 2).
+    mlp_size: the answer MLP's (and ``relation``'s g and f) width.
+    g_layers: ``relation``: layers of g.
+  """
+  num_answers: int
+  question_vocab: int
+  cell: Cell
+  fusion: str = "attention"
+  image_size: int = 75
+  channels: Sequence[int] = (24, 24, 24, 24)
+  embed_size: int = 32
+  bidirectional: bool = False
+  fusion_size: int = 128
+  hops: int = 2
+  mlp_size: int = 256
+  g_layers: int = 3
+
+  def __post_init__(self):
+    checks.positive_int("num_answers", self.num_answers)
+    checks.positive_int("question_vocab", self.question_vocab)
+    checks.choice("fusion", self.fusion, FUSIONS)
+    for name in ("image_size", "embed_size", "fusion_size", "mlp_size", "g_layers"):
+      checks.positive_int(name, getattr(self, name))
+    checks.choice("hops", self.hops, (1, 2))
+    object.__setattr__(self, "channels", tuple(self.channels))
+    for c in self.channels:
+      checks.positive_int("channels", c)
+
+  # -- structure ---------------------------------------------------------------
+  @property
+  def cnn(self) -> ConvEncoder:
+    return ConvEncoder(channels=self.channels, first_stride=2)
+
+  @property
+  def locations(self) -> int:
+    return num_locations(self.image_size, len(self.channels), first_stride=2)
+
+  @property
+  def region_size(self) -> int:
+    return self.channels[-1] + 2                     # features + (x, y)
+
+  @property
+  def question_size(self) -> int:
+    return self.cell.hidden_size * (2 if self.bidirectional else 1)
+
+  def init(self, key: jax.Array) -> dict:
+    ks = iter(jax.random.split(key, 12))
+    S, R, L, Q = self.image_size, self.region_size, self.locations, self.question_size
+    F, M = self.fusion_size, self.mlp_size
+    params = {"cnn": self.cnn.init(next(ks), jnp.zeros((1, S, S, 3))),
+              "embed": jax.random.normal(next(ks), (self.question_vocab, self.embed_size))
+                       / np.sqrt(self.embed_size),
+              "reader": self.cell.init(next(ks), self.embed_size)}
+    if self.bidirectional:
+      params["reader_back"] = self.cell.init(next(ks), self.embed_size)
+    if self.fusion == "concat":
+      fused = L * R + Q
+    elif self.fusion == "product":
+      params["image_proj"] = _dense(next(ks), L * R, F)
+      params["question_proj"] = _dense(next(ks), Q, F)
+      fused = F
+    elif self.fusion == "attention":
+      params["question_proj"] = _dense(next(ks), Q, F)
+      params["value_proj"] = _dense(next(ks), R, F)
+      params["hops"] = [{"image": _dense(k1, R, F), "query": _dense(k2, F, F),
+                         "score": _dense(k3, F, 1)}
+                        for k1, k2, k3 in (jax.random.split(next(ks), 3)
+                                           for _ in range(self.hops))]
+      fused = F
+    else:
+      params["g"] = _mlp_init(next(ks), [2 * R + Q] + [M] * self.g_layers)
+      fused = M
+    params["answer"] = _mlp_init(next(ks), [fused, M, M, self.num_answers])
+    return params
+
+  # -- encoders ----------------------------------------------------------------
+  def regions(self, params, images) -> jax.Array:
+    """``[B, L, D + 2]``: CNN features per region with grid coordinates."""
+    S = self.image_size
+    if getattr(images, "ndim", None) != 4 or tuple(images.shape[1:]) != (S, S, 3):
+      raise UserError(f"images must be [batch, {S}, {S}, 3], got shape "
+                      f"{tuple(getattr(images, 'shape', ()))}")
+    if not jnp.issubdtype(images.dtype, jnp.floating):
+      raise UserError(f"images must be floating (values in [0, 1]), got dtype "
+                      f"{images.dtype}")
+    feats = self.cnn.apply(params["cnn"], images)
+    side = int(round(np.sqrt(feats.shape[1])))
+    grid = np.linspace(-1.0, 1.0, side, dtype=np.float32)
+    xy = np.stack(np.meshgrid(grid, grid), axis=-1).reshape(-1, 2)     # (x, y), row-major
+    xy = jnp.broadcast_to(jnp.asarray(xy, feats.dtype), feats.shape[:2] + (2,))
+    return jnp.concatenate([feats, xy], axis=-1)
+
+  def read(self, params, questions) -> jax.Array:
+    """``[B, Lq]`` word ids (``<NULL>``-padded) -> ``[B, Q]``."""
+    if getattr(questions, "ndim", None) != 2 or not jnp.issubdtype(questions.dtype,
+                                                                      jnp.integer):
+      raise UserError(f"questions must be int word ids [batch, length], got "
+                      f"{getattr(questions, 'dtype', type(questions).__name__)} "
+                      f"{tuple(getattr(questions, 'shape', ()))}")
+    if not isinstance(questions, jax.core.Tracer):
+      bad = np.asarray(questions)
+      bad = bad[(bad < 0) | (bad >= self.question_vocab)]
+      if bad.size:
+        raise UserError(f"questions must lie in [0, question_vocab={self.question_vocab}),"
+                        f" got {sorted(set(bad.tolist()))[:10]}")
+    lengths = jnp.sum(questions != 0, axis=1)
+    xs = jnp.take(params["embed"], jnp.clip(questions, 0, self.question_vocab - 1), axis=0)
+    _, carry = unroll(self.cell, params["reader"], xs, lengths=lengths)
+    q = carry.h if hasattr(carry, "h") else carry
+    if self.bidirectional:
+      _, back = unroll(self.cell, params["reader_back"], xs, lengths=lengths, reverse=True)
+      q = jnp.concatenate([q, back.h if hasattr(back, "h") else back], axis=-1)
+    return q
+
+  # -- fusion ------------------------------------------------------------------
+  def fuse(self, params, regions, q):
+    """``(fused [B, *], attention [B, hops, L] or None)``."""
+    B = regions.shape[0]
+    if self.fusion == "concat":
+      return jnp.concatenate([regions.reshape(B, -1), q], axis=-1), None
+    if self.fusion == "product":
+      img = jnp.tanh(regions.reshape(B, -1) @ params["image_proj"]["w"]
+                     + params["image_proj"]["b"])
+      que = jnp.tanh(q @ params["question_proj"]["w"] + params["question_proj"]["b"])
+      return img * que, None
+    if self.fusion == "attention":
+      u = jnp.tanh(q @ params["question_proj"]["w"] + params["question_proj"]["b"])
+      values = regions @ params["value_proj"]["w"] + params["value_proj"]["b"]
+      maps = []
+      for hop in params["hops"]:
+        h = jnp.tanh(regions @ hop["image"]["w"] + hop["image"]["b"]
+                     + (u @ hop["query"]["w"] + hop["query"]["b"])[:, None, :])
+        p = jax.nn.softmax((h @ hop["score"]["w"] + hop["score"]["b"])[..., 0], axis=-1)
+        u = u + jnp.einsum("bl,blf->bf", p, values)
+        maps.append(p)
+      return u, jnp.stack(maps, axis=1)
+    # g's first layer is affine in [o_i, o_j, q]: apply it to each part once
+    # (L + L + 1 rows, not L * L) and add the results over the pairs.
+    first, rest = params["g"][0], params["g"][1:]
+    R = regions.shape[-1]
+    w_i, w_j, w_q = first["w"][:R], first["w"][R:2 * R], first["w"][2 * R:]
+    pre = ((regions @ w_i)[:, :, None, :] + (regions @ w_j)[:, None, :, :]
+           + (q @ w_q + first["b"])[:, None, None, :])
+    g = jax.nn.relu(pre)
+    g = _mlp(rest, g, final_relu=True) if rest else g
+    return g.sum(axis=(1, 2)), None
+
+  def apply(self, params, images, questions):
+    """``(logits [B, num_answers], attention maps [B, hops, L] or None)``."""
+    regions = self.regions(params, images)
+    q = self.read(params, questions)
+    if q.shape[0] != regions.shape[0]:
+      raise UserError(f"images and questions disagree on the batch: {regions.shape[0]} "
+                      f"vs {q.shape[0]}")
+    fused, maps = self.fuse(params, regions, q)
+    return _mlp(params["answer"], fused), maps
+
+  def loss(self, params, images, questions, answers):
+    """``(mean cross-entropy, {"accuracy"})``."""
+    logits, _ = self.apply(params, images, questions)
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits, answers)
+    return ce.mean(), {"accuracy": jnp.mean(jnp.argmax(logits, -1) == answers)}
+
+
+__all__ = ["VQA", "FUSIONS"]

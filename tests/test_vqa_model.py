@@ -1,0 +1,98 @@
+"""The VQA model: every fusion learns a batch through a jitted step; the
+relation network's split first layer equals the plain pairwise MLP; the
+question reader honours padding; bad inputs are one-line errors."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import rnn_zoo as rz
+from rnn_zoo.models import vqa as vqa_lib
+
+
+def small(fusion, **kw):
+  return rz.models.VQA(num_answers=5, question_vocab=11, cell=rz.GRU(16), fusion=fusion,
+                       image_size=19, channels=(8, 8, 8), embed_size=8, fusion_size=16,
+                       mlp_size=32, g_layers=2, **kw)
+
+
+def batch(n=12, seed=0):
+  rng = np.random.default_rng(seed)
+  q = rng.integers(1, 11, size=(n, 6)).astype(np.int32)
+  q[::2, 4:] = 0                                     # padded questions
+  return (jnp.asarray(rng.random((n, 19, 19, 3)), jnp.float32), jnp.asarray(q),
+          jnp.asarray(rng.integers(0, 5, size=n), jnp.int32))
+
+
+@pytest.mark.parametrize("fusion,kw", [("concat", {}), ("product", {}),
+                                       ("attention", {"hops": 1}), ("attention", {}),
+                                       ("relation", {}), ("concat", {"bidirectional": True})])
+def test_each_fusion_learns_a_batch_through_a_jitted_step(fusion, kw):
+  model = small(fusion, **kw)
+  params = model.init(jax.random.key(0))
+  images, questions, answers = batch()
+  opt = optax.adam(3e-3)
+  state = opt.init(params)
+
+  @jax.jit
+  def step(params, state):
+    (loss, m), g = jax.value_and_grad(model.loss, has_aux=True)(params, images, questions,
+                                                                answers)
+    updates, state = opt.update(g, state, params)
+    return optax.apply_updates(params, updates), state, loss, m["accuracy"]
+
+  first = None
+  for _ in range(150):
+    params, state, loss, acc = step(params, state)
+    first = loss if first is None else first
+  assert float(loss) < 0.1 * float(first) and float(acc) == 1.0
+  logits, maps = model.apply(params, images, questions)
+  assert logits.shape == (12, 5)
+  if fusion == "attention":
+    assert maps.shape == (12, model.hops, model.locations)
+    np.testing.assert_allclose(maps.sum(-1), 1.0, rtol=1e-5)
+  else:
+    assert maps is None
+
+
+def test_relation_first_layer_split_equals_the_pairwise_mlp():
+  model = small("relation")
+  params = model.init(jax.random.key(1))
+  images, questions, _ = batch()
+  regions = model.regions(params, images)
+  q = model.read(params, questions)
+  fused, _ = model.fuse(params, regions, q)
+  B, L, R = regions.shape
+  pairs = jnp.concatenate([jnp.repeat(regions, L, axis=1), jnp.tile(regions, (1, L, 1)),
+                           jnp.broadcast_to(q[:, None], (B, L * L, q.shape[-1]))], -1)
+  want = vqa_lib._mlp(params["g"], pairs, final_relu=True).sum(1)  # pylint: disable=protected-access
+  np.testing.assert_allclose(fused, want, rtol=2e-4, atol=2e-4)
+
+
+def test_padding_is_not_read():
+  model = small("concat")
+  params = model.init(jax.random.key(2))
+  q = jnp.asarray([[3, 4, 5, 0, 0, 0]], jnp.int32)
+  longer = jnp.asarray([[3, 4, 5, 0, 0, 0, 0, 0]], jnp.int32)
+  np.testing.assert_allclose(model.read(params, q), model.read(params, longer), rtol=1e-6)
+  assert model.regions(params, batch(1)[0]).shape == (1, model.locations, 10)
+
+
+def test_bad_inputs():
+  model = small("attention")
+  params = model.init(jax.random.key(0))
+  images, questions, _ = batch(2)
+  with pytest.raises(ValueError, match=r"images must be \[batch, 19, 19, 3\], got shape \(2, 20, 20, 3\)"):
+    model.apply(params, jnp.zeros((2, 20, 20, 3)), questions)
+  with pytest.raises(ValueError, match="images must be floating"):
+    model.apply(params, images.astype(jnp.uint8), questions)
+  with pytest.raises(ValueError, match=r"questions must lie in \[0, question_vocab=11\), got \[11\]"):
+    model.apply(params, images, questions.at[0, 0].set(11))
+  with pytest.raises(ValueError, match="images and questions disagree on the batch: 2 vs 1"):
+    model.apply(params, images, questions[:1])
+  with pytest.raises(ValueError, match="fusion must be one of"):
+    small("sum")
+  with pytest.raises(ValueError, match="hops must be one of"):
+    small("attention", hops=3)
