@@ -79,9 +79,11 @@ def test_decoding_starts_at_start_and_stops_at_end(mode):
       assert set(row[list(row).index(END):]) == {END}
 
 
-@pytest.mark.parametrize("mode", ["plain", "soft", "hard"])
-def test_each_mode_learns_a_batch_through_a_jitted_step(mode):
-  m = model(mode)
+@pytest.mark.parametrize("mode,query", [("plain", "before"), ("soft", "before"),
+                                        ("hard", "before"), ("soft", "after"),
+                                        ("hard", "after")])
+def test_each_mode_learns_a_batch_through_a_jitted_step(mode, query):
+  m = model(mode, attention_query=query)
   p = m.init(jax.random.key(0))
   opt = optax.adam(1e-2)
   state = opt.init(p)

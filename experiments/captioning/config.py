@@ -40,6 +40,7 @@ def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
   c.embed_size = 64           # Word embedding size.
   c.channels = (16, 32, 64, 128)  # CNN channels per block (stride 2 after the first).
   c.alpha_c = 1.0             # Doubly stochastic attention penalty weight.
+  c.attention_query = "before"  # attend with h_{t-1} (the paper) | "after" the step (h_t)
   c.entropy_bonus = 0.002     # hard: attention entropy bonus.
   c.expectation_prob = 0.5    # hard: probability of the soft context at a step.
   c.baseline_decay = 0.9      # hard: moving average of the REINFORCE baseline.

@@ -23,7 +23,7 @@ from rnn_zoo.training.loop import Workload
 
 SHAPE_FIELDS = ("dataset", "data_config", "coco_train", "image_size", "max_length",
                 "min_count", "mode", "cell", "hidden_size", "num_layers", "gru_variant",
-                "embed_size", "channels")
+                "embed_size", "channels", "attention_query")
 DEFAULT_DATA_DIR = os.path.join("~", ".cache", "rnn_zoo", "tfds")
 
 
@@ -90,7 +90,8 @@ def make_model(config, vocab_size: int) -> Captioner:
       mode=config.mode, num_layers=config.num_layers, embed_size=config.embed_size,
       encoder="cnn", image_size=config.image_size, channels=tuple(config.channels),
       alpha_c=config.alpha_c, entropy_bonus=config.entropy_bonus,
-      expectation_prob=config.expectation_prob, baseline_decay=config.baseline_decay)
+      expectation_prob=config.expectation_prob, baseline_decay=config.baseline_decay,
+      attention_query=config.attention_query)
 
 
 def test_model(config, model: Captioner) -> Captioner:

@@ -12,6 +12,12 @@ hidden state ``h_{t-1}``::
          (with probability ``expectation_prob`` the soft z_t instead, as in the paper)
   (carry_t, h_t) = cell.step(carry_{t-1}, [x_t, z_t])
 
+With ``query="after"`` (Luong et al. 2015's order, with input feeding) the
+cell steps first on ``[x_t, z_{t-1}]`` and attention then looks with the new
+``h_t``: the map of step t is drawn knowing the word just read, and the
+context ``z_t`` reaches the output layer (a captioner's logits read
+``[h_t, z_t]``) in the same step.
+
 The wrapper is itself a :class:`~rnn_zoo.cells.cell.Cell`: the runner,
 stacks, truncated BPTT and decoding drive it like any other; its carry holds
 the annotations (constant over time), this step's ``alpha`` and ``context``
@@ -35,6 +41,7 @@ from rnn_zoo.errors import UserError
 
 Array = jax.Array
 MODES = ("soft", "hard")
+QUERIES = ("before", "after")
 
 
 class AttentionCarry(NamedTuple):
@@ -78,6 +85,7 @@ class AttentionCell(Cell):
   mode: str = "soft"
   gate: bool = True
   expectation_prob: float = 0.5  # hard: probability of using the soft context
+  query: str = "before"        # attend with h_{t-1} (the paper) | "after" the step, with h_t
 
   @classmethod
   def wrap(cls, cell: Cell, *, num_locations: int, feature_size: int,
@@ -100,6 +108,7 @@ class AttentionCell(Cell):
     checks.int_at_least("attention_size", self.attention_size, 0,
                         "0: the hidden size")
     checks.choice("mode", self.mode, MODES)
+    checks.choice("query", self.query, QUERIES)
     if not 0.0 <= self.expectation_prob <= 1.0:
       raise UserError(f"expectation_prob must be in [0, 1], got {self.expectation_prob!r}")
 
@@ -171,8 +180,9 @@ class AttentionCell(Cell):
     alpha = jax.nn.softmax(e.astype(jnp.float32), axis=-1).astype(h.dtype)
     return alpha, jnp.einsum("...l,...ld->...d", alpha, carry.features)
 
-  def step(self, params, carry: AttentionCarry, x: Array):
-    h = carry.h
+  def _look(self, params, carry: AttentionCarry, h: Array):
+    """``(alpha, context, location, key)`` for the query ``h``: the soft
+    context, or (hard) the sampled location's annotation, gated."""
     alpha, context = self.attend(params, carry, h)
     location = jnp.full(carry.location.shape, -1, jnp.int32)
     key = carry.key
@@ -196,8 +206,18 @@ class AttentionCell(Cell):
     if self.gate:
       beta = jax.nn.sigmoid(h @ params["gate"]["w"] + params["gate"]["b"])
       context = beta[..., None] * context
-    inner = carry.inner._replace(h=h)
-    inner, y = self.cell.step(params["cell"], inner, jnp.concatenate([x, context], -1))
+    return alpha, context, location, key
+
+  def step(self, params, carry: AttentionCarry, x: Array):
+    if self.query == "before":
+      alpha, context, location, key = self._look(params, carry, carry.h)
+      inner = carry.inner._replace(h=carry.h)
+      inner, y = self.cell.step(params["cell"], inner, jnp.concatenate([x, context], -1))
+    else:   # the cell reads [x_t, z_{t-1}], then attention looks with h_t
+      inner = carry.inner._replace(h=carry.h)
+      inner, y = self.cell.step(params["cell"], inner,
+                                jnp.concatenate([x, carry.context], -1))
+      alpha, context, location, key = self._look(params, carry, inner.h)
     new = carry._replace(h=inner.h, inner=inner, context=context, alpha=alpha,
                          location=location, key=key)
     return new, y

@@ -64,6 +64,9 @@ class Captioner:
     entropy_bonus: weight of the attention entropy (hard; 0.002 in the paper).
     baseline_decay: the REINFORCE baseline's moving average (0.9 in the paper).
     expectation_prob: hard: probability of the soft context at a step (0.5).
+    attention_query: ``"before"`` (attend with ``h_{t-1}``, the paper) or
+      ``"after"`` (step the cell, then attend with ``h_t``; see
+      :class:`rnn_zoo.AttentionCell`).
   """
   vocab_size: int
   cell: Cell
@@ -78,6 +81,7 @@ class Captioner:
   entropy_bonus: float = 0.002
   baseline_decay: float = 0.9
   expectation_prob: float = 0.5
+  attention_query: str = "before"
 
   def __post_init__(self):
     checks.positive_int("vocab_size", self.vocab_size)
@@ -119,7 +123,8 @@ class Captioner:
       return None
     return AttentionCell.wrap(self.cell, num_locations=self.locations,
                               feature_size=self.feature_size, mode=self.mode,
-                              expectation_prob=self.expectation_prob)
+                              expectation_prob=self.expectation_prob,
+                              query=self.attention_query)
 
   @property
   def stack(self) -> StackedRNN:

@@ -49,9 +49,38 @@ def test_one_soft_step_matches_the_equations():
   np.testing.assert_allclose(new.h, want_inner.h, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("mode", ["soft", "hard"])
-def test_weights_sum_to_one_and_the_runner_equals_the_loop(mode):
-  att, p, _, carry, xs = setup(mode)
+def test_query_after_steps_the_cell_first_then_looks_with_the_new_h():
+  att, p, feats, carry, xs = setup(query="after")
+  carry = carry._replace(h=jax.random.normal(jax.random.key(4), (B, H)),
+                         context=jax.random.normal(jax.random.key(5), (B, D)))
+  new, y = att.step(p, carry, xs[:, 0])
+  # The cell read [x_t, z_{t-1}] ...
+  inner, want_y = att.cell.step(p["cell"], carry.inner._replace(h=carry.h),
+                                jnp.concatenate([xs[:, 0], carry.context], -1))
+  np.testing.assert_allclose(y, want_y, rtol=1e-5, atol=1e-6)
+  # ... then attention looked with h_t: the soft step's equations at h_t.
+  a, h = np.asarray(feats, np.float64), np.asarray(inner.h, np.float64)
+  pa = {k: np.asarray(v, np.float64) for k, v in p["att"].items()}
+  e = np.tanh(a @ pa["w_feat"] + pa["b"] + (h @ pa["w_h"])[:, None, :]) @ pa["v"]
+  alpha = np.exp(e - e.max(-1, keepdims=True))
+  alpha /= alpha.sum(-1, keepdims=True)
+  beta = sigmoid(h @ np.asarray(p["gate"]["w"]) + float(p["gate"]["b"]))
+  np.testing.assert_allclose(new.alpha, alpha, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(new.context, beta[:, None] * np.einsum("bl,bld->bd", alpha, a),
+                             rtol=1e-5, atol=1e-6)
+  # So this step's map depends on this step's input (with "before" it cannot).
+  other, _ = att.step(p, carry, xs[:, 1])
+  assert not np.allclose(other.alpha, new.alpha)
+  before, pb, _, carry_b, _ = setup()
+  m1, _ = before.step(pb, carry_b, xs[:, 0])
+  m2, _ = before.step(pb, carry_b, xs[:, 1])
+  np.testing.assert_allclose(m1.alpha, m2.alpha)
+
+
+@pytest.mark.parametrize("mode,query", [("soft", "before"), ("hard", "before"),
+                                        ("soft", "after"), ("hard", "after")])
+def test_weights_sum_to_one_and_the_runner_equals_the_loop(mode, query):
+  att, p, _, carry, xs = setup(mode, query=query)
   lengths = jnp.array([5, 2, 0])
   got = rz.unroll_with_carries(att, p, xs, initial_carry=carry, lengths=lengths)
   want = rz.python_unroll_with_carries(att, p, xs, initial_carry=carry, lengths=lengths)

@@ -85,7 +85,8 @@ def test_smoke_trains_decodes_scores_and_reports(tmp_path, data_dir, hard_run, m
     workdir = hard_run
   else:
     workdir = tmp_path
-    run(workdir, data_dir, f"--config.mode={mode}")
+    # (soft: attention after the cell's step; hard_run: before, the default)
+    run(workdir, data_dir, f"--config.mode={mode}", "--config.attention_query=after")
   check_outputs(workdir, mode)
 
 
