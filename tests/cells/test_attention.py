@@ -28,17 +28,22 @@ def sigmoid(x):
   return 1 / (1 + np.exp(-x))
 
 
-def test_one_soft_step_matches_the_equations():
-  att, p, feats, carry, xs = setup()
-  carry = carry._replace(h=jax.random.normal(jax.random.key(4), (B, H)))
-  new, y = att.step(p, carry, xs[:, 0])
-  a, h = np.asarray(feats, np.float64), np.asarray(carry.h, np.float64)
+def soft_look(p, feats, h):
+  """``(alpha, z)`` of the module doc's equations, in float64, for query h."""
+  a, h = np.asarray(feats, np.float64), np.asarray(h, np.float64)
   pa = {k: np.asarray(v, np.float64) for k, v in p["att"].items()}
   e = np.tanh(a @ pa["w_feat"] + pa["b"] + (h @ pa["w_h"])[:, None, :]) @ pa["v"]
   alpha = np.exp(e - e.max(-1, keepdims=True))
   alpha /= alpha.sum(-1, keepdims=True)
   beta = sigmoid(h @ np.asarray(p["gate"]["w"]) + float(p["gate"]["b"]))
-  z = beta[:, None] * np.einsum("bl,bld->bd", alpha, a)
+  return alpha, beta[:, None] * np.einsum("bl,bld->bd", alpha, a)
+
+
+def test_one_soft_step_matches_the_equations():
+  att, p, feats, carry, xs = setup()
+  carry = carry._replace(h=jax.random.normal(jax.random.key(4), (B, H)))
+  new, y = att.step(p, carry, xs[:, 0])
+  alpha, z = soft_look(p, feats, carry.h)
   np.testing.assert_allclose(new.alpha, alpha, rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(new.context, z, rtol=1e-5, atol=1e-6)
   # The wrapped cell read [x, z] from the previous h.
@@ -59,15 +64,9 @@ def test_query_after_steps_the_cell_first_then_looks_with_the_new_h():
                                 jnp.concatenate([xs[:, 0], carry.context], -1))
   np.testing.assert_allclose(y, want_y, rtol=1e-5, atol=1e-6)
   # ... then attention looked with h_t: the soft step's equations at h_t.
-  a, h = np.asarray(feats, np.float64), np.asarray(inner.h, np.float64)
-  pa = {k: np.asarray(v, np.float64) for k, v in p["att"].items()}
-  e = np.tanh(a @ pa["w_feat"] + pa["b"] + (h @ pa["w_h"])[:, None, :]) @ pa["v"]
-  alpha = np.exp(e - e.max(-1, keepdims=True))
-  alpha /= alpha.sum(-1, keepdims=True)
-  beta = sigmoid(h @ np.asarray(p["gate"]["w"]) + float(p["gate"]["b"]))
+  alpha, z = soft_look(p, feats, inner.h)
   np.testing.assert_allclose(new.alpha, alpha, rtol=1e-5, atol=1e-6)
-  np.testing.assert_allclose(new.context, beta[:, None] * np.einsum("bl,bld->bd", alpha, a),
-                             rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(new.context, z, rtol=1e-5, atol=1e-6)
   # So this step's map depends on this step's input (with "before" it cannot).
   other, _ = att.step(p, carry, xs[:, 1])
   assert not np.allclose(other.alpha, new.alpha)
