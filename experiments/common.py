@@ -154,3 +154,21 @@ def load_trained(workdir: str, experiment: str, required_config: tuple = ()) -> 
     raise UserError(f"--workdir={workdir!r} is not a {experiment} run (no vocabulary "
                     "or config of one beside its checkpoints)")
   return loaded
+
+
+def run_header(experiment: str, workdir: str) -> tuple[dict, dict] | None:
+  """What a final evaluation starts from: ``(params, header)`` of the run's
+  newest checkpoint (params as device arrays; the header: command, date,
+  step, device), or None on processes other than the first."""
+  import datetime  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from rnn_zoo.training import checkpoint  # pylint: disable=g-import-not-at-top
+  if jax.process_index() != 0:
+    return None
+  loaded = checkpoint.load_latest(workdir)
+  header = {"command": f"python -m experiments.{experiment} " + " ".join(sys.argv[1:]),
+            "date": datetime.datetime.now().isoformat(timespec="seconds"),
+            "step": loaded["step"], "device": jax.devices()[0].device_kind}
+  return jax.tree.map(jnp.asarray, loaded["state"]["params"]), header

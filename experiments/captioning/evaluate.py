@@ -13,22 +13,20 @@ names), for scenes of 1-2 and of 3-4 objects. ``report.md`` and
 
 from __future__ import annotations
 
-import datetime
 import json
 import os
-import sys
 
 from absl import logging
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from experiments import common
 from experiments.captioning import figures
 from experiments.captioning import workload
 from rnn_zoo import decoding
 from rnn_zoo.data import captions as captions_lib
 from rnn_zoo.data import shapes
-from rnn_zoo.training import checkpoint
 
 
 def decode(task, params, source, config, *, beam_size: int, max_length: int,
@@ -116,16 +114,14 @@ def truth_scores(examples: list, texts: list[str]) -> dict:
 
 def evaluate_run(config, workdir: str, task) -> dict:
   """Decodes and scores the run's final params; writes files and report.md."""
-  if jax.process_index() != 0:
+  started = common.run_header("captioning", workdir)
+  if started is None:
     return {}
-  loaded = checkpoint.load_latest(workdir)
-  params = jax.tree.map(jnp.asarray, loaded["state"]["params"])
+  params, header = started
   splits = workload.eval_splits(config, task.sources)
-  results = {"command": "python -m experiments.captioning " + " ".join(sys.argv[1:]),
-             "date": datetime.datetime.now().isoformat(timespec="seconds"),
-             "step": loaded["step"], "mode": config.mode, "beam_size": config.beam_size,
+  results = {**header, "mode": config.mode, "beam_size": config.beam_size,
              "hard_decoding": config.hard_decoding if config.mode == "hard" else None,
-             "device": jax.devices()[0].device_kind, "splits": {}}
+             "splits": {}}
   for split in splits:
     source = task.sources[split]
     attention = config.mode != "plain"

@@ -1,0 +1,12 @@
+"""``python -m experiments.vqa``: see main.py and config.py."""
+
+from absl import flags
+
+from experiments import launch
+from experiments.vqa import main as vqa_main
+
+# So that --help lists --workdir, --config and the distributed flags.
+flags.adopt_module_key_flags(vqa_main)
+flags.adopt_module_key_flags(launch)
+
+vqa_main.main()

@@ -1,0 +1,154 @@
+"""After training: answer every question of the evaluation split, score by
+kind and subtype, write the predictions, the attention maps and a report.
+
+Writes to the workdir: ``predictions_<split>.json`` (``{question_index:
+answer}``: anyone can rescore it), ``results.json``, ``report.md`` and, for
+the attention fusion, ``attention_<split>.png`` (image, question, predicted
+and true answer, the map of each hop).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from experiments import common
+from rnn_zoo.data import vqa as vqa_data
+
+# Published accuracies (non-relational / relational), ../shared/REFERENCES.md.
+PUBLISHED = (("CNN+MLP (Santoro et al. 2017)", None, 0.63),
+             ("CNN+RN (Santoro et al. 2017)", 0.94, 0.94),
+             ("reimplementation: CNN+MLP", 0.66, 0.66),
+             ("reimplementation: RN", 0.99, 0.89))
+
+
+def predict(task, params, source, batch_size: int):
+  """``(predicted, true, subtype, question_index)`` arrays over ``source``,
+  and the attention maps ``[N, hops, L]`` (None without attention)."""
+  model = task.model
+  ds = vqa_data.batches(source, batch_size=batch_size, seed=0, train=False)
+  run = jax.jit(model.apply)
+  out = {k: [] for k in ("pred", "true", "subtype", "index", "maps")}
+  for i in range(len(ds)):
+    b = ds[i]
+    logits, maps = run(params, jnp.asarray(b["image"]), jnp.asarray(b["question"]))
+    out["pred"].append(np.asarray(jnp.argmax(logits, -1)))
+    out["true"].append(b["answer"])
+    out["subtype"].append(b["subtype"])
+    out["index"].append(b["question_index"])
+    if maps is not None:
+      out["maps"].append(np.asarray(maps))
+  cat = {k: np.concatenate(v) if v else None for k, v in out.items()}
+  return cat["pred"], cat["true"], cat["subtype"], cat["index"], cat["maps"]
+
+
+def scores(task, pred, true, subtype) -> dict:
+  """Accuracy overall, per kind and per subtype, and the confusion matrix
+  over answers (rows: true, columns: predicted)."""
+  right = pred == true
+  out = {"questions": int(len(true)), "accuracy": float(right.mean()), "kinds": {},
+         "subtypes": {}}
+  for kind, members in task.kinds.items():
+    m = np.isin(subtype, members)
+    if m.any():
+      out["kinds"][kind] = {"questions": int(m.sum()), "accuracy": float(right[m].mean())}
+  for s, name in enumerate(task.subtypes):
+    m = subtype == s
+    if m.any():
+      out["subtypes"][name] = {"questions": int(m.sum()), "accuracy": float(right[m].mean())}
+  n = len(task.answers)
+  confusion = np.zeros((n, n), np.int64)
+  np.add.at(confusion, (true, pred), 1)
+  out["confusion"] = confusion.tolist()
+  return out
+
+
+def evaluate_run(config, workdir: str, task) -> dict:
+  """Scores the run's final params on the evaluation split; writes files."""
+  started = common.run_header("vqa", workdir)
+  if started is None:
+    return {}
+  params, header = started
+  split = "test" if "test" in task.sources else "validation"
+  source = task.sources[split]
+  pred, true, subtype, index, maps = predict(task, params, source, config.batch_size)
+  results = {**header, "fusion": config.fusion, "split": split,
+             **scores(task, pred, true, subtype)}
+  with open(os.path.join(workdir, f"predictions_{split}.json"), "w", encoding="utf-8") as f:
+    json.dump({str(int(q)): task.answers[int(p)] for q, p in zip(index, pred)}, f)
+  if maps is not None:
+    results["figure"] = _attention_figure(workdir, split, task, source, pred, subtype,
+                                          index, maps, config.figure_questions)
+  with open(os.path.join(workdir, "results.json"), "w") as f:
+    json.dump(results, f, indent=1)
+  _write_report(workdir, task, results)
+  return results
+
+
+def _attention_figure(workdir, split, task, source, pred, subtype, index, maps, per):
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  picks = []
+  for s in range(len(task.subtypes)):
+    picks += list(np.flatnonzero(subtype == s)[:per])
+  if not picks:
+    return None
+  hops = maps.shape[1]
+  fig, axes = plt.subplots(len(picks), 1 + hops, figsize=(2.2 * (1 + hops), 2.3 * len(picks)),
+                           squeeze=False)
+  position = {int(q): i for i, q in enumerate(index)}
+  for r, n in enumerate(picks):
+    item = source[int(n)]
+    assert position[int(item["question_index"])] == n
+    image = np.asarray(item["image"]) / 255.0
+    words = [task.question_words[i] for i in np.asarray(item["question"]) if i]
+    axes[r, 0].imshow(image)
+    axes[r, 0].set_title(f"{' '.join(words)}\npredicted {task.answers[pred[n]]}, "
+                         f"true {task.answers[int(item['answer'])]}", fontsize=6, loc="left")
+    side = int(round(np.sqrt(maps.shape[-1])))
+    for h in range(hops):
+      axes[r, 1 + h].imshow(image.mean(-1), cmap="gray", vmin=0, vmax=1)
+      axes[r, 1 + h].imshow(maps[n, h].reshape(side, side), cmap="inferno", alpha=0.6,
+                            extent=(0, image.shape[1], image.shape[0], 0),
+                            interpolation="nearest")
+      axes[r, 1 + h].set_title(f"hop {h + 1}", fontsize=7)
+  for ax in axes.ravel():
+    ax.axis("off")
+  fig.tight_layout(pad=0.3)
+  name = f"attention_{split}.png"
+  fig.savefig(os.path.join(workdir, name), dpi=90)
+  plt.close(fig)
+  return name
+
+
+def _write_report(workdir: str, task, r: dict) -> None:
+  lines = [f"# VQA: {r['fusion']} fusion", "",
+           f"Command: `{r['command']}`  ",
+           f"Date: {r['date']}; {r['device']}; checkpoint step {r['step']}; split "
+           f"{r['split']} ({r['questions']} questions).", "",
+           f"Accuracy: **{r['accuracy']:.3f}**", "",
+           "| kind | questions | accuracy |", "|---|---:|---:|"]
+  lines += [f"| {k} | {v['questions']} | {v['accuracy']:.3f} |" for k, v in r["kinds"].items()]
+  lines += ["", "| subtype | questions | accuracy |", "|---|---:|---:|"]
+  lines += [f"| {k} | {v['questions']} | {v['accuracy']:.3f} |"
+            for k, v in r["subtypes"].items()]
+  if set(r["kinds"]) == {"non-relational", "relational"}:
+    lines += ["", "Published (Sort-of-CLEVR; non-relational / relational): "
+              + "; ".join(f"{n} {'–' if a is None else f'{a:.2f}'} / {b:.2f}"
+                          for n, a, b in PUBLISHED) + "."]
+  lines += ["", "Confusion (rows: true answer, columns: predicted):", "",
+            "| | " + " | ".join(task.answers) + " |",
+            "|---|" + "---:|" * len(task.answers)]
+  for a, row in zip(task.answers, r["confusion"]):
+    lines.append(f"| **{a}** | " + " | ".join(str(v) for v in row) + " |")
+  if r.get("figure"):
+    lines += ["", "Attention of each hop, per question subtype:", "",
+              f"![attention]({r['figure']})"]
+  with open(os.path.join(workdir, "report.md"), "w", encoding="utf-8") as f:
+    f.write("\n".join(lines) + "\n")
+  print(f"wrote {os.path.join(workdir, 'report.md')}", flush=True)
