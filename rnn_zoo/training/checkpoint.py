@@ -184,8 +184,15 @@ def newest_readable(steps: Sequence[int], read, directory: str):
 
 def check_config(saved: dict, requested: dict, shape_fields: Sequence[str],
                  where: str) -> None:
-  diffs = [(k, saved.get(k), requested.get(k)) for k in shape_fields
-           if _jsonable(saved.get(k)) != _jsonable(requested.get(k))]
+  # A field the saved config lacks came after the run was made: the run was
+  # made with the field's behaviour from before it existed (its default).
+  older = [k for k in shape_fields if k not in saved and k in requested]
+  if older:
+    logging.warning("the config saved in %s has no %s (made before the field "
+                    "existed): assuming the requested %s", where, older,
+                    [requested[k] for k in older])
+  diffs = [(k, saved.get(k), requested.get(k)) for k in shape_fields if k not in older
+           and _jsonable(saved.get(k)) != _jsonable(requested.get(k))]
   if diffs:
     text = ", ".join(f"{k}: saved {a!r}, requested {b!r}" for k, a, b in diffs)
     raise ConfigMismatchError(

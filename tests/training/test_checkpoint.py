@@ -73,6 +73,16 @@ def test_config_mismatch_in_model_shape(tmp_path):
   assert train(tmp_path, num_steps=20, log_every=5)["step"] == 20
 
 
+def test_a_model_field_newer_than_the_run_is_assumed_not_a_mismatch(caplog):
+  saved = {"cell": "lstm", "hidden_size": 8}
+  ckpt_lib.check_config(saved, {"cell": "lstm", "hidden_size": 8, "attention_query": "before"},
+                        ("cell", "hidden_size", "attention_query"), "W")
+  assert "has no ['attention_query'] (made before the field existed)" in caplog.text
+  with pytest.raises(ckpt_lib.ConfigMismatchError, match="hidden_size: saved 8, requested 9"):
+    ckpt_lib.check_config(saved, {"cell": "lstm", "hidden_size": 9, "attention_query": "x"},
+                          ("cell", "hidden_size", "attention_query"), "W")
+
+
 def test_nonfinite_stops_naming_step_and_last_good_checkpoint(tmp_path):
   # SGD with an absurd learning rate overflows to inf within a few steps.
   with pytest.raises(training.NonFiniteError) as e:
