@@ -50,7 +50,7 @@ def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
   c.eval_batches = 8          # Validation batches for the loss during training.
   # Final evaluation (captions decoded, scored, written).
   c.beam_size = 3             # Beam width (1: greedy).
-  c.length_penalty = 0.0      # Beam ranking: logprob / length**length_penalty.
+  c.length_penalty = 1.0      # Beam ranking: logprob / length**length_penalty.
   c.hard_decoding = "sample"  # hard, at test: sample a location per step | expectation
   c.eval_splits = "validation,test,compositional"  # Splits decoded at the end (shapes).
   c.figure_images = 6         # Images drawn in each split's attention figure.

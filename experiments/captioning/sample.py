@@ -46,7 +46,8 @@ _IMAGES = flags.DEFINE_list("images", None, "Image files to caption (comma-separ
                             required=True)
 _DECODING = flags.DEFINE_enum("decoding", "beam", DECODINGS, "How words are chosen.")
 _BEAM_SIZE = flags.DEFINE_integer("beam_size", 3, "beam: the beam width.")
-_LENGTH_PENALTY = flags.DEFINE_float("length_penalty", 0.0, "beam: ranking exponent.")
+_LENGTH_PENALTY = flags.DEFINE_float("length_penalty", None, "beam: ranking exponent "
+                                     "(default: the run's config).")
 _TEMPERATURE = flags.DEFINE_float("temperature", 1.0, "sample: softmax temperature "
                                   "(0: argmax).")
 _TOP_K = flags.DEFINE_integer("top_k", 0, "sample: among the k likeliest words (0: all).")
@@ -146,7 +147,9 @@ def run():
                     f"got {_BEAM_SIZE.value}")
   tokens, alphas = caption_images(
       model, params, images, decoding_mode=_DECODING.value, max_length=max_length,
-      beam_size=_BEAM_SIZE.value, length_penalty=_LENGTH_PENALTY.value,
+      beam_size=_BEAM_SIZE.value,
+      length_penalty=(_LENGTH_PENALTY.value if _LENGTH_PENALTY.value is not None
+                      else config.get("length_penalty", 0.0)),
       temperature=_TEMPERATURE.value, top_k=_TOP_K.value, seed=_SEED.value)
   texts = [vocab.decode(t) for t in np.asarray(tokens)]
   for p, t in zip(paths, texts):
