@@ -28,12 +28,13 @@ def test_every_docs_page_is_linked_from_the_readme():
   readme = (DOCS.parent / "README.md").read_text()
   pages = sorted(p.name for p in DOCS.glob("*.md"))
   assert pages == ["captioning.md", "char_lm.md", "gradient_flow.md", "library.md",
-                   "performance.md", "training.md"]
+                   "performance.md", "training.md", "vqa.md"]
   for page in pages:
     assert f"(docs/{page})" in readme, page
 
 
-@pytest.mark.parametrize("page", ["library.md", "gradient_flow.md"])
+@pytest.mark.parametrize("page", ["library.md", "gradient_flow.md", "captioning.md",
+                                  "vqa.md"])
 def test_docs_python_blocks_run(page):
   blocks = re.findall(r"```python\n(.*?)```", (DOCS / page).read_text(), re.S)
   assert blocks, f"docs/{page} has no Python example"

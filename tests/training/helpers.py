@@ -34,6 +34,18 @@ def run(workdir, *overrides, devices=None, check=True, timeout=300, extra=()):
   return proc
 
 
+def run_smoke(binary: str, workdir, data_dir, *overrides, check=True):
+  """``python -m experiments.<binary>`` with its smoke preset and a tfds
+  data dir (the captioning and VQA binaries)."""
+  proc = subprocess.run(
+      [sys.executable, "-m", f"experiments.{binary}", f"--workdir={workdir}",
+       f"--config=experiments/{binary}/config.py:smoke", f"--config.data_dir={data_dir}",
+       *overrides], cwd=ROOT, env=env(), capture_output=True, text=True, timeout=600)
+  if check and proc.returncode:
+    raise AssertionError(f"exit {proc.returncode}\n{proc.stderr[-4000:]}")
+  return proc
+
+
 def final_params(workdir):
   from rnn_zoo.training import checkpoint  # pylint: disable=g-import-not-at-top
   loaded = checkpoint.load_latest(str(workdir))

@@ -14,7 +14,6 @@ from experiments.captioning import config as cap_config
 from experiments.captioning import evaluate
 
 pytestmark = pytest.mark.slow
-SMOKE = "--config=experiments/captioning/config.py:smoke"
 
 
 @pytest.fixture(scope="module")
@@ -23,13 +22,7 @@ def data_dir(tmp_path_factory):
 
 
 def run(workdir, data_dir, *overrides, check=True):
-  proc = subprocess.run(
-      [sys.executable, "-m", "experiments.captioning", f"--workdir={workdir}", SMOKE,
-       f"--config.data_dir={data_dir}", *overrides], cwd=helpers.ROOT, env=helpers.env(),
-      capture_output=True, text=True, timeout=600)
-  if check and proc.returncode:
-    raise AssertionError(f"exit {proc.returncode}\n{proc.stderr[-4000:]}")
-  return proc
+  return helpers.run_smoke("captioning", workdir, data_dir, *overrides, check=check)
 
 
 # Hard attention decoding with the expected context (the sample binary's

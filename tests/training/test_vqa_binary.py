@@ -4,8 +4,6 @@ training loop's jitted step; CLEVR-format data; presets and config fields;
 one-line errors."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 
@@ -14,7 +12,6 @@ from experiments import common
 from experiments.vqa import config as vqa_config
 
 pytestmark = pytest.mark.slow
-SMOKE = "--config=experiments/vqa/config.py:smoke"
 
 
 @pytest.fixture(scope="module")
@@ -23,13 +20,7 @@ def data_dir(tmp_path_factory):
 
 
 def run(workdir, data_dir, *overrides, check=True):
-  proc = subprocess.run(
-      [sys.executable, "-m", "experiments.vqa", f"--workdir={workdir}", SMOKE,
-       f"--config.data_dir={data_dir}", *overrides], cwd=helpers.ROOT, env=helpers.env(),
-      capture_output=True, text=True, timeout=600)
-  if check and proc.returncode:
-    raise AssertionError(f"exit {proc.returncode}\n{proc.stderr[-4000:]}")
-  return proc
+  return helpers.run_smoke("vqa", workdir, data_dir, *overrides, check=check)
 
 
 def test_smoke_trains_answers_scores_and_reports(tmp_path, data_dir):
