@@ -67,6 +67,7 @@ def make_model(config, num_answers: int, question_vocab: int) -> VQA:
     raise UserError(f"config.num_layers must be 1 for the question reader, got "
                     f"{config.num_layers}")
   checks.choice("config.fusion", config.fusion, FUSIONS)
+  checks.choice("config.hops", config.hops, (1, 2))
   return VQA(num_answers=num_answers, question_vocab=question_vocab,
              cell=common.make_cell(config, t_max=config.max_question_length),
              fusion=config.fusion, image_size=config.image_size,

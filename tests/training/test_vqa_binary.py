@@ -84,7 +84,7 @@ def test_bad_config_is_one_line(tmp_path, data_dir):
 @pytest.mark.parametrize("overrides,message", [
     ({"dataset": "clevr"}, "config.clevr_train is required with config.dataset='clevr'"),
     ({"image_size": 64}, "config.image_size must be 75 for Sort-of-CLEVR, got 64"),
-    ({"hops": 3}, r"hops must be one of \[1, 2\], got 3"),
+    ({"hops": 3}, r"config.hops must be one of \[1, 2\], got 3"),
     ({"num_layers": 2}, "config.num_layers must be 1 for the question reader, got 2"),
 ])
 def test_bad_config_values_name_the_field(data_dir, overrides, message):
