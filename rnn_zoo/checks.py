@@ -52,3 +52,16 @@ def fraction(name: str, value: Any) -> None:
   if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) \
       or not 0.0 <= value < 1.0:
     raise UserError(f"{name} must be in [0, 1), got {value!r}")
+
+
+def ids_in_range(name: str, ids: Any, size: int, size_name: str = "vocab_size") -> None:
+  """Concrete integer ids lie in ``[0, size)`` (JAX clamps out-of-range
+  indices silently). Traced ids (under ``jit``) are not checked here."""
+  import jax  # pylint: disable=g-import-not-at-top
+  if isinstance(ids, jax.core.Tracer):
+    return
+  arr = np.asarray(ids)
+  bad = arr[(arr < 0) | (arr >= size)]
+  if bad.size:
+    raise UserError(f"{name} must lie in [0, {size_name}={size}), got "
+                    f"{sorted(set(bad.tolist()))[:10]}")

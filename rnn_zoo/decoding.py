@@ -72,12 +72,7 @@ def _check_against_model(step_fn, params, carry, prompt, top_k, end_token) -> in
     raise UserError(f"top_k must be at most the vocabulary size {V}, got {top_k}")
   if end_token is not None and not 0 <= end_token < V:  # pylint: disable=superfluous-parens
     raise UserError(f"end_token must lie in [0, vocab={V}), got {end_token}")
-  if not isinstance(prompt, jax.core.Tracer):
-    arr = np.asarray(prompt)
-    bad = arr[(arr < 0) | (arr >= V)]
-    if bad.size:
-      raise UserError(f"prompt token ids must lie in [0, vocab={V}), got "
-                      f"{sorted(set(bad.tolist()))[:10]}")
+  checks.ids_in_range("prompt token ids", prompt, V, "vocab")
   return V
 
 

@@ -200,12 +200,7 @@ class Captioner:
   def _check_tokens(self, tokens, name):
     if not jnp.issubdtype(tokens.dtype, jnp.integer):
       raise UserError(f"{name} must be integer word ids, got dtype {tokens.dtype}")
-    if not isinstance(tokens, jax.core.Tracer):
-      arr = np.asarray(tokens)
-      bad = arr[(arr < 0) | (arr >= self.vocab_size)]
-      if bad.size:
-        raise UserError(f"{name} must lie in [0, vocab_size={self.vocab_size}), "
-                        f"got {sorted(set(bad.tolist()))[:10]}")
+    checks.ids_in_range(name, tokens, self.vocab_size)
 
   def step(self, params, carry, tokens):
     """One word per caption: ``tokens [B] -> (carry, logits [B, V])`` (for

@@ -13,8 +13,8 @@ import math
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
+from rnn_zoo import checks
 from rnn_zoo.cells import base
 from rnn_zoo.cells.cell import Cell, ProjectedCell
 from rnn_zoo.recurrence import StackedRNN, truncated_bptt
@@ -78,12 +78,7 @@ class CharLM:
     if not hasattr(tokens, "dtype") or not jnp.issubdtype(tokens.dtype, jnp.integer):
       raise UserError(f"{name} must be integer ids, got "
                       f"{getattr(tokens, 'dtype', type(tokens).__name__)}")
-    if not isinstance(tokens, jax.core.Tracer):
-      arr = np.asarray(tokens)
-      if arr.size and (arr.min() < 0 or arr.max() >= self.vocab_size):
-        bad = arr[(arr < 0) | (arr >= self.vocab_size)]
-        raise UserError(f"{name} must lie in [0, vocab_size={self.vocab_size}), "
-                        f"got {sorted(set(bad.tolist()))[:10]}")
+    checks.ids_in_range(name, tokens, self.vocab_size)
 
   def _valid(self, tokens):
     return (tokens >= 0) & (tokens < self.vocab_size)

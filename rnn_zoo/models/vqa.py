@@ -175,12 +175,7 @@ class VQA:
       raise UserError(f"questions must be int word ids [batch, length], got "
                       f"{getattr(questions, 'dtype', type(questions).__name__)} "
                       f"{tuple(getattr(questions, 'shape', ()))}")
-    if not isinstance(questions, jax.core.Tracer):
-      bad = np.asarray(questions)
-      bad = bad[(bad < 0) | (bad >= self.question_vocab)]
-      if bad.size:
-        raise UserError(f"questions must lie in [0, question_vocab={self.question_vocab}),"
-                        f" got {sorted(set(bad.tolist()))[:10]}")
+    checks.ids_in_range("questions", questions, self.question_vocab, "question_vocab")
     lengths = jnp.sum(questions != 0, axis=1)
     xs = jnp.take(params["embed"], jnp.clip(questions, 0, self.question_vocab - 1), axis=0)
     _, carry = unroll(self.cell, params["reader"], xs, lengths=lengths)
