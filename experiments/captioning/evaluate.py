@@ -24,39 +24,69 @@ import numpy as np
 from experiments import common
 from experiments.captioning import figures
 from experiments.captioning import workload
+from rnn_zoo import checks
 from rnn_zoo import decoding
 from rnn_zoo.data import captions as captions_lib
 from rnn_zoo.data import shapes
 
 
-def decode(task, params, source, config, *, beam_size: int, max_length: int,
-           length_penalty: float, batch_size: int, seed: int,
-           attention: bool = False) -> tuple[list[str], list | None]:
-  """``(captions, alphas)`` for every image of ``source``: beam search,
-  jitted; with ``attention``, each caption's ``[T, L]`` attention weights
-  while the decoder reads it back (teacher forcing on the generated words;
-  hard attention: its distribution over locations), else None."""
-  model, vocab = workload.test_model(config, task.model), task.vocab
-  ds = captions_lib.batches(source, vocab, batch_size=batch_size, max_length=max_length,
-                            seed=seed, train=False)
+DECODINGS = ("beam", "greedy", "sample")
+
+
+def captioner_fn(model, *, decoding_mode: str, max_length: int, beam_size: int = 3,
+                 length_penalty: float = 0.0, temperature: float = 1.0, top_k: int = 0):
+  """A jitted ``(params, images, init_key, sample_key) -> (tokens [B,
+  max_length + 1], alphas [B, max_length + 1, L] or None)``: the captions of
+  ``images`` (floats in [0, 1]) decoded by ``decoding_mode`` (beam,
+  greedy = beam width 1, or sampling with ``sample_key``) and, for an
+  attention decoder, where it looked while reading each one back (teacher
+  forcing on the generated words; hard attention: its distribution over
+  locations). ``init_key`` seeds hard attention's locations."""
+  checks.choice("decoding", decoding_mode, DECODINGS)
+  checks.positive_int("max_length", max_length)
+  if decoding_mode == "sample":
+    decoding.check_options(temperature, top_k, max_length + 1)
+  elif decoding_mode == "beam":
+    checks.positive_int("beam_size", beam_size)
+  n = max_length + 1                                   # the words and <END>
 
   @jax.jit
-  def run(params, images, key):
-    carry = model.initial_carry(params, images, key=key)
+  def run(params, images, init_key, sample_key):
+    carry = model.initial_carry(params, images, key=init_key)
     prompt = jnp.full((images.shape[0], 1), captions_lib.START, jnp.int32)
-    out = decoding.beam_search(model.step, params, carry, prompt, beam_size=beam_size,
-                               max_length=max_length + 1, end_token=captions_lib.END,
-                               length_penalty=length_penalty)
-    tokens = out["tokens"][:, 0]
-    if not attention:
+    if decoding_mode == "sample":
+      tokens, _ = decoding.generate(model.step, params, carry, prompt, length=n,
+                                    key=sample_key, temperature=temperature, top_k=top_k,
+                                    end_token=captions_lib.END)
+    else:
+      width = beam_size if decoding_mode == "beam" else 1
+      out = decoding.beam_search(model.step, params, carry, prompt, beam_size=width,
+                                 max_length=n, end_token=captions_lib.END,
+                                 length_penalty=length_penalty)
+      tokens = out["tokens"][:, 0]
+    if model.mode == "plain":
       return tokens, None
-    captions = jnp.concatenate([prompt, tokens], axis=1)
-    return tokens, model.attention_maps(params, images, captions, key=key)
+    read = jnp.concatenate([prompt, tokens], axis=1)
+    return tokens, model.attention_maps(params, images, read, key=init_key)
 
+  return run
+
+
+def decode(task, params, source, config) -> tuple[list[str], list | None]:
+  """``(captions, alphas)`` for every image of ``source``, decoded as the
+  config says (beam search; :func:`captioner_fn`); ``alphas`` (each
+  caption's ``[T, L]`` attention weights) is None for the plain decoder."""
+  model, vocab = workload.test_model(config, task.model), task.vocab
+  ds = captions_lib.batches(source, vocab, batch_size=config.batch_size,
+                            max_length=config.max_length, seed=config.seed, train=False)
+  run = captioner_fn(model, decoding_mode="beam", max_length=config.max_length,
+                     beam_size=config.beam_size, length_penalty=config.length_penalty)
+  attention = model.mode != "plain"
   texts, alphas = [], [] if attention else None
   for i in range(len(ds)):
     batch = ds[i]
-    toks, alpha = run(params, jnp.asarray(batch["image"]), jax.random.key(seed + i))
+    key = jax.random.key(config.seed + i)
+    toks, alpha = run(params, jnp.asarray(batch["image"]), key, key)
     texts += [vocab.decode(t) for t in np.asarray(toks)]
     if attention:
       alphas += list(np.asarray(alpha, np.float32))
@@ -71,10 +101,10 @@ def pointing_scores(examples: list, texts: list[str], alphas: list) -> dict:
   for ex, text, alpha in zip(examples, texts, alphas):
     rows += shapes.attention_pointing(text, alpha, captions_lib.scene_of(ex), ex["masks"])
   matched = [r for r in rows if r["matched"]]
-  mass = np.asarray([r["mass"] for r in matched], np.float64)
-  cells = np.asarray([r["mass_cells"] for r in matched], np.float64)
   if not matched:
     return {"object_words": len(rows), "matched": 0}
+  mass = np.asarray([r["mass"] for r in matched], np.float64)
+  cells = np.asarray([r["mass_cells"] for r in matched], np.float64)
   return {"object_words": len(rows), "matched": len(matched),
           "mean_mass": float(mass.mean()), "over_half": float(np.mean(mass > 0.5)),
           "mean_mass_cells": float(cells.mean()),
@@ -124,12 +154,8 @@ def evaluate_run(config, workdir: str, task) -> dict:
              "splits": {}}
   for split in splits:
     source = task.sources[split]
-    attention = config.mode != "plain"
-    texts, alphas = decode(task, params, source, config, beam_size=config.beam_size,
-                           max_length=config.max_length,
-                           length_penalty=config.length_penalty,
-                           batch_size=config.batch_size, seed=config.seed,
-                           attention=attention)
+    texts, alphas = decode(task, params, source, config)
+    attention = alphas is not None
     examples = [source[i] for i in range(len(source))]
     ids = [int(ex.get("image_id", ex.get("index", i))) for i, ex in enumerate(examples)]
     refs = {i: [c.decode() if isinstance(c, bytes) else c for c in ex["captions"]]

@@ -30,21 +30,19 @@ import numpy as np
 
 from experiments import common
 from experiments import launch
+from experiments.captioning import evaluate
 from experiments.captioning import figures
 from experiments.captioning import workload
-from rnn_zoo import checks
-from rnn_zoo import decoding
 from rnn_zoo.data import captions as captions_lib
 from rnn_zoo.data import shapes
 from rnn_zoo.errors import UserError
 
-DECODINGS = ("beam", "greedy", "sample")
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "The training run's workdir.",
                                required=True)
 _IMAGES = flags.DEFINE_list("images", None, "Image files to caption (comma-separated).",
                             required=True)
-_DECODING = flags.DEFINE_enum("decoding", "beam", DECODINGS, "How words are chosen.")
+_DECODING = flags.DEFINE_enum("decoding", "beam", evaluate.DECODINGS, "How words are chosen.")
 _BEAM_SIZE = flags.DEFINE_integer("beam_size", 3, "beam: the beam width.")
 _LENGTH_PENALTY = flags.DEFINE_float("length_penalty", None, "beam: ranking exponent "
                                      "(default: the run's config).")
@@ -98,36 +96,11 @@ def caption_images(model, params, images, *, decoding_mode: str, max_length: int
   """``(tokens [B, max_length + 1], alphas [B, max_length + 1, L] or None)``:
   the captions of ``images`` ``[B, S, S, 3]`` (floats in [0, 1]) and, for an
   attention decoder, where it looked while reading each one back."""
-  checks.choice("decoding", decoding_mode, DECODINGS)
-  checks.positive_int("max_length", max_length)
-  if decoding_mode == "sample":
-    decoding.check_options(temperature, top_k, max_length + 1)
-  elif decoding_mode == "beam":
-    checks.positive_int("beam_size", beam_size)
-  key = jax.random.key(seed)
-  k_init, k_sample = jax.random.split(key)
-  n = max_length + 1                                   # the words and <END>
-
-  @jax.jit
-  def run(params, images):
-    carry = model.initial_carry(params, images, key=k_init)
-    prompt = jnp.full((images.shape[0], 1), captions_lib.START, jnp.int32)
-    if decoding_mode == "sample":
-      tokens, _ = decoding.generate(model.step, params, carry, prompt, length=n,
-                                    key=k_sample, temperature=temperature, top_k=top_k,
-                                    end_token=captions_lib.END)
-    else:
-      width = beam_size if decoding_mode == "beam" else 1
-      out = decoding.beam_search(model.step, params, carry, prompt, beam_size=width,
-                                 max_length=n, end_token=captions_lib.END,
-                                 length_penalty=length_penalty)
-      tokens = out["tokens"][:, 0]
-    if model.mode == "plain":
-      return tokens, None
-    read = jnp.concatenate([prompt, tokens], axis=1)
-    return tokens, model.attention_maps(params, images, read, key=k_init)
-
-  return run(params, jnp.asarray(images, jnp.float32))
+  run = evaluate.captioner_fn(model, decoding_mode=decoding_mode, max_length=max_length,
+                              beam_size=beam_size, length_penalty=length_penalty,
+                              temperature=temperature, top_k=top_k)
+  k_init, k_sample = jax.random.split(jax.random.key(seed))
+  return run(params, jnp.asarray(images, jnp.float32), k_init, k_sample)
 
 
 def run():

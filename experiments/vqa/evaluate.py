@@ -101,10 +101,9 @@ def _attention_figure(workdir, split, task, source, pred, subtype, index, maps, 
   hops = maps.shape[1]
   fig, axes = plt.subplots(len(picks), 1 + hops, figsize=(2.2 * (1 + hops), 2.3 * len(picks)),
                            squeeze=False)
-  position = {int(q): i for i, q in enumerate(index)}
   for r, n in enumerate(picks):
     item = source[int(n)]
-    assert position[int(item["question_index"])] == n
+    assert int(item["question_index"]) == int(index[n])   # predictions are in source order
     image = np.asarray(item["image"]) / 255.0
     words = [task.question_words[i] for i in np.asarray(item["question"]) if i]
     axes[r, 0].imshow(image)

@@ -209,12 +209,11 @@ class AttentionCell(Cell):
     return alpha, context, location, key
 
   def step(self, params, carry: AttentionCarry, x: Array):
+    inner = carry.inner._replace(h=carry.h)
     if self.query == "before":
       alpha, context, location, key = self._look(params, carry, carry.h)
-      inner = carry.inner._replace(h=carry.h)
       inner, y = self.cell.step(params["cell"], inner, jnp.concatenate([x, context], -1))
     else:   # the cell reads [x_t, z_{t-1}], then attention looks with h_t
-      inner = carry.inner._replace(h=carry.h)
       inner, y = self.cell.step(params["cell"], inner,
                                 jnp.concatenate([x, carry.context], -1))
       alpha, context, location, key = self._look(params, carry, inner.h)

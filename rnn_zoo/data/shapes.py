@@ -279,6 +279,13 @@ def object_words(caption: str) -> list[tuple[int, dict]]:
   return out
 
 
+def _pixel_locations(side: int, size: int) -> np.ndarray:
+  """``[size, size]``: the index of the location (of a ``side`` x ``side``
+  grid over the image) each pixel falls in."""
+  cell = (np.arange(size) * side) // size                 # pixel -> grid row/column
+  return cell[:, None] * side + cell[None, :]
+
+
 def upsample_attention(alpha, size: int = IMAGE_SIZE) -> np.ndarray:
   """``[L]`` attention over a square grid of locations -> ``[size, size]``
   mass per pixel (each location's weight spread evenly over the pixels it
@@ -288,8 +295,7 @@ def upsample_attention(alpha, size: int = IMAGE_SIZE) -> np.ndarray:
   if side * side != alpha.shape[-1] or alpha.ndim != 1:
     raise UserError(f"alpha must be [L] over a square grid of locations, got shape "
                     f"{alpha.shape}")
-  cell = (np.arange(size) * side) // size                 # pixel -> grid row/column
-  loc = cell[:, None] * side + cell[None, :]              # [size, size] location index
+  loc = _pixel_locations(side, size)
   pixels = np.bincount(loc.ravel(), minlength=side * side)
   return alpha[loc] / pixels[loc]
 
@@ -329,9 +335,8 @@ def attention_pointing(caption: str, alphas, objects: list[dict], masks) -> list
     if hits:
       mask = masks[hits].any(axis=0)
       row["mass"] = float(np.sum(upsample_attention(alphas[pos], size) * mask))
-      cell = (np.arange(size) * side) // size
       touched = np.zeros(side * side, bool)
-      touched[(cell[:, None] * side + cell[None, :])[mask]] = True
+      touched[_pixel_locations(side, size)[mask]] = True
       row["mass_cells"] = float(np.sum(alphas[pos][touched]))
     rows.append(row)
   return rows
