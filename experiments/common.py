@@ -11,9 +11,14 @@
 
 from __future__ import annotations
 
+import datetime
 import inspect
+import os
 import re
+import sys
 
+import jax
+import jax.numpy as jnp
 import ml_collections
 
 import rnn_zoo as rz
@@ -143,15 +148,13 @@ def load_trained(workdir: str, experiment: str, required_config: tuple = ()) -> 
   sample binary's input): :func:`rnn_zoo.training.checkpoint.load_latest`'s
   dict, after checking the workdir holds one, with its vocabulary and the
   config fields ``required_config``."""
-  import os  # pylint: disable=g-import-not-at-top
-  from rnn_zoo.errors import UserError  # pylint: disable=g-import-not-at-top
   from rnn_zoo.training import checkpoint  # pylint: disable=g-import-not-at-top
   if not os.path.isdir(os.path.join(workdir, "checkpoints")):
-    raise UserError(f"--workdir={workdir!r} holds no checkpoints (train first: "
+    raise rz.UserError(f"--workdir={workdir!r} holds no checkpoints (train first: "
                     f"python -m experiments.{experiment} --workdir={workdir})")
   loaded = checkpoint.load_latest(workdir)
   if loaded["vocab"] is None or any(k not in loaded["config"] for k in required_config):
-    raise UserError(f"--workdir={workdir!r} is not a {experiment} run (no vocabulary "
+    raise rz.UserError(f"--workdir={workdir!r} is not a {experiment} run (no vocabulary "
                     "or config of one beside its checkpoints)")
   return loaded
 
@@ -160,10 +163,6 @@ def run_header(experiment: str, workdir: str) -> tuple[dict, dict] | None:
   """What a final evaluation starts from: ``(params, header)`` of the run's
   newest checkpoint (params as device arrays; the header: command, date,
   step, device), or None on processes other than the first."""
-  import datetime  # pylint: disable=g-import-not-at-top
-  import sys  # pylint: disable=g-import-not-at-top
-  import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from rnn_zoo.training import checkpoint  # pylint: disable=g-import-not-at-top
   if jax.process_index() != 0:
     return None

@@ -16,11 +16,6 @@ from experiments.captioning import evaluate
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-  return tmp_path_factory.mktemp("tfds")
-
-
 def run(workdir, data_dir, *overrides, check=True):
   return helpers.run_smoke("captioning", workdir, data_dir, *overrides, check=check)
 

@@ -14,11 +14,6 @@ from experiments.vqa import config as vqa_config
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-  return tmp_path_factory.mktemp("tfds")
-
-
 def run(workdir, data_dir, *overrides, check=True):
   return helpers.run_smoke("vqa", workdir, data_dir, *overrides, check=check)
 
