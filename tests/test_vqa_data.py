@@ -43,6 +43,64 @@ def test_batches_are_a_function_of_the_step(tiny):
   assert [len(ev[i]["answer"]) for i in range(len(ev))] == [64, 64, 32]
 
 
+def test_scene_batches_hold_whole_scenes(tiny):
+  """``by_image``: batch s is ``batch_size`` images with all 20 questions
+  each, a function of the step; an epoch sees every image once."""
+  a = vqa.batches(tiny["train"], batch_size=4, seed=3, by_image=True)
+  b = vqa.batches(tiny["train"], batch_size=4, seed=3, by_image=True)
+  for step in (0, 12):                            # 12 is past the first epoch (10 batches)
+    for k in a[step]:
+      np.testing.assert_array_equal(a[step][k], b[step][k])
+  x = a[0]
+  assert x["image"].shape == (4, 75, 75, 3) and x["image"].dtype == np.float32
+  assert x["question"].shape == (4, 20, soc.MAX_QUESTION_LENGTH)
+  for k in ("answer", "subtype", "colour", "question_index"):
+    assert x[k].shape == (4, 20), k
+  first = x["question_index"][0, 0] // 20
+  sc = soc.make_scene("train", int(first))
+  np.testing.assert_array_equal(x["question"][0], sc.questions)
+  np.testing.assert_array_equal(x["answer"][0], sc.answers)
+  np.testing.assert_array_equal(x["colour"][0], sc.colour)
+  np.testing.assert_array_equal(x["question_index"][0], 20 * first + np.arange(20))
+  epoch = np.concatenate([a[s]["question_index"][:, 0] // 20 for s in range(10)])
+  assert sorted(epoch) == list(range(40))
+  ev = vqa.batches(tiny["test"], batch_size=3, seed=0, train=False, by_image=True)
+  assert [len(ev[i]["answer"]) for i in range(len(ev))] == [3, 3, 2]
+  with pytest.raises(ValueError, match="by_image batches need a source of whole scenes"):
+    vqa.batches([{"image": 0}], batch_size=1, seed=0, by_image=True)
+
+
+def test_object_masks_and_attention_mass():
+  """The named object's mask is exactly its drawn pixels; ``mass_on_mask``
+  on known maps."""
+  from rnn_zoo.nn import encoders  # pylint: disable=g-import-not-at-top
+  sc = soc.make_scene("test", 3)
+  masks = [soc.object_mask(sc.image, c) for c in range(6)]
+  assert not np.any(np.sum(masks, axis=0) > 1)
+  np.testing.assert_array_equal(np.sum(masks, axis=0) > 0, sc.image.any(-1))
+  for c, m in enumerate(masks):
+    ys, xs = np.nonzero(m)
+    np.testing.assert_allclose([xs.mean(), ys.mean()], sc.centre[c], atol=0.6)
+    np.testing.assert_array_equal(m, soc.object_mask(sc.image, soc.COLOURS[c]))
+  with pytest.raises(ValueError, match="colour must be one of"):
+    soc.object_mask(sc.image, 6)
+  with pytest.raises(ValueError, match=r"image must be \[S, S, 3\] uint8, got float32"):
+    soc.object_mask(sc.image.astype(np.float32), 0)
+  block = np.zeros((75, 75), bool)
+  block[15:30, 30:45] = True                     # exactly location (1, 2) of a 5x5 grid
+  one_hot = np.zeros(25)
+  one_hot[7] = 1.0
+  assert encoders.mass_on_mask(one_hot, block) == pytest.approx((1.0, 1.0))
+  assert encoders.mass_on_mask(np.full(25, 0.04), block) == pytest.approx((0.04, 0.04))
+  straddle = np.zeros((75, 75), bool)
+  straddle[15:30, 40:50] = True                  # 5 columns in location 7, 5 in 8
+  half = np.zeros(25)
+  half[7] = half[8] = 0.5
+  assert encoders.mass_on_mask(half, straddle) == pytest.approx((75 / 225, 1.0))
+  with pytest.raises(ValueError, match="alpha must be \\[L\\] over a square grid"):
+    encoders.mass_on_mask(np.ones(24) / 24, block)
+
+
 def write_clevr(root, *, drop_image=False, bad_answer=False):
   from PIL import Image  # pylint: disable=g-import-not-at-top
   root.mkdir(parents=True, exist_ok=True)

@@ -56,6 +56,31 @@ def test_each_fusion_learns_a_batch_through_a_jitted_step(fusion, kw):
     assert maps is None
 
 
+@pytest.mark.parametrize("fusion", vqa_lib.FUSIONS)
+def test_grouped_questions_equal_one_image_per_question(fusion):
+  """``[B, Q, Lq]`` questions (each image encoded once) give what repeating
+  every image Q times gives; the loss takes ``[B, Q]`` answers."""
+  model = small(fusion)
+  params = model.init(jax.random.key(3))
+  images, questions, answers = batch(12)
+  grouped = questions.reshape(4, 3, 6)
+  logits, maps = jax.jit(model.apply)(params, images[:4], grouped)
+  want, want_maps = model.apply(params, jnp.repeat(images[:4], 3, axis=0), questions)
+  assert logits.shape == (4, 3, 5)
+  np.testing.assert_allclose(logits.reshape(12, 5), want, rtol=1e-5, atol=1e-5)
+  if fusion == "attention":
+    assert maps.shape == (4, 3, model.hops, model.locations)
+    np.testing.assert_allclose(maps.reshape(want_maps.shape), want_maps, rtol=1e-5, atol=1e-6)
+  loss, _ = model.loss(params, images[:4], grouped, answers.reshape(4, 3))
+  want_loss, _ = model.loss(params, jnp.repeat(images[:4], 3, axis=0), questions, answers)
+  np.testing.assert_allclose(loss, want_loss, rtol=1e-5)
+  with pytest.raises(ValueError,
+                     match=r"answers must be \[4, 3\] for these questions, got \[12\]"):
+    model.loss(params, images[:4], grouped, answers)
+  with pytest.raises(ValueError, match="images and questions disagree on the batch: 4 vs 2"):
+    model.apply(params, images[:4], grouped[:2])
+
+
 def test_relation_first_layer_split_equals_the_pairwise_mlp():
   model = small("relation")
   params = model.init(jax.random.key(1))

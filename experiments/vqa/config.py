@@ -31,6 +31,9 @@ def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
   c.clevr_train_images = ""   # clevr: the folder of the training images.
   c.clevr_val_images = ""     # clevr: the folder of the validation images.
   c.image_size = 75           # Images are S x S (clevr: resized).
+  c.by_image = True           # sort_of_clevr: a batch is batch_size images with all
+                              # 20 of their questions (the CNN reads each image once);
+                              # False (and clevr): batch_size questions, one image each.
   c.max_question_length = 48  # clevr: words per question at most.
   # Model (cell block: experiments/common.py).
   c.fusion = "attention"      # concat | product | attention | relation
@@ -40,18 +43,26 @@ def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
   c.channels = (24, 24, 24, 24)  # CNN channels per block (all stride 2: 75 -> 5x5).
   c.fusion_size = 128         # product / attention: the common size.
   c.hops = 2                  # attention: hops (1 or 2).
-  c.mlp_size = 256            # The answer MLP's width (relation: g and f too).
+  c.mlp_size = 256            # The answer MLP's width (relation: f's).
   c.g_layers = 3              # relation: layers of g.
+  c.g_size = 256              # relation: g's width (runs on all 25x25 region pairs).
   # Optimization, logging, checkpoints (experiments/common.py).
-  common.add_training_fields(c, batch_size=64, num_steps=4000, learning_rate=1e-3,
+  common.add_training_fields(c, batch_size=16, num_steps=4000, learning_rate=1e-3,
                              clip_norm=5.0, eval_every=500)
   c.eval_batches = 8          # Validation batches for the loss during training.
   c.figure_questions = 2      # attention: questions drawn per subtype in the report.
 
   if preset in (None, "", "attention"):
     pass
-  elif preset in ("concat", "product", "relation"):
+  elif preset in ("concat", "product"):
     c.fusion = preset
+  elif preset == "relation":
+    # g runs on all 625 region pairs of every question: a narrower g and
+    # half the scenes per step keep the preset inside 20 minutes on 2 cores.
+    c.fusion = "relation"
+    c.g_size = 64
+    c.g_layers = 2
+    c.batch_size = 8
   elif preset == "smoke":
     c.data_config = "tiny"
     c.hidden_size = 16
@@ -59,7 +70,8 @@ def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
     c.channels = (4, 4, 4, 4)
     c.fusion_size = 16
     c.mlp_size = 16
-    c.batch_size = 16
+    c.g_size = 16
+    c.batch_size = 4
     c.num_steps = 6
     c.log_every = 2
     c.eval_every = 3

@@ -17,7 +17,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments import common
+from rnn_zoo.data import sort_of_clevr as soc
 from rnn_zoo.data import vqa as vqa_data
+from rnn_zoo.nn import encoders
 
 # Published accuracies (non-relational / relational), ../shared/REFERENCES.md.
 PUBLISHED = (("CNN+MLP (Santoro et al. 2017)", None, 0.63),
@@ -26,24 +28,51 @@ PUBLISHED = (("CNN+MLP (Santoro et al. 2017)", None, 0.63),
              ("reimplementation: RN", 0.99, 0.89))
 
 
-def predict(task, params, source, batch_size: int):
-  """``(predicted, true, subtype, question_index)`` arrays over ``source``,
-  and the attention maps ``[N, hops, L]`` (None without attention)."""
+def predict(task, params, source, batch_size: int, by_image: bool = False):
+  """A dict of arrays over ``source``, in its order: ``pred``, ``true``,
+  ``subtype``, ``index`` (question index), ``maps`` (``[N, hops, L]``
+  attention; None without attention) and ``pointing`` (``[N, hops, 2]``:
+  each hop's share of attention on the named object's pixels and on the
+  locations touching it, :func:`rnn_zoo.nn.encoders.mass_on_mask`; None
+  without attention or without object masks, i.e. off Sort-of-CLEVR)."""
   model = task.model
-  ds = vqa_data.batches(source, batch_size=batch_size, seed=0, train=False)
+  ds = vqa_data.batches(source, batch_size=batch_size, seed=0, train=False,
+                        by_image=by_image)
   run = jax.jit(model.apply)
-  out = {k: [] for k in ("pred", "true", "subtype", "index", "maps")}
+  out = {k: [] for k in ("pred", "true", "subtype", "index", "maps", "pointing")}
+  flat = lambda x: np.asarray(x).reshape((-1,) + np.shape(x)[2:]) if by_image else x
   for i in range(len(ds)):
     b = ds[i]
     logits, maps = run(params, jnp.asarray(b["image"]), jnp.asarray(b["question"]))
-    out["pred"].append(np.asarray(jnp.argmax(logits, -1)))
-    out["true"].append(b["answer"])
-    out["subtype"].append(b["subtype"])
-    out["index"].append(b["question_index"])
+    out["pred"].append(flat(np.asarray(jnp.argmax(logits, -1))))
+    for k, name in (("true", "answer"), ("subtype", "subtype"), ("index", "question_index")):
+      out[k].append(flat(b[name]))
     if maps is not None:
-      out["maps"].append(np.asarray(maps))
-  cat = {k: np.concatenate(v) if v else None for k, v in out.items()}
-  return cat["pred"], cat["true"], cat["subtype"], cat["index"], cat["maps"]
+      maps = flat(np.asarray(maps))
+      out["maps"].append(maps)
+      if "colour" in b:
+        images = np.round(np.asarray(b["image"]) * 255.0).astype(np.uint8)
+        if by_image:
+          images = np.repeat(images, b["question"].shape[1], axis=0)
+        out["pointing"].append(np.asarray(
+            [[encoders.mass_on_mask(m, soc.object_mask(image, colour)) for m in hops]
+             for image, colour, hops in zip(images, flat(b["colour"]), maps)]))
+  return {k: np.concatenate(v) if v else None for k, v in out.items()}
+
+
+def pointing_scores(task, pointing, subtype) -> dict:
+  """Per kind and hop: the mean share of attention on the named object
+  (``pixels``; ``cells``, the locations touching it) and ``lands``, the
+  share of questions with more than half the map on those locations."""
+  out = {}
+  for kind, members in task.kinds.items():
+    m = np.isin(subtype, members)
+    if m.any():
+      out[kind] = [{"pixels": float(pointing[m, h, 0].mean()),
+                    "cells": float(pointing[m, h, 1].mean()),
+                    "lands": float(np.mean(pointing[m, h, 1] > 0.5))}
+                   for h in range(pointing.shape[1])]
+  return out
 
 
 def scores(task, pred, true, subtype) -> dict:
@@ -75,9 +104,17 @@ def evaluate_run(config, workdir: str, task) -> dict:
   params, header = started
   split = "test" if "test" in task.sources else "validation"
   source = task.sources[split]
-  pred, true, subtype, index, maps = predict(task, params, source, config.batch_size)
+  # Sort-of-CLEVR is answered by whole scenes (each image encoded once).
+  by_image = hasattr(source, "scenes")
+  per_image = 2 * soc.QUESTIONS_PER_KIND
+  batch = (config.batch_size if config.by_image or not by_image
+           else max(1, config.batch_size // per_image))
+  p = predict(task, params, source, batch, by_image=by_image)
+  pred, true, subtype, index, maps = p["pred"], p["true"], p["subtype"], p["index"], p["maps"]
   results = {**header, "fusion": config.fusion, "split": split,
              **scores(task, pred, true, subtype)}
+  if p["pointing"] is not None:
+    results["pointing"] = pointing_scores(task, p["pointing"], subtype)
   with open(os.path.join(workdir, f"predictions_{split}.json"), "w", encoding="utf-8") as f:
     json.dump({str(int(q)): task.answers[int(p)] for q, p in zip(index, pred)}, f)
   if maps is not None:
@@ -140,6 +177,15 @@ def _write_report(workdir: str, task, r: dict) -> None:
     lines += ["", "Published (Sort-of-CLEVR; non-relational / relational): "
               + "; ".join(f"{n} {'–' if a is None else f'{a:.2f}'} / {b:.2f}"
                           for n, a, b in PUBLISHED) + "."]
+  if r.get("pointing"):
+    lines += ["", "Where attention looked: the share of each hop's map on the object the "
+              "question names (pixels: inside its mask; cells: on the 5x5 locations "
+              "touching it; lands: questions with over half the map on those "
+              "locations). For relational questions the named object is only the "
+              "anchor.", "", "| kind | hop | pixels | cells | lands |",
+              "|---|---:|---:|---:|---:|"]
+    lines += [f"| {k} | {h + 1} | {v['pixels']:.3f} | {v['cells']:.3f} | {v['lands']:.3f} |"
+              for k, hops in r["pointing"].items() for h, v in enumerate(hops)]
   lines += ["", "Confusion (rows: true answer, columns: predicted):", "",
             "| | " + " | ".join(task.answers) + " |",
             "|---|" + "---:|" * len(task.answers)]

@@ -21,7 +21,8 @@ from rnn_zoo.training.loop import Workload
 
 SHAPE_FIELDS = ("dataset", "data_config", "clevr_train", "image_size", "fusion", "cell",
                 "hidden_size", "gru_variant", "bidirectional", "embed_size", "channels",
-                "fusion_size", "hops", "mlp_size", "g_layers")
+                "fusion_size", "hops", "mlp_size", "g_layers",
+                "g_size")
 DEFAULT_DATA_DIR = os.path.join("~", ".cache", "rnn_zoo", "tfds")
 
 
@@ -71,9 +72,12 @@ def make_model(config, num_answers: int, question_vocab: int) -> VQA:
   return VQA(num_answers=num_answers, question_vocab=question_vocab,
              cell=common.make_cell(config, t_max=config.max_question_length),
              fusion=config.fusion, image_size=config.image_size,
-             channels=tuple(config.channels), embed_size=config.embed_size,
+             channels=tuple(config.channels),
+             embed_size=config.embed_size,
              bidirectional=config.bidirectional, fusion_size=config.fusion_size,
-             hops=config.hops, mlp_size=config.mlp_size, g_layers=config.g_layers)
+             hops=config.hops,
+             mlp_size=config.mlp_size, g_layers=config.g_layers,
+             g_size=config.g_size)
 
 
 def vqa(config) -> Task:
@@ -82,12 +86,18 @@ def vqa(config) -> Task:
   sources, answers, words, subtypes, kinds, description = load(config)
   model = make_model(config, len(answers), len(words))
   B = config.batch_size
-  train = vqa_data.batches(sources["train"], batch_size=B, seed=config.seed)
-  val = sources["validation"]
+  # CLEVR-format files are read a question at a time (images have varying
+  # numbers of questions): by_image is Sort-of-CLEVR's.
+  by_image = bool(config.by_image) and config.dataset == "sort_of_clevr"
+  train = vqa_data.batches(sources["train"], batch_size=B, seed=config.seed,
+                           by_image=by_image)
+  val = sources["validation"].scenes() if by_image else sources["validation"]
+  unit = "images" if by_image else "questions"
   if len(val) < B:
-    raise UserError(f"the validation split has {len(val)} questions, fewer than "
+    raise UserError(f"the validation split has {len(val)} {unit}, fewer than "
                     f"config.batch_size={B}")
-  val_batches = vqa_data.batches(val, batch_size=B, seed=config.seed, train=False)
+  val_batches = vqa_data.batches(sources["validation"], batch_size=B, seed=config.seed,
+                                 train=False, by_image=by_image)
   n_val = len(val) // B
 
   def strip(batch):

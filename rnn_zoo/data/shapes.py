@@ -31,6 +31,7 @@ import numpy as np
 
 from rnn_zoo import checks
 from rnn_zoo.errors import UserError
+from rnn_zoo.nn import encoders
 
 IMAGE_SIZE = 64
 MAX_OBJECTS = 4
@@ -279,25 +280,10 @@ def object_words(caption: str) -> list[tuple[int, dict]]:
   return out
 
 
-def _pixel_locations(side: int, size: int) -> np.ndarray:
-  """``[size, size]``: the index of the location (of a ``side`` x ``side``
-  grid over the image) each pixel falls in."""
-  cell = (np.arange(size) * side) // size                 # pixel -> grid row/column
-  return cell[:, None] * side + cell[None, :]
-
-
 def upsample_attention(alpha, size: int = IMAGE_SIZE) -> np.ndarray:
   """``[L]`` attention over a square grid of locations -> ``[size, size]``
-  mass per pixel (each location's weight spread evenly over the pixels it
-  covers; the map sums to what ``alpha`` sums to)."""
-  alpha = np.asarray(alpha, np.float64)
-  side = int(round(np.sqrt(alpha.shape[-1])))
-  if side * side != alpha.shape[-1] or alpha.ndim != 1:
-    raise UserError(f"alpha must be [L] over a square grid of locations, got shape "
-                    f"{alpha.shape}")
-  loc = _pixel_locations(side, size)
-  pixels = np.bincount(loc.ravel(), minlength=side * side)
-  return alpha[loc] / pixels[loc]
+  mass per pixel (:func:`rnn_zoo.nn.encoders.upsample_attention`)."""
+  return encoders.upsample_attention(alpha, size)
 
 
 def attention_pointing(caption: str, alphas, objects: list[dict], masks) -> list[dict]:
@@ -322,8 +308,6 @@ def attention_pointing(caption: str, alphas, objects: list[dict], masks) -> list
     that overlap those masks at all).
   """
   alphas, masks = np.asarray(alphas), np.asarray(masks, bool)
-  size = masks.shape[-1]
-  side = int(round(np.sqrt(alphas.shape[-1])))
   rows = []
   for pos, attrs in object_words(caption):
     if pos >= alphas.shape[0]:
@@ -333,10 +317,7 @@ def attention_pointing(caption: str, alphas, objects: list[dict], masks) -> list
     row = {"position": pos, "word": tokenize(caption)[pos], "matched": bool(hits),
            "mass": None, "mass_cells": None}
     if hits:
-      mask = masks[hits].any(axis=0)
-      row["mass"] = float(np.sum(upsample_attention(alphas[pos], size) * mask))
-      touched = np.zeros(side * side, bool)
-      touched[_pixel_locations(side, size)[mask]] = True
-      row["mass_cells"] = float(np.sum(alphas[pos][touched]))
+      row["mass"], row["mass_cells"] = encoders.mass_on_mask(alphas[pos],
+                                                            masks[hits].any(axis=0))
     rows.append(row)
   return rows

@@ -143,6 +143,20 @@ def _draw(image, shape: str, cx: int, cy: int, rgb) -> None:
   image[inside] = rgb
 
 
+def object_mask(image, colour) -> np.ndarray:
+  """``[S, S]`` bool: the pixels of the object of ``colour`` (a name or a
+  :data:`COLOURS` index) in a scene's ``[S, S, 3]`` uint8 image (objects
+  never overlap and each colour is drawn once, so the mask is exact)."""
+  if not isinstance(colour, str):
+    checks.choice("colour", int(colour), tuple(range(len(COLOURS))))
+    colour = COLOURS[int(colour)]
+  checks.choice("colour", colour, COLOURS)
+  image = np.asarray(image)
+  if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
+    raise UserError(f"image must be [S, S, 3] uint8, got {image.dtype} {image.shape}")
+  return np.all(image == np.asarray(RGB[colour], np.uint8), axis=-1)
+
+
 def make_scene(split: str, index: int) -> Scene:
   """The image ``index`` of ``split`` and its 20 questions (deterministic)."""
   checks.choice("split", split, tuple(SPLITS))

@@ -71,23 +71,67 @@ def _builder_class():
 
 
 class SortOfClevrQuestions:
-  """One item per question of an image source of the builder (20 per image)."""
+  """One item per question of an image source of the builder (20 per image).
 
-  def __init__(self, images):
+  Each image's record is read and decoded once and kept (``cache``; the
+  default split is ~200 MB decoded): a batch of 64 questions touches 64
+  records, and decoding them again for every question cost as much as the
+  train step it feeds."""
+
+  FIELDS = ("image", "questions", "answers", "subtype", "colour", "bits", "index")
+
+  def __init__(self, images, cache: bool = True):
     self.images = images
     self.per_image = 2 * soc.QUESTIONS_PER_KIND
+    self._cache = {} if cache else None
 
   def __len__(self):
     return len(self.images) * self.per_image
 
+  def _record(self, i: int) -> dict:
+    if self._cache is not None and i in self._cache:
+      return self._cache[i]
+    ex = self.images[i]
+    ex = {k: np.asarray(ex[k]) for k in self.FIELDS}
+    if self._cache is not None:
+      self._cache[i] = ex
+    return ex
+
   def __getitem__(self, j):
     i, k = divmod(int(j), self.per_image)
-    ex = self.images[i]
-    return {"image": np.asarray(ex["image"]), "question": np.asarray(ex["questions"][k]),
+    ex = self._record(i)
+    return {"image": ex["image"], "question": ex["questions"][k],
             "answer": np.int32(ex["answers"][k]), "subtype": np.int32(ex["subtype"][k]),
-            "bits": np.asarray(ex["bits"][k]), "image_index": np.int64(ex["index"]),
+            "colour": np.int32(ex["colour"][k]), "bits": ex["bits"][k],
+            "image_index": np.int64(ex["index"]),
             # (tfds stores examples in its own order: ids come from the scene.)
             "question_index": np.int64(ex["index"] * self.per_image + k)}
+
+
+  def scene(self, i: int) -> dict:
+    """Image ``i`` with all its questions: ``image``, ``question`` ``[20,
+    Lq]``, and ``answer``, ``subtype``, ``colour``, ``question_index`` ``[20]``."""
+    ex = self._record(int(i))
+    return {"image": ex["image"], "question": ex["questions"], "answer": ex["answers"],
+            "subtype": ex["subtype"], "colour": ex["colour"], "bits": ex["bits"],
+            "question_index": (ex["index"] * self.per_image
+                               + np.arange(self.per_image)).astype(np.int64)}
+
+  def scenes(self) -> "_Scenes":
+    """The images as a source: item ``i`` is :meth:`scene` ``(i)``."""
+    return _Scenes(self)
+
+
+class _Scenes:
+
+  def __init__(self, questions: SortOfClevrQuestions):
+    self.questions = questions
+
+  def __len__(self):
+    return len(self.questions.images)
+
+  def __getitem__(self, i):
+    return self.questions.scene(i)
 
 
 def sort_of_clevr(data_dir: str, config: str = "default") -> dict:
@@ -230,11 +274,15 @@ def load_clevr(train_questions: str, val_questions: str, image_dirs: tuple[str, 
           words, answers)
 
 
-def batches(source, *, batch_size: int, seed: int, train: bool = True):
+def batches(source, *, batch_size: int, seed: int, train: bool = True,
+            by_image: bool = False):
   """A grain ``MapDataset`` whose item ``s`` is batch ``s``: ``image``
-  float32 in [0, 1], ``question``, ``answer``, ``subtype`` (and ``bits``),
-  with ``question_index``. Training batches shuffle anew every epoch and
-  never end; evaluation batches go through the source once in order."""
+  float32 in [0, 1], ``question``, ``answer``, ``subtype`` (and ``bits``,
+  ``colour`` on Sort-of-CLEVR), with ``question_index``. Training batches
+  shuffle anew every epoch and never end; evaluation batches go through the
+  source once in order. ``by_image`` (Sort-of-CLEVR): ``batch_size`` images,
+  each with all its questions (``question`` ``[B, 20, Lq]``, ``answer``
+  ``[B, 20]``, ...), so the model encodes each image once per 20 questions."""
   import grain  # pylint: disable=g-import-not-at-top
   checks.positive_int("batch_size", batch_size)
   if len(source) == 0:  # pylint: disable=g-explicit-length-test
@@ -245,6 +293,11 @@ def batches(source, *, batch_size: int, seed: int, train: bool = True):
     out["image"] = np.asarray(ex["image"], np.float32) / 255.0
     return out
 
+  if by_image:
+    if not hasattr(source, "scenes"):
+      raise UserError(f"by_image batches need a source of whole scenes (Sort-of-CLEVR), "
+                      f"not {type(source).__name__}")
+    source = source.scenes()
   ds = grain.MapDataset.source(source)
   if train:
     ds = ds.shuffle(seed=seed).repeat(None)

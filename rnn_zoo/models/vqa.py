@@ -77,8 +77,10 @@ class VQA:
     bidirectional: read the question both ways.
     fusion_size: ``product``'s and ``attention``'s common size.
     hops: ``attention``'s hops (1 or 2).
-    mlp_size: the answer MLP's (and ``relation``'s g and f) width.
+    mlp_size: the answer MLP's width (``relation``: f's).
     g_layers: ``relation``: layers of g.
+    g_size: ``relation``: the width of g (it runs on every pair of regions of
+      every question: its cost is L^2 g_size^2 per question and layer).
   """
   num_answers: int
   question_vocab: int
@@ -92,12 +94,14 @@ class VQA:
   hops: int = 2
   mlp_size: int = 256
   g_layers: int = 3
+  g_size: int = 256
 
   def __post_init__(self):
     checks.positive_int("num_answers", self.num_answers)
     checks.positive_int("question_vocab", self.question_vocab)
     checks.choice("fusion", self.fusion, FUSIONS)
-    for name in ("image_size", "embed_size", "fusion_size", "mlp_size", "g_layers"):
+    for name in ("image_size", "embed_size", "fusion_size", "mlp_size", "g_layers",
+                 "g_size"):
       checks.positive_int(name, getattr(self, name))
     checks.choice("hops", self.hops, (1, 2))
     object.__setattr__(self, "channels", tuple(self.channels))
@@ -146,8 +150,8 @@ class VQA:
                                            for _ in range(self.hops))]
       fused = F
     else:
-      params["g"] = _mlp_init(next(ks), [2 * R + Q] + [M] * self.g_layers)
-      fused = M
+      params["g"] = _mlp_init(next(ks), [2 * R + Q] + [self.g_size] * self.g_layers)
+      fused = self.g_size
     params["answer"] = _mlp_init(next(ks), [fused, M, M, self.num_answers])
     return params
 
@@ -172,7 +176,8 @@ class VQA:
     """``[B, Lq]`` word ids (``<NULL>``-padded) -> ``[B, Q]``."""
     if getattr(questions, "ndim", None) != 2 or not jnp.issubdtype(questions.dtype,
                                                                       jnp.integer):
-      raise UserError(f"questions must be int word ids [batch, length], got "
+      raise UserError(f"questions must be int word ids [batch, length] (or [batch, "
+                      f"questions per image, length] to apply), got "
                       f"{getattr(questions, 'dtype', type(questions).__name__)} "
                       f"{tuple(getattr(questions, 'shape', ()))}")
     checks.ids_in_range("questions", questions, self.question_vocab, "question_vocab")
@@ -219,18 +224,37 @@ class VQA:
     return g.sum(axis=(1, 2)), None
 
   def apply(self, params, images, questions):
-    """``(logits [B, num_answers], attention maps [B, hops, L] or None)``."""
+    """``(logits, attention maps or None)``.
+
+    ``questions`` ``[B, Lq]`` (one per image): logits ``[B, num_answers]``,
+    maps ``[B, hops, L]``. ``[B, Q, Lq]`` (Q questions per image, the image
+    encoded once for all of them): logits ``[B, Q, num_answers]``, maps
+    ``[B, Q, hops, L]``."""
     regions = self.regions(params, images)
+    grouped = getattr(questions, "ndim", None) == 3
+    B, Q = (questions.shape[0], questions.shape[1]) if grouped else (None, 1)
+    if grouped:
+      questions = questions.reshape(B * Q, questions.shape[2])
     q = self.read(params, questions)
-    if q.shape[0] != regions.shape[0]:
+    if q.shape[0] != regions.shape[0] * Q:
       raise UserError(f"images and questions disagree on the batch: {regions.shape[0]} "
-                      f"vs {q.shape[0]}")
+                      f"vs {q.shape[0] // Q}")
+    if grouped:
+      regions = jnp.repeat(regions, Q, axis=0)
     fused, maps = self.fuse(params, regions, q)
-    return _mlp(params["answer"], fused), maps
+    logits = _mlp(params["answer"], fused)
+    if grouped:
+      logits = logits.reshape(B, Q, -1)
+      maps = None if maps is None else maps.reshape((B, Q) + maps.shape[1:])
+    return logits, maps
 
   def loss(self, params, images, questions, answers):
-    """``(mean cross-entropy, {"accuracy"})``."""
+    """``(mean cross-entropy, {"accuracy"})``; ``answers`` ``[B]`` or, with
+    grouped questions ``[B, Q, Lq]``, ``[B, Q]``."""
     logits, _ = self.apply(params, images, questions)
+    if logits.shape[:-1] != tuple(answers.shape):
+      raise UserError(f"answers must be {list(logits.shape[:-1])} for these questions, "
+                      f"got {list(answers.shape)}")
     ce = optax.softmax_cross_entropy_with_integer_labels(logits, answers)
     return ce.mean(), {"accuracy": jnp.mean(jnp.argmax(logits, -1) == answers)}
 

@@ -96,3 +96,14 @@ def test_decoding_tiny(tmp_path):
   assert all(r["identical_to_loop"] for r in results["rows"])
   assert results["rows"][0]["width1_equals_greedy"] is True
   assert "| 2 |" in (tmp_path / "report.md").read_text()
+
+
+def test_vqa_speed_tiny(tmp_path):
+  run("benchmarks.vqa", f"--out={tmp_path}", "--questions=20", "--fusions=concat,relation",
+      "--rounds=1")
+  results = json.loads((tmp_path / "results.json").read_text())
+  rows = {(r["fusion"], r["layout"], r["mode"]): r for r in results["rows"]}
+  assert len(rows) == 8 and results["anchor"] == "concat, single questions"
+  assert rows[("concat", "questions", "train")]["speedup_vs_anchor"] == 1.0
+  assert all(r["ms"] > 0 for r in rows.values())
+  assert "| relation |" in (tmp_path / "report.md").read_text()

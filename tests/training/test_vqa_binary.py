@@ -37,10 +37,16 @@ def test_smoke_trains_answers_scores_and_reports(tmp_path, data_dir):
   assert sum(preds[q] == a for q, a in truth.items()) / 160 == pytest.approx(r["accuracy"])
   assert (tmp_path / r["figure"]).read_bytes()[:4] == b"\x89PNG"
   assert "| relational | 80 |" in (tmp_path / "report.md").read_text()
+  for kind in ("non-relational", "relational"):           # where attention looked
+    assert len(r["pointing"][kind]) == 2
+    for hop in r["pointing"][kind]:
+      assert 0.0 <= hop["pixels"] <= hop["cells"] <= 1.0 and 0.0 <= hop["lands"] <= 1.0
+  assert "| non-relational | 2 |" in (tmp_path / "report.md").read_text()
 
 
 @pytest.mark.parametrize("fusion,extra", [("concat", {"bidirectional": True}),
-                                          ("product", {}), ("relation", {}),
+                                          ("product", {"by_image": False, "batch_size": 16}),
+                                          ("relation", {"g_size": 8}),
                                           ("attention", {"hops": 1, "cell": "lstm"})])
 def test_every_fusion_trains_through_the_loop(tmp_path, data_dir, fusion, extra):
   from rnn_zoo import training  # pylint: disable=g-import-not-at-top
@@ -52,6 +58,23 @@ def test_every_fusion_trains_through_the_loop(tmp_path, data_dir, fusion, extra)
   r = evaluate.evaluate_run(c, str(tmp_path), task)
   assert r["fusion"] == fusion and r["questions"] == 160
   assert ("figure" in r) == (fusion == "attention")
+
+
+def test_resume_is_bit_identical_with_the_data_stream(tmp_path, data_dir):
+  """Batches are grain items indexed by the step: a run stopped at step 3
+  and resumed ends with the params of an uninterrupted 6-step run."""
+  from rnn_zoo import training  # pylint: disable=g-import-not-at-top
+  from experiments.vqa import workload  # pylint: disable=g-import-not-at-top
+  c = vqa_config.get_config("smoke")
+  c.update({"data_dir": str(data_dir), "fusion": "attention", "num_steps": 6})
+  training.train_and_evaluate(c, str(tmp_path / "whole"), workload.vqa(c).workload)
+  c.num_steps = 3
+  training.train_and_evaluate(c, str(tmp_path / "resumed"), workload.vqa(c).workload)
+  c.num_steps = 6
+  training.train_and_evaluate(c, str(tmp_path / "resumed"), workload.vqa(c).workload)
+  a, b = helpers.final_params(tmp_path / "whole"), helpers.final_params(tmp_path / "resumed")
+  assert a[0] == b[0] == 6
+  helpers.assert_trees_equal(a[1], b[1])
 
 
 def test_clevr_format_data_trains(tmp_path, data_dir):
@@ -81,6 +104,9 @@ def test_bad_config_is_one_line(tmp_path, data_dir):
     ({"image_size": 64}, "config.image_size must be 75 for Sort-of-CLEVR, got 64"),
     ({"hops": 3}, r"config.hops must be one of \[1, 2\], got 3"),
     ({"num_layers": 2}, "config.num_layers must be 1 for the question reader, got 2"),
+    ({"batch_size": 9}, "the validation split has 8 images, fewer than config.batch_size=9"),
+    ({"by_image": False, "batch_size": 161},
+     "the validation split has 160 questions, fewer than config.batch_size=161"),
 ])
 def test_bad_config_values_name_the_field(data_dir, overrides, message):
   from experiments.vqa import workload  # pylint: disable=g-import-not-at-top
