@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime
 import inspect
+import json
 import os
 import re
 import sys
@@ -20,6 +21,7 @@ import sys
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
 import rnn_zoo as rz
 from rnn_zoo import checks
@@ -171,3 +173,42 @@ def run_header(experiment: str, workdir: str) -> tuple[dict, dict] | None:
             "date": datetime.datetime.now().isoformat(timespec="seconds"),
             "step": loaded["step"], "device": jax.devices()[0].device_kind}
   return jax.tree.map(jnp.asarray, loaded["state"]["params"]), header
+
+
+# -- tabulating finished runs (the compare binaries) ----------------------------
+def read_results(runs: list[str], binary: str) -> dict:
+  """``{label: [results.json dicts]}`` of ``label:workdir`` specs, in the
+  order given (the label groups seeds)."""
+  out = {}
+  for spec in runs:
+    label, sep, workdir = spec.partition(":")
+    if not sep or not label or not workdir:
+      raise rz.UserError(f"--runs entries must be label:workdir, got {spec!r}")
+    path = os.path.join(workdir, "results.json")
+    if not os.path.isfile(path):
+      raise rz.UserError(f"--runs names {workdir!r}, which has no results.json (a "
+                      f"finished {binary} run writes one)")
+    with open(path, encoding="utf-8") as f:
+      out.setdefault(label, []).append(json.load(f))
+  return out
+
+
+def get_path(row, path: tuple):
+  """``row[path[0]][path[1]]...``, or None where a key is missing."""
+  for k in path:
+    if isinstance(row, list) and isinstance(k, int) and -len(row) <= k < len(row):
+      row = row[k]
+    elif isinstance(row, dict) and k in row:
+      row = row[k]
+    else:
+      return None
+  return row
+
+
+def mean_std(values) -> str:
+  """``"mean ± std"`` (sample std) of the non-None values, ``"mean"`` of
+  one, ``"–"`` of none."""
+  v = np.asarray([x for x in values if x is not None], float)
+  if not v.size:
+    return "–"
+  return f"{v.mean():.3f} ± {v.std(ddof=1):.3f}" if v.size > 1 else f"{v.mean():.3f}"

@@ -155,3 +155,23 @@ def test_clevr_malformed_and_missing_files(tmp_path):
     vqa.load_clevr(str(bad), str(bad), (str(tmp_path), str(tmp_path)), image_size=8)
   with pytest.raises(ValueError, match="questions file '/nope.json' does not exist"):
     vqa.load_clevr("/nope.json", str(bad), (str(tmp_path), str(tmp_path)), image_size=8)
+
+
+def test_compare_tabulates_mean_and_spread_over_seeds(tmp_path):
+  from experiments.vqa import compare  # pylint: disable=g-import-not-at-top
+  runs = []
+  for label, seed, acc in (("concat", 0, 0.5), ("concat", 1, 0.7), ("attention", 0, 0.9)):
+    d = tmp_path / f"{label}{seed}"
+    d.mkdir()
+    r = {"accuracy": acc, "kinds": {"relational": {"accuracy": 0.25}}}
+    if label == "attention":
+      r["pointing"] = {"non-relational": [{"lands": 0.75, "cells": 0.5}] * 2}
+    (d / "results.json").write_text(json.dumps(r))
+    runs.append(f"{label}:{d}")
+  lines = compare.table(compare.common.read_results(runs, "vqa")).splitlines()
+  assert len(lines) == 4 and "| shape |" not in lines[0]      # no run has subtypes
+  assert lines[0].startswith("| fusion | seeds | accuracy | relational | lands, hop 1 |")
+  assert lines[2].startswith("| concat | 2 | 0.600 ± 0.141 | 0.250 ± 0.000 | – |")
+  assert lines[3].startswith("| attention | 1 | 0.900 | 0.250 | 0.750 | 0.750 | 0.500 |")
+  with pytest.raises(ValueError, match="has no results.json"):
+    compare.common.read_results([f"x:{tmp_path}"], "vqa")

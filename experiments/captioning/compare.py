@@ -12,14 +12,10 @@ training binary's evaluation wrote), so the table can be rebuilt at any time.
 
 from __future__ import annotations
 
-import collections
-import json
-import os
-
 from absl import app
 from absl import flags
-import numpy as np
 
+from experiments import common
 from rnn_zoo.errors import UserError
 
 _RUNS = flags.DEFINE_list("runs", None, "label:workdir, ...", required=True)
@@ -35,28 +31,9 @@ COLUMNS = (("BLEU-4", ("BLEU-4",)), ("CIDEr-D", ("CIDEr-D",)),
            ("mean mass (pixels)", ("pointing", "mean_mass")))
 
 
-def _get(row: dict, path: tuple):
-  for k in path:
-    if not isinstance(row, dict) or k not in row:
-      return None
-    row = row[k]
-  return row
-
-
 def read_runs(runs: list[str]) -> dict:
   """``{label: [results.json dicts]}`` in the order given."""
-  out = collections.OrderedDict()
-  for spec in runs:
-    label, sep, workdir = spec.partition(":")
-    if not sep or not label or not workdir:
-      raise UserError(f"--runs entries must be label:workdir, got {spec!r}")
-    path = os.path.join(workdir, "results.json")
-    if not os.path.isfile(path):
-      raise UserError(f"--runs names {workdir!r}, which has no results.json (a "
-                      "finished captioning run writes one)")
-    with open(path, encoding="utf-8") as f:
-      out.setdefault(label, []).append(json.load(f))
-  return out
+  return common.read_results(runs, "captioning")
 
 
 def table(groups: dict, splits: list[str]) -> str:
@@ -68,11 +45,8 @@ def table(groups: dict, splits: list[str]) -> str:
       rows = [r["splits"][split] for r in results if split in r["splits"]]
       if not rows:
         continue
-      cells = []
-      for _, path in COLUMNS:
-        v = np.asarray([x for x in (_get(r, path) for r in rows) if x is not None], float)
-        cells.append("–" if not v.size else f"{v.mean():.3f} ± {v.std(ddof=1):.3f}"
-                     if v.size > 1 else f"{v.mean():.3f}")
+      cells = [common.mean_std([common.get_path(r, path) for r in rows])
+               for _, path in COLUMNS]
       lines.append(f"| {label} | {split} | {len(rows)} | " + " | ".join(cells) + " |")
   return "\n".join(lines) + "\n"
 
