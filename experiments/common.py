@@ -212,3 +212,16 @@ def mean_std(values) -> str:
   if not v.size:
     return "–"
   return f"{v.mean():.3f} ± {v.std(ddof=1):.3f}" if v.size > 1 else f"{v.mean():.3f}"
+
+
+def print_table(make_text, output: str | None) -> None:
+  """Prints ``make_text()`` (a bad ``--runs`` ends in one line) and writes it
+  to ``output`` when given."""
+  try:
+    text = make_text()
+  except rz.UserError as e:
+    raise SystemExit(f"error: {e}") from None
+  print(text)
+  if output:
+    with open(output, "w", encoding="utf-8") as f:
+      f.write(text)

@@ -16,7 +16,6 @@ from absl import app
 from absl import flags
 
 from experiments import common
-from rnn_zoo.errors import UserError
 
 _RUNS = flags.DEFINE_list("runs", None, "label:workdir, ...", required=True)
 _SPLITS = flags.DEFINE_list("splits", ["test", "compositional"], "Splits tabulated.")
@@ -53,14 +52,7 @@ def table(groups: dict, splits: list[str]) -> str:
 
 def main(argv):
   del argv
-  try:
-    text = table(read_runs(_RUNS.value), _SPLITS.value)
-  except UserError as e:
-    raise SystemExit(f"error: {e}") from None
-  print(text)
-  if _OUTPUT.value:
-    with open(_OUTPUT.value, "w", encoding="utf-8") as f:
-      f.write(text)
+  common.print_table(lambda: table(read_runs(_RUNS.value), _SPLITS.value), _OUTPUT.value)
 
 
 if __name__ == "__main__":

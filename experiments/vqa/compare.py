@@ -20,7 +20,6 @@ from absl import flags
 
 from experiments import common
 from rnn_zoo.data import sort_of_clevr as soc
-from rnn_zoo.errors import UserError
 
 COLUMNS = ((("accuracy", ("accuracy",)),)
            + tuple((k, ("kinds", k, "accuracy")) for k in soc.KINDS)
@@ -48,14 +47,8 @@ def table(groups: dict) -> str:
 
 def main(argv):
   del argv
-  try:
-    text = table(common.read_results(flags.FLAGS.runs, "vqa"))
-  except UserError as e:
-    raise SystemExit(f"error: {e}") from None
-  print(text)
-  if flags.FLAGS.output:
-    with open(flags.FLAGS.output, "w", encoding="utf-8") as f:
-      f.write(text)
+  common.print_table(lambda: table(common.read_results(flags.FLAGS.runs, "vqa")),
+                     flags.FLAGS.output)
 
 
 if __name__ == "__main__":
