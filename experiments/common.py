@@ -187,7 +187,7 @@ def read_results(runs: list[str], binary: str) -> dict:
     path = os.path.join(workdir, "results.json")
     if not os.path.isfile(path):
       raise rz.UserError(f"--runs names {workdir!r}, which has no results.json (a "
-                      f"finished {binary} run writes one)")
+                         f"finished {binary} run writes one)")
     with open(path, encoding="utf-8") as f:
       out.setdefault(label, []).append(json.load(f))
   return out

@@ -107,7 +107,6 @@ class SortOfClevrQuestions:
             # (tfds stores examples in its own order: ids come from the scene.)
             "question_index": np.int64(ex["index"] * self.per_image + k)}
 
-
   def scene(self, i: int) -> dict:
     """Image ``i`` with all its questions: ``image``, ``question`` ``[20,
     Lq]``, and ``answer``, ``subtype``, ``colour``, ``question_index`` ``[20]``."""
