@@ -1,0 +1,293 @@
+"""Many small training runs as one compiled program (a grid of runs).
+
+A gradient-flow benchmark trains dozens of small models (cells × seeds ×
+learning rates × init variants) that share their shapes. One at a time
+through :func:`~rnn_zoo.training.train_and_evaluate` each step of each run
+is a separate dispatch, and small models are bound by that overhead, not by
+arithmetic. :func:`train_group` instead stacks the runs' params and optimizer
+states along a leading ``runs`` axis, ``jax.vmap``\\s one train step over
+them and ``lax.scan``\\s over ``steps_per_call`` steps inside one jit, with
+the metrics gathered on the device. With several devices (or processes) the
+``runs`` axis is sharded over them.
+
+Each run computes what ``train_and_evaluate`` computes for its config (the
+same keys, batches, optimizer and evaluation), so the results match the same
+runs made one at a time to float tolerance (``tests/training/test_grid.py``).
+
+Runs of one group may differ only in :data:`VARYING_FIELDS` (the seed, the
+learning rate, the clipping threshold and the cells' init-only options); every
+other config field must agree, and :func:`group_configs` sorts a list of
+configs into such groups.
+
+Example::
+
+  from experiments.long_range import config as lr_config, workload
+  from rnn_zoo.training import grid
+  configs = []
+  for seed in range(3):
+    c = lr_config.get_config("smoke"); c.seed = seed; configs.append(c)
+  results = grid.train_group(configs, workload.long_range)
+  results[0]["eval"][-1]   # (step, {"loss": ..., ...}) of seed 0
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from rnn_zoo import checks
+from rnn_zoo import gradflow
+from rnn_zoo.errors import UserError
+from rnn_zoo.training import optim
+from rnn_zoo.training.loop import Workload
+
+# Config fields that may differ between the runs of one group: they change
+# the initial params or the optimizer's hyperparameters, never a shape or the
+# function a step computes.
+VARYING_FIELDS = ("seed", "learning_rate", "clip_norm", "forget_bias", "chrono",
+                  "recurrent_init")
+
+
+def group_key(config) -> str:
+  """The config without :data:`VARYING_FIELDS`: runs with equal keys can
+  share one compiled program."""
+  d = {k: v for k, v in config.to_dict().items() if k not in VARYING_FIELDS}
+  return json.dumps(d, sort_keys=True, default=str)
+
+
+def group_configs(configs: Sequence) -> list[list[int]]:
+  """Indices of ``configs`` grouped by :func:`group_key`, in first-seen order."""
+  groups: dict[str, list[int]] = {}
+  for i, c in enumerate(configs):
+    groups.setdefault(group_key(c), []).append(i)
+  return list(groups.values())
+
+
+def _check_group(configs: Sequence) -> None:
+  if not configs:
+    raise UserError("train_group needs at least one config, got none")
+  keys = {group_key(c) for c in configs}
+  if len(keys) > 1:
+    a, b = (json.loads(k) for k in list(keys)[:2])
+    diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+    raise UserError(
+        f"configs of one group may differ only in {list(VARYING_FIELDS)}; they "
+        f"also differ in {diff} (use grid.group_configs to split them)")
+  c = configs[0]
+  if c.schedule != "constant" or c.warmup_steps:
+    raise UserError(
+        f"train_group supports config.schedule='constant' without warm-up, got "
+        f"schedule={c.schedule!r}, warmup_steps={c.warmup_steps}")
+  for field in ("batch_size", "num_steps", "eval_every", "eval_batches"):
+    checks.positive_int(f"config.{field}", c[field])
+  for cfg in configs:
+    checks.positive_number("config.learning_rate", cfg.learning_rate)
+    checks.number_at_least("config.clip_norm", cfg.clip_norm, 0)
+
+
+def make_optimizer(config) -> optax.GradientTransformation:
+  """``optim.make_optimizer(config)`` with the learning rate and the global
+  norm threshold as state (``optax.inject_hyperparams``), so that they can
+  differ between vmapped runs. ``clip_norm`` 0 (off) becomes an infinite
+  threshold, which leaves every gradient unchanged."""
+
+  def build(learning_rate, max_norm):
+    parts = [optax.clip(config.clip_value)] if config.clip_value else []
+    parts.append(optax.clip_by_global_norm(max_norm))
+    return optax.chain(*parts, optim._base_optimizer(config, learning_rate))  # pylint: disable=protected-access
+  return optax.inject_hyperparams(build)(
+      learning_rate=config.learning_rate,
+      max_norm=config.clip_norm if config.clip_norm else math.inf)
+
+
+def _stack(trees):
+  return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+
+
+def _fetch(tree):
+  """Host copies of (possibly sharded, possibly multi-process) arrays."""
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    return multihost_utils.process_allgather(tree, tiled=True)
+  return jax.device_get(tree)
+
+
+def train_group(configs: Sequence, make_workload: Callable[[Any], Workload], *,
+                steps_per_call: int | None = None, diagnose_every: int = 0,
+                mesh: Mesh | None = None, keep_params: bool = False,
+                on_eval: Callable[[int, list[dict]], None] | None = None) -> list[dict]:
+  """Trains one run per config, all at once (see the module docstring).
+
+  Args:
+    configs: long-range style configs (the loop's training fields) that
+      agree on everything but :data:`VARYING_FIELDS`.
+    make_workload: ``config -> Workload`` (e.g.
+      ``experiments.long_range.workload.long_range``); only each run's
+      ``init_params`` is taken from its own workload, the rest from the first.
+    steps_per_call: train steps per dispatch (a ``lax.scan`` inside one jit);
+      default ``config.eval_every``. Evaluation happens every ``eval_every``
+      steps and at the end, as in ``train_and_evaluate``.
+    diagnose_every: every this many steps (a multiple of ``eval_every``; 0:
+      never), ``‖dL/dh_t‖`` for every t and layer on the first held-out batch
+      (``gradflow.hidden_grad_norms``; needs ``workload.hidden_shapes``) and
+      its memory horizon (``gradflow.steps_in_the_past`` at 1%), also at
+      step 0.
+    mesh: a 1-D mesh whose axis shards the runs (default: every device of
+      every process). Runs are padded to a multiple of its size.
+    keep_params: also return each run's final params (host arrays).
+    on_eval: called as ``on_eval(step, results_so_far)`` after each
+      evaluation (progress reports).
+
+  Returns:
+    One dict per config, in order: ``train`` ``[(step, loss, grad_norm)]``
+    per step (grad norm before clipping), ``eval`` ``[(step, metrics)]``,
+    ``final`` (the last eval metrics), ``nonfinite_steps``, and with
+    diagnostics ``diagnostics`` ``[(step, [per-layer ‖dL/dh_t‖ lists],
+    horizon)]``.
+  """
+  configs = list(configs)
+  _check_group(configs)
+  c0 = configs[0]
+  checks.int_at_least("diagnose_every", diagnose_every, 0, "0: never")
+  if diagnose_every and diagnose_every % c0.eval_every:
+    raise UserError(f"diagnose_every must be a multiple of config.eval_every="
+                    f"{c0.eval_every}, got {diagnose_every}")
+  K = c0.eval_every if steps_per_call is None else steps_per_call
+  checks.positive_int("steps_per_call", K)
+  if mesh is None:
+    mesh = Mesh(np.asarray(jax.devices()), ("runs",))
+  if len(mesh.axis_names) != 1:
+    raise UserError(f"mesh must be 1-D (one axis for the runs), got axes "
+                    f"{mesh.axis_names}")
+  axis = mesh.axis_names[0]
+  n_dev = mesh.devices.size
+  n = len(configs)
+  padded = configs + [configs[-1]] * (-n % n_dev)
+  workloads = [make_workload(c) for c in padded]
+  w = workloads[0]
+  if diagnose_every and w.hidden_shapes is None:
+    raise UserError("diagnose_every needs a workload with hidden_shapes")
+  optimizer = make_optimizer(c0)
+  shard = NamedSharding(mesh, P(axis))
+
+  def init_one(i):
+    c, wl = padded[i], workloads[i]
+    k_init, k_train, k_data, k_eval = jax.random.split(jax.random.key(c.seed), 4)
+    params = wl.init_params(k_init)
+    opt = make_optimizer(c)
+    return {"params": params, "opt_state": opt.init(params),
+            "k_train": jax.random.key_data(k_train),
+            "k_data": jax.random.key_data(k_data),
+            "k_eval": jax.random.key_data(k_eval)}
+
+  # Each run's init is its own (its workload may init differently); stacked
+  # on the host side of jit, then placed along the runs axis.
+  runs = [jax.jit(lambda i=i: init_one(i))() for i in range(len(padded))]
+  shapes = {jax.tree.structure(r) for r in runs}
+  leaf_shapes = {tuple((x.shape, x.dtype) for x in jax.tree.leaves(r)) for r in runs}
+  if len(shapes) > 1 or len(leaf_shapes) > 1:
+    raise UserError("the runs of a group must have params of the same shapes "
+                    "(a field outside VARYING_FIELDS changed the model)")
+  state = jax.device_put(_stack(runs), shard)
+  del runs
+
+  def step_one(run, step):
+    batch = w.train_batch(jax.random.fold_in(jax.random.wrap_key_data(run["k_data"]), step), step)
+    key = jax.random.fold_in(jax.random.wrap_key_data(run["k_train"]), step)
+    (loss, _), grads = jax.value_and_grad(
+        lambda p: w.loss_fn(p, batch, key, True), has_aux=True)(run["params"])
+    norm = optax.tree.norm(grads)
+    updates, opt_state = optimizer.update(grads, run["opt_state"], run["params"])
+    params = optax.apply_updates(run["params"], updates)
+    return {**run, "params": params, "opt_state": opt_state}, (loss, norm)
+
+  def many_steps(state, start, k):
+    def body(st, s):
+      return jax.vmap(step_one, in_axes=(0, None))(st, s)
+    return jax.lax.scan(body, state, start + jnp.arange(k))
+
+  # k is static: one program for the usual chunk, one for a shorter last one.
+  train_fn = jax.jit(many_steps, static_argnums=2, donate_argnums=0,
+                     out_shardings=(shard, NamedSharding(mesh, P(None, axis))))
+  num_eval = c0.eval_batches
+
+  def eval_one(run):
+    k_eval = jax.random.wrap_key_data(run["k_eval"])
+    def one(i):
+      loss, aux = w.loss_fn(run["params"], w.eval_batch(jax.random.fold_in(k_eval, i), i),
+                            jax.random.key(0), False)
+      return {"loss": loss, **aux}
+    per = jax.lax.map(one, jnp.arange(num_eval))
+    return jax.tree.map(lambda x: jnp.mean(x, axis=0), per)
+  eval_fn = jax.jit(jax.vmap(eval_one), out_shardings=shard)
+
+  def diag_one(run):
+    k_eval = jax.random.wrap_key_data(run["k_eval"])
+    batch = w.eval_batch(jax.random.fold_in(k_eval, 0), 0)
+    probes = tuple(jnp.zeros(s) for s in w.hidden_shapes(batch))
+    norms = gradflow.hidden_grad_norms(
+        lambda pr: w.loss_fn(run["params"], batch, jax.random.key(0), False,
+                             hidden_probes=pr)[0], probes)
+    horizon = gradflow.steps_in_the_past(norms[-1], 1e-2)
+    return norms, horizon
+  diag_fn = jax.jit(jax.vmap(diag_one), out_shardings=shard) if diagnose_every else None
+
+  results = [{"train": [], "eval": [], "diagnostics": [], "nonfinite_steps": 0}
+             for _ in range(n)]
+
+  def diagnose(step):
+    norms, horizon = _fetch(diag_fn(state))
+    for i in range(n):
+      results[i]["diagnostics"].append(
+          (step, [np.asarray(l[i]).tolist() for l in norms], int(horizon[i])))
+
+  if diagnose_every:
+    diagnose(0)
+  step, total = 0, c0.num_steps
+  while step < total:
+    # Up to the next evaluation (or the end), at most K steps per dispatch.
+    k = min(K, total - step, c0.eval_every - step % c0.eval_every)
+    state, (loss, norm) = train_fn(state, jnp.int32(step), k)
+    loss, norm = _fetch((loss, norm))
+    for i in range(n):
+      for j in range(k):
+        results[i]["train"].append((step + j + 1, float(loss[j, i]), float(norm[j, i])))
+      results[i]["nonfinite_steps"] += int(np.sum(~np.isfinite(loss[:, i]) | ~np.isfinite(norm[:, i])))
+    step += k
+    if step % c0.eval_every == 0 or step == total:
+      ev = _fetch(eval_fn(state))
+      for i in range(n):
+        results[i]["eval"].append((step, {m: float(v[i]) for m, v in ev.items()}))
+      if diagnose_every and (step % diagnose_every == 0 or step == total):
+        diagnose(step)
+      if on_eval is not None:
+        on_eval(step, results)
+  if keep_params:
+    params = _fetch(state["params"])
+    for i in range(n):
+      results[i]["params"] = jax.tree.map(lambda x, i=i: np.asarray(x[i]), params)
+  for r in results:
+    r["final"] = r["eval"][-1][1]
+  return results
+
+
+def train_one_at_a_time(configs: Sequence, make_workload: Callable[[Any], Workload],
+                        workdir_root: str) -> list[dict]:
+  """The same runs through ``train_and_evaluate``, one after another (the
+  reference :func:`train_group` is compared with, and the speed anchor of
+  ``benchmarks/grid.py``). Returns each run's final eval metrics."""
+  from rnn_zoo.training import loop  # pylint: disable=g-import-not-at-top
+  out = []
+  for i, c in enumerate(configs):
+    out.append(loop.train_and_evaluate(c, os.path.join(workdir_root, f"run_{i}"),
+                                       make_workload(c)))
+  return out
+

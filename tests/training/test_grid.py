@@ -1,0 +1,113 @@
+"""The grid of runs: one compiled program for many runs gives what the same
+runs give one at a time through train_and_evaluate."""
+
+import json
+import jax
+import numpy as np
+import pytest
+
+import helpers
+from experiments.long_range import config as lr_config
+from experiments.long_range import workload
+from rnn_zoo import gradflow
+from rnn_zoo.errors import UserError
+from rnn_zoo.training import grid
+from rnn_zoo.training import loop
+
+STEPS, EVAL_EVERY = 24, 8
+
+
+def configs(cell="lstm"):
+  """Seeds, learning rates, clipping on/off and init variants of one shape."""
+  out = []
+  for seed, lr, clip, extra in [(0, 3e-3, 1.0, {}), (1, 1e-2, 0.0, {}),
+                                (2, 3e-3, 0.5, {"forget_bias": 0.0}),
+                                (0, 3e-3, 1.0, {"chrono": True})]:
+    c = lr_config.get_config("smoke")
+    c.update(dict(cell=cell, seed=seed, learning_rate=lr, clip_norm=clip,
+                  num_steps=STEPS, eval_every=EVAL_EVERY, log_every=1,
+                  checkpoint_every=STEPS, **extra))
+    out.append(c)
+  return out
+
+
+def read_jsonl(path):
+  return [json.loads(l) for l in open(path) if l.strip()]
+
+
+@pytest.fixture(scope="module")
+def one_at_a_time(tmp_path_factory):
+  root = tmp_path_factory.mktemp("single")
+  out = []
+  for i, c in enumerate(configs()):
+    wd = root / f"run_{i}"
+    final = loop.train_and_evaluate(c, str(wd), workload.long_range(c))
+    trace = read_jsonl(wd / "trace.jsonl")
+    evals = [m for m in read_jsonl(wd / "metrics.jsonl") if m["split"] == "eval"]
+    out.append({"final": final, "params": helpers.final_params(wd)[1],
+                "losses": [l for t in trace for l in t["loss"]],
+                "grad_norms": [g for t in trace for g in t["grad_norm"]],
+                "evals": [(m["step"], m["loss"]) for m in evals]})
+  return out
+
+
+def assert_close(a, b, rtol=2e-4, atol=2e-5):
+  la, lb = jax.tree.leaves(a), jax.tree.leaves(b)
+  assert len(la) == len(lb)
+  for x, y in zip(la, lb):
+    np.testing.assert_allclose(x, y, rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("steps_per_call", [EVAL_EVERY, 3])
+def test_group_matches_runs_one_at_a_time(one_at_a_time, steps_per_call):
+  results = grid.train_group(configs(), workload.long_range,
+                             steps_per_call=steps_per_call, keep_params=True)
+  assert len(results) == len(one_at_a_time)
+  for got, want in zip(results, one_at_a_time):
+    np.testing.assert_allclose([l for _, l, _ in got["train"]], want["losses"], rtol=2e-4)
+    np.testing.assert_allclose([g for _, _, g in got["train"]], want["grad_norms"], rtol=2e-3)
+    assert [s for s, _ in got["eval"]] == [s for s, _ in want["evals"]] == [8, 16, 24]
+    np.testing.assert_allclose([m["loss"] for _, m in got["eval"]],
+                               [l for _, l in want["evals"]], rtol=2e-4)
+    np.testing.assert_allclose(got["final"]["loss"], want["final"]["loss"], rtol=2e-4)
+    assert_close(got["params"], want["params"])
+  # The runs differ from each other (seeds, lr, init): not one run copied.
+  finals = [r["final"]["loss"] for r in results]
+  assert len(set(np.round(finals, 6))) == len(finals)
+
+
+def test_diagnostics_during_training():
+  cs = configs()[:2]
+  results = grid.train_group(cs, workload.long_range, diagnose_every=2 * EVAL_EVERY)
+  for c, r in zip(cs, results):
+    steps = [s for s, _, _ in r["diagnostics"]]
+    assert steps == [0, 16, 24]
+    for _, norms, horizon in r["diagnostics"]:
+      assert len(norms) == 1 and len(norms[0]) == c.seq_len  # one layer, [T]
+      assert 0 <= horizon < c.seq_len
+      assert all(np.isfinite(norms[0])) and norms[0][-1] > 0
+    # At step 0: the same numbers as gradflow on the run's initial params.
+    w = workload.long_range(c)
+    k_init, _, _, k_eval = jax.random.split(jax.random.key(c.seed), 4)
+    params = w.init_params(k_init)
+    batch = w.eval_batch(jax.random.fold_in(k_eval, 0), 0)
+    want = gradflow.hidden_grad_norms(
+        lambda pr: w.loss_fn(params, batch, jax.random.key(0), False, hidden_probes=pr)[0],
+        tuple(jax.numpy.zeros(s) for s in w.hidden_shapes(batch)))
+    np.testing.assert_allclose(r["diagnostics"][0][1][0], want[0], rtol=1e-4)
+    assert r["diagnostics"][0][2] == int(gradflow.steps_in_the_past(want[0], 1e-2))
+
+
+def test_groups_and_errors():
+  cs = configs() + configs(cell="gru")
+  assert grid.group_configs(cs) == [[0, 1, 2, 3], [4, 5, 6, 7]]
+  with pytest.raises(UserError, match=r"also differ in \['cell'\]"):
+    grid.train_group(cs, workload.long_range)
+  c = configs()[0]
+  c.schedule = "cosine"
+  with pytest.raises(UserError, match="schedule='cosine'"):
+    grid.train_group([c], workload.long_range)
+  with pytest.raises(UserError, match="diagnose_every must be a multiple of config.eval_every=8, got 5"):
+    grid.train_group(configs()[:1], workload.long_range, diagnose_every=5)
+  with pytest.raises(UserError, match="steps_per_call must be"):
+    grid.train_group(configs()[:1], workload.long_range, steps_per_call=0)
