@@ -43,19 +43,32 @@ from absl import logging
 from rnn_zoo import xla_config
 
 PRESETS = {
-    # init_lengths: T for the at-initialization diagnostics.
-    # train: (task, T, steps, learning rate) runs, the same for every cell.
-    "quick": dict(init_lengths=(50, 200),
-                  train=(("adding", 30, 500, 3e-3), ("copy", 10, 1500, 1e-2)),
+    # init_lengths: T for the at-initialization diagnostics (float64).
+    # train: the runs every cell makes, each with `seeds` seeds; the first
+    # task is repeated without clipping for the clip_ablation cells.
+    # steps_per_call: train steps per dispatch of the grid; diagnose_every:
+    # ‖dL/dh_t‖ and the memory horizon during training.
+    "quick": dict(init_lengths=(100, 1000), seeds=3,
+                  train=(dict(task="adding", T=100, steps=1000, lr=1e-2),
+                         dict(task="copy", T=10, steps=2000, lr=1e-2, hidden=64)),
                   hidden=32, batch=32, clip=1.0,
-                  log_every=25, eval_every=50, eval_batches=2,
+                  log_every=25, eval_every=100, eval_batches=2,
+                  steps_per_call=100, diagnose_every=200,
+                  jacobian_positions=8, jacobian_iters=10, jacobian_examples=4,
                   clip_ablation=("rnn_tanh", "lstm_fb1")),
-    "paper": dict(init_lengths=(100, 200, 500, 1000),
-                  train=(("adding", 100, 20000, 1e-3), ("adding", 200, 20000, 1e-3),
-                         ("adding", 400, 20000, 1e-3), ("copy", 50, 20000, 1e-3),
-                         ("copy", 100, 20000, 1e-3), ("copy", 200, 20000, 1e-3)),
+    # Le et al. 2015, Arjovsky et al. 2016, Tallec & Ollivier 2018.
+    "paper": dict(init_lengths=(100, 200, 500, 1000), seeds=3,
+                  train=(dict(task="adding", T=100, steps=20000, lr=1e-3),
+                         dict(task="adding", T=200, steps=20000, lr=1e-3),
+                         dict(task="adding", T=400, steps=20000, lr=1e-3),
+                         dict(task="adding", T=750, steps=20000, lr=1e-3),
+                         dict(task="copy", T=100, steps=20000, lr=1e-3),
+                         dict(task="copy", T=200, steps=20000, lr=1e-3),
+                         dict(task="copy", T=500, steps=20000, lr=1e-3)),
                   hidden=128, batch=64, clip=1.0,
                   log_every=100, eval_every=500, eval_batches=8,
+                  steps_per_call=250, diagnose_every=2500,
+                  jacobian_positions=12, jacobian_iters=20, jacobian_examples=8,
                   clip_ablation=("rnn_tanh", "rnn_tanh_orth", "irnn", "lstm_fb1")),
 }
 
@@ -92,6 +105,10 @@ _LENGTHS = flags.DEFINE_list(
     "lengths", None, "Override every T (init diagnostics and training) with these.")
 _OUT = flags.DEFINE_string("out", None, "Run folder (default runs/gradient_flow/<timestamp>).")
 _STEPS = flags.DEFINE_integer("steps", None, "Override the training budget.")
+_SEEDS = flags.DEFINE_integer("seeds", None, "Override the seeds per cell and task.")
+_DEVICES = flags.DEFINE_integer(
+    "devices", 0, "CPU devices to spread each group's runs over (0: one per "
+    "core). Ignored when XLA_FLAGS already forces a device count, or on GPU/TPU.")
 
 
 def _say(msg: str) -> None:
@@ -129,7 +146,19 @@ def _median_time(fn, rounds: int = 5) -> float:
   return sorted(times)[len(times) // 2]
 
 
-def init_diagnostics(cell: str, T: int, preset: dict) -> dict:
+def _to_float64(tree):
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  return jax.tree.map(lambda x: x.astype(jnp.float64)
+                      if jnp.issubdtype(x.dtype, jnp.floating) else x, tree)
+
+
+def init_diagnostics(cell: str, T: int, preset: dict, precision: str = "float64") -> dict:
+  """The diagnostics at initialization, computed in ``precision``: float64
+  measures ‖dL/dh_t‖ down to ~1e-300, where float32 underflows to 0 below
+  ~1e-38 (and to subnormals, with their lost digits, below 1e-38). The
+  timings (what the probe gradient costs against a training gradient) are
+  float32, as training runs."""
   import jax  # pylint: disable=g-import-not-at-top
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
@@ -138,41 +167,47 @@ def init_diagnostics(cell: str, T: int, preset: dict) -> dict:
 
   config = make_config(cell, "adding", T, preset)
   w = workload.long_range(config)
-  params = w.init_params(jax.random.key(config.seed))
-  batch = w.train_batch(jax.random.key(1), 0)
-  probes = tuple(jnp.zeros(s) for s in w.hidden_shapes(batch))
+  params32 = w.init_params(jax.random.key(config.seed))
+  batch32 = w.train_batch(jax.random.key(1), 0)
 
-  @jax.jit
-  def norms(params, batch):
+  def probe_norms(params, batch):
+    probes = tuple(jnp.zeros(s, batch["inputs"].dtype) for s in w.hidden_shapes(batch))
     return gradflow.hidden_grad_norms(
         lambda pr: w.loss_fn(params, batch, jax.random.key(0), False,
                              hidden_probes=pr)[0], probes)
 
-  per_layer = [np.asarray(n) for n in norms(params, batch)]
   # What the diagnostic costs: the probe gradient against one training
   # forward+backward (gradient of the same loss with respect to the params).
+  norms32 = jax.jit(probe_norms)
   grad = jax.jit(jax.grad(lambda p, b: w.loss_fn(p, b, jax.random.key(0), False)[0]))
-  t_grad = _median_time(lambda: jax.block_until_ready(grad(params, batch)))
-  t_probe = _median_time(lambda: jax.block_until_ready(norms(params, batch)))
-  cell_obj, p0 = w.rnn_params(params)[0]
-  xs = batch["inputs"][:8]
-  positions = np.unique(np.linspace(0, T - 1, 12).astype(int))
-  jac = jax.jit(lambda p, xs: gradflow.jacobian_norms(
-      cell_obj, p, xs, positions, key=jax.random.key(2), num_iters=20))(p0, xs)
+  t_grad = _median_time(lambda: jax.block_until_ready(grad(params32, batch32)))
+  t_probe = _median_time(lambda: jax.block_until_ready(norms32(params32, batch32)))
+  positions = np.unique(np.linspace(0, T - 1, preset['jacobian_positions']).astype(int))
   sv_pos = np.unique(np.linspace(0, T - 1, 6).astype(int))
-  sv = jax.jit(lambda p, xs: gradflow.step_jacobian_singular_values(
-      cell_obj, p, xs[:2], sv_pos))(p0, xs)
+  with jax.enable_x64(precision == "float64"):
+    params = _to_float64(params32) if precision == "float64" else params32
+    batch = _to_float64(batch32) if precision == "float64" else batch32
+    per_layer = [np.asarray(n, np.float64) for n in jax.jit(probe_norms)(params, batch)]
+    cell_obj, p0 = w.rnn_params(params)[0]
+    xs = batch["inputs"][:preset['jacobian_examples']]
+    jac = jax.jit(lambda p, xs: gradflow.jacobian_norms(
+        cell_obj, p, xs, positions, key=jax.random.key(2), num_iters=preset['jacobian_iters']))(p0, xs)
+    sv = jax.jit(lambda p, xs: gradflow.step_jacobian_singular_values(
+        cell_obj, p, xs[:2], sv_pos))(p0, xs)
+    jac_mean = np.asarray(jnp.mean(jac, axis=1), np.float64)
+    steps_back_1pct = int(gradflow.steps_in_the_past(jnp.asarray(per_layer[0]), 1e-2))
+    weight_stats = gradflow.recurrent_weight_stats(cell_obj, p0)
+    sv = np.asarray(sv, np.float64)
   top = per_layer[0]
-  # float32 underflows to 0 past ~1e-38: measure from the earliest step whose
-  # norm is still representable and say so.
+  # Measure from the earliest step whose norm is still representable (in
+  # float64 that is every step for T <= 1000 here) and say when it is not.
   nonzero = np.nonzero(top > 0)[0]
   t_min = int(nonzero[0]) if nonzero.size else T - 1
-  jac_mean = np.asarray(jnp.mean(jac, axis=1))
   ok = np.nonzero(jac_mean > 0)[0]
   j_idx = int(ok[0]) if ok.size else len(positions) - 1
   steps_back = max(T - 1 - int(positions[j_idx]), 1)
   return {
-      "cell": cell, "T": T,
+      "cell": cell, "T": T, "precision": precision,
       "train_grad_ms": t_grad * 1e3, "probe_grad_ms": t_probe * 1e3,
       "grad_norms": [n.tolist() for n in per_layer],
       # Orders of magnitude ‖dL/dh_t‖ loses from t = T-1 back to t_min
@@ -181,72 +216,158 @@ def init_diagnostics(cell: str, T: int, preset: dict) -> dict:
       "underflow_before": t_min if t_min > 0 else None,
       # Geometric-mean per-step factor of ‖dh_T/dh_t‖ (power iteration).
       "jacobian_factor": float(jac_mean[j_idx] ** (1.0 / steps_back)),
-      "steps_in_the_past": int(gradflow.steps_in_the_past(jnp.asarray(top), 1e-2)),
+      "steps_in_the_past": steps_back_1pct,
       "jacobian_positions": positions.tolist(),
       "jacobian_norms": jac_mean.tolist(),
       "step_jacobian_positions": sv_pos.tolist(),
-      "step_jacobian_max_sv": np.asarray(sv[..., 0].mean(-1)).tolist(),
-      "step_jacobian_spectrum": np.asarray(sv[-1, 0]).tolist(),
-      "weight_stats": gradflow.recurrent_weight_stats(cell_obj, p0),
+      "step_jacobian_max_sv": sv[..., 0].mean(-1).tolist(),
+      "step_jacobian_spectrum": sv[-1, 0].tolist(),
+      "weight_stats": weight_stats,
   }
 
 
 # ---------------------------------------------------------------------------
-# 2. Training.
+# 2. Training: every (cell, seed[, clip]) of a task as groups of runs that
+# share shapes, each group one compiled program (rnn_zoo.training.grid).
 
-def read_jsonl(path):
-  with open(path) as f:
-    return [json.loads(l) for l in f if l.strip()]
+def train_jobs(preset: dict, cells: list[str], seeds: int) -> list[dict]:
+  """One entry per training run: the task settings, the cell, the seed and
+  the clipping threshold (the ablation runs repeat the first task without)."""
+  jobs = []
+  for i, run in enumerate(preset["train"]):
+    for cell in cells:
+      for seed in range(seeds):
+        jobs.append(dict(run, cell=cell, seed=seed, clip_norm=preset["clip"]))
+        if i == 0 and cell in preset["clip_ablation"]:
+          jobs.append(dict(run, cell=cell, seed=seed, clip_norm=0.0))
+  return jobs
 
 
-def train_run(cell: str, task: str, T: int, steps: int, lr: float, preset: dict,
-              workdir: pathlib.Path, **extra) -> dict:
-  from experiments.long_range import workload  # pylint: disable=g-import-not-at-top
-  from rnn_zoo import training  # pylint: disable=g-import-not-at-top
+def job_config(job: dict, preset: dict):
+  return make_config(job["cell"], job["task"], job["T"], preset, steps=job["steps"],
+                     lr=job["lr"], seed=job["seed"], clip_norm=job["clip_norm"],
+                     hidden_size=job.get("hidden", preset["hidden"]))
+
+
+def summarize_run(job: dict, r: dict, seconds: float, preset: dict) -> dict:
+  """One run's row of results.json, from :func:`grid.train_group`'s result."""
   from rnn_zoo.data import synthetic  # pylint: disable=g-import-not-at-top
-
-  config = make_config(cell, task, T, preset, steps=steps, lr=lr, **extra)
-  t0 = time.perf_counter()
-  final = training.train_and_evaluate(config, str(workdir), workload.long_range(config))
-  seconds = time.perf_counter() - t0
-  metrics = read_jsonl(workdir / "metrics.jsonl")
-  trace = read_jsonl(workdir / "trace.jsonl")
-  train = [m for m in metrics if m["split"] == "train"]
-  evals = [m for m in metrics if m["split"] == "eval"]
+  task, T = job["task"], job["T"]
   baseline = synthetic.baseline_loss(task, T)
-
-  def first(pred):
-    return next((m["step"] for m in evals if pred(m["loss"])), None)
-  grad = [g for t in trace for g in t["grad_norm"]]
+  evals = [(s, m["loss"]) for s, m in r["eval"]]
+  first = lambda pred: next((s for s, l in evals if pred(l)), None)
+  every = preset["log_every"]
+  train = r["train"]
+  curve = [(train[k + every - 1][0],
+            float(sum(l for _, l, _ in train[k:k + every]) / every))
+           for k in range(0, len(train) - every + 1, every)]
+  grads = [g for _, _, g in train]
+  clip = job["clip_norm"]
   return {
-      "cell": cell, "task": task, "T": T, "steps": config.num_steps, "lr": lr,
-      "clip_norm": config.clip_norm, "seconds": seconds,
-      "baseline": baseline, "final_loss": final["loss"],
-      "final_over_baseline": final["loss"] / baseline,
+      "cell": job["cell"], "seed": job["seed"], "task": task, "T": T,
+      "steps": job["steps"], "lr": job["lr"], "hidden": job.get("hidden", preset["hidden"]),
+      "clip_norm": clip, "seconds": seconds,
+      "baseline": baseline, "final_loss": r["final"]["loss"],
+      "final_over_baseline": r["final"]["loss"] / baseline,
+      "final_metrics": r["final"],
       "beats_step": first(lambda l: synthetic.beats_baseline(task, T, l)),
       "solved_step": first(lambda l: synthetic.is_solved(task, T, l)),
-      "train_curve": [(m["step"], m["loss"]) for m in train],
-      "eval_curve": [(m["step"], m["loss"]) for m in evals],
-      "grad_trace": grad,
-      "clipped_fraction": (sum(m["clipped_fraction"] for m in train) / len(train)) if train else 0.0,
-      "extra": {k: v for k, v in final.items() if k not in ("loss", "step")},
+      "train_curve": curve, "eval_curve": evals, "grad_trace": grads,
+      "clipped_fraction": (sum(g > clip for g in grads) / len(grads)) if clip else 0.0,
+      "nonfinite_steps": r["nonfinite_steps"],
+      # [(step, memory horizon)] and the ‖dL/dh_t‖ profile at each of them.
+      "horizon": [(s, h) for s, _, h in r["diagnostics"]],
+      "grad_norms_during_training": [(s, n[-1]) for s, n, _ in r["diagnostics"]],
   }
+
+
+def train_all(jobs: list[dict], preset: dict, out: pathlib.Path, t_start: float) -> list[dict]:
+  """Trains every job, group by group; each finished group is saved under
+  ``out/groups`` and skipped when the same command runs again (resume)."""
+  from experiments.long_range import workload  # pylint: disable=g-import-not-at-top
+  from rnn_zoo.training import grid  # pylint: disable=g-import-not-at-top
+
+  configs = [job_config(j, preset) for j in jobs]
+  groups = grid.group_configs(configs)
+  (out / "groups").mkdir(exist_ok=True)
+  rows: list[dict | None] = [None] * len(jobs)
+  for g_idx, members in enumerate(groups, 1):
+    j0 = jobs[members[0]]
+    cells = sorted({jobs[m]["cell"] for m in members}, key=list(CELLS).index)
+    name = f"{j0['task']}_T{j0['T']}_" + "+".join(cells)
+    path = out / "groups" / f"{name}.json"
+    if path.exists():
+      saved = json.loads(path.read_text())
+      if [(d["cell"], d["seed"], d["clip_norm"]) for d in saved] == [
+          (jobs[m]["cell"], jobs[m]["seed"], jobs[m]["clip_norm"]) for m in members]:
+        for m, d in zip(members, saved):
+          rows[m] = d
+        _say(f"[group {g_idx}/{len(groups)}] {name}: done before, read from {path}")
+        continue
+    _say(f"[group {g_idx}/{len(groups)} {time.perf_counter() - t_start:5.0f}s] "
+         f"{j0['task']} T={j0['T']}: {len(members)} runs of "
+         f"{', '.join(CELLS[c][0] for c in cells)} ({j0['steps']} steps) at once")
+    t0 = time.perf_counter()
+    res = grid.train_group([configs[m] for m in members], workload.long_range,
+                           steps_per_call=preset["steps_per_call"],
+                           diagnose_every=preset["diagnose_every"])
+    seconds = time.perf_counter() - t0
+    done = [summarize_run(jobs[m], r, seconds / len(members), preset)
+            for m, r in zip(members, res)]
+    for m, d in zip(members, done):
+      rows[m] = d
+    path.write_text(json.dumps(done))
+    for cell in cells:
+      for clip in sorted({d["clip_norm"] for d in done}, reverse=True):
+        ds = [d for d in done if d["cell"] == cell and d["clip_norm"] == clip]
+        if not ds:
+          continue
+        tag = "" if clip else " (no clipping)"
+        _say(f"    {CELLS[cell][0]}{tag}: final loss / baseline " +
+             " ".join(f"{d['final_over_baseline']:.3f}" for d in ds) +
+             f"; beat {sum(d['beats_step'] is not None for d in ds)}/{len(ds)}")
+    _say(f"    {seconds:.0f}s for the group")
+  return rows
 
 
 # ---------------------------------------------------------------------------
 # Figures and the report.
 
+def aggregate(rows: list[dict]) -> list[dict]:
+  """The runs of each (task, T, cell, clip) over seeds: mean and spread."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  out: dict = {}
+  for r in rows:
+    out.setdefault((r["task"], r["T"], r["cell"], r["clip_norm"]), []).append(r)
+  agg = []
+  for (task, T, cell, clip), rs in out.items():
+    f = np.array([r["final_over_baseline"] for r in rs])
+    beat = sorted(r["beats_step"] for r in rs if r["beats_step"] is not None)
+    solved = sorted(r["solved_step"] for r in rs if r["solved_step"] is not None)
+    agg.append({"task": task, "T": T, "cell": cell, "clip_norm": clip,
+                "steps": rs[0]["steps"], "lr": rs[0]["lr"], "hidden": rs[0]["hidden"],
+                "seeds": len(rs), "final_mean": float(f.mean()),
+                "final_std": float(f.std(ddof=1)) if len(rs) > 1 else 0.0,
+                "final_min": float(f.min()), "final_max": float(f.max()),
+                "beat": len(beat), "beat_median": beat[len(beat) // 2] if beat else None,
+                "solved": len(solved),
+                "solved_median": solved[len(solved) // 2] if solved else None,
+                "seconds_per_run": float(np.mean([r["seconds"] for r in rs]))})
+  return agg
+
+
 def _clip_ablation_runs(results: dict) -> list[dict]:
-  """The runs of the clipping ablation cells on its task, with and without."""
+  """Seed 0 of the clipping ablation cells on its task, with and without."""
   task, T = results["clip_ablation_task"]
   return [r for r in results["train"] if r["cell"] in results["clip_ablation_cells"]
-          and (r["task"], r["T"]) == (task, T)]
+          and (r["task"], r["T"]) == (task, T) and r["seed"] == 0]
 
 
 def figures(results: dict, out: pathlib.Path) -> list[str]:
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
 
   names = []
 
@@ -264,17 +385,17 @@ def figures(results: dict, out: pathlib.Path) -> list[str]:
     for d in ds:
       for layer, n in enumerate(d["grad_norms"]):
         label = CELLS[d["cell"]][0] + (f" layer {layer}" if len(d["grad_norms"]) > 1 else "")
-        ax.semilogy(range(T), [max(v, 1e-40) for v in n], label=label,
+        ax.semilogy(range(T), [max(v, 1e-320) for v in n], label=label,
                     linestyle="-" if layer == 0 else "--")
     ax.set_xlabel("time step t")
     ax.set_ylabel("‖dL/dh_t‖ (mean over batch)")
-    ax.set_title(f"Gradient norm at initialization, adding task, T={T}")
+    ax.set_title(f"Gradient norm at initialization, adding task, T={T} ({ds[0]['precision']})")
     ax.legend(fontsize=7)
     save(fig, f"grad_norm_at_init_T{T}.png")
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     for d in ds:
-      axes[0].semilogy(d["jacobian_positions"], [max(v, 1e-40) for v in d["jacobian_norms"]],
+      axes[0].semilogy(d["jacobian_positions"], [max(v, 1e-320) for v in d["jacobian_norms"]],
                        marker="o", ms=3, label=CELLS[d["cell"]][0])
       axes[1].plot(sorted(d["step_jacobian_spectrum"], reverse=True),
                    label=CELLS[d["cell"]][0])
@@ -292,18 +413,40 @@ def figures(results: dict, out: pathlib.Path) -> list[str]:
   for r in results["train"]:
     if r["clip_norm"] == 0:
       continue
-    groups.setdefault((r["task"], r["T"]), []).append(r)
-  for (task, T), rs in sorted(groups.items()):
+    groups.setdefault((r["task"], r["T"]), {}).setdefault(r["cell"], []).append(r)
+  for (task, T), by_cell in sorted(groups.items()):
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for r in rs:
-      steps, losses = zip(*r["train_curve"]) if r["train_curve"] else ([], [])
-      ax.semilogy(steps, losses, label=CELLS[r["cell"]][0])
-    ax.axhline(rs[0]["baseline"], color="black", ls=":", label="no-memory baseline")
+    for cell, rs in by_cell.items():
+      steps = [s for s, _ in rs[0]["eval_curve"]]
+      ys = np.array([[l / r["baseline"] for _, l in r["eval_curve"]] for r in rs])
+      line, = ax.semilogy(steps, ys.mean(0), label=f"{CELLS[cell][0]} ({len(rs)} seeds)")
+      ax.fill_between(steps, ys.min(0), ys.max(0), color=line.get_color(), alpha=0.15)
+    ax.axhline(1.0, color="black", ls=":", label="no-memory baseline")
+    ax.axhline(0.5, color="gray", ls="--", lw=0.7, label="beats the baseline by half")
     ax.set_xlabel("training step")
-    ax.set_ylabel("training loss" + (" (MSE)" if task == "adding" else " (cross-entropy, nats)"))
+    ax.set_ylabel("eval loss / baseline (mean; band: min to max over seeds)")
     ax.set_title(f"{task}, T={T}")
     ax.legend(fontsize=7)
     save(fig, f"loss_{task}_T{T}.png")
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    drawn = False
+    for cell, rs in by_cell.items():
+      if not rs[0]["horizon"]:
+        continue
+      steps = [s for s, _ in rs[0]["horizon"]]
+      hs = np.array([[h for _, h in r["horizon"]] for r in rs])
+      line, = ax.plot(steps, hs.mean(0), marker="o", ms=3, label=CELLS[cell][0])
+      ax.fill_between(steps, hs.min(0), hs.max(0), color=line.get_color(), alpha=0.15)
+      drawn = True
+    if drawn:
+      ax.set_xlabel("training step")
+      ax.set_ylabel("steps in the past with ‖dL/dh_t‖ ≥ 1% of ‖dL/dh_T‖")
+      ax.set_title(f"Memory horizon during training, {task} T={T}")
+      ax.legend(fontsize=7)
+      save(fig, f"horizon_{task}_T{T}.png")
+    else:
+      plt.close(fig)
 
   ablation = _clip_ablation_runs(results)
   if ablation:
@@ -315,7 +458,7 @@ def figures(results: dict, out: pathlib.Path) -> list[str]:
     ax.set_xlabel("training step")
     ax.set_ylabel("global gradient norm before clipping")
     task, T = results["clip_ablation_task"]
-    ax.set_title(f"Gradient norm per step, {task} T={T}")
+    ax.set_title(f"Gradient norm per step, {task} T={T} (seed 0)")
     ax.legend(fontsize=7)
     save(fig, "grad_norm_trace_clipping.png")
   return names
@@ -325,8 +468,13 @@ def _fmt_step(s, budget):
   return f"{s}" if s is not None else f"not within {budget}"
 
 
+def _fmt_count(k, n, median):
+  return f"{k}/{n}" + (f" (median step {median})" if k else "")
+
+
 def findings(results: dict) -> list[str]:
   """One paragraph per finding, each computed from this run's numbers."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
   out = []
   init = results["init"]
   if init:
@@ -335,13 +483,14 @@ def findings(results: dict) -> list[str]:
     vanish = [d for d in at if d["decay_orders"] > 3]
     explode = [d for d in at if d["decay_orders"] < -3]
     keep = [d for d in at if -3 <= d["decay_orders"] <= 3]
-    txt = (f"**Vanishing and exploding at initialization (T={T}).** Going back from "
-           f"the last step to the first, ‖dL/dh_t‖ falls by ")
+    txt = (f"**Vanishing and exploding at initialization (T={T}, "
+           f"{at[0]['precision']}).** Going back from the last step to the first, "
+           "‖dL/dh_t‖ falls by ")
     def orders(d):
       if d["underflow_before"] is None:
         return f"{d['decay_orders']:.1f}"
-      return (f"more than {d['decay_orders']:.0f} (it underflows float32 to 0 "
-              f"before t={d['underflow_before']})")
+      return (f"more than {d['decay_orders']:.0f} (it underflows {d['precision']} "
+              f"to 0 before t={d['underflow_before']})")
     txt += ", ".join(f"{orders(d)} orders of magnitude for {CELLS[d['cell']][0]}"
                      for d in sorted(at, key=lambda d: (d["underflow_before"] is None,
                                                        -d["decay_orders"])))
@@ -355,6 +504,9 @@ def findings(results: dict) -> list[str]:
     if keep:
       txt += ("It stays within 3 orders for " +
               ", ".join(CELLS[d["cell"]][0] for d in keep) + ". ")
+    under = [d for d in at if d["underflow_before"] is not None]
+    txt += ("Every curve is measured down to its true value (nothing underflowed). "
+            if not under else "")
     txt += ("Pascanu's steps in the past (how far back the gradient stays above "
             "1% of its value at the last step): " +
             ", ".join(f"{CELLS[d['cell']][0]} {d['steps_in_the_past']}" for d in at) + ".")
@@ -377,39 +529,63 @@ def findings(results: dict) -> list[str]:
                "(one backward pass with the probes) took "
                f"{min(ratios):.2f}–{max(ratios):.2f}x the time of the gradient "
                "with respect to the params (one training forward+backward) over "
-               "all cells and lengths here: about one extra training step, since "
-               "the probes ride on the fused backward loop, which has dL/dh_t at "
-               "every step anyway.")
-  train = [r for r in results["train"] if r["clip_norm"] != 0]
-  for (task, T) in sorted({(r["task"], r["T"]) for r in train}):
-    rs = [r for r in train if (r["task"], r["T"]) == (task, T)]
-    budget = rs[0]["steps"]
-    beat = [r for r in rs if r["beats_step"] is not None]
-    solved = [r for r in rs if r["solved_step"] is not None]
-    stuck = [r for r in rs if r["final_over_baseline"] > 0.9]
-    txt = (f"**Which cells learn {task} at T={T} ({budget} steps).** ")
-    txt += (("Beat the no-memory baseline by half: " + ", ".join(
-        f"{CELLS[r['cell']][0]} (step {r['beats_step']})"
-        for r in sorted(beat, key=lambda r: r["beats_step"])) + ". ") if beat
-            else "No cell beat the baseline by half within the budget; closest: " +
-            ", ".join(f"{CELLS[r['cell']][0]} {r['final_over_baseline']:.2f}x"
-                      for r in sorted(rs, key=lambda r: r["final_over_baseline"])[:3]) +
-            " the baseline. ")
-    if solved:
-      txt += "Solved (below 5% of the baseline): " + ", ".join(
-          f"{CELLS[r['cell']][0]} (step {r['solved_step']})" for r in solved) + ". "
+               "all cells and lengths here (float32): about one extra training "
+               "step, since the probes ride on the fused backward loop, which has "
+               "dL/dh_t at every step anyway.")
+  agg = [a for a in aggregate(results["train"]) if a["clip_norm"] != 0]
+  for (task, T) in sorted({(a["task"], a["T"]) for a in agg}):
+    rs = [a for a in agg if (a["task"], a["T"]) == (task, T)]
+    budget, n = rs[0]["steps"], rs[0]["seeds"]
+    allsolved = [a for a in rs if a["solved"] == a["seeds"]]
+    somesolved = [a for a in rs if 0 < a["solved"] < a["seeds"]]
+    beat = [a for a in rs if a["beat"] and a not in allsolved]
+    stuck = [a for a in rs if a["final_min"] > 0.9]
+    txt = f"**Which cells learn {task} at T={T} ({budget} steps, {n} seeds each).** "
+    if allsolved:
+      txt += "Solved (eval loss below 5% of the baseline) by every seed: " + ", ".join(
+          f"{CELLS[a['cell']][0]} (median step {a['solved_median']})"
+          for a in sorted(allsolved, key=lambda a: a["solved_median"])) + ". "
+    if somesolved:
+      txt += "Solved by some seeds: " + ", ".join(
+          f"{CELLS[a['cell']][0]} ({a['solved']}/{a['seeds']})" for a in somesolved) + ". "
+    if beat:
+      txt += "Beat the no-memory baseline by half: " + ", ".join(
+          f"{CELLS[a['cell']][0]} ({a['beat']}/{a['seeds']} seeds)" for a in beat) + ". "
+    if not allsolved and not somesolved and not beat:
+      txt += ("No cell beat the baseline by half within the budget; closest: " +
+              ", ".join(f"{CELLS[a['cell']][0]} {a['final_mean']:.2f}x"
+                        for a in sorted(rs, key=lambda a: a["final_mean"])[:3]) +
+              " the baseline (mean over seeds). ")
     if stuck:
-      txt += "Still at the baseline (final loss > 90% of it): " + ", ".join(
-          CELLS[r["cell"]][0] for r in stuck) + "."
+      txt += ("At the baseline in every seed (final loss above 90% of it): " +
+              ", ".join(f"{CELLS[a['cell']][0]} ({a['final_mean']:.2f} ± "
+                        f"{a['final_std']:.2f})" for a in stuck) + ".")
     out.append(txt)
-  for (task, T) in sorted({(r["task"], r["T"]) for r in train}):
-    sel = {r["cell"]: r for r in train if (r["task"], r["T"]) == (task, T)
-           and r["cell"] in ("lstm_fb0", "lstm_fb1", "lstm_chrono")}
+  for (task, T) in sorted({(a["task"], a["T"]) for a in agg}):
+    sel = [a for a in agg if (a["task"], a["T"]) == (task, T)
+           and a["cell"] in ("lstm_fb0", "lstm_fb1", "lstm_chrono")]
     if len(sel) >= 2:
-      out.append(f"**Forget-gate bias ({task}, T={T}).** Final loss over baseline: " +
-                 ", ".join(f"{CELLS[c][0]} {r['final_over_baseline']:.3f} "
-                           f"(beat the baseline by half: {_fmt_step(r['beats_step'], r['steps'])})"
-                           for c, r in sorted(sel.items())) + ".")
+      out.append(f"**Forget-gate bias ({task}, T={T}).** Final loss over baseline "
+                 "(mean ± std over seeds), seeds that beat the baseline by half "
+                 "and that solved it: " +
+                 "; ".join(f"{CELLS[a['cell']][0]} {a['final_mean']:.3f} ± "
+                           f"{a['final_std']:.3f}, beat {_fmt_count(a['beat'], a['seeds'], a['beat_median'])}, "
+                           f"solved {_fmt_count(a['solved'], a['seeds'], a['solved_median'])}"
+                           for a in sel) + ".")
+  rows = [r for r in results["train"] if r["clip_norm"] != 0 and r["horizon"]]
+  for (task, T) in sorted({(r["task"], r["T"]) for r in rows}):
+    parts = []
+    for cell in CELLS:
+      rs = [r for r in rows if (r["task"], r["T"], r["cell"]) == (task, T, cell)]
+      if not rs:
+        continue
+      h0 = np.mean([r["horizon"][0][1] for r in rs])
+      h1 = np.mean([r["horizon"][-1][1] for r in rs])
+      parts.append(f"{CELLS[cell][0]} {h0:.0f} → {h1:.0f}")
+    out.append(f"**Memory horizon during training ({task}, T={T}).** Steps back "
+               "from the last with ‖dL/dh_t‖ at least 1% of ‖dL/dh_T‖ on a "
+               "held-out batch, at the start → at the end of training (mean over "
+               "seeds): " + ", ".join(parts) + ".")
   abl = _clip_ablation_runs(results)
   if abl:
     parts = []
@@ -422,21 +598,29 @@ def findings(results: dict) -> list[str]:
       parts.append(f"{CELLS[r['cell']][0]} {tag}: median {med:.3g}, max {g[-1]:.3g} "
                    f"({g[-1] / max(med, 1e-30):.1f}x the median), final loss over "
                    f"baseline {r['final_over_baseline']:.3f}")
-    out.append("**Gradient clipping.** Gradient norm before clipping, per step: " +
-               "; ".join(parts) + ". Spikes far above the median are explosions; "
+    allabl = aggregate([r for r in results["train"] if r["cell"] in results["clip_ablation_cells"]
+                        and [r["task"], r["T"]] == list(results["clip_ablation_task"])])
+    means = "; ".join(f"{CELLS[a['cell']][0]} {'clip ' + format(a['clip_norm'], 'g') if a['clip_norm'] else 'no clip'}: "
+                      f"{a['final_mean']:.3f} ± {a['final_std']:.3f}" for a in allabl)
+    out.append("**Gradient clipping.** Gradient norm before clipping, per step "
+               "(seed 0): " + "; ".join(parts) + ". Final loss over baseline over "
+               f"seeds: {means}. Spikes far above the median are explosions; "
                "clipping bounds the update they cause, not the norm itself.")
   return out
 
 
 def report_markdown(results: dict, figs: list[str]) -> str:
+  pv = results["preset_values"]
   L = ["# Gradient flow", "",
        f"Command: `{results['command']}`  ",
        f"Date: {results['date']}; preset `{results['preset']}`; "
-       f"wall time {results['seconds']:.0f} s on {results['device']}.", "",
+       f"wall time {results['seconds']:.0f} s on {results['device']} "
+       f"({results['machine']}).", "",
        "## Findings", ""]
   for p in findings(results):
     L += [p, ""]
   L += ["## At initialization", "",
+        "Computed in float64 (the timing column in float32).", "",
         "| cell | T | orders of decay of ‖dL/dh_t‖ (t=T-1 → 0) | steps in the past (1%) | "
         "max singular value of W_hh | per-step factor of ‖dh_T/dh_t‖ | "
         "probe ‖dL/dh_t‖ ms / training grad ms |",
@@ -450,30 +634,43 @@ def report_markdown(results: dict, figs: list[str]) -> str:
              f"{d['probe_grad_ms']:.1f} / {d['train_grad_ms']:.1f} "
              f"({d['probe_grad_ms'] / d['train_grad_ms']:.2f}x) |")
   L += ["", "## Training", "",
-        "Same optimizer and budget for every cell (Adam, clip by global norm "
-        f"{results['preset_values']['clip']}; steps and learning rate per task as "
-        f"listed; batch {results['preset_values']['batch']}, hidden "
-        f"{results['preset_values']['hidden']}). *Beat* = eval loss below half the "
-        "no-memory baseline; *solved* = below 5% of it.", "",
-        "| task | T | steps | lr | cell | clip | beat at step | solved at step | final loss | loss / baseline | seconds |",
-        "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|"]
-  for r in results["train"]:
-    L.append(f"| {r['task']} | {r['T']} | {r['steps']} | {r['lr']:g} | "
-             f"{CELLS[r['cell']][0]} | {r['clip_norm']:g} | "
-             f"{_fmt_step(r['beats_step'], r['steps'])} | "
-             f"{_fmt_step(r['solved_step'], r['steps'])} | {r['final_loss']:.4g} | "
-             f"{r['final_over_baseline']:.3f} | {r['seconds']:.0f} |")
+        f"Same optimizer and budget for every cell (Adam, clip by global norm "
+        f"{pv['clip']} unless the row says 0; steps, learning rate and hidden size "
+        f"per task as listed; batch {pv['batch']}), {pv['seeds']} seeds each, "
+        "all runs of one shape trained at once (`rnn_zoo.training.grid`). "
+        "*Beat* = eval loss below half the no-memory baseline; *solved* = below "
+        "5% of it; k/n counts the seeds.", "",
+        "| task | T | steps | lr | hidden | cell | clip | final loss / baseline (mean ± std) | min – max | beat | solved | s per run |",
+        "|---|---:|---:|---:|---:|---|---:|---:|---:|---|---|---:|"]
+  for a in aggregate(results["train"]):
+    L.append(f"| {a['task']} | {a['T']} | {a['steps']} | {a['lr']:g} | {a['hidden']} | "
+             f"{CELLS[a['cell']][0]} | {a['clip_norm']:g} | "
+             f"{a['final_mean']:.3f} ± {a['final_std']:.3f} | "
+             f"{a['final_min']:.3f} – {a['final_max']:.3f} | "
+             f"{_fmt_count(a['beat'], a['seeds'], a['beat_median'])} | "
+             f"{_fmt_count(a['solved'], a['seeds'], a['solved_median'])} | "
+             f"{a['seconds_per_run']:.1f} |")
   L += ["", "No-memory baselines: adding 0.167 (MSE of always predicting 1); copy "
-        "10 ln 8 / (T+20).", "", "## Published results beside ours", "",
+        "10 ln 8 / (T+20). Seconds per run: the group's wall time (compile "
+        "included) over its runs.", "", "## Published results beside ours", "",
         "| source | task | finding |", "|---|---|---|"]
   for src, task, text in PUBLISHED:
     L.append(f"| {src} | {task} | {text} |")
-  L += ["", "Our quick preset uses far shorter budgets and sequences than these "
-        "papers (seconds per run on a CPU); `--preset=paper` runs their "
-        "settings.", "", "## Figures", ""]
+  L += ["", "## Figures", ""]
   for f in figs:
     L.append(f"![{f}]({f})")
   return "\n".join(L) + "\n"
+
+
+def _machine() -> str:
+  import platform  # pylint: disable=g-import-not-at-top
+  cpu = platform.processor() or platform.machine()
+  try:
+    with open("/proc/cpuinfo") as f:
+      cpu = next((l.split(":", 1)[1].strip() for l in f if l.startswith("model name")), cpu)
+  except OSError:
+    pass
+  return f"{os.cpu_count()} CPU cores, {cpu}"
 
 
 def main(argv):
@@ -492,13 +689,28 @@ def main(argv):
     if any(t < 2 for t in lengths):
       sys.exit(f"error: --lengths must be ints >= 2, got {lengths}")
     preset["init_lengths"] = tuple(lengths)
-    by_task = {t[0]: t for t in preset["train"]}
-    preset["train"] = tuple((task, T) + by_task[task][2:]
-                            for task in ("adding", "copy") for T in lengths)
+    by_task = {}
+    for run in preset["train"]:
+      by_task.setdefault(run["task"], run)
+    preset["train"] = tuple(dict(by_task[task], T=T) for task in by_task for T in lengths)
   if _STEPS.value is not None:
     if _STEPS.value <= 0:
       sys.exit(f"error: --steps must be positive, got {_STEPS.value}")
-    preset["train"] = tuple(t[:2] + (_STEPS.value,) + t[3:] for t in preset["train"])
+    preset["train"] = tuple(dict(run, steps=_STEPS.value) for run in preset["train"])
+    preset["eval_every"] = min(preset["eval_every"], _STEPS.value)
+    preset["steps_per_call"] = min(preset["steps_per_call"], _STEPS.value)
+    preset["diagnose_every"] = preset["eval_every"] * max(
+        1, min(preset["diagnose_every"], _STEPS.value) // preset["eval_every"])
+    preset["log_every"] = min(preset["log_every"], _STEPS.value)
+  if _SEEDS.value is not None:
+    if _SEEDS.value < 1:
+      sys.exit(f"error: --seeds must be >= 1, got {_SEEDS.value}")
+    preset["seeds"] = _SEEDS.value
+  if _DEVICES.value < 0:
+    sys.exit(f"error: --devices must be >= 0 (0: one per CPU core), got {_DEVICES.value}")
+  # The runs axis of each group is sharded over devices; on a CPU host one
+  # device per core runs the runs' shards side by side (1.8x on 2 cores).
+  xla_config.force_host_devices(_DEVICES.value or os.cpu_count() or 1)
   out = pathlib.Path(_OUT.value or os.path.join(
       "runs", "gradient_flow", datetime.datetime.now().strftime("%Y%m%d-%H%M%S")))
   out.mkdir(parents=True, exist_ok=True)
@@ -512,30 +724,18 @@ def main(argv):
              "date": datetime.datetime.now().isoformat(timespec="seconds"),
              "preset": _PRESET.value, "preset_values": preset,
              "device": f"{jax.devices()[0].device_kind} x{jax.device_count()}",
-             "init": [], "train": []}
+             "machine": _machine(), "init": [], "train": []}
   ablation_cells = [c for c in preset["clip_ablation"] if c in cells]
   results["clip_ablation_cells"] = ablation_cells
-  results["clip_ablation_task"] = list(preset["train"][0][:2])
-  jobs = [("init", c, T) for T in preset["init_lengths"] for c in cells]
-  jobs += [("train", c) + run for run in preset["train"] for c in cells]
-  jobs += [("noclip", c) + tuple(preset["train"][0]) for c in ablation_cells]
-  for i, job in enumerate(jobs, 1):
-    elapsed = time.perf_counter() - t_start
-    if job[0] == "init":
-      _, c, T = job
-      _say(f"[{i}/{len(jobs)} {elapsed:5.0f}s] at init: {CELLS[c][0]}, T={T}")
-      results["init"].append(init_diagnostics(c, T, preset))
-    else:
-      kind, c, task, T, steps, lr = job
-      extra = {"clip_norm": 0.0} if kind == "noclip" else {}
-      tag = " without clipping" if extra else ""
-      _say(f"[{i}/{len(jobs)} {elapsed:5.0f}s] training {CELLS[c][0]} on {task} "
-           f"T={T} ({steps} steps){tag}")
-      workdir = out / "runs" / f"{task}_T{T}_{c}{'_noclip' if extra else ''}"
-      r = train_run(c, task, T, steps, lr, preset, workdir, **extra)
-      _say(f"    final loss {r['final_loss']:.4g} = {r['final_over_baseline']:.3f} x baseline; "
-           f"beat at {_fmt_step(r['beats_step'], r['steps'])}; {r['seconds']:.0f}s")
-      results["train"].append(r)
+  results["clip_ablation_task"] = [preset["train"][0]["task"], preset["train"][0]["T"]]
+  init_jobs = [(c, T) for T in preset["init_lengths"] for c in cells]
+  for i, (c, T) in enumerate(init_jobs, 1):
+    _say(f"[{i}/{len(init_jobs)} {time.perf_counter() - t_start:5.0f}s] at init "
+         f"(float64): {CELLS[c][0]}, T={T}")
+    results["init"].append(init_diagnostics(c, T, preset))
+  preset["clip_ablation"] = tuple(ablation_cells)
+  results["train"] = train_all(train_jobs(preset, cells, preset["seeds"]), preset,
+                               out, t_start)
   results["seconds"] = time.perf_counter() - t_start
   figs = figures(results, out)
   (out / "results.json").write_text(json.dumps(results, indent=1))

@@ -48,8 +48,18 @@ def hidden_grad_norms(loss_of_probes: Callable, probes) -> tuple:
     features of ``dL/dh_t`` (the same structure as ``probes``).
   """
   grads = jax.grad(loss_of_probes)(probes)
-  return jax.tree.map(lambda g: jnp.mean(jnp.linalg.norm(g, axis=-1), axis=0),
-                      grads)
+  return jax.tree.map(lambda g: jnp.mean(norm(g, axis=-1), axis=0), grads)
+
+
+def norm(x: Array, axis=-1, keepdims: bool = False) -> Array:
+  """The L2 norm along ``axis``, scaled by the largest entry first, so that it
+  stays exact for vectors far below the square root of the smallest normal
+  number (``jnp.linalg.norm`` squares its entries: it returns 0 for a vector
+  of 1e-160s in float64, of 1e-20s in float32)."""
+  m = jnp.max(jnp.abs(x), axis=axis, keepdims=True)
+  safe = jnp.where(m > 0, m, 1.0)
+  out = m * jnp.sqrt(jnp.sum(jnp.square(x / safe), axis=axis, keepdims=True))
+  return out if keepdims else jnp.squeeze(out, axis)
 
 
 def jacobian_norms(cell: Cell, params, xs: Array, positions: Sequence[int] | Array,
@@ -87,7 +97,8 @@ def jacobian_norms(cell: Cell, params, xs: Array, positions: Sequence[int] | Arr
   vjp_fn = jax.linear_transpose(jvp_fn, zeros)
 
   def normalize(v):
-    return v / (jnp.linalg.norm(v, axis=-1, keepdims=True) + 1e-30)
+    n = norm(v, axis=-1, keepdims=True)
+    return v / jnp.where(n > 0, n, 1.0)
 
   def one(t, v0):
     place = lambda v: zeros.at[:, t].set(v)
@@ -95,9 +106,11 @@ def jacobian_norms(cell: Cell, params, xs: Array, positions: Sequence[int] | Arr
     Jt = lambda u: vjp_fn(u)[0][:, t]          # [B, H] -> [B, H]
 
     def body(_, v):
-      return normalize(Jt(J(v)))
+      # Normalized after each factor, not only after J^T J: sigma^2 would
+      # underflow where sigma is below ~1e-19 (float32) / ~1e-154 (float64).
+      return normalize(Jt(normalize(J(v))))
     v = jax.lax.fori_loop(0, num_iters, body, normalize(v0))
-    return jnp.linalg.norm(J(v), axis=-1)
+    return norm(J(v), axis=-1)
 
   v0 = jax.random.normal(key, (positions.shape[0], B, H), xs.dtype)
   return jax.vmap(one)(positions, v0)

@@ -161,7 +161,7 @@ def _run(cell: Cell, params, xs, *, initial_carry, lengths, reverse,
   if lengths is not None:
     lengths = _check_lengths(lengths, B, T)
   if initial_carry is None:
-    initial_carry = cell.initial_carry((B,))
+    initial_carry = _zero_carry(cell, params, B)
   else:
     _check_carry(cell, initial_carry, B)
   probes_t = None
@@ -261,6 +261,14 @@ def _run(cell: Cell, params, xs, *, initial_carry, lengths, reverse,
     ys, carries = outs
     return finish(ys), carry, jax.tree.map(finish, carries)
   return finish(outs), carry
+
+
+def _zero_carry(cell: Cell, params, batch: int):
+  """The cell's zero carry, in float64 when its params are (the default is
+  the cell's own dtype): float64 runs, such as the gradient-flow
+  diagnostics, then need no initial carry of their own."""
+  f64 = any(getattr(x, "dtype", None) == jnp.float64 for x in jax.tree.leaves(params))
+  return cell.initial_carry((batch,), jnp.float64 if f64 else None)
 
 
 def unroll(cell: Cell, params, xs: Array, *, initial_carry=None,
@@ -387,7 +395,7 @@ def python_unroll_with_carries(cell: Cell, params, xs, *, initial_carry=None,
       raise UserError("python_unroll needs concrete lengths, got a tracer")
     lengths = [int(n) for n in np.asarray(lengths)]
   if initial_carry is None:
-    initial_carry = cell.initial_carry((B,))
+    initial_carry = _zero_carry(cell, params, B)
   ys_rows, finals, carry_rows = [], [], []
   for b in range(B):
     carry = jax.tree.map(lambda a: a[b:b + 1], initial_carry)

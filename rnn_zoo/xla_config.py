@@ -29,3 +29,20 @@ def use_recommended_cpu_flags() -> list[str]:
   if added:
     os.environ["XLA_FLAGS"] = " ".join([current] + added).strip()
   return added
+
+
+def force_host_devices(n: int) -> bool:
+  """Splits the CPU into ``n`` XLA devices
+  (``--xla_force_host_platform_device_count``), unless ``XLA_FLAGS``
+  already sets a count. Work sharded over them (the runs of a
+  ``rnn_zoo.training.grid`` group) then runs on ``n`` threads side by side.
+  Accelerators are not affected. Returns whether the flag was added; like
+  every XLA flag, it must be set before the first JAX computation.
+  """
+  if n < 1:
+    raise ValueError(f"n must be >= 1, got {n}")
+  current = os.environ.get("XLA_FLAGS", "")
+  if "--xla_force_host_platform_device_count" in current or n == 1:
+    return False
+  os.environ["XLA_FLAGS"] = f"{current} --xla_force_host_platform_device_count={n}".strip()
+  return True

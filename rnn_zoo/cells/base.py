@@ -107,7 +107,14 @@ def sigmoid(x: Array) -> Array:
 
 
 def matmul(x: Array, w: Array, dtype) -> Array:
-  """``x @ w`` computed in ``dtype`` with float32 (or wider) accumulation."""
+  """``x @ w`` computed in ``dtype`` with float32 (or wider) accumulation.
+
+  A float64 operand (x64 enabled, as in the float64 gradient-flow
+  diagnostics) computes in float64 whatever ``dtype`` says: casting it down
+  would silently lose the precision the caller asked for.
+  """
+  if jnp.float64 in (jnp.dtype(x.dtype), jnp.dtype(w.dtype)):
+    dtype = jnp.float64
   out_dtype = jnp.promote_types(dtype, jnp.float32)
   lead = x.shape[:-1]
   # A 2-D GEMM: XLA:CPU ran [T, B, I] @ [I, G*H] 2.5x slower than the same

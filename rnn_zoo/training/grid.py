@@ -32,6 +32,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -93,19 +94,24 @@ def _check_group(configs: Sequence) -> None:
     checks.number_at_least("config.clip_norm", cfg.clip_norm, 0)
 
 
-def make_optimizer(config) -> optax.GradientTransformation:
+def make_optimizer(config, learning_rate=None, max_norm=None
+                   ) -> optax.GradientTransformation:
   """``optim.make_optimizer(config)`` with the learning rate and the global
   norm threshold as state (``optax.inject_hyperparams``), so that they can
-  differ between vmapped runs. ``clip_norm`` 0 (off) becomes an infinite
-  threshold, which leaves every gradient unchanged."""
+  differ between vmapped runs (pass them to override the config's; they
+  may be traced). ``clip_norm`` 0 (off) becomes an infinite threshold, which
+  leaves every gradient unchanged."""
+  if learning_rate is None:
+    learning_rate = config.learning_rate
+  if max_norm is None:
+    max_norm = config.clip_norm if config.clip_norm else math.inf
 
   def build(learning_rate, max_norm):
     parts = [optax.clip(config.clip_value)] if config.clip_value else []
     parts.append(optax.clip_by_global_norm(max_norm))
     return optax.chain(*parts, optim._base_optimizer(config, learning_rate))  # pylint: disable=protected-access
-  return optax.inject_hyperparams(build)(
-      learning_rate=config.learning_rate,
-      max_norm=config.clip_norm if config.clip_norm else math.inf)
+  return optax.inject_hyperparams(build)(learning_rate=learning_rate,
+                                         max_norm=max_norm)
 
 
 def _stack(trees):
@@ -135,11 +141,11 @@ def train_group(configs: Sequence, make_workload: Callable[[Any], Workload], *,
     steps_per_call: train steps per dispatch (a ``lax.scan`` inside one jit);
       default ``config.eval_every``. Evaluation happens every ``eval_every``
       steps and at the end, as in ``train_and_evaluate``.
-    diagnose_every: every this many steps (a multiple of ``eval_every``; 0:
-      never), ``‖dL/dh_t‖`` for every t and layer on the first held-out batch
-      (``gradflow.hidden_grad_norms``; needs ``workload.hidden_shapes``) and
-      its memory horizon (``gradflow.steps_in_the_past`` at 1%), also at
-      step 0.
+    diagnose_every: at step 0 and every this many steps before the end (a
+      multiple of ``eval_every``; 0: never), ``‖dL/dh_t‖`` for every t and
+      layer on the first held-out batch (``gradflow.hidden_grad_norms``;
+      needs ``workload.hidden_shapes``) and its memory horizon
+      (``gradflow.steps_in_the_past`` at 1%).
     mesh: a 1-D mesh whose axis shards the runs (default: every device of
       every process). Runs are padded to a multiple of its size.
     keep_params: also return each run's final params (host arrays).
@@ -178,19 +184,24 @@ def train_group(configs: Sequence, make_workload: Callable[[Any], Workload], *,
   optimizer = make_optimizer(c0)
   shard = NamedSharding(mesh, P(axis))
 
-  def init_one(i):
-    c, wl = padded[i], workloads[i]
-    k_init, k_train, k_data, k_eval = jax.random.split(jax.random.key(c.seed), 4)
+  def init_one(wl, seed, lr, max_norm):
+    k_init, k_train, k_data, k_eval = jax.random.split(jax.random.key(seed), 4)
     params = wl.init_params(k_init)
-    opt = make_optimizer(c)
+    opt = make_optimizer(c0, learning_rate=lr, max_norm=max_norm)
     return {"params": params, "opt_state": opt.init(params),
             "k_train": jax.random.key_data(k_train),
             "k_data": jax.random.key_data(k_data),
             "k_eval": jax.random.key_data(k_eval)}
 
-  # Each run's init is its own (its workload may init differently); stacked
-  # on the host side of jit, then placed along the runs axis.
-  runs = [jax.jit(lambda i=i: init_one(i))() for i in range(len(padded))]
+  # One compiled init per init variant (the config but seed, lr and clip);
+  # the runs are stacked, then placed along the runs axis.
+  inits, runs = {}, []
+  for c, wl in zip(padded, workloads):
+    variant = json.dumps({k: c.get(k) for k in VARYING_FIELDS[3:]}, default=str)
+    if variant not in inits:
+      inits[variant] = jax.jit(functools.partial(init_one, wl))
+    runs.append(inits[variant](c.seed, c.learning_rate,
+                               c.clip_norm if c.clip_norm else math.inf))
   shapes = {jax.tree.structure(r) for r in runs}
   leaf_shapes = {tuple((x.shape, x.dtype) for x in jax.tree.leaves(r)) for r in runs}
   if len(shapes) > 1 or len(leaf_shapes) > 1:
@@ -209,14 +220,6 @@ def train_group(configs: Sequence, make_workload: Callable[[Any], Workload], *,
     params = optax.apply_updates(run["params"], updates)
     return {**run, "params": params, "opt_state": opt_state}, (loss, norm)
 
-  def many_steps(state, start, k):
-    def body(st, s):
-      return jax.vmap(step_one, in_axes=(0, None))(st, s)
-    return jax.lax.scan(body, state, start + jnp.arange(k))
-
-  # k is static: one program for the usual chunk, one for a shorter last one.
-  train_fn = jax.jit(many_steps, static_argnums=2, donate_argnums=0,
-                     out_shardings=(shard, NamedSharding(mesh, P(None, axis))))
   num_eval = c0.eval_batches
 
   def eval_one(run):
@@ -227,7 +230,6 @@ def train_group(configs: Sequence, make_workload: Callable[[Any], Workload], *,
       return {"loss": loss, **aux}
     per = jax.lax.map(one, jnp.arange(num_eval))
     return jax.tree.map(lambda x: jnp.mean(x, axis=0), per)
-  eval_fn = jax.jit(jax.vmap(eval_one), out_shardings=shard)
 
   def diag_one(run):
     k_eval = jax.random.wrap_key_data(run["k_eval"])
@@ -238,36 +240,56 @@ def train_group(configs: Sequence, make_workload: Callable[[Any], Workload], *,
                              hidden_probes=pr)[0], probes)
     horizon = gradflow.steps_in_the_past(norms[-1], 1e-2)
     return norms, horizon
-  diag_fn = jax.jit(jax.vmap(diag_one), out_shardings=shard) if diagnose_every else None
+
+  def skipped(fn):
+    """Zeros shaped like ``fn``'s result: the branch of a ``lax.cond`` not
+    taken."""
+    return lambda st: jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype),
+                                   jax.eval_shape(fn, st))
+
+  def chunk(state, start, do_diag, do_eval, k):
+    """One dispatch: the diagnostics on the state it starts from (when
+    asked), k train steps, the evaluation of the state it ends with (when
+    asked). One program for all three, so a group compiles once."""
+    diag = None
+    if diagnose_every:
+      diag_all = jax.vmap(diag_one)
+      diag = jax.lax.cond(do_diag, diag_all, skipped(diag_all), state)
+    def body(st, s):
+      return jax.vmap(step_one, in_axes=(0, None))(st, s)
+    state, metrics = jax.lax.scan(body, state, start + jnp.arange(k))
+    eval_all = jax.vmap(eval_one)
+    ev = jax.lax.cond(do_eval, eval_all, skipped(eval_all), state)
+    return state, metrics, ev, diag
+
+  # k is static: one program for the usual chunk, one for a shorter last one.
+  chunk_fn = jax.jit(chunk, static_argnums=4, donate_argnums=0,
+                     out_shardings=(shard, NamedSharding(mesh, P(None, axis)), shard, shard))
 
   results = [{"train": [], "eval": [], "diagnostics": [], "nonfinite_steps": 0}
              for _ in range(n)]
-
-  def diagnose(step):
-    norms, horizon = _fetch(diag_fn(state))
-    for i in range(n):
-      results[i]["diagnostics"].append(
-          (step, [np.asarray(l[i]).tolist() for l in norms], int(horizon[i])))
-
-  if diagnose_every:
-    diagnose(0)
   step, total = 0, c0.num_steps
   while step < total:
     # Up to the next evaluation (or the end), at most K steps per dispatch.
     k = min(K, total - step, c0.eval_every - step % c0.eval_every)
-    state, (loss, norm) = train_fn(state, jnp.int32(step), k)
+    do_diag = bool(diagnose_every) and step % diagnose_every == 0
+    do_eval = (step + k) % c0.eval_every == 0 or step + k == total
+    state, (loss, norm), ev, diag = chunk_fn(state, jnp.int32(step), do_diag, do_eval, k)
     loss, norm = _fetch((loss, norm))
+    if do_diag:
+      norms, horizon = _fetch(diag)
+      for i in range(n):
+        results[i]["diagnostics"].append(
+            (step, [np.asarray(l[i]).tolist() for l in norms], int(horizon[i])))
     for i in range(n):
       for j in range(k):
         results[i]["train"].append((step + j + 1, float(loss[j, i]), float(norm[j, i])))
       results[i]["nonfinite_steps"] += int(np.sum(~np.isfinite(loss[:, i]) | ~np.isfinite(norm[:, i])))
     step += k
-    if step % c0.eval_every == 0 or step == total:
-      ev = _fetch(eval_fn(state))
+    if do_eval:
+      ev = _fetch(ev)
       for i in range(n):
         results[i]["eval"].append((step, {m: float(v[i]) for m, v in ev.items()}))
-      if diagnose_every and (step % diagnose_every == 0 or step == total):
-        diagnose(step)
       if on_eval is not None:
         on_eval(step, results)
   if keep_params:

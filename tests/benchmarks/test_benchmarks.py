@@ -23,24 +23,49 @@ def run(*args, timeout=600):
 
 
 def test_gradient_flow_tiny(tmp_path):
-  proc = run("benchmarks.gradient_flow", f"--out={tmp_path}",
-             "--cells=rnn_tanh,lstm_fb1", "--lengths=12", "--steps=20")
-  assert "[1/" in proc.stdout  # progress while it runs
+  args = (f"--out={tmp_path}", "--cells=rnn_tanh,lstm_fb1", "--lengths=12",
+          "--steps=20", "--seeds=2")
+  proc = run("benchmarks.gradient_flow", *args)
+  assert "[1/" in proc.stdout and "[group 1/4" in proc.stdout  # progress
   results = json.loads((tmp_path / "results.json").read_text())
   assert {d["cell"] for d in results["init"]} == {"rnn_tanh", "lstm_fb1"}
   init = results["init"][0]
+  assert init["precision"] == "float64"
   assert len(init["grad_norms"][0]) == 12 and all(v > 0 for v in init["grad_norms"][0])
-  assert [r["task"] for r in results["train"]].count("adding") >= 2
-  for r in results["train"]:
+  train = results["train"]
+  # 2 cells x 2 seeds x (adding, copy) + the clipping ablation (2 cells x 2 seeds).
+  assert len(train) == 12
+  assert {(r["cell"], r["seed"]) for r in train} == {
+      (c, s) for c in ("rnn_tanh", "lstm_fb1") for s in (0, 1)}
+  assert sorted(r["clip_norm"] for r in train).count(0.0) == 4
+  for r in train:
     assert r["steps"] == 20 and len(r["grad_trace"]) == 20
     assert r["final_over_baseline"] == pytest.approx(r["final_loss"] / r["baseline"])
+    assert [s for s, _ in r["horizon"]] == [0]
+  # The seeds are different runs.
+  a = [r["final_loss"] for r in train if r["cell"] == "rnn_tanh" and r["task"] == "copy"]
+  assert a[0] != a[1]
   report = (tmp_path / "report.md").read_text()
   assert "## Findings" in report and "Published results beside ours" in report
+  assert "(mean ± std)" in report and "float64" in report
   for name in ("grad_norm_at_init_T12.png", "jacobians_at_init_T12.png",
-               "loss_adding_T12.png", "loss_copy_T12.png",
+               "loss_adding_T12.png", "loss_copy_T12.png", "horizon_adding_T12.png",
                "grad_norm_trace_clipping.png"):
     assert (tmp_path / name).stat().st_size > 1000, name
     assert f"]({name})" in report
+  # Run again into the same folder: every group is read back, not retrained.
+  again = run("benchmarks.gradient_flow", *args)
+  assert again.stdout.count("done before, read from") == 4
+  assert json.loads((tmp_path / "results.json").read_text())["train"] == train
+
+
+def test_grid_benchmark_tiny(tmp_path):
+  run("benchmarks.grid", f"--out={tmp_path}", "--runs=2", "--steps=4",
+      "--seq_len=6", "--hidden=4", "--batch=4")
+  results = json.loads((tmp_path / "results.json").read_text())
+  assert results["runs"] == 2 and results["speedup"] > 0
+  assert results["max_relative_final_loss_gap"] < 1e-3
+  assert "| grid (train_group) |" in (tmp_path / "report.md").read_text()
 
 
 def test_gradient_flow_bad_cells(tmp_path):
