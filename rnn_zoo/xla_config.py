@@ -16,16 +16,24 @@ import os
 
 RECOMMENDED_CPU_FLAGS = ("--xla_cpu_use_fusion_emitters=false",)
 
+# For programs that compile many small models (the gradient-flow grid):
+# LLVM's level-1 optimization compiled a group's program ~3 s faster (7.4 vs
+# 10.0 s for 3 LSTM runs, T=100) and ran its steps as fast or faster (6.6 vs
+# 7.5 s for 400 steps); level 0 ran 6x slower. 2-core CPU VM, jax 0.10.2.
+FAST_COMPILE_CPU_FLAGS = ("--xla_backend_optimization_level=1",)
 
-def use_recommended_cpu_flags() -> list[str]:
-  """Appends the recommended flags to ``XLA_FLAGS`` unless the user set them.
+
+def use_recommended_cpu_flags(extra: tuple[str, ...] = ()) -> list[str]:
+  """Appends the recommended flags (and ``extra`` ones) to ``XLA_FLAGS``
+  unless the user set them.
 
   Returns the flags that were added. A flag already named in ``XLA_FLAGS``
   (with any value) is left as the user set it. Has no effect once a JAX
   backend has started.
   """
   current = os.environ.get("XLA_FLAGS", "")
-  added = [f for f in RECOMMENDED_CPU_FLAGS if f.split("=")[0] not in current]
+  added = [f for f in RECOMMENDED_CPU_FLAGS + tuple(extra)
+           if f.split("=")[0] not in current]
   if added:
     os.environ["XLA_FLAGS"] = " ".join([current] + added).strip()
   return added

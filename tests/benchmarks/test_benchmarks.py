@@ -33,11 +33,13 @@ def test_gradient_flow_tiny(tmp_path):
   assert init["precision"] == "float64"
   assert len(init["grad_norms"][0]) == 12 and all(v > 0 for v in init["grad_norms"][0])
   train = results["train"]
-  # 2 cells x 2 seeds x (adding, copy) + the clipping ablation (2 cells x 2 seeds).
-  assert len(train) == 12
+  # 2 cells x 2 seeds x (adding, copy) + the clipping ablation (2 cells,
+  # the quick preset's clip_ablation_seeds=1).
+  assert len(train) == 10
   assert {(r["cell"], r["seed"]) for r in train} == {
       (c, s) for c in ("rnn_tanh", "lstm_fb1") for s in (0, 1)}
-  assert sorted(r["clip_norm"] for r in train).count(0.0) == 4
+  assert [(r["cell"], r["seed"]) for r in train if r["clip_norm"] == 0] == [
+      ("rnn_tanh", 0), ("lstm_fb1", 0)]
   for r in train:
     assert r["steps"] == 20 and len(r["grad_trace"]) == 20
     assert r["final_over_baseline"] == pytest.approx(r["final_loss"] / r["baseline"])
@@ -65,7 +67,7 @@ def test_grid_benchmark_tiny(tmp_path):
   results = json.loads((tmp_path / "results.json").read_text())
   assert results["runs"] == 2 and results["speedup"] > 0
   assert results["max_relative_final_loss_gap"] < 1e-3
-  assert "| grid (train_group) |" in (tmp_path / "report.md").read_text()
+  assert "| grid (train_group, " in (tmp_path / "report.md").read_text()
 
 
 def test_gradient_flow_bad_cells(tmp_path):
