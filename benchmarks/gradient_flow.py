@@ -23,7 +23,7 @@ figures to a run folder.
 Usage::
 
   python -m benchmarks.gradient_flow --preset=quick   # <= 5 min on 2 cores (make demo)
-  python -m benchmarks.gradient_flow --preset=paper   # published settings; hours
+  python -m benchmarks.gradient_flow --preset=paper   # published settings; days on 2 cores (not run)
   python -m benchmarks.gradient_flow --cells=lstm_fb1,gru --lengths=50,100
 
 Presets, cells and what "solved" means are defined below; see
