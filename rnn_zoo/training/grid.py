@@ -152,6 +152,9 @@ def train_group(configs: Sequence, make_workload: Callable[[Any], Workload], *,
     on_eval: called as ``on_eval(step, results_so_far)`` after each
       evaluation (progress reports).
 
+  A run whose loss or gradient turns NaN/Inf keeps training (its count is
+  ``nonfinite_steps``); the other runs are not affected.
+
   Returns:
     One dict per config, in order: ``train`` ``[(step, loss, grad_norm)]``
     per step (grad norm before clipping), ``eval`` ``[(step, metrics)]``,
@@ -179,6 +182,10 @@ def train_group(configs: Sequence, make_workload: Callable[[Any], Workload], *,
   padded = configs + [configs[-1]] * (-n % n_dev)
   workloads = [make_workload(c) for c in padded]
   w = workloads[0]
+  if w.init_carry is not None or w.host_data:
+    raise UserError("train_group supports stateless workloads whose batches are "
+                    "generated inside jit (init_carry None, host_data False); "
+                    "use train_and_evaluate for this one")
   if diagnose_every and w.hidden_shapes is None:
     raise UserError("diagnose_every needs a workload with hidden_shapes")
   optimizer = make_optimizer(c0)

@@ -1,6 +1,7 @@
 """The grid of runs: one compiled program for many runs gives what the same
 runs give one at a time through train_and_evaluate."""
 
+import dataclasses
 import json
 import jax
 import numpy as np
@@ -111,6 +112,9 @@ def test_groups_and_errors():
     grid.train_group(configs()[:1], workload.long_range, diagnose_every=5)
   with pytest.raises(UserError, match="steps_per_call must be"):
     grid.train_group(configs()[:1], workload.long_range, steps_per_call=0)
+  stateful = lambda c: dataclasses.replace(workload.long_range(c), init_carry=lambda b: None)
+  with pytest.raises(UserError, match="use train_and_evaluate for this one"):
+    grid.train_group(configs()[:1], stateful)
 
 
 DEVICES_SCRIPT = """
