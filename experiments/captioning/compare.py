@@ -17,10 +17,6 @@ from absl import flags
 
 from experiments import common
 
-_RUNS = flags.DEFINE_list("runs", None, "label:workdir, ...", required=True)
-_SPLITS = flags.DEFINE_list("splits", ["test", "compositional"], "Splits tabulated.")
-_OUTPUT = flags.DEFINE_string("output", None, "Markdown file (default: print only).")
-
 COLUMNS = (("BLEU-4", ("BLEU-4",)), ("CIDEr-D", ("CIDEr-D",)),
            ("true (1-2 obj)", ("truth", "1-2 objects", "true")),
            ("true (3-4 obj)", ("truth", "3-4 objects", "true")),
@@ -52,8 +48,14 @@ def table(groups: dict, splits: list[str]) -> str:
 
 def main(argv):
   del argv
-  common.print_table(lambda: table(read_runs(_RUNS.value), _SPLITS.value), _OUTPUT.value)
+  f = flags.FLAGS
+  common.print_table(lambda: table(read_runs(f.runs), f.splits), f.output)
 
 
 if __name__ == "__main__":
+  # (Defined here, not at import: experiments.captioning.sample and VQA's
+  # compare define --output too, and the tests import them in one process.)
+  flags.DEFINE_list("runs", None, "label:workdir, ...", required=True)
+  flags.DEFINE_list("splits", ["test", "compositional"], "Splits tabulated.")
+  flags.DEFINE_string("output", None, "Markdown file (default: print only).")
   app.run(main)
