@@ -53,8 +53,8 @@ from rnn_zoo.training.loop import Workload
 # Config fields that may differ between the runs of one group: they change
 # the initial params or the optimizer's hyperparameters, never a shape or the
 # function a step computes.
-VARYING_FIELDS = ("seed", "learning_rate", "clip_norm", "forget_bias", "chrono",
-                  "recurrent_init")
+INIT_FIELDS = ("forget_bias", "chrono", "recurrent_init")  # change the init only
+VARYING_FIELDS = ("seed", "learning_rate", "clip_norm") + INIT_FIELDS
 
 
 def group_key(config) -> str:
@@ -204,7 +204,7 @@ def train_group(configs: Sequence, make_workload: Callable[[Any], Workload], *,
   # the runs are stacked, then placed along the runs axis.
   inits, runs = {}, []
   for c, wl in zip(padded, workloads):
-    variant = json.dumps({k: c.get(k) for k in VARYING_FIELDS[3:]}, default=str)
+    variant = json.dumps({k: c.get(k) for k in INIT_FIELDS}, default=str)
     if variant not in inits:
       inits[variant] = jax.jit(functools.partial(init_one, wl))
     runs.append(inits[variant](c.seed, c.learning_rate,
