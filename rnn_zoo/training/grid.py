@@ -129,7 +129,7 @@ def _fetch(tree):
 def train_group(configs: Sequence, make_workload: Callable[[Any], Workload], *,
                 steps_per_call: int | None = None, diagnose_every: int = 0,
                 mesh: Mesh | None = None, keep_params: bool = False,
-                on_eval: Callable[[int, list[dict]], None] | None = None) -> list[dict]:
+                on_eval: Callable[[int, list[dict]], bool | None] | None = None) -> list[dict]:
   """Trains one run per config, all at once (see the module docstring).
 
   Args:
@@ -150,7 +150,9 @@ def train_group(configs: Sequence, make_workload: Callable[[Any], Workload], *,
       every process). Runs are padded to a multiple of its size.
     keep_params: also return each run's final params (host arrays).
     on_eval: called as ``on_eval(step, results_so_far)`` after each
-      evaluation (progress reports).
+      evaluation (progress reports); when it returns True the group stops
+      there (early stopping, e.g. once every run has solved its task), and
+      each result's ``steps`` says how many steps were trained.
 
   A run whose loss or gradient turns NaN/Inf keeps training (its count is
   ``nonfinite_steps``); the other runs are not affected.
@@ -160,7 +162,8 @@ def train_group(configs: Sequence, make_workload: Callable[[Any], Workload], *,
     per step (grad norm before clipping), ``eval`` ``[(step, metrics)]``,
     ``final`` (the last eval metrics), ``nonfinite_steps``, and with
     diagnostics ``diagnostics`` ``[(step, [per-layer ‖dL/dh_t‖ lists],
-    horizon)]``.
+    horizon)]``, and ``steps`` (the steps trained: ``config.num_steps``
+    unless ``on_eval`` stopped the group early).
   """
   configs = list(configs)
   _check_group(configs)
@@ -297,14 +300,15 @@ def train_group(configs: Sequence, make_workload: Callable[[Any], Workload], *,
       ev = _fetch(ev)
       for i in range(n):
         results[i]["eval"].append((step, {m: float(v[i]) for m, v in ev.items()}))
-      if on_eval is not None:
-        on_eval(step, results)
+      if on_eval is not None and on_eval(step, results):
+        break
   if keep_params:
     params = _fetch(state["params"])
     for i in range(n):
       results[i]["params"] = jax.tree.map(lambda x, i=i: np.asarray(x[i]), params)
   for r in results:
     r["final"] = r["eval"][-1][1]
+    r["steps"] = step
   return results
 
 

@@ -99,6 +99,24 @@ def test_diagnostics_during_training():
     assert r["diagnostics"][0][2] == int(gradflow.steps_in_the_past(want[0], 1e-2))
 
 
+def test_on_eval_stops_the_group_early(one_at_a_time):
+  """on_eval returning True stops every run there: what was trained up to
+  then is what the runs made one at a time had at that step."""
+  seen = []
+  def stop_at_16(step, results):
+    seen.append((step, len(results[0]["eval"])))
+    return step >= 16
+  results = grid.train_group(configs(), workload.long_range, steps_per_call=5,
+                             on_eval=stop_at_16)
+  assert seen == [(8, 1), (16, 2)]
+  for got, want in zip(results, one_at_a_time):
+    assert got["steps"] == 16 and len(got["train"]) == 16
+    assert [s for s, _ in got["eval"]] == [8, 16]
+    np.testing.assert_allclose(got["final"]["loss"], want["evals"][1][1], rtol=2e-4)
+  full = grid.train_group(configs()[:1], workload.long_range, on_eval=lambda s, r: None)
+  assert full[0]["steps"] == STEPS
+
+
 def test_groups_and_errors():
   cs = configs() + configs(cell="gru")
   assert grid.group_configs(cs) == [[0, 1, 2, 3], [4, 5, 6, 7]]
