@@ -28,11 +28,11 @@ from rnn_zoo import checks
 
 # (name, default, comment): the cell block.
 CELL_FIELDS = (
-    ("cell", "lstm", "rnn | irnn | lstm | gru"),
+    ("cell", "lstm", "rnn | irnn | lstm | gru | mingru | minlstm"),
     ("hidden_size", 128, "H of every layer."),
     ("num_layers", 1, "Stacked recurrent layers."),
     ("dropout_rate", 0.0, "Dropout between layers."),
-    ("forget_bias", 1.0, "LSTM forget-gate bias at init."),
+    ("forget_bias", 1.0, "LSTM / minLSTM forget-gate bias at init."),
     ("chrono", False, "LSTM chrono init with T_max = seq_len."),
     ("gru_variant", "cudnn", "GRU: cudnn (reset after matmul) | cho."),
     ("recurrent_init", "uniform", "rnn: uniform | orthogonal | identity | glorot_uniform."),
@@ -95,6 +95,10 @@ def make_cell(config, t_max: int | None = None) -> rz.Cell:
     return rz.make_cell("gru", H, variant=config.gru_variant)
   if config.cell == "irnn":
     return rz.make_cell("irnn", H)
+  if config.cell == "mingru":
+    return rz.make_cell("mingru", H)
+  if config.cell == "minlstm":
+    return rz.make_cell("minlstm", H, forget_bias=config.forget_bias)
   checks.choice("config.recurrent_init", config.recurrent_init,
                 ("uniform", "orthogonal", "identity", "glorot_uniform"))
   return rz.make_cell("rnn", H, recurrent_init=config.recurrent_init)

@@ -22,9 +22,10 @@ from rnn_zoo import gradflow
 from rnn_zoo import interop
 from rnn_zoo import models
 from rnn_zoo import nn
+from rnn_zoo import parallel
 from rnn_zoo.cells import (CELL_NAMES, CELLS, GRU, LSTM, AttentionCarry, AttentionCell,
-                           Cell, GRUCho, HiddenCarry,
-                           LSTMCarry, PointwiseCell, ProjectedCell, SimpleRNN,
+                           Cell, GRUCho, HiddenCarry, LinearRecurrentCell,
+                           LSTMCarry, MinGRU, MinLSTM, PointwiseCell, ProjectedCell, SimpleRNN,
                            make_cell)
 from rnn_zoo.errors import UserError
 from rnn_zoo.recurrence import (StackedRNN, bidirectional, python_unroll,
@@ -36,9 +37,9 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Cell", "ProjectedCell", "PointwiseCell", "SimpleRNN", "LSTM", "GRU",
-    "GRUCho", "AttentionCell", "AttentionCarry", "HiddenCarry", "LSTMCarry", "CELLS", "CELL_NAMES", "make_cell",
+    "GRUCho", "LinearRecurrentCell", "MinGRU", "MinLSTM", "AttentionCell", "AttentionCarry", "HiddenCarry", "LSTMCarry", "CELLS", "CELL_NAMES", "make_cell",
     "UserError", "unroll", "unroll_with_carries", "python_unroll",
     "python_unroll_with_carries", "bidirectional", "StackedRNN",
     "truncated_bptt", "reverse_within_lengths", "nn", "interop", "gradflow",
-    "models", "data", "decoding",
+    "models", "data", "decoding", "parallel",
 ]

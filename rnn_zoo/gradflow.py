@@ -157,7 +157,11 @@ def step_jacobian_singular_values(cell: Cell, params, xs: Array,
 
 def recurrent_weight_stats(cell: Cell, params) -> dict[str, dict[str, float]]:
   """Spectral radius and largest singular value of each ``[H, H]`` block of
-  ``w_hh`` (one block for SimpleRNN, i/f/g/o for LSTM, r/z/n for GRU)."""
+  ``w_hh`` (one block for SimpleRNN, i/f/g/o for LSTM, r/z/n for GRU);
+  ``{}`` for a cell without one (MinGRU, MinLSTM: their recurrence is the
+  diagonal gate ``a_t``)."""
+  if "w_hh" not in params:
+    return {}
   names = {1: ["w"], 3: ["r", "z", "n"], 4: ["i", "f", "g", "o"]}[cell.num_gates]
   H = cell.hidden_size
   w = np.asarray(params["w_hh"], np.float64)

@@ -23,6 +23,8 @@ import numpy as np
 
 from rnn_zoo.cells import base
 from rnn_zoo.cells.cell import Cell, PointwiseCell
+from rnn_zoo.cells.linear import LinearRecurrentCell
+from rnn_zoo import parallel as parallel_scan
 from rnn_zoo.fused import fused_recurrence, split_params
 from rnn_zoo import checks
 from rnn_zoo.errors import UserError
@@ -150,14 +152,82 @@ def _is_forward_mode_error(e: Exception) -> bool:
   return "forward-mode autodiff" in str(e)
 
 
+PARALLEL_MODES = ("associative", "log")
+
+
+def _check_parallel(cell: Cell, parallel, chunk: int) -> str | None:
+  """The scan to use: None (sequential), "associative" or "log"."""
+  if parallel is None:
+    return "associative" if isinstance(cell, LinearRecurrentCell) and chunk == 0 else None
+  if parallel is False:
+    return None
+  mode = "associative" if parallel is True else parallel
+  if mode not in PARALLEL_MODES:
+    raise UserError(f"parallel must be None, True, False or one of "
+                    f"{list(PARALLEL_MODES)}, got {parallel!r}")
+  if not isinstance(cell, LinearRecurrentCell):
+    raise UserError(f"parallel={parallel!r} needs a LinearRecurrentCell (MinGRU, "
+                    f"MinLSTM), got cell={cell!r}")
+  if chunk:
+    raise UserError(f"parallel={parallel!r} does not combine with remat="
+                    "(the parallel scan is not a loop to checkpoint); pass "
+                    "parallel=False for the sequential runner with remat")
+  return mode
+
+
+def _check_resets(resets, B: int, T: int, time_major: bool, reverse: bool) -> Array:
+  if reverse:
+    raise UserError("resets are not supported with reverse=True")
+  want = (T, B) if time_major else (B, T)
+  if not hasattr(resets, "shape") or tuple(resets.shape) != want:
+    raise UserError(f"resets must be a bool array of shape {want} "
+                    f"({'[time, batch]' if time_major else '[batch, time]'}), got "
+                    f"{getattr(resets, 'shape', type(resets).__name__)}")
+  if resets.dtype != jnp.bool_:
+    raise UserError(f"resets must be a bool array, got dtype {resets.dtype}")
+  return resets if time_major else resets.T
+
+
+def _parallel_states(cell, params, xp, h0, mask, probes_t, resets_t, mode):
+  """Every state ``[T, B, H]`` of a linear recurrent cell by a parallel scan;
+  the same numbers as the sequential loop with its masks, probes and resets."""
+  col = lambda m: m[..., None]
+  if mode == "log":
+    if resets_t is not None:
+      raise UserError('resets are not supported with parallel="log" (log 0 '
+                      'would break the cumulative sum); use parallel=True')
+    log_a, log_b = cell.log_coefficients(params, xp)
+    if mask is not None:
+      log_a = jnp.where(col(mask), log_a, 0.0)
+      log_b = jnp.where(col(mask), log_b, parallel_scan._LOG_ZERO)  # pylint: disable=protected-access
+    h = parallel_scan.log_linear_scan(log_a, log_b, h0)
+    if probes_t is not None:  # the probes enter linearly: their own scan
+      p = probes_t if mask is None else jnp.where(col(mask), probes_t, 0.0)
+      h = h + parallel_scan.linear_scan(jnp.exp(log_a), p.astype(h.dtype))
+    return h.astype(h0.dtype)
+  a, b = cell.coefficients(params, xp)
+  if resets_t is not None:
+    b = b + jnp.where(col(resets_t), a * h0, 0.0)
+    a = jnp.where(col(resets_t), 0.0, a)
+  if probes_t is not None:
+    b = b + probes_t
+  if mask is not None:
+    a = jnp.where(col(mask), a, 1.0)
+    b = jnp.where(col(mask), b, 0.0)
+  return parallel_scan.linear_scan(a, b, h0).astype(h0.dtype)
+
+
 def _run(cell: Cell, params, xs, *, initial_carry, lengths, reverse,
-         time_major, unroll, remat, all_carries, hidden_probes, fused=None):
+         time_major, unroll, remat, all_carries, hidden_probes, fused=None,
+         parallel=None, resets=None):
   _check_cell(cell)
   _check_inputs(cell, params, xs, time_major)
   _check_unroll(unroll)
   chunk = _check_remat(remat)
+  mode = _check_parallel(cell, parallel, chunk)
   xs_t = xs if time_major else jnp.swapaxes(xs, 0, 1)  # [T, B, I]
   T, B = xs_t.shape[0], xs_t.shape[1]
+  resets_t = None if resets is None else _check_resets(resets, B, T, time_major, reverse)
   if lengths is not None:
     lengths = _check_lengths(lengths, B, T)
   if initial_carry is None:
@@ -186,8 +256,26 @@ def _run(cell: Cell, params, xs, *, initial_carry, lengths, reverse,
   # The input-to-hidden matmul for every time step at once.
   xp = cell.input_projection(params, xs_t)  # [T, B, G*H]
 
+  def finish(a):  # back to the caller's time order and layout
+    if reverse:
+      a = reverse_within_lengths(a, lengths)
+    return a if time_major else jnp.swapaxes(a, 0, 1)
+
+  if mode is not None:
+    h = _parallel_states(cell, params, xp, initial_carry.h, mask, probes_t,
+                         resets_t, mode)
+    ys = h if mask is None else jnp.where(mask[..., None], h, jnp.zeros((), h.dtype))
+    carry = base.HiddenCarry(h[-1])
+    if all_carries:
+      return finish(ys), carry, base.HiddenCarry(finish(h))
+    return finish(ys), carry
+
   def body(carry, inp):
-    xp_t, m_t, p_t = inp
+    xp_t, m_t, p_t, r_t = inp
+    if r_t is not None:  # restart from the initial carry where set
+      carry = jax.tree.map(
+          lambda i, c: jnp.where(r_t.reshape(r_t.shape + (1,) * (c.ndim - 1)), i, c),
+          initial_carry, carry)
     new, y = cell.step_projected(params, carry, xp_t)
     if p_t is not None:
       # A zero probe added to h_t: d loss / d probe_t = d loss / d h_t.
@@ -200,13 +288,15 @@ def _run(cell: Cell, params, xs, *, initial_carry, lengths, reverse,
       y = jnp.where(keep(y), y, jnp.zeros_like(y))
     return new, ((y, new) if all_carries else y)
 
-  can_fuse = chunk == 0 and not all_carries and isinstance(cell, PointwiseCell)
+  can_fuse = (chunk == 0 and not all_carries and resets_t is None
+              and isinstance(cell, PointwiseCell))
   if fused and not can_fuse:
     raise UserError(
         "fused=True needs a PointwiseCell (SimpleRNN, LSTM, GRU; not GRUCho "
-        "or a generic Cell) and no remat or all carries; got "
-        f"cell={cell!r}, remat={remat!r}, all_carries={all_carries}")
-  inputs = (xp, mask, probes_t)
+        "or a generic Cell) and no remat, resets or all carries; got "
+        f"cell={cell!r}, remat={remat!r}, all_carries={all_carries}, "
+        f"resets={'given' if resets is not None else None}")
+  inputs = (xp, mask, probes_t, resets_t)
   fused_out = None
   if can_fuse and fused is not False:
     w_hh, small = split_params(params)
@@ -239,7 +329,7 @@ def _run(cell: Cell, params, xs, *, initial_carry, lengths, reverse,
         mask = jnp.ones((T, B), bool)
       pad_fn = lambda a: jnp.concatenate(
           [a, jnp.zeros((pad,) + a.shape[1:], a.dtype)])
-      inputs = jax.tree.map(pad_fn, (xp, mask, probes_t))
+      inputs = jax.tree.map(pad_fn, (xp, mask, probes_t, resets_t))
     inputs = jax.tree.map(
         lambda a: a.reshape((n_chunks, chunk) + a.shape[1:]), inputs)
 
@@ -251,11 +341,6 @@ def _run(cell: Cell, params, xs, *, initial_carry, lengths, reverse,
                                length=n_chunks)
     outs = jax.tree.map(
         lambda a: a.reshape((n_chunks * chunk,) + a.shape[2:])[:T], outs)
-
-  def finish(a):  # back to the caller's time order and layout
-    if reverse:
-      a = reverse_within_lengths(a, lengths)
-    return a if time_major else jnp.swapaxes(a, 0, 1)
 
   if all_carries:
     ys, carries = outs
@@ -275,7 +360,8 @@ def unroll(cell: Cell, params, xs: Array, *, initial_carry=None,
            lengths: Array | None = None, reverse: bool = False,
            time_major: bool = False, unroll: int | bool = 1,
            remat: bool | str | int = False,
-           hidden_probes: Array | None = None, fused: bool | None = None):
+           hidden_probes: Array | None = None, fused: bool | None = None,
+           parallel: bool | str | None = None, resets: Array | None = None):
   """Runs ``cell`` over a sequence with ``jax.lax.scan``.
 
   The input projection (``x_t W_ih + b`` for a :class:`ProjectedCell`) is
@@ -309,6 +395,19 @@ def unroll(cell: Cell, params, xs: Array, *, initial_carry=None,
       weight gradient as one matmul after the loop). None (default): whenever
       it applies (a :class:`PointwiseCell`, no remat). False: plain autodiff
       of the scan.
+    parallel: for a :class:`rnn_zoo.cells.LinearRecurrentCell` (MinGRU,
+      MinLSTM), whose step is ``h_t = a_t * h_{t-1} + b_t``: None (default)
+      runs it with a parallel scan (``jax.lax.associative_scan``, log depth
+      in T) unless ``remat`` is set; ``"log"`` with the log-space scan
+      (``jax.lax.cumlogsumexp``, Feng et al. 2024); False with the
+      sequential loop (what generation does, step by step). Same values
+      and gradients either way (tested in float64). Other cells: None or
+      False.
+    resets: optional bool ``[batch, time]`` (``[time, batch]`` if
+      ``time_major``): where set, the carry entering that step is
+      ``initial_carry`` again (packed sequences, episodes), as Haiku's
+      ``ResetCore``. Not with ``reverse`` (nor ``parallel="log"``); the fused
+      backward pass does not apply.
 
   Returns:
     ``(ys, final_carry)``; ``ys`` is ``[batch, time, hidden]``. The carry
@@ -341,14 +440,16 @@ def unroll(cell: Cell, params, xs: Array, *, initial_carry=None,
   return _run(cell, params, xs, initial_carry=initial_carry, lengths=lengths,
               reverse=reverse, time_major=time_major, unroll=unroll,
               remat=remat, all_carries=False, hidden_probes=hidden_probes,
-              fused=fused)
+              fused=fused, parallel=parallel, resets=resets)
 
 
 def unroll_with_carries(cell: Cell, params, xs: Array, *, initial_carry=None,
                         lengths: Array | None = None, reverse: bool = False,
                         time_major: bool = False, unroll: int | bool = 1,
                         remat: bool | str | int = False,
-                        hidden_probes: Array | None = None):
+                        hidden_probes: Array | None = None,
+                        parallel: bool | str | None = None,
+                        resets: Array | None = None):
   """:func:`unroll` that also returns the carry after every step.
 
   Returns:
@@ -366,7 +467,8 @@ def unroll_with_carries(cell: Cell, params, xs: Array, *, initial_carry=None,
   """
   return _run(cell, params, xs, initial_carry=initial_carry, lengths=lengths,
               reverse=reverse, time_major=time_major, unroll=unroll,
-              remat=remat, all_carries=True, hidden_probes=hidden_probes)
+              remat=remat, all_carries=True, hidden_probes=hidden_probes,
+              parallel=parallel, resets=resets)
 
 
 def python_unroll_with_carries(cell: Cell, params, xs, *, initial_carry=None,

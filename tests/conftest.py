@@ -20,6 +20,9 @@ CELL_FACTORIES = {
     "lstm_chrono": lambda h, **kw: rz.LSTM(h, chrono_t_max=30, **kw),
     "gru_cudnn": lambda h, **kw: rz.GRU(h, **kw),
     "gru_cho": lambda h, **kw: rz.GRU(h, variant="cho", **kw),
+    # Linear recurrences: the runner's default for them is the parallel scan.
+    "mingru": lambda h, **kw: rz.MinGRU(h, **kw),
+    "minlstm": lambda h, **kw: rz.MinLSTM(h, **kw),
 }
 
 

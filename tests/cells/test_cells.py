@@ -29,6 +29,15 @@ def numpy_step(cell, p, carry, x):
     c = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
     return (sigmoid(o) * np.tanh(c), c)
   a = x @ p["w_ih"] + p["b"]
+  blk = lambda m, k: m[..., k * H:(k + 1) * H]
+  # Feng et al. 2024's g: x + 0.5 for x >= 0, sigmoid(x) below.
+  g = lambda v: np.where(v >= 0, v + 0.5, sigmoid(v))
+  if isinstance(cell, rz.MinGRU):
+    z = sigmoid(blk(a, 0))
+    return ((1 - z) * h + z * g(blk(a, 1)),)
+  if isinstance(cell, rz.MinLSTM):
+    f, i = sigmoid(blk(a, 0)), sigmoid(blk(a, 1))
+    return (f / (f + i) * h + i / (f + i) * g(blk(a, 2)),)
   U = p["w_hh"]
   blk = lambda m, k: m[..., k * H:(k + 1) * H]
   r = sigmoid(blk(a, 0) + h @ blk(U, 0))
@@ -60,6 +69,8 @@ def test_step_matches_numpy_equations(cell_name):
     ("lstm", {"w_ih": (3, 20), "w_hh": (5, 20), "b": (20,)}),
     ("gru_cudnn", {"w_ih": (3, 15), "w_hh": (5, 15), "b": (15,), "b_hn": (5,)}),
     ("gru_cho", {"w_ih": (3, 15), "w_hh": (5, 15), "b": (15,)}),
+    ("mingru", {"w_ih": (3, 10), "b": (10,)}),
+    ("minlstm", {"w_ih": (3, 15), "b": (15,)}),
 ])
 def test_param_names_and_shapes(name, shapes):
   p = make(name).init(jax.random.key(0), 3)

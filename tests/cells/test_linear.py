@@ -1,0 +1,182 @@
+"""Linear recurrent cells (minGRU, minLSTM): the parallel scans give what the
+sequential loop gives, values and gradients; per-step resets; errors."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import rnn_zoo as rz
+from conftest import randomize
+from rnn_zoo import parallel
+
+B, T, I, H = 3, 33, 4, 5
+CELLS = {"mingru": lambda **kw: rz.MinGRU(H, **kw),
+         "minlstm": lambda **kw: rz.MinLSTM(H, **kw)}
+MODES = [True, "log"]
+
+
+def setup(name, dtype=jnp.float64, T=T):
+  cell = CELLS[name](dtype=dtype, param_dtype=dtype)
+  p = randomize(cell.init(jax.random.key(0), I), jax.random.key(1), 0.5)
+  xs = jax.random.normal(jax.random.key(2), (B, T, I), dtype)
+  h0 = rz.HiddenCarry(jax.random.normal(jax.random.key(3), (B, H), dtype))
+  return cell, p, xs, h0
+
+
+def close(a, b, tol):
+  jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=tol, atol=tol), a, b)
+
+
+@pytest.mark.parametrize("name", sorted(CELLS))
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("options", [
+    {}, {"lengths": [T, 9, 0]}, {"lengths": [T, 9, 0], "reverse": True},
+    {"time_major": True}])
+def test_parallel_equals_sequential_float64(x64, name, mode, options):
+  cell, p, xs, h0 = setup(name)
+  kw = dict(options, initial_carry=h0)
+  if "lengths" in kw:
+    kw["lengths"] = jnp.array(kw["lengths"])
+  if kw.get("time_major"):
+    xs = jnp.swapaxes(xs, 0, 1)
+  want = rz.python_unroll_with_carries(cell, p, xs, **kw)
+  seq = rz.unroll_with_carries(cell, p, xs, parallel=False, **kw)
+  got = jax.jit(lambda p, xs: rz.unroll_with_carries(cell, p, xs, parallel=mode, **kw))(p, xs)
+  close(seq, want, 1e-12)
+  close(got, want, 1e-10)
+
+
+@pytest.mark.parametrize("name", sorted(CELLS))
+@pytest.mark.parametrize("mode", MODES)
+def test_parallel_gradients_float64(x64, name, mode):
+  """Gradients with respect to params, inputs, initial carry and the hidden
+  probes (dL/dh_t) match the sequential loop's."""
+  cell, p, xs, h0 = setup(name)
+  lengths = jnp.array([T, 20, 1])
+  w = jax.random.normal(jax.random.key(9), (B, T, H), jnp.float64)
+
+  def loss(p, xs, h0, probes, parallel):
+    ys, c = rz.unroll(cell, p, xs, initial_carry=h0, lengths=lengths,
+                      hidden_probes=probes, parallel=parallel)
+    return jnp.sum(w * jnp.sin(ys)) + jnp.sum(c.h ** 2)
+
+  args = (p, xs, h0, jnp.zeros((B, T, H), jnp.float64))
+  want = jax.grad(loss, argnums=(0, 1, 2, 3))(*args, False)
+  got = jax.jit(jax.grad(loss, argnums=(0, 1, 2, 3)), static_argnums=4)(*args, mode)
+  close(got, want, 1e-10)
+  assert float(jnp.abs(want[3]).max()) > 0  # the probes see a gradient
+
+
+def test_default_is_the_associative_scan_and_stacks_run_it():
+  cell, p, xs, _ = setup("mingru", jnp.float32)
+  jaxpr = str(jax.make_jaxpr(lambda p, xs: rz.unroll(cell, p, xs))(p, xs))
+  assert "scan[" not in jaxpr  # no sequential loop
+  seq = str(jax.make_jaxpr(lambda p, xs: rz.unroll(cell, p, xs, parallel=False))(p, xs))
+  assert "scan[" in seq
+  stack = rz.StackedRNN((rz.MinGRU(H), rz.MinLSTM(H)))
+  sp = stack.init(jax.random.key(0), I)
+  a, _ = stack.apply(sp, xs)
+  b, _ = stack.apply(sp, xs, parallel=False)
+  np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  # Step by step (generation) is the sequential cell.
+  carry, ys = stack.initial_carry((B,)), []
+  for t in range(xs.shape[1]):
+    carry, y = stack.step(sp, carry, xs[:, t])
+    ys.append(y)
+  np.testing.assert_allclose(jnp.stack(ys, 1), b, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", sorted(CELLS))
+def test_float32_error_of_the_scans(name):
+  """The float32 scans against float64 at T=4096: the tolerance the docs
+  state (measured: ~1e-6 associative, ~1e-4 log-space relative to the
+  state's scale at this length)."""
+  with jax.enable_x64(True):
+    cell64, p64, xs64, _ = setup(name, jnp.float64, T=4096)
+    ref = np.asarray(rz.unroll(cell64, p64, xs64, parallel=False)[0])
+  cell = CELLS[name]()
+  p = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), p64)
+  xs = jnp.asarray(xs64, jnp.float32)
+  scale = np.abs(ref).max()
+  err = {m: float(np.abs(np.asarray(rz.unroll(cell, p, xs, parallel=m)[0]) - ref).max()) / scale
+         for m in (False, True, "log")}
+  assert err[False] < 1e-5 and err[True] < 1e-5, err
+  assert err["log"] < 1e-3, err
+
+
+@pytest.mark.parametrize("name", ["mingru", "lstm", "gru_cho"])
+def test_resets_restart_from_the_initial_carry(name):
+  """A reset at t gives what a fresh run from t gives; resets in the
+  parallel scan equal resets in the loop."""
+  cell = {"mingru": rz.MinGRU(H), "lstm": rz.LSTM(H), "gru_cho": rz.GRUCho(H)}[name]
+  p = randomize(cell.init(jax.random.key(0), I), jax.random.key(1), 0.3)
+  xs = jax.random.normal(jax.random.key(2), (B, 12, I))
+  h0 = jax.tree.map(lambda a: jax.random.normal(jax.random.key(4), a.shape),
+                    cell.initial_carry((B,)))
+  resets = jnp.zeros((B, 12), bool).at[0, 5].set(True).at[1, 0].set(True)
+  ys, final = rz.unroll(cell, p, xs, initial_carry=h0, resets=resets)
+  plain, _ = rz.unroll(cell, p, xs, initial_carry=h0)
+  np.testing.assert_allclose(ys[2], plain[2], rtol=1e-6)  # no reset
+  np.testing.assert_allclose(ys[1], plain[1], rtol=1e-6)  # reset at 0 = start
+  first = lambda c: jax.tree.map(lambda a: a[:1], c)
+  fresh, _ = rz.unroll(cell, p, xs[:1, 5:], initial_carry=first(h0))
+  np.testing.assert_allclose(ys[0, 5:], fresh[0], rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(ys[0, :5], plain[0, :5], rtol=1e-6)
+  if name == "mingru":
+    seq, fseq = rz.unroll(cell, p, xs, initial_carry=h0, resets=resets, parallel=False)
+    np.testing.assert_allclose(ys, seq, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(final.h, fseq.h, rtol=1e-5, atol=1e-6)
+  # Under jit, and through a gradient.
+  g = jax.jit(jax.grad(lambda p: jnp.sum(
+      rz.unroll(cell, p, xs, initial_carry=h0, resets=resets)[0])))(p)
+  assert all(bool(jnp.all(jnp.isfinite(v))) for v in jax.tree.leaves(g))
+
+
+def test_linear_scan_building_blocks(x64):
+  a = jax.random.uniform(jax.random.key(0), (50, 3), jnp.float64, 0.1, 1.0)
+  b = jax.random.normal(jax.random.key(1), (50, 3), jnp.float64)
+  h0 = jnp.array([1.0, -2.0, 0.5])
+  h, want = h0, []
+  for t in range(50):
+    h = a[t] * h + b[t]
+    want.append(h)
+  np.testing.assert_allclose(parallel.linear_scan(a, b, h0), jnp.stack(want), rtol=1e-12)
+  bp = jnp.abs(b) + 0.1
+  h, want = h0, []
+  for t in range(50):
+    h = a[t] * h + bp[t]
+    want.append(h)
+  np.testing.assert_allclose(parallel.log_linear_scan(jnp.log(a), jnp.log(bp), h0),
+                             jnp.stack(want), rtol=1e-10)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"parallel": "fast"}, "parallel must be None, True, False or one of"),
+    ({"parallel": True, "remat": 4}, "does not combine with remat"),
+    ({"resets": jnp.zeros((B, T))}, "resets must be a bool array, got dtype float32"),
+    ({"resets": jnp.zeros((T, B), bool)}, "resets must be a bool array of shape (3, 33)"),
+    ({"resets": jnp.zeros((B, T), bool), "reverse": True}, "not supported with reverse"),
+    ({"resets": jnp.zeros((B, T), bool), "parallel": "log"}, 'parallel="log"'),
+])
+def test_errors(kwargs, message):
+  cell, p, xs, _ = setup("mingru", jnp.float32)
+  with pytest.raises(ValueError, match=None) as e:
+    rz.unroll(cell, p, xs, **kwargs)
+  assert message in str(e.value)
+
+
+def test_parallel_needs_a_linear_cell():
+  cell = rz.LSTM(H)
+  p = cell.init(jax.random.key(0), I)
+  with pytest.raises(ValueError, match="needs a LinearRecurrentCell"):
+    rz.unroll(cell, p, jnp.ones((B, T, I)), parallel=True)
+  with pytest.raises(ValueError, match="no remat, resets or all carries"):
+    rz.unroll(cell, p, jnp.ones((B, T, I)), fused=True, resets=jnp.zeros((B, T), bool))
+
+
+def test_make_cell_and_config_names():
+  assert rz.make_cell("mingru", 4) == rz.MinGRU(4)
+  assert rz.make_cell("minlstm", 4, forget_bias=0.0) == rz.MinLSTM(4, forget_bias=0.0)
+  p = rz.MinLSTM(4, forget_bias=2.0).init(jax.random.key(0), 3)
+  np.testing.assert_array_equal(p["b"], [2.0] * 4 + [0.0] * 8)
