@@ -134,3 +134,17 @@ def test_vqa_speed_tiny(tmp_path):
   assert rows[("concat", "questions", "train")]["speedup_vs_anchor"] == 1.0
   assert all(r["ms"] > 0 for r in rows.values())
   assert "| relation |" in (tmp_path / "report.md").read_text()
+
+
+def test_scaling_tiny(tmp_path):
+  run("benchmarks.scaling", f"--out={tmp_path}", "--lengths=8,32", "--batch=2",
+      "--input=3", "--hidden=4", "--rounds=1")
+  results = json.loads((tmp_path / "results.json").read_text())
+  assert [r["T"] for r in results["rows"]] == [8, 32]
+  for row in results["rows"]:
+    assert set(row["impls"]) == {"lstm", "gru", "mingru[seq]", "mingru[par]",
+                                 "mingru[log]", "minlstm[par]"}
+    assert all(m["train_ms"] > 0 and m["temp_mib"] >= 0 for m in row["impls"].values())
+  report = (tmp_path / "report.md").read_text()
+  assert "## Crossover" in report and "](scaling_time.png)" in report
+  assert (tmp_path / "scaling_memory.png").stat().st_size > 1000
