@@ -35,6 +35,7 @@ from __future__ import annotations
 import datetime
 import json
 import logging as pylogging
+import math
 import os
 import pathlib
 import sys
@@ -61,6 +62,15 @@ PRESETS = {
                   steps_per_call=100, diagnose_every=200,
                   jacobian_positions=8, jacobian_iters=10, jacobian_examples=4,
                   clip_ablation=("rnn_tanh", "lstm_fb1"), clip_ablation_seeds=1),
+    # Pixel-by-pixel digits and permuted digits (T=64) for every cell.
+    "pixels": dict(init_lengths=(64,), seeds=3,
+                   train=(dict(task="digits", T=64, steps=1500, lr=3e-3),
+                          dict(task="permuted_digits", T=64, steps=1500, lr=3e-3)),
+                   hidden=64, batch=32, clip=1.0,
+                   log_every=50, eval_every=100, eval_batches=8,
+                   steps_per_call=100, diagnose_every=500,
+                   jacobian_positions=8, jacobian_iters=10, jacobian_examples=4,
+                   clip_ablation=(), clip_ablation_seeds=1),
     # The published settings (Le et al. 2015, Arjovsky et al. 2016, Tallec &
     # Ollivier 2018: adding T=100/200/400/750, copy T=100/200/500, hidden
     # 128) cut to fit 2 hours on 2 CPU cores: batch 32, a 500-2,500 step
@@ -85,8 +95,13 @@ PRESETS = {
                   log_every=50, eval_every=100, eval_batches=4,
                   steps_per_call=100, diagnose_every=500,
                   jacobian_positions=12, jacobian_iters=10, jacobian_examples=4,
+                  sensitivity_positions=(9, 29, 99, 299, 999), sensitivity_examples=8,
                   clip_ablation=("rnn_tanh", "lstm_fb1"), clip_ablation_seeds=1),
 }
+
+# Pixel-by-pixel classification (scikit-learn's 8x8 digits, T=64): the
+# baseline is chance, ln 10.
+PIXEL_TASKS = ("digits", "permuted_digits")
 
 # name -> (label, config overrides on experiments/long_range/config.py)
 CELLS = {
@@ -246,6 +261,30 @@ def init_diagnostics(cell: str, T: int, preset: dict, precision: str = "float64"
   }
 
 
+def sensitivity(cell: str, preset: dict) -> dict:
+  """Zucchet & Orvieto's measure at initialization, in float64: how much the
+  first layer's state at step t moves with its recurrent parameters, and
+  with its initial state, for t in ``preset["sensitivity_positions"]`` (adding
+  inputs; :func:`rnn_zoo.gradflow.parameter_sensitivity`)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from experiments.long_range import workload  # pylint: disable=g-import-not-at-top
+  from rnn_zoo import gradflow  # pylint: disable=g-import-not-at-top
+
+  positions = tuple(preset.get("sensitivity_positions", (9, 29, 99, 299)))
+  config = make_config(cell, "adding", max(positions) + 1, preset)
+  w = workload.long_range(config)
+  params = w.init_params(jax.random.key(config.seed))
+  batch = w.train_batch(jax.random.key(1), 0)
+  cell_obj, p0 = w.rnn_params(params)[0]
+  with jax.enable_x64(True):
+    xs = _to_float64(batch["inputs"][:preset.get("sensitivity_examples", 4)])
+    out = jax.jit(gradflow.parameter_sensitivity, static_argnums=(0, 3))(
+        cell_obj, _to_float64(p0), xs, positions, jax.random.key(3))
+    out = {k: np.asarray(v, np.float64).tolist() for k, v in out.items()}
+  return {"cell": cell, "positions": list(positions), **out}
+
+
 # ---------------------------------------------------------------------------
 # 2. Training: every (cell, seed[, clip]) of a task as groups of runs that
 # share shapes, each group one compiled program (rnn_zoo.training.grid).
@@ -267,6 +306,29 @@ def train_jobs(preset: dict, cells: list[str], seeds: int) -> list[dict]:
   return jobs
 
 
+def task_baseline(task: str, T: int) -> float:
+  """The loss of a model without memory: the synthetic tasks' own, and
+  chance (ln 10, a uniform guess over the digits) for the pixel tasks."""
+  from rnn_zoo.data import synthetic  # pylint: disable=g-import-not-at-top
+  return math.log(10) if task in PIXEL_TASKS else synthetic.baseline_loss(task, T)
+
+
+def beats(task: str, T: int, loss: float) -> bool:
+  """Eval loss below half the baseline."""
+  from rnn_zoo.data import synthetic  # pylint: disable=g-import-not-at-top
+  if task in PIXEL_TASKS:
+    return loss < synthetic.BEATS_FRACTION * task_baseline(task, T)
+  return synthetic.beats_baseline(task, T, loss)
+
+
+def solved(task: str, T: int, loss: float) -> bool:
+  """Eval loss below 5% of the baseline."""
+  from rnn_zoo.data import synthetic  # pylint: disable=g-import-not-at-top
+  if task in PIXEL_TASKS:
+    return loss < synthetic.SOLVED_FRACTION * task_baseline(task, T)
+  return synthetic.is_solved(task, T, loss)
+
+
 def job_config(job: dict, preset: dict):
   return make_config(job["cell"], job["task"], job["T"], preset, steps=job["steps"],
                      lr=job["lr"], seed=job["seed"], clip_norm=job["clip_norm"],
@@ -277,7 +339,7 @@ def summarize_run(job: dict, r: dict, seconds: float, preset: dict) -> dict:
   """One run's row of results.json, from :func:`grid.train_group`'s result."""
   from rnn_zoo.data import synthetic  # pylint: disable=g-import-not-at-top
   task, T = job["task"], job["T"]
-  baseline = synthetic.baseline_loss(task, T)
+  baseline = task_baseline(task, T)
   evals = [(s, m["loss"]) for s, m in r["eval"]]
   first = lambda pred: next((s for s, l in evals if pred(l)), None)
   every = preset["log_every"]
@@ -294,8 +356,8 @@ def summarize_run(job: dict, r: dict, seconds: float, preset: dict) -> dict:
       "baseline": baseline, "final_loss": r["final"]["loss"],
       "final_over_baseline": r["final"]["loss"] / baseline,
       "final_metrics": r["final"],
-      "beats_step": first(lambda l: synthetic.beats_baseline(task, T, l)),
-      "solved_step": first(lambda l: synthetic.is_solved(task, T, l)),
+      "beats_step": first(lambda l: beats(task, T, l)),
+      "solved_step": first(lambda l: solved(task, T, l)),
       "train_curve": curve, "eval_curve": evals, "grad_trace": grads,
       "clipped_fraction": (sum(g > clip for g in grads) / len(grads)) if clip else 0.0,
       "nonfinite_steps": r["nonfinite_steps"],
@@ -338,7 +400,7 @@ def train_all(jobs: list[dict], preset: dict, out: pathlib.Path, t_start: float)
       # Early stopping: once every run of the group has solved its task, the
       # rest of the budget would only refine solved runs.
       stop = lambda step, res, t=j0["task"], T=j0["T"]: all(
-          synthetic.is_solved(t, T, r["eval"][-1][1]["loss"]) for r in res)
+          solved(t, T, r["eval"][-1][1]["loss"]) for r in res)
     res = grid.train_group([configs[m] for m in members], workload.long_range,
                            steps_per_call=preset["steps_per_call"],
                            diagnose_every=preset["diagnose_every"], on_eval=stop)
@@ -386,6 +448,10 @@ def aggregate(rows: list[dict]) -> list[dict]:
                 "solved": len(solved),
                 "solved_median": solved[len(solved) // 2] if solved else None,
                 "seconds_per_run": float(np.mean([r["seconds"] for r in rs]))})
+    accs = [r["final_metrics"].get("accuracy") for r in rs]
+    if accs and all(a is not None for a in accs):
+      agg[-1]["accuracy_mean"] = float(np.mean(accs))
+      agg[-1]["accuracy_std"] = float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0
   return agg
 
 
@@ -441,6 +507,19 @@ def figures(results: dict, out: pathlib.Path) -> list[str]:
     axes[1].axhline(1.0, color="gray", lw=0.5)
     axes[0].legend(fontsize=7)
     save(fig, f"jacobians_at_init_T{T}.png")
+
+  if results.get("sensitivity"):
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for d in results["sensitivity"]:
+      t = [p + 1 for p in d["positions"]]
+      line, = ax.loglog(t, d["recurrent"], marker="o", ms=3, label=CELLS[d["cell"]][0])
+      ax.loglog(t, [max(v, 1e-320) for v in d["initial_state"]], ls="--",
+                color=line.get_color(), lw=0.8)
+    ax.set_xlabel("steps t")
+    ax.set_ylabel("‖d(v·h_t)/dθ_rec‖ (solid), ‖d(v·h_t)/dh_0‖ (dashed)")
+    ax.set_title("Sensitivity to the recurrent parameters at init (float64)")
+    ax.legend(fontsize=7)
+    save(fig, "parameter_sensitivity_at_init.png")
 
   groups = {}
   for r in results["train"]:
@@ -578,6 +657,24 @@ def findings(results: dict) -> list[str]:
                "all cells and lengths here (float32): about one extra training "
                "step, since the probes ride on the fused backward loop, which has "
                "dL/dh_t at every step anyway.")
+  sens = results.get("sensitivity") or []
+  if sens:
+    t0, t1 = sens[0]["positions"][0] + 1, sens[0]["positions"][-1] + 1
+    grow = lambda d: d["recurrent"][-1] / d["recurrent"][0]
+    out.append(
+        f"**Sensitivity to the recurrent parameters (Zucchet & Orvieto 2024).** "
+        f"At initialization (float64), the norm of d(v·h_t)/dθ_rec from t={t0} to "
+        f"t={t1} (a random readout v, root mean square over examples) changed by "
+        + ", ".join(f"{grow(d):.3g}× for {CELLS[d['cell']][0]}"
+                    for d in sorted(sens, key=grow, reverse=True))
+        + f"; meanwhile d(v·h_t)/dh_0 at t={t1} was "
+        + ", ".join(f"{d['initial_state'][-1]:.1e} ({CELLS[d['cell']][0]})"
+                    for d in sorted(sens, key=grow, reverse=True))
+        + ". A state that keeps its past (initial-state gradient far from 0) "
+          "accumulates sensitivity to the recurrent weights over t; one that "
+          "forgets does not, which is the paper's point: long memory makes the "
+          "loss sharp in the recurrent parameters without any exploding "
+          "hidden-state gradient.")
   agg = [a for a in aggregate(results["train"]) if a["clip_norm"] != 0]
   for (task, T) in sorted({(a["task"], a["T"]) for a in agg}):
     rs = [a for a in agg if (a["task"], a["T"]) == (task, T)]
@@ -602,6 +699,10 @@ def findings(results: dict) -> list[str]:
               ", ".join(f"{CELLS[a['cell']][0]} {a['final_mean']:.2f}x"
                         for a in sorted(rs, key=lambda a: a["final_mean"])[:3]) +
               " the baseline (mean over seeds). ")
+    if task in PIXEL_TASKS and all("accuracy_mean" in a for a in rs):
+      txt += ("Test accuracy (mean ± std over seeds; chance 0.10): " + ", ".join(
+          f"{CELLS[a['cell']][0]} {a['accuracy_mean']:.3f} ± {a['accuracy_std']:.3f}"
+          for a in sorted(rs, key=lambda a: -a["accuracy_mean"])) + ". ")
     if stuck:
       txt += ("At the baseline in every seed (final loss above 90% of it): " +
               ", ".join(f"{CELLS[a['cell']][0]} ({a['final_mean']:.2f} ± "
@@ -795,6 +896,17 @@ def report_markdown(results: dict, figs: list[str]) -> str:
              f"{d['steps_in_the_past']} | {w} | {d['jacobian_factor']:.3f} | "
              f"{d['probe_grad_ms']:.1f} / {d['train_grad_ms']:.1f} "
              f"({d['probe_grad_ms'] / d['train_grad_ms']:.2f}x) |")
+  if results.get("sensitivity"):
+    pos = results["sensitivity"][0]["positions"]
+    L += ["", "Sensitivity of the first layer's state to its recurrent parameters "
+          "(Zucchet & Orvieto 2024), float64, adding inputs: ‖d(v·h_t)/dθ_rec‖ "
+          "(θ_rec = W_hh; every param for the cells without one) and, in "
+          "brackets, ‖d(v·h_t)/dh_0‖, root mean square over examples.", "",
+          "| cell | " + " | ".join(f"t={p + 1}" for p in pos) + " |",
+          "|---|" + "---:|" * len(pos)]
+    for d in results["sensitivity"]:
+      L.append(f"| {CELLS[d['cell']][0]} | " + " | ".join(
+          f"{r:.3g} ({h:.1e})" for r, h in zip(d["recurrent"], d["initial_state"])) + " |")
   L += ["", "## Training", "",
         f"Same optimizer and budget for every cell (Adam, clip by global norm "
         f"{pv['clip']} unless the row says 0; steps, learning rate and hidden size "
@@ -814,7 +926,7 @@ def report_markdown(results: dict, figs: list[str]) -> str:
              f"{_fmt_count(a['solved'], a['seeds'], a['solved_median'])} | "
              f"{a['seconds_per_run']:.1f} |")
   L += ["", "No-memory baselines: adding 0.167 (MSE of always predicting 1); copy "
-        "10 ln 8 / (T+20). Seconds per run: the group's wall time (compile "
+        "10 ln 8 / (T+20); pixel digits ln 10 (chance). Seconds per run: the group's wall time (compile "
         "included) over its runs.", "", "## Published results beside ours", "",
         "| source | task | finding |", "|---|---|---|"]
   for src, task, text in PUBLISHED:
@@ -858,6 +970,8 @@ def main(argv):
     if any(t < 2 for t in lengths):
       sys.exit(f"error: --lengths must be ints >= 2, got {lengths}")
     preset["init_lengths"] = tuple(lengths)
+    preset["sensitivity_positions"] = tuple(sorted(
+        {min(t, max(lengths) - 1) for t in preset.get("sensitivity_positions", (9, 29, 99, 299))}))
     by_task = {}
     for run in preset["train"]:
       by_task.setdefault(run["task"], run)
@@ -914,6 +1028,17 @@ def main(argv):
     d = init_diagnostics(c, T, preset)
     path.write_text(json.dumps(d))
     results["init"].append(d)
+  results["sensitivity"] = []
+  for i, c in enumerate(cells, 1):
+    path = out / "init" / f"sensitivity_{c}.json"
+    if path.exists():
+      results["sensitivity"].append(json.loads(path.read_text()))
+      continue
+    _say(f"[{i}/{len(cells)} {time.perf_counter() - t_start:5.0f}s] parameter "
+         f"sensitivity at init (float64): {CELLS[c][0]}")
+    d = sensitivity(c, preset)
+    path.write_text(json.dumps(d))
+    results["sensitivity"].append(d)
   preset["clip_ablation"] = tuple(ablation_cells)
   results["train"] = train_all(train_jobs(preset, cells, preset["seeds"]), preset,
                                out, t_start)

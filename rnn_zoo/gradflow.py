@@ -10,6 +10,9 @@
   of the recurrent weight (per gate block).
 * :func:`steps_in_the_past`: Pascanu et al. (2013)'s measure of how far back
   the gradient stays above a floor.
+* :func:`parameter_sensitivity`: how much the state at step t moves with the
+  recurrent parameters, against t (Zucchet & Orvieto 2024), beside how much
+  it moves with the initial state.
 
 For ``h_t = W sigma(h_{t-1}) + U x_t + b`` (Pascanu, Mikolov & Bengio 2013),
 ``dh_t/dh_k = prod_{i=k+1..t} W^T diag(sigma'(h_{i-1}))``: if the largest
@@ -181,3 +184,51 @@ def steps_in_the_past(norms: Array, floor: float = 1e-2) -> Array:
   T = norms.shape[0]
   first_below = jnp.where(jnp.any(below), jnp.argmax(below), T)
   return first_below - 1
+
+
+def parameter_sensitivity(cell: Cell, params, xs: Array, positions: Sequence[int],
+                          key: Array) -> dict[str, Array]:
+  """The sensitivity of the state at step t to the recurrent parameters and
+  to the initial state, for each t in ``positions``.
+
+  Zucchet & Orvieto 2024 ("Recurrent neural networks: vanishing and
+  exploding gradients are not the end of the story") show that as a
+  recurrence keeps more memory, its states grow ever more sensitive to the
+  recurrent parameters (for ``h_t = lam h_{t-1} + x_t`` with white-noise
+  inputs, ``E[(dh_t/dlam)^2] -> (1 + lam^2) / (1 - lam^2)^3``) even though
+  ``dh_t/dh_0`` does not explode. Measured with a random readout ``v . h_t``
+  (``v ~ N(0, I/H)``), per example (one backward pass per example and
+  position).
+
+  Args:
+    cell: any zoo cell.
+    params: its params; the recurrent ones are ``w_hh`` when the cell has
+      it, otherwise (MinGRU, MinLSTM: the recurrence is set by the gates)
+      every param.
+    xs: ``[B, T, I]`` inputs.
+    positions: the steps t (0-based, ``< T``).
+    key: for the readout.
+
+  Returns:
+    ``{"recurrent": [P], "input": [P], "initial_state": [P]}``: the norms of
+    ``d(v . h_t)/d theta_rec``, ``d(v . h_t)/d w_ih`` and of ``d(v . h_t)/d
+    carry_0`` (every field of the carry), root mean square over the
+    examples, for each position.
+  """
+  H = cell.hidden_size
+  v = jax.random.normal(key, (H,), xs.dtype) / np.sqrt(H)
+  positions = jnp.asarray(positions)
+
+  def one(x):  # one example: [P] norms
+    def readouts(p, c0):
+      ys, _ = unroll(cell, p, x[None], initial_carry=c0)
+      return ys[0, positions] @ v
+    jac_p, jac_c = jax.jacrev(readouts, argnums=(0, 1))(params, cell.initial_carry((1,), x.dtype))
+    size = lambda tree: jnp.sqrt(sum(jnp.sum(jnp.square(l.reshape(l.shape[0], -1)), axis=-1)
+                                     for l in jax.tree.leaves(tree)))
+    rec = jac_p if "w_hh" not in params else {"w_hh": jac_p["w_hh"]}
+    return size(rec), size({"w_ih": jac_p["w_ih"]}), size(jac_c)
+
+  rec, inp, init = jax.vmap(one)(xs)  # each [B, P]
+  rms = lambda a: jnp.sqrt(jnp.mean(jnp.square(a), axis=0))
+  return {"recurrent": rms(rec), "input": rms(inp), "initial_state": rms(init)}

@@ -10,7 +10,7 @@ import pytest
 
 MODULES = ["rnn_zoo", "rnn_zoo.cells", "rnn_zoo.cells.attention", "rnn_zoo.nn.encoders",
            "rnn_zoo.cells.simple_rnn", "rnn_zoo.cells.lstm",
-           "rnn_zoo.cells.gru", "rnn_zoo.recurrence", "rnn_zoo.nn.recurrent",
+           "rnn_zoo.cells.gru", "rnn_zoo.cells.linear", "rnn_zoo.parallel", "rnn_zoo.recurrence", "rnn_zoo.nn.recurrent",
            "rnn_zoo.interop", "rnn_zoo.decoding", "rnn_zoo.models.sequence",
            "rnn_zoo.models.char_lm"]
 DOCS = pathlib.Path(__file__).parent.parent / "docs"
@@ -28,13 +28,13 @@ def test_every_docs_page_is_linked_from_the_readme():
   readme = (DOCS.parent / "README.md").read_text()
   pages = sorted(p.name for p in DOCS.glob("*.md"))
   assert pages == ["captioning.md", "char_lm.md", "gradient_flow.md", "library.md",
-                   "performance.md", "training.md", "vqa.md"]
+                   "parallel_scan.md", "performance.md", "training.md", "vqa.md"]
   for page in pages:
     assert f"(docs/{page})" in readme, page
 
 
 @pytest.mark.parametrize("page", ["library.md", "gradient_flow.md", "captioning.md",
-                                  "vqa.md"])
+                                  "vqa.md", "parallel_scan.md"])
 def test_docs_python_blocks_run(page):
   blocks = re.findall(r"```python\n(.*?)```", (DOCS / page).read_text(), re.S)
   assert blocks, f"docs/{page} has no Python example"

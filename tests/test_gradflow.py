@@ -131,3 +131,49 @@ def test_steps_in_the_past():
   assert int(gradflow.steps_in_the_past(n, 1e-2)) == 2
   assert int(gradflow.steps_in_the_past(n, 1e-7)) == 4
   assert int(gradflow.steps_in_the_past(n, 0.5)) == 0
+
+
+@pytest.mark.parametrize("name", ["lstm", "gru_cudnn", "mingru"])
+def test_parameter_sensitivity_against_per_example_gradients(x64, name):
+  """The measure equals its definition computed example by example:
+  the RMS over examples of ||d(v . h_t^b)/d theta||."""
+  from conftest import make, randomize  # pylint: disable=g-import-not-at-top
+  cell = make(name, 4, dtype=jnp.float64, param_dtype=jnp.float64)
+  p = randomize(cell.init(jax.random.key(0), 3), jax.random.key(1), 0.3)
+  xs = jax.random.normal(jax.random.key(2), (5, 12, 3), jnp.float64)
+  positions = [0, 5, 11]
+  key = jax.random.key(3)
+  got = jax.jit(gradflow.parameter_sensitivity, static_argnums=(0,))(cell, p, xs, positions, key)
+  v = jax.random.normal(key, (4,), jnp.float64) / 2.0
+  c0 = cell.initial_carry((1,), jnp.float64)
+  for i, t in enumerate(positions):
+    rec, inp, init = [], [], []
+    for b in range(5):
+      def readout(p, c0):
+        ys, _ = rz.unroll(cell, p, xs[b:b + 1], initial_carry=c0, parallel=False)
+        return ys[0, t] @ v
+      gp, gc = jax.grad(readout, argnums=(0, 1))(p, c0)
+      flat = lambda tree: jnp.concatenate([l.ravel() for l in jax.tree.leaves(tree)])
+      rec.append(jnp.linalg.norm(gp["w_hh"] if "w_hh" in p else flat(gp)))
+      inp.append(jnp.linalg.norm(gp["w_ih"]))
+      init.append(jnp.linalg.norm(flat(gc)))
+    rms = lambda a: jnp.sqrt(jnp.mean(jnp.square(jnp.array(a))))
+    np.testing.assert_allclose(got["recurrent"][i], rms(rec), rtol=1e-10)
+    np.testing.assert_allclose(got["input"][i], rms(inp), rtol=1e-10)
+    np.testing.assert_allclose(got["initial_state"][i], rms(init), rtol=1e-10)
+
+
+def test_parameter_sensitivity_of_a_scalar_linear_recurrence_follows_theory(x64):
+  """h_t = lam h_{t-1} + x_t, x white noise: E[(dh_t/dlam)^2] tends to
+  (1 + lam^2) / (1 - lam^2)^3 (Zucchet & Orvieto 2024), growing without bound
+  as lam -> 1 while |dh_t/dh_0| = lam^t vanishes."""
+  cell = rz.SimpleRNN(1, activation="linear", dtype=jnp.float64, param_dtype=jnp.float64)
+  xs = jax.random.normal(jax.random.key(0), (4000, 300, 1), jnp.float64)
+  for lam in (0.5, 0.8, 0.9):
+    p = {"w_ih": jnp.ones((1, 1)), "w_hh": jnp.full((1, 1), lam), "b": jnp.zeros((1,))}
+    got = gradflow.parameter_sensitivity(cell, p, xs, [299], jax.random.key(1))
+    v = abs(float(jax.random.normal(jax.random.key(1), (1,), jnp.float64)[0]))
+    want = np.sqrt((1 + lam ** 2) / (1 - lam ** 2) ** 3)
+    np.testing.assert_allclose(float(got["recurrent"][0]) / v, want, rtol=0.06)
+    # h_299 is 300 steps after h_0 (the carry before step 0).
+    np.testing.assert_allclose(float(got["initial_state"][0]) / v, lam ** 300, rtol=1e-8)

@@ -49,6 +49,9 @@ def test_gradient_flow_tiny(tmp_path):
   assert a[0] != a[1]
   report = (tmp_path / "report.md").read_text()
   assert "## Findings" in report and "Published results beside ours" in report
+  assert "Sensitivity to the recurrent parameters (Zucchet" in report
+  assert [d["positions"] for d in results["sensitivity"]] == [[9, 11]] * 2
+  assert (tmp_path / "parameter_sensitivity_at_init.png").stat().st_size > 1000
   assert "(mean ± std)" in report and "float64" in report
   for name in ("grad_norm_at_init_T12.png", "jacobians_at_init_T12.png",
                "loss_adding_T12.png", "loss_copy_T12.png", "horizon_adding_T12.png",
@@ -57,7 +60,9 @@ def test_gradient_flow_tiny(tmp_path):
     assert f"]({name})" in report
   # Run again into the same folder: every group is read back, not retrained.
   again = run("benchmarks.gradient_flow", *args)
-  assert again.stdout.count("done before, read from") == 4
+  # 4 groups and the 2 cells' diagnostics at initialization.
+  assert again.stdout.count("done before, read from") == 4 + 2
+  assert "at init (float64)" not in again.stdout and "parameter sensitivity" not in again.stdout
   assert json.loads((tmp_path / "results.json").read_text())["train"] == train
 
 
@@ -148,3 +153,30 @@ def test_scaling_tiny(tmp_path):
   report = (tmp_path / "report.md").read_text()
   assert "## Crossover" in report and "](scaling_time.png)" in report
   assert (tmp_path / "scaling_memory.png").stat().st_size > 1000
+
+
+def test_scan_precision_tiny(tmp_path):
+  run("benchmarks.scan_precision", f"--out={tmp_path}", "--lengths=16",
+      "--batch=2", "--input=3", "--hidden=4")
+  results = json.loads((tmp_path / "results.json").read_text())
+  assert [(r["cell"], r["T"]) for r in results["rows"]] == [("mingru", 16), ("minlstm", 16)]
+  for r in results["rows"]:
+    for m in ("sequential", "associative", "log"):
+      assert 0 <= r["modes"][m]["outputs"] < 1e-4 and 0 <= r["modes"][m]["gradients"] < 1e-4
+  assert "| mingru | 16 |" in (tmp_path / "report.md").read_text()
+
+
+def test_gradient_flow_pixels_preset_tiny(tmp_path):
+  """Pixel-by-pixel digits and permuted digits (T=64) through the grid."""
+  run("benchmarks.gradient_flow", "--preset=pixels", f"--out={tmp_path}",
+      "--cells=rnn_tanh,gru", "--steps=20", "--seeds=2")
+  results = json.loads((tmp_path / "results.json").read_text())
+  train = results["train"]
+  assert sorted({(r["task"], r["T"], r["cell"]) for r in train}) == [
+      (t, 64, c) for t in ("digits", "permuted_digits") for c in ("gru", "rnn_tanh")]
+  for r in train:
+    assert r["baseline"] == pytest.approx(2.302585, rel=1e-5)
+    assert 0.0 <= r["final_metrics"]["accuracy"] <= 1.0
+  report = (tmp_path / "report.md").read_text()
+  assert "Test accuracy (mean ± std over seeds; chance 0.10)" in report
+  assert "](loss_permuted_digits_T64.png)" in report
