@@ -451,7 +451,7 @@ def aggregate(rows: list[dict]) -> list[dict]:
                 "solved": len(solved),
                 "solved_median": solved[len(solved) // 2] if solved else None,
                 "seconds_per_run": float(np.mean([r["seconds"] for r in rs]))})
-    accs = [r["final_metrics"].get("accuracy") for r in rs]
+    accs = [r.get("final_metrics", {}).get("accuracy") for r in rs]
     if accs and all(a is not None for a in accs):
       agg[-1]["accuracy_mean"] = float(np.mean(accs))
       agg[-1]["accuracy_std"] = float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0
