@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime
 import os
+import pathlib
 import platform
 import sys
 import time
@@ -38,3 +40,22 @@ def environment() -> dict:
   except ImportError:
     env["torch"] = None
   return env
+
+
+def parse_lengths(values: list[str]) -> list[int]:
+  """``--lengths`` as positive ints; exits with a one-line error otherwise."""
+  try:
+    lengths = [int(t) for t in values]
+  except ValueError:
+    sys.exit(f"error: --lengths must be positive ints, got {values}")
+  if any(t < 1 for t in lengths):
+    sys.exit(f"error: --lengths must be positive ints, got {lengths}")
+  return lengths
+
+
+def run_folder(out: str | None, name: str) -> pathlib.Path:
+  """``out``, or ``runs/<name>/<timestamp>``; created."""
+  path = pathlib.Path(out or os.path.join(
+      "runs", name, datetime.datetime.now().strftime("%Y%m%d-%H%M%S")))
+  path.mkdir(parents=True, exist_ok=True)
+  return path

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
 import pathlib
 import sys
 import time
@@ -148,12 +147,7 @@ def figures(results: dict, out: pathlib.Path) -> list[str]:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  try:
-    lengths = [int(t) for t in _LENGTHS.value]
-  except ValueError:
-    sys.exit(f"error: --lengths must be positive ints, got {_LENGTHS.value}")
-  if any(t < 1 for t in lengths):
-    sys.exit(f"error: --lengths must be positive ints, got {lengths}")
+  lengths = common.parse_lengths(_LENGTHS.value)
   bad = [k for k in _IMPLS.value if k not in IMPLS]
   if bad:
     sys.exit(f"error: --impls must name implementations from {list(IMPLS)}, got {bad}")
@@ -162,9 +156,7 @@ def main(argv):
     if v < 1:
       sys.exit(f"error: --{name} must be a positive int, got {v}")
   xla_config.use_recommended_cpu_flags()
-  out = pathlib.Path(_OUT.value or os.path.join(
-      "runs", "scaling", datetime.datetime.now().strftime("%Y%m%d-%H%M%S")))
-  out.mkdir(parents=True, exist_ok=True)
+  out = common.run_folder(_OUT.value, "scaling")
   B, I, H = _BATCH.value, _INPUT.value, _HIDDEN.value
   rows = []
   for T in lengths:

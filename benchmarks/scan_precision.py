@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
-import pathlib
 import sys
 
 from absl import app
@@ -89,15 +87,8 @@ def report_markdown(results: dict) -> str:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  try:
-    lengths = [int(t) for t in _LENGTHS.value]
-  except ValueError:
-    sys.exit(f"error: --lengths must be positive ints, got {_LENGTHS.value}")
-  if any(t < 1 for t in lengths):
-    sys.exit(f"error: --lengths must be positive ints, got {lengths}")
-  out = pathlib.Path(_OUT.value or os.path.join(
-      "runs", "scan_precision", datetime.datetime.now().strftime("%Y%m%d-%H%M%S")))
-  out.mkdir(parents=True, exist_ok=True)
+  lengths = common.parse_lengths(_LENGTHS.value)
+  out = common.run_folder(_OUT.value, "scan_precision")
   rows = []
   for name in CELLS:
     for T in lengths:

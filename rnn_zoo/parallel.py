@@ -18,7 +18,7 @@ Array = jax.Array
 
 # Stands in for log(0) in the log-space scan: exp of it is exactly 0, and
 # unlike -inf it keeps cumlogsumexp's gradient finite.
-_LOG_ZERO = -1e30
+LOG_ZERO = -1e30
 
 
 def _combine(x, y):
@@ -59,7 +59,7 @@ def log_linear_scan(log_a: Array, log_b: Array, h0: Array | None = None) -> Arra
   docs/parallel_scan.md for what was measured.
   """
   a_star = jnp.cumsum(log_a, axis=0)
-  log_b = jnp.maximum(log_b, _LOG_ZERO)
+  log_b = jnp.maximum(log_b, LOG_ZERO)
   h = jnp.exp(a_star + jax.lax.cumlogsumexp(log_b - a_star, axis=0))
   if h0 is not None:
     h = h + jnp.exp(a_star) * h0

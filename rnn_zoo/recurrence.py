@@ -199,7 +199,7 @@ def _parallel_states(cell, params, xp, h0, mask, probes_t, resets_t, mode):
     log_a, log_b = cell.log_coefficients(params, xp)
     if mask is not None:
       log_a = jnp.where(col(mask), log_a, 0.0)
-      log_b = jnp.where(col(mask), log_b, parallel_scan._LOG_ZERO)  # pylint: disable=protected-access
+      log_b = jnp.where(col(mask), log_b, parallel_scan.LOG_ZERO)
     h = parallel_scan.log_linear_scan(log_a, log_b, h0)
     if probes_t is not None:  # the probes enter linearly: their own scan
       p = probes_t if mask is None else jnp.where(col(mask), probes_t, 0.0)

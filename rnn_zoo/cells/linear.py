@@ -21,6 +21,7 @@ import jax.numpy as jnp
 
 from rnn_zoo.cells import base
 from rnn_zoo.cells.cell import ProjectedCell
+from rnn_zoo.errors import UserError
 
 Array = jax.Array
 
@@ -60,7 +61,8 @@ class LinearRecurrentCell(ProjectedCell):
 
   def log_coefficients(self, params, xp: Array) -> tuple[Array, Array]:
     """``(log a, log b)`` computed stably (for ``parallel="log"``)."""
-    raise NotImplementedError(f"{type(self).__name__} has no log-space form")
+    raise UserError(f'parallel="log" needs log_coefficients, which '
+                    f'{type(self).__name__} does not have; use parallel=True')
 
   def step_projected(self, params, carry, xp):
     a, b = self.coefficients(params, xp)
