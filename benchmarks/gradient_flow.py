@@ -99,9 +99,17 @@ PRESETS = {
                   clip_ablation=("rnn_tanh", "lstm_fb1"), clip_ablation_seeds=1),
 }
 
-# Pixel-by-pixel classification (scikit-learn's 8x8 digits, T=64): the
-# baseline is chance, ln 10.
-PIXEL_TASKS = ("digits", "permuted_digits")
+# Pixel-by-pixel classification (scikit-learn's 8x8 digits, T=64; MNIST,
+# T=784): the baseline is chance, ln 10.
+PIXEL_TASKS = ("digits", "permuted_digits", "mnist", "permuted_mnist")
+
+# Added to any preset by --mnist_dir (Le et al. 2015's pixel MNIST and
+# permuted MNIST, T=784; they train ~10^6 steps, this is a 2,000-step look),
+# for the cells their findings name.
+MNIST_RUNS = tuple(
+    dict(task=task, T=784, steps=2000, lr=1e-3,
+         cells=("rnn_tanh", "irnn", "lstm_fb1", "lstm_chrono", "gru"))
+    for task in ("mnist", "permuted_mnist"))
 
 # name -> (label, config overrides on experiments/long_range/config.py)
 CELLS = {
@@ -137,6 +145,9 @@ _LENGTHS = flags.DEFINE_list(
 _OUT = flags.DEFINE_string("out", None, "Run folder (default runs/gradient_flow/<timestamp>).")
 _STEPS = flags.DEFINE_integer("steps", None, "Override the training budget.")
 _SEEDS = flags.DEFINE_integer("seeds", None, "Override the seeds per cell and task.")
+_MNIST_DIR = flags.DEFINE_string(
+    "mnist_dir", None, "A folder with MNIST's four IDX files (or a tfds data dir "
+    "with mnist prepared): adds pixel MNIST and permuted MNIST (T=784) runs.")
 _DEVICES = flags.DEFINE_integer(
     "devices", 0, "CPU devices to spread each group's runs over (0: one per "
     "core). Ignored when XLA_FLAGS already forces a device count, or on GPU/TPU.")
@@ -332,7 +343,8 @@ def solved(task: str, T: int, loss: float) -> bool:
 def job_config(job: dict, preset: dict):
   return make_config(job["cell"], job["task"], job["T"], preset, steps=job["steps"],
                      lr=job["lr"], seed=job["seed"], clip_norm=job["clip_norm"],
-                     hidden_size=job.get("hidden", preset["hidden"]))
+                     hidden_size=job.get("hidden", preset["hidden"]),
+                     data_dir=job.get("data_dir", ""))
 
 
 def summarize_run(job: dict, r: dict, seconds: float, preset: dict) -> dict:
@@ -986,6 +998,14 @@ def main(argv):
     preset["train"] = tuple(dict({k: v for k, v in by_task[task].items()
                                   if k not in ("cells", "seeds")}, T=T)
                             for task in by_task for T in lengths)
+  if _MNIST_DIR.value is not None:
+    from rnn_zoo.data import pixels  # pylint: disable=g-import-not-at-top
+    try:  # fail now, not after an hour of other runs
+      pixels.load_mnist(data_dir=_MNIST_DIR.value)
+    except ValueError as e:
+      sys.exit(f"error: --mnist_dir={_MNIST_DIR.value!r}: {e}")
+    preset["train"] = tuple(preset["train"]) + tuple(
+        dict(run, data_dir=_MNIST_DIR.value) for run in MNIST_RUNS)
   if _STEPS.value is not None:
     if _STEPS.value <= 0:
       sys.exit(f"error: --steps must be positive, got {_STEPS.value}")

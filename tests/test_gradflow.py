@@ -7,6 +7,7 @@ import pytest
 
 import rnn_zoo as rz
 from rnn_zoo import gradflow
+from zoo_helpers import make, randomize
 
 B, T, I, H = 3, 12, 2, 4
 
@@ -137,7 +138,6 @@ def test_steps_in_the_past():
 def test_parameter_sensitivity_against_per_example_gradients(x64, name):
   """The measure equals its definition computed example by example:
   the RMS over examples of ||d(v . h_t^b)/d theta||."""
-  from conftest import make, randomize  # pylint: disable=g-import-not-at-top
   cell = make(name, 4, dtype=jnp.float64, param_dtype=jnp.float64)
   p = randomize(cell.init(jax.random.key(0), 3), jax.random.key(1), 0.3)
   xs = jax.random.normal(jax.random.key(2), (5, 12, 3), jnp.float64)
@@ -146,18 +146,21 @@ def test_parameter_sensitivity_against_per_example_gradients(x64, name):
   got = gradflow.parameter_sensitivity(cell, p, xs, positions, key)
   v = jax.random.normal(key, (4,), jnp.float64) / 2.0
   c0 = cell.initial_carry((1,), jnp.float64)
+  flat = lambda tree: jnp.concatenate([l.ravel() for l in jax.tree.leaves(tree)])
+
+  @jax.jit  # one compile; example b and position t are traced
+  def norms(b, t):
+    def readout(p, c0):
+      x = jax.lax.dynamic_slice_in_dim(xs, b, 1)
+      ys, _ = rz.unroll(cell, p, x, initial_carry=c0, parallel=False)
+      return ys[0, t] @ v
+    gp, gc = jax.grad(readout, argnums=(0, 1))(p, c0)
+    return (jnp.linalg.norm(gp["w_hh"] if "w_hh" in p else flat(gp)),
+            jnp.linalg.norm(gp["w_ih"]), jnp.linalg.norm(flat(gc)))
+
+  rms = lambda a: jnp.sqrt(jnp.mean(jnp.square(jnp.array(a))))
   for i, t in enumerate(positions):
-    rec, inp, init = [], [], []
-    for b in range(5):
-      def readout(p, c0):
-        ys, _ = rz.unroll(cell, p, xs[b:b + 1], initial_carry=c0, parallel=False)
-        return ys[0, t] @ v
-      gp, gc = jax.grad(readout, argnums=(0, 1))(p, c0)
-      flat = lambda tree: jnp.concatenate([l.ravel() for l in jax.tree.leaves(tree)])
-      rec.append(jnp.linalg.norm(gp["w_hh"] if "w_hh" in p else flat(gp)))
-      inp.append(jnp.linalg.norm(gp["w_ih"]))
-      init.append(jnp.linalg.norm(flat(gc)))
-    rms = lambda a: jnp.sqrt(jnp.mean(jnp.square(jnp.array(a))))
+    rec, inp, init = zip(*[norms(b, t) for b in range(5)])
     np.testing.assert_allclose(got["recurrent"][i], rms(rec), rtol=1e-10)
     np.testing.assert_allclose(got["input"][i], rms(inp), rtol=1e-10)
     np.testing.assert_allclose(got["initial_state"][i], rms(init), rtol=1e-10)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from rnn_zoo.data import pixels
+from zoo_helpers import write_idx, write_tiny_mnist
 
 
 @pytest.fixture(scope="module")
@@ -60,4 +61,52 @@ def test_mnist_without_prepared_data_fails_fast_and_says_what_to_do(tmp_path):
     pixels.load_mnist(data_dir=str(tmp_path))
   msg = str(e.value)
   assert "pip install -e '.[tfds]'" in msg or f"MNIST is not prepared in {tmp_path}" in msg
-  assert "digits" in msg
+  assert "digits" in msg and "IDX" in msg
+
+
+@pytest.mark.parametrize("gz", [True, False])
+def test_mnist_reads_idx_files(tmp_path, gz):
+  truth = write_tiny_mnist(tmp_path, gz=gz)
+  d = pixels.load_mnist(data_dir=str(tmp_path))
+  assert d["train_x"].shape == (40, 784, 1) and d["test_x"].shape == (12, 784, 1)
+  assert d["train_x"].dtype == np.float32 and d["train_y"].dtype == np.int32
+  np.testing.assert_allclose(d["train_x"][..., 0], truth["train"][0].reshape(40, -1) / 255.0,
+                             rtol=1e-6)
+  np.testing.assert_array_equal(d["test_y"], truth["test"][1])
+  p = pixels.load_mnist(permuted=True, data_dir=str(tmp_path))
+  np.testing.assert_array_equal(p["train_x"][:, :, 0],
+                                d["train_x"][:, pixels.pixel_permutation(784), 0])
+
+
+def test_mnist_idx_errors_name_the_file(tmp_path):
+  truth = write_tiny_mnist(tmp_path)
+  (tmp_path / "t10k-labels-idx1-ubyte.gz").unlink()
+  with pytest.raises(ValueError, match="t10k-labels-idx1-ubyte"):
+    pixels.load_mnist(data_dir=str(tmp_path))
+  write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", truth["test"][1][:5])
+  with pytest.raises(ValueError, match=r"test split .* do not match"):
+    pixels.load_mnist(data_dir=str(tmp_path))
+  bad = tmp_path / "t10k-labels-idx1-ubyte.gz"
+  import gzip
+  with gzip.open(bad, "wb") as f:
+    f.write(b"PK\x03\x04 not idx")
+  with pytest.raises(ValueError, match="is not an IDX file"):
+    pixels.load_mnist(data_dir=str(tmp_path))
+
+
+def test_mnist_task_trains_through_the_binary(tmp_path):
+  """The mnist and permuted_mnist tasks (T=784) through the jitted train
+  step of the long_range binary, from IDX files."""
+  from experiments.long_range import config as lr_config
+  from experiments.long_range import workload as workloads
+  from rnn_zoo import training
+  data = tmp_path / "mnist"
+  data.mkdir()
+  write_tiny_mnist(data)
+  for task in ("mnist", "permuted_mnist"):
+    c = lr_config.get_config()
+    c.update(dict(task=task, data_dir=str(data), hidden_size=8, batch_size=4,
+                  num_steps=2, eval_every=2, log_every=1, checkpoint_every=2,
+                  eval_batches=1))
+    result = training.train_and_evaluate(c, str(tmp_path / task), workloads.long_range(c))
+    assert np.isfinite(result["loss"]) and 0.0 <= result["accuracy"] <= 1.0

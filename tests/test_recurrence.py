@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import rnn_zoo as rz
-from conftest import make, randomize
+from zoo_helpers import make, randomize
 
 B, T, I, H = 3, 7, 4, 5
 

@@ -24,6 +24,8 @@ def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
   # Task.
   c.task = "adding"           # adding | copy | variable_copy | digits | permuted_digits | mnist | permuted_mnist
   c.seq_len = 100             # T: adding length / copy delay (pixel tasks: unused).
+  c.data_dir = ""             # mnist: a folder with MNIST's four IDX files, or
+                              # tfds's data dir with mnist prepared ("": tfds's default).
   # Model: cell, hidden_size, num_layers, dropout_rate, forget_bias, chrono,
   # gru_variant, recurrent_init (experiments/common.py).
   common.add_cell_fields(c)

@@ -55,7 +55,7 @@ def _pixel_classification(config, cell) -> Workload:
   if config.task.endswith("digits"):
     data = pixels.load_digits(permuted)
   else:
-    data = pixels.load_mnist(permuted)
+    data = pixels.load_mnist(permuted, config.data_dir or None)
   train_x, train_y = jnp.asarray(data["train_x"]), jnp.asarray(data["train_y"])
   test_x, test_y = jnp.asarray(data["test_x"]), jnp.asarray(data["test_y"])
   model = SequenceModel(cell, output_size=10, num_layers=config.num_layers,

@@ -5,15 +5,18 @@ fixed random permutation of the pixel positions ("permuted", Le et al. 2015).
 
 * ``digits``: the 8x8 digits that scikit-learn ships (1,797 images, T=64),
   so the task works offline; needs the ``digits`` extra (scikit-learn).
-* ``mnist``: 28x28 MNIST (T=784) through tensorflow-datasets, when the
-  ``tfds`` extra is installed and MNIST is already prepared in its data
-  directory: nothing is downloaded at run time, and a missing dataset is a
-  clear error at once.
+* ``mnist``: 28x28 MNIST (T=784), read from the four IDX files MNIST is
+  distributed as (``train-images-idx3-ubyte[.gz]`` and the others, in one
+  folder), or through tensorflow-datasets when the ``tfds`` extra is
+  installed and MNIST is already prepared in its data directory. Nothing is
+  downloaded at run time, and a missing dataset is a clear error at once.
 """
 
 from __future__ import annotations
 
+import gzip
 import os
+import struct
 
 import jax
 import jax.numpy as jnp
@@ -56,31 +59,109 @@ def load_digits(permuted: bool = False) -> dict[str, np.ndarray]:
           "test_x": x[-DIGITS_TEST:], "test_y": y[-DIGITS_TEST:]}
 
 
-def load_mnist(permuted: bool = False, data_dir: str | None = None) -> dict[str, np.ndarray]:
-  """MNIST through ``tfds.data_source`` (already prepared; never downloads).
+MNIST_FILES = {
+    "train_x": "train-images-idx3-ubyte", "train_y": "train-labels-idx1-ubyte",
+    "test_x": "t10k-images-idx3-ubyte", "test_y": "t10k-labels-idx1-ubyte"}
+_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4",
+               0x0D: ">f4", 0x0E: ">f8"}
+
+
+def read_idx(path: str) -> np.ndarray:
+  """One IDX file (LeCun's format for MNIST; gzipped when it ends in .gz).
 
   Raises:
-    ValueError: tensorflow-datasets is missing, or MNIST is not prepared in
-      ``data_dir`` (say how to prepare it).
+    ValueError: the file is not IDX, or is shorter than its header says.
   """
+  opener = gzip.open if path.endswith(".gz") else open
+  with opener(path, "rb") as f:
+    data = f.read()
+  if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _IDX_DTYPES:
+    raise UserError(f"{path} is not an IDX file (magic bytes {data[:4]!r})")
+  ndim = data[3]
+  if len(data) < 4 + 4 * ndim:
+    raise UserError(f"{path}: truncated IDX header")
+  shape = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
+  dtype = np.dtype(_IDX_DTYPES[data[2]])
+  need = int(np.prod(shape)) * dtype.itemsize
+  body = data[4 + 4 * ndim:]
+  if len(body) < need:
+    raise UserError(f"{path}: truncated IDX file ({len(body)} bytes of data, "
+                    f"shape {shape} needs {need})")
+  return np.frombuffer(body[:need], dtype).reshape(shape)
+
+
+def _find_idx(data_dir: str, name: str) -> str | None:
+  for candidate in (name, name + ".gz", name.replace("-idx", ".idx"),
+                    name.replace("-idx", ".idx") + ".gz"):
+    path = os.path.join(data_dir, candidate)
+    if os.path.exists(path):
+      return path
+  return None
+
+
+def load_mnist_idx(data_dir: str, permuted: bool = False) -> dict[str, np.ndarray]:
+  """MNIST from its four IDX files in ``data_dir`` as ``[N, 784, 1]``
+  sequences in [0, 1] (train: 60,000; test: 10,000 for the real dataset).
+
+  Raises:
+    ValueError: a file is missing or malformed, or images and labels differ
+      in count.
+  """
+  paths = {k: _find_idx(data_dir, name) for k, name in MNIST_FILES.items()}
+  missing = [MNIST_FILES[k] for k, p in paths.items() if p is None]
+  if missing:
+    raise UserError(f"data_dir {data_dir!r} lacks the MNIST IDX files {missing} "
+                    "(.gz or not)")
+  out = {}
+  for split in ("train", "test"):
+    images = read_idx(paths[f"{split}_x"])
+    labels = read_idx(paths[f"{split}_y"])
+    if images.ndim != 3 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
+      raise UserError(f"MNIST {split} split in {data_dir!r}: images {images.shape} "
+                      f"and labels {labels.shape} do not match ([N, rows, cols] and [N])")
+    out[f"{split}_x"] = _sequences(images / 255.0, permuted)
+    out[f"{split}_y"] = labels.astype(np.int32)
+  return out
+
+
+def _has_idx(data_dir: str) -> bool:
+  return any(_find_idx(data_dir, name) for name in MNIST_FILES.values())
+
+
+def load_mnist(permuted: bool = False, data_dir: str | None = None) -> dict[str, np.ndarray]:
+  """MNIST from a folder with its IDX files, else ``tfds.data_source``
+  (already prepared; never downloads).
+
+  ``data_dir`` (default ``$TFDS_DATA_DIR`` or ``~/tensorflow_datasets``) is
+  read as an IDX folder when it holds any of the four files.
+
+  Raises:
+    ValueError: neither the IDX files nor a prepared tfds MNIST are there, or
+      tensorflow-datasets is missing (say how to get the data).
+  """
+  if data_dir and _has_idx(data_dir):
+    return load_mnist_idx(data_dir, permuted)
+  how = ("put the four IDX files (train-images-idx3-ubyte.gz, "
+         "train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz, "
+         "t10k-labels-idx1-ubyte.gz) in a folder and pass it as data_dir, or "
+         "prepare tfds's mnist once on a machine with internet and TensorFlow "
+         "(python -c \"import tensorflow_datasets as tfds; tfds.builder('mnist', "
+         "file_format='array_record').download_and_prepare()\"); use task "
+         "'digits' offline")
   try:
     import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
   except ImportError as e:
     raise UserError(
-        "the mnist task needs tensorflow-datasets: pip install -e '.[tfds]', "
-        "then prepare MNIST once on a machine with internet and TensorFlow "
-        "(python -c \"import tensorflow_datasets as tfds; tfds.builder('mnist', "
-        "file_format='array_record').download_and_prepare()\"); use task "
-        "'digits' offline") from e
+        f"MNIST: no IDX files in data_dir {data_dir!r}, and tfds's copy needs "
+        f"tensorflow-datasets (pip install -e '.[tfds]'). To get MNIST: {how}") from e
   data_dir = data_dir or os.environ.get("TFDS_DATA_DIR") or os.path.expanduser(
       "~/tensorflow_datasets")
   try:
     sources = tfds.data_source("mnist", data_dir=data_dir, download=False)
   except Exception as e:  # pylint: disable=broad-except
     raise UserError(
-        f"MNIST is not prepared in {data_dir} ({type(e).__name__}); prepare it "
-        "once with internet and TensorFlow (see rnn_zoo.data.pixels), or use "
-        "task 'digits' offline") from e
+        f"MNIST is not prepared in {data_dir} ({type(e).__name__}) and it holds "
+        f"no IDX files. To get MNIST: {how}") from e
 
   def arrays(split):
     src = sources[split]

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import rnn_zoo as rz
-from conftest import make, randomize
+from zoo_helpers import make, randomize
 
 
 def sigmoid(x):

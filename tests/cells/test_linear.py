@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import rnn_zoo as rz
-from conftest import randomize
+from zoo_helpers import randomize
 from rnn_zoo import parallel
 
 B, T, I, H = 3, 33, 4, 5

@@ -137,16 +137,19 @@ def test_groups_and_errors():
 
 DEVICES_SCRIPT = """
 import json, sys
+import jax
+if len(sys.argv) > 1:  # coordinator address, process id: one of two processes
+  from rnn_zoo.training import sharding
+  sharding.initialize_distributed(sys.argv[1], 2, int(sys.argv[2]))
 from experiments.long_range import config as lr_config, workload
 from rnn_zoo.training import grid
-import jax
 cs = []
 for seed in range(3):
   c = lr_config.get_config("smoke")
   c.update(dict(seed=seed, num_steps=10, eval_every=5, learning_rate=1e-2))
   cs.append(c)
 res = grid.train_group(cs, workload.long_range, keep_params=True)
-print(json.dumps({"devices": jax.device_count(),
+print(json.dumps({"devices": jax.device_count(), "processes": jax.process_count(),
                   "loss": [r["final"]["loss"] for r in res],
                   "w_hh": [r["params"]["params"]["rnn"]["stack"]["layer_0"]["w_hh"].tolist()
                            for r in res]}))
@@ -168,3 +171,47 @@ def test_results_do_not_depend_on_the_number_of_devices():
     assert out[n]["devices"] == n
   np.testing.assert_allclose(out[4]["loss"], out[1]["loss"], rtol=1e-5)
   np.testing.assert_allclose(out[4]["w_hh"], out[1]["w_hh"], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_results_do_not_depend_on_the_number_of_processes(tmp_path):
+  """The same 3 runs in one process (one device) and in two processes with
+  one device each (jax.distributed on 127.0.0.1): the runs axis is sharded
+  across the processes and every process gathers every run's results."""
+  import socket  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  one = subprocess.run([sys.executable, "-c", DEVICES_SCRIPT], cwd=helpers.ROOT,
+                       env=helpers.env(devices=1), capture_output=True, text=True,
+                       timeout=600)
+  assert one.returncode == 0, one.stderr[-3000:]
+  one = json.loads(one.stdout.strip().splitlines()[-1])
+  with socket.socket() as s:
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+  # Output to files, not pipes: a pipe nobody reads while the other process
+  # is waited on fills up (the params are ~60 kB of JSON), and the writer then
+  # never reaches jax.distributed's shutdown barrier.
+  logs = [(open(tmp_path / f"out{i}", "w"), open(tmp_path / f"err{i}", "w")) for i in range(2)]
+  procs = [subprocess.Popen([sys.executable, "-c", DEVICES_SCRIPT, f"127.0.0.1:{port}", str(i)],
+                            cwd=helpers.ROOT, env=helpers.env(devices=1),
+                            stdout=logs[i][0], stderr=logs[i][1], text=True)
+           for i in range(2)]
+  try:
+    for p in procs:
+      p.wait(timeout=600)
+  finally:
+    for p in procs:
+      if p.poll() is None:
+        p.kill()
+    for f in sum(logs, ()):
+      f.close()
+  outs = [((tmp_path / f"out{i}").read_text(), (tmp_path / f"err{i}").read_text())
+          for i in range(2)]
+  for p, (_, err) in zip(procs, outs):
+    assert p.returncode == 0, err[-3000:]
+  for out, _ in outs:
+    got = json.loads(out.strip().splitlines()[-1])
+    assert (got["devices"], got["processes"]) == (2, 2)
+    np.testing.assert_allclose(got["loss"], one["loss"], rtol=1e-5)
+    np.testing.assert_allclose(got["w_hh"], one["w_hh"], rtol=1e-5, atol=1e-6)
