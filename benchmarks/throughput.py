@@ -1,8 +1,15 @@
-r"""Forward+backward throughput of the zoo's LSTM and GRU beside the anchors.
+r"""Throughput of the zoo's LSTM and GRU beside the anchors: training
+(forward+backward) and inference (forward only).
 
-For each cell and shape (batch, time, input, hidden) it times one jitted
-forward+backward pass (gradients of ``sum(ys * r)`` with respect to the
-params and the inputs) of:
+For each cell, shape (batch, time, input, hidden[, layers]) and mode it times
+one jitted pass of:
+
+* ``train``: forward+backward (gradients of ``sum(ys * r)`` with respect to
+  the params and the inputs);
+* ``infer``: the forward pass alone (evaluation, sampling, serving; PyTorch
+  under ``torch.no_grad()``);
+
+for:
 
 * ``rnn_zoo``: :func:`rnn_zoo.unroll` (fused backward, the default);
 * ``rnn_zoo[autodiff]``: the same runner with ``fused=False`` (plain
@@ -20,6 +27,7 @@ Usage::
   python -m benchmarks.throughput                  # all shapes, ~3 min on 2 cores
   python -m benchmarks.throughput --preset=quick   # fewer rounds (make demo)
   python -m benchmarks.throughput --cells=lstm --shapes=32x128x128x256
+  python -m benchmarks.throughput --modes=infer --shapes=32x128x128x256x2  # 2 layers
 
 Writes ``results.json`` and ``report.md`` to ``--out`` (default
 ``runs/throughput/<timestamp>``).
@@ -48,17 +56,24 @@ from benchmarks import common
 
 PRESETS = {
     # rounds: timed repetitions of every implementation (after 2 warm-ups).
-    "quick": {"rounds": 3, "shapes": "32x128x128x256,16x256x32x64,64x64x256x512"},
-    "full": {"rounds": 9, "shapes": "32x128x128x256,16x256x32x64,64x64x256x512"},
+    "quick": {"rounds": 3, "shapes": "32x128x128x256,16x256x32x64,64x64x256x512,"
+                                     "32x128x128x256x2"},
+    "full": {"rounds": 9, "shapes": "32x128x128x256,16x256x32x64,64x64x256x512,"
+                                    "32x128x128x256x2"},
 }
 
 _PRESET = flags.DEFINE_enum("preset", "full", sorted(PRESETS), "Rounds and shapes.")
 _CELLS = flags.DEFINE_list("cells", ["lstm", "gru"], "Cells: lstm, gru.")
 _SHAPES = flags.DEFINE_string(
-    "shapes", None, "Comma-separated BxTxIxH shapes (default: the preset's).")
+    "shapes", None, "Comma-separated BxTxIxH or BxTxIxHxL (L layers) shapes "
+    "(default: the preset's).")
+_MODES = flags.DEFINE_list("modes", ["train", "infer"],
+                           "train (forward+backward) and/or infer (forward only).")
 _ROUNDS = flags.DEFINE_integer("rounds", None, "Timed rounds (default: preset's).")
 _OUT = flags.DEFINE_string("out", None, "Run folder (default runs/throughput/<timestamp>).")
 _NO_TORCH = flags.DEFINE_bool("no_torch", False, "Skip the PyTorch anchor.")
+_IMPLS = flags.DEFINE_list("impls", list(("rnn_zoo", "rnn_zoo[autodiff]", "flax", "torch")),
+                           "Implementations to time (rnn_zoo is always timed).")
 _XLA_DEFAULTS = flags.DEFINE_bool(
     "xla_defaults", False,
     "Keep XLA's default CPU flags instead of rnn_zoo.xla_config's "
@@ -67,14 +82,24 @@ _XLA_DEFAULTS = flags.DEFINE_bool(
 GATES = {"lstm": 4, "gru": 3}
 
 
-def parse_shapes(text: str) -> list[tuple[int, int, int, int]]:
+MODES = ("train", "infer")
+
+
+def parse_shapes(text: str) -> list[tuple[int, int, int, int, int]]:
+  """``BxTxIxH`` (one layer) or ``BxTxIxHxL`` entries as (B, T, I, H, L)."""
   shapes = []
   for item in text.split(","):
     parts = item.strip().lower().split("x")
-    if len(parts) != 4 or not all(p.isdigit() and int(p) > 0 for p in parts):
-      raise ValueError(f"--shapes entries must be BxTxIxH positive ints, got {item!r}")
-    shapes.append(tuple(int(p) for p in parts))
+    if len(parts) not in (4, 5) or not all(p.isdigit() and int(p) > 0 for p in parts):
+      raise ValueError(f"--shapes entries must be BxTxIxH or BxTxIxHxL positive "
+                       f"ints, got {item!r}")
+    shapes.append(tuple(int(p) for p in parts) + ((1,) if len(parts) == 4 else ()))
   return shapes
+
+
+def shape_name(shape) -> str:
+  B, T, I, H, L = shape
+  return f"{B}×{T}×{I}×{H}" + (f" ×{L} layers" if L > 1 else "")
 
 
 def gemm_rate(n: int = 2048, rounds: int = 7) -> float:
@@ -90,73 +115,98 @@ def gemm_rate(n: int = 2048, rounds: int = 7) -> float:
   return 2 * n ** 3 / float(np.median(times))
 
 
-def make_zoo(cell_name, B, T, I, H, fused):
+def make_zoo(cell_name, B, T, I, H, L, fused, mode):
   cell = rz.LSTM(H) if cell_name == "lstm" else rz.GRU(H)
-  params = cell.init(jax.random.key(0), I)
+  model = rz.StackedRNN.of(cell, L) if L > 1 else cell
+  params = model.init(jax.random.key(0), I)
   xs = jax.random.normal(jax.random.key(1), (B, T, I))
   r = jax.random.normal(jax.random.key(2), (B, T, H))
 
-  @jax.jit
-  def step(params, xs):
-    return jax.grad(lambda p, x: jnp.sum(
-        rz.unroll(cell, p, x, fused=fused)[0] * r), (0, 1))(params, xs)
+  def forward(p, x):
+    if L > 1:
+      # StackedRNN runs each layer through rz.unroll (fused backward by default).
+      return model.apply(p, x)[0]
+    return rz.unroll(cell, p, x, fused=fused)[0]
+
+  if mode == "infer":
+    step = jax.jit(forward)
+  else:
+    step = jax.jit(lambda p, x: jax.grad(lambda p, x: jnp.sum(forward(p, x) * r),
+                                         (0, 1))(p, x))
   return lambda: jax.block_until_ready(step(params, xs))
 
 
-def make_flax(cell_name, B, T, I, H):
-  cell = nn.OptimizedLSTMCell(H) if cell_name == "lstm" else nn.GRUCell(H)
-  model = nn.RNN(cell)
+def make_flax(cell_name, B, T, I, H, L, mode):
+  make_cell = (lambda: nn.OptimizedLSTMCell(H)) if cell_name == "lstm" else (
+      lambda: nn.GRUCell(H))
+  model = nn.Sequential([nn.RNN(make_cell()) for _ in range(L)]) if L > 1 else nn.RNN(make_cell())
   xs = jax.random.normal(jax.random.key(1), (B, T, I))
   r = jax.random.normal(jax.random.key(2), (B, T, H))
   variables = model.init(jax.random.key(0), xs)
-
-  @jax.jit
-  def step(variables, xs):
-    return jax.grad(lambda v, x: jnp.sum(model.apply(v, x) * r), (0, 1))(variables, xs)
+  if mode == "infer":
+    step = jax.jit(model.apply)
+  else:
+    step = jax.jit(lambda v, x: jax.grad(lambda v, x: jnp.sum(model.apply(v, x) * r),
+                                         (0, 1))(v, x))
   return lambda: jax.block_until_ready(step(variables, xs))
 
 
-def make_torch(cell_name, B, T, I, H):
+def make_torch(cell_name, B, T, I, H, L, mode):
   import torch  # pylint: disable=g-import-not-at-top
   module = (torch.nn.LSTM if cell_name == "lstm" else torch.nn.GRU)(
-      I, H, batch_first=True)
-  xs = torch.randn(B, T, I, requires_grad=True)
+      I, H, num_layers=L, batch_first=True)
+  xs = torch.randn(B, T, I, requires_grad=mode == "train")
   r = torch.randn(B, T, H)
 
-  def step():
+  def train():
     module.zero_grad(set_to_none=True)
     xs.grad = None
     out, _ = module(xs)
     (out * r).sum().backward()
-  return step
+
+  def infer():
+    with torch.no_grad():
+      module(xs)
+  return train if mode == "train" else infer
+
+
+def flops(cell_name, shape, mode) -> int:
+  """Matmul FLOPs: forward 2·B·T·(I+H)·G·H per layer (layers after the first
+  read H inputs); training adds the backward's two products of each."""
+  B, T, I, H, L = shape
+  per_layer = [2 * B * T * ((I if l == 0 else H) + H) * GATES[cell_name] * H
+               for l in range(L)]
+  return sum(per_layer) * (3 if mode == "train" else 1)
 
 
 def report_markdown(results: dict) -> str:
   env = results["environment"]
   lines = [
-      "# Throughput: forward + backward", "",
+      "# Throughput: training (forward + backward) and inference (forward only)", "",
       f"Command: `{results['command']}`  ",
       f"Date: {results['date']}  ",
       f"Device: {env['device_kind']} ({env['backend']}, {env['cpu_count']} cores), "
       f"jax {env['jax']}, torch {env['torch']}, XLA_FLAGS=`{env['xla_flags']}`  ",
       f"Measured float32 GEMM rate: {results['gemm_gflops']:.1f} GFLOP/s "
       f"(before) / {results['gemm_gflops_after']:.1f} (after)", "",
-      "Times are medians of interleaved rounds of one jitted forward+backward "
-      "(grads of params and inputs). `x anchor` = anchor time / rnn_zoo time "
-      "(> 1: rnn_zoo is faster). `x floor` = time / FLOP floor.", "",
-      "| cell | B×T×I×H | impl | ms | tokens/s | x anchor | x floor |",
-      "|---|---|---|---:|---:|---:|---:|",
+      "Times are medians of interleaved rounds of one jitted pass: `train` is "
+      "forward+backward (grads of params and inputs), `infer` the forward pass "
+      "alone. `x anchor` = anchor time / rnn_zoo time (> 1: rnn_zoo is "
+      "faster). `x floor` = time / FLOP floor (the matmul FLOPs at the "
+      "measured GEMM rate).", "",
+      "| cell | mode | B×T×I×H | impl | ms | tokens/s | x anchor | x floor |",
+      "|---|---|---|---|---:|---:|---:|---:|",
   ]
   for row in results["rows"]:
     ours = row["impls"]["rnn_zoo"]["ms"]
     for name, m in row["impls"].items():
       ratio = "" if name == "rnn_zoo" else f"{m['ms'] / ours:.2f}"
       lines.append(
-          f"| {row['cell']} | {'×'.join(map(str, row['shape']))} | {name} | "
+          f"| {row['cell']} | {row['mode']} | {shape_name(row['shape'])} | {name} | "
           f"{m['ms']:.1f} | {m['tokens_per_s']:,.0f} | {ratio} | "
           f"{m['ms'] / row['floor_ms']:.2f} |")
-  lines += ["", "FLOP floor per shape: " + ", ".join(
-      f"{r['cell']} {'×'.join(map(str, r['shape']))}: {r['floor_ms']:.1f} ms"
+  lines += ["", "FLOP floor per row: " + ", ".join(
+      f"{r['cell']} {r['mode']} {shape_name(r['shape'])}: {r['floor_ms']:.1f} ms"
       for r in results["rows"]), ""]
   return "\n".join(lines)
 
@@ -172,6 +222,12 @@ def main(argv):
   for c in _CELLS.value:
     if c not in GATES:
       sys.exit(f"error: --cells must name lstm or gru, got {c!r}")
+  bad = [i for i in _IMPLS.value if i not in ("rnn_zoo", "rnn_zoo[autodiff]", "flax", "torch")]
+  if bad:
+    sys.exit(f"error: --impls must name rnn_zoo, rnn_zoo[autodiff], flax or torch, got {bad}")
+  for m in _MODES.value:
+    if m not in MODES:
+      sys.exit(f"error: --modes must name train or infer, got {m!r}")
   rounds = _ROUNDS.value or preset["rounds"]
   if not _XLA_DEFAULTS.value:
     xla_config.use_recommended_cpu_flags()
@@ -191,27 +247,32 @@ def main(argv):
   print(f"float32 GEMM rate: {rate / 1e9:.1f} GFLOP/s")
   rows = []
   for cell_name in _CELLS.value:
-    for (B, T, I, H) in shapes:
-      fns = {"rnn_zoo": make_zoo(cell_name, B, T, I, H, fused=None),
-             "rnn_zoo[autodiff]": make_zoo(cell_name, B, T, I, H, fused=False),
-             "flax": make_flax(cell_name, B, T, I, H)}
-      if have_torch:
-        fns["torch"] = make_torch(cell_name, B, T, I, H)
-      times = common.time_round_robin(fns, rounds)
-      flops = 3 * 2 * B * T * (I + H) * GATES[cell_name] * H
-      row = {"cell": cell_name, "shape": [B, T, I, H], "flops": flops,
-             "floor_ms": flops / rate * 1e3, "impls": {}}
-      for k, ts in times.items():
-        ms = float(np.median(ts)) * 1e3
-        row["impls"][k] = {"ms": ms, "tokens_per_s": B * T / ms * 1e3,
-                           "all_ms": [t * 1e3 for t in ts]}
-      ours = row["impls"]["rnn_zoo"]["ms"]
-      print(f"{cell_name} {B}x{T}x{I}x{H}: " + ", ".join(
-          f"{k} {m['ms']:.1f} ms ({m['ms'] / ours:.2f}x)"
-          for k, m in row["impls"].items()) +
-            f"; floor {row['floor_ms']:.1f} ms, ours {ours / row['floor_ms']:.2f}x floor",
-            flush=True)
-      rows.append(row)
+    for shape in shapes:
+      B, T, I, H, L = shape
+      for mode in _MODES.value:
+        fns = {"rnn_zoo": make_zoo(cell_name, B, T, I, H, L, None, mode)}
+        if L == 1 and "rnn_zoo[autodiff]" in _IMPLS.value:
+          # the ablation: plain autodiff of the same scan
+          fns["rnn_zoo[autodiff]"] = make_zoo(cell_name, B, T, I, H, L, False, mode)
+        if "flax" in _IMPLS.value:
+          fns["flax"] = make_flax(cell_name, B, T, I, H, L, mode)
+        if have_torch and "torch" in _IMPLS.value:
+          fns["torch"] = make_torch(cell_name, B, T, I, H, L, mode)
+        times = common.time_round_robin(fns, rounds)
+        f = flops(cell_name, shape, mode)
+        row = {"cell": cell_name, "mode": mode, "shape": list(shape), "flops": f,
+               "floor_ms": f / rate * 1e3, "impls": {}}
+        for k, ts in times.items():
+          ms = float(np.median(ts)) * 1e3
+          row["impls"][k] = {"ms": ms, "tokens_per_s": B * T / ms * 1e3,
+                             "all_ms": [t * 1e3 for t in ts]}
+        ours = row["impls"]["rnn_zoo"]["ms"]
+        print(f"{cell_name} {mode} {shape_name(shape)}: " + ", ".join(
+            f"{k} {m['ms']:.1f} ms ({m['ms'] / ours:.2f}x)"
+            for k, m in row["impls"].items()) +
+              f"; floor {row['floor_ms']:.1f} ms, ours {ours / row['floor_ms']:.2f}x floor",
+              flush=True)
+        rows.append(row)
   results = {
       "command": "python -m benchmarks.throughput " + " ".join(sys.argv[1:]),
       "date": datetime.datetime.now().isoformat(timespec="seconds"),

@@ -86,14 +86,19 @@ def test_gradient_flow_bad_cells(tmp_path):
 
 
 def test_throughput_tiny(tmp_path):
-  run("benchmarks.throughput", f"--out={tmp_path}", "--shapes=2x5x3x4",
+  run("benchmarks.throughput", f"--out={tmp_path}", "--shapes=2x5x3x4,2x5x3x4x2",
       "--rounds=1", "--no_torch")
   results = json.loads((tmp_path / "results.json").read_text())
-  assert [r["cell"] for r in results["rows"]] == ["lstm", "gru"]
+  assert [(r["cell"], r["mode"], r["shape"][-1]) for r in results["rows"]] == [
+      (c, m, l) for c in ("lstm", "gru") for l in (1, 2) for m in ("train", "infer")]
   for row in results["rows"]:
-    assert set(row["impls"]) == {"rnn_zoo", "rnn_zoo[autodiff]", "flax"}
+    one_layer = row["shape"][-1] == 1
+    assert set(row["impls"]) == ({"rnn_zoo", "rnn_zoo[autodiff]", "flax"} if one_layer
+                                 else {"rnn_zoo", "flax"})
     assert row["floor_ms"] > 0
-  assert "| lstm | 2×5×3×4 | flax |" in (tmp_path / "report.md").read_text()
+  report = (tmp_path / "report.md").read_text()
+  assert "| lstm | infer | 2×5×3×4 | flax |" in report
+  assert "| gru | train | 2×5×3×4 ×2 layers | rnn_zoo |" in report
 
 
 def test_sampling_tiny(tmp_path):
@@ -193,3 +198,21 @@ def test_gradient_flow_pixels_preset_tiny(tmp_path):
             f"--mnist_dir={tmp_path}/nowhere", check=False)
   assert bad.returncode != 0 and "error: --mnist_dir=" in bad.stderr
   assert "IDX" in bad.stderr
+
+
+def test_xla_flags_tiny(tmp_path):
+  """Each XLA setting in its own child process, compared row by row."""
+  run("benchmarks.xla_flags", f"--out={tmp_path}", "--shapes=2x5x3x4", "--rounds=1",
+      "--cells=gru", "--settings=xla defaults,legacy runtime")
+  results = json.loads((tmp_path / "results.json").read_text())
+  assert sorted(results["rows"]) == sorted(
+      json.dumps(["gru", m, [2, 5, 3, 4, 1]]) for m in ("train", "infer"))
+  for cells in results["rows"].values():
+    assert set(cells) == {"xla defaults", "legacy runtime"}
+  for k, best in results["best"].items():
+    assert best in results["rows"][k]
+  report = (tmp_path / "report.md").read_text()
+  assert "| gru | infer | 2×5×3×4 |" in report
+  assert "`--xla_cpu_use_thunk_runtime=false`" in report
+  bad = run("benchmarks.xla_flags", f"--out={tmp_path}/bad", "--settings=fastest", check=False)
+  assert bad.returncode != 0 and "error: --settings must name settings from" in bad.stderr
