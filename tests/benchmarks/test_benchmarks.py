@@ -203,16 +203,16 @@ def test_gradient_flow_pixels_preset_tiny(tmp_path):
 def test_xla_flags_tiny(tmp_path):
   """Each XLA setting in its own child process, compared row by row."""
   run("benchmarks.xla_flags", f"--out={tmp_path}", "--shapes=2x5x3x4", "--rounds=1",
-      "--cells=gru", "--settings=xla defaults,legacy runtime")
+      "--cells=gru", "--settings=xla defaults,fast math")
   results = json.loads((tmp_path / "results.json").read_text())
   assert sorted(results["rows"]) == sorted(
       json.dumps(["gru", m, [2, 5, 3, 4, 1]]) for m in ("train", "infer"))
   for cells in results["rows"].values():
-    assert set(cells) == {"xla defaults", "legacy runtime"}
+    assert set(cells) == {"xla defaults", "fast math"}
   for k, best in results["best"].items():
     assert best in results["rows"][k]
   report = (tmp_path / "report.md").read_text()
   assert "| gru | infer | 2×5×3×4 |" in report
-  assert "`--xla_cpu_use_thunk_runtime=false`" in report
+  assert "`--xla_cpu_enable_fast_math=true`" in report
   bad = run("benchmarks.xla_flags", f"--out={tmp_path}/bad", "--settings=fastest", check=False)
   assert bad.returncode != 0 and "error: --settings must name settings from" in bad.stderr

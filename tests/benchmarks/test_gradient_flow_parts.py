@@ -96,3 +96,26 @@ def test_compare_published_computes_verdicts():
       r["final_over_baseline"] = 0.8
   rows = {c["claim"]: c for c in gf.compare_published(better)}
   assert next(c for k, c in rows.items() if "LSTM beats the baseline only" in k)["verdict"] == "agrees"
+
+
+def test_compare_published_pixel_mnist():
+  """Pixel MNIST verdicts from the measured test accuracy; a pixels-only run
+  has no adding rows, so no adding claim is listed as 'not measured'."""
+  import math  # pylint: disable=g-import-not-at-top
+  rows = []
+  for seed in range(2):
+    for task, cell, acc in (("mnist", "lstm_fb1", 0.975), ("mnist", "irnn", 0.5),
+                            ("permuted_mnist", "lstm_fb1", 0.80)):
+      r = dict(task=task, T=784, cell=cell, seed=seed, clip_norm=1.0, steps=2000,
+               steps_trained=2000, lr=1e-3, hidden=128, seconds=1.0,
+               final_over_baseline=0.1, final_loss=0.1 * math.log(10),
+               beats_step=100, solved_step=None, final_metrics={"accuracy": acc})
+      rows.append(r)
+  got = {c["claim"]: c for c in gf.compare_published(
+      {"train": rows, "init": [], "preset_values": {"batch": 32}})}
+  assert got["mnist: LSTM (forget bias 1) test error 1.8%"]["verdict"] == "agrees (within 2 points)"
+  irnn = got["mnist: IRNN test error 5.0%"]
+  assert irnn["verdict"] == "disagrees" and irnn["ours"].startswith("50.0%")
+  assert "2000 steps × batch 32" in irnn["why"]
+  assert got["permuted mnist: LSTM (forget bias 1) test error 12.0%"]["verdict"] == "disagrees"
+  assert not any("adding" in k for k in got)
