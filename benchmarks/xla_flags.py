@@ -13,7 +13,8 @@ Usage::
   python -m benchmarks.xla_flags --shapes=32x128x128x256 --rounds=3
 
 Writes ``results.json`` and ``report.md`` to ``--out`` (default
-``runs/xla_flags/<timestamp>``).
+``runs/xla_flags/<timestamp>``); each setting's child writes its own folder
+there, and running the same command again reads finished settings back.
 """
 
 from __future__ import annotations
@@ -55,7 +56,19 @@ _OUT = flags.DEFINE_string("out", None, "Run folder (default runs/xla_flags/<tim
 
 
 def run_setting(name: str, out: pathlib.Path) -> dict:
+  """One setting's child run, or its results when the same --out already
+  holds them for the same flags, shapes, cells and rounds (resume)."""
   folder = out / name.replace(" ", "_").replace(",", "")
+  done = folder / "results.json"
+  if done.exists():
+    res = json.loads(done.read_text())
+    if (res["environment"]["xla_flags"] == SETTINGS[name] and res["rounds"] == _ROUNDS.value
+        and sorted({r["cell"] for r in res["rows"]}) == sorted(_CELLS.value)
+        and sorted({tuple(r["shape"]) for r in res["rows"]}) == sorted(
+            tuple(s) + ((1,) if len(s) == 4 else ()) for s in (
+                [int(v) for v in item.lower().split("x")] for item in _SHAPES.value.split(",")))):
+      print(f"  read back from {done}", flush=True)
+      return res
   env = dict(os.environ)
   env["XLA_FLAGS"] = SETTINGS[name]
   cmd = [sys.executable, "-m", "benchmarks.throughput", "--xla_defaults",

@@ -66,15 +66,20 @@ def run(train: Callable[[], object]) -> None:
   with one line and 128 + the signal number. Anything else is a bug and
   keeps its traceback.
   """
-  xla_config.use_recommended_cpu_flags()
   pylogging.getLogger("absl").addFilter(_QuietLibraries())
 
   def main(argv):
     if len(argv) > 1:
       raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    _check_config_loaded()
+    # Before the first JAX computation: the flags measured best for the
+    # config's cell when it names one (rnn_zoo.xla_config.CELL_CPU_FLAGS).
+    cell = flags.FLAGS.config.get("cell") if "config" in flags.FLAGS else None
+    added = xla_config.use_recommended_cpu_flags(
+        cell=cell if isinstance(cell, str) else None)
+    logging.info("XLA flags added for cell %r: %s", cell, " ".join(added) or "(none)")
     from rnn_zoo.errors import UserError  # pylint: disable=g-import-not-at-top
     from rnn_zoo.training import checkpoint, loop, preemption, sharding  # pylint: disable=g-import-not-at-top
-    _check_config_loaded()
     try:
       sharding.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value,
                                       _PROCESS_ID.value)

@@ -1,5 +1,9 @@
 """XLA settings measured to speed up the recurrences on CPU.
 
+``python -m benchmarks.xla_flags`` measures each candidate setting in its own
+process; :data:`CELL_CPU_FLAGS` holds the winners per cell and mode, which
+the experiment binaries apply for their config's cell.
+
 XLA reads ``XLA_FLAGS`` once, when the first backend starts, so
 :func:`use_recommended_cpu_flags` must run before the first JAX computation
 (the experiment binaries and benchmarks call it first thing).
@@ -14,7 +18,26 @@ from __future__ import annotations
 
 import os
 
-RECOMMENDED_CPU_FLAGS = ("--xla_cpu_use_fusion_emitters=false",)
+NO_FUSION_EMITTERS = "--xla_cpu_use_fusion_emitters=false"
+XNN_GREEDY = "--xla_cpu_experimental_xnn_graph_fusion_mode=XNN_GRAPH_FUSION_MODE_GREEDY"
+
+# For a program that runs cells of several kinds, or one not measured below.
+RECOMMENDED_CPU_FLAGS = (NO_FUSION_EMITTERS,)
+
+# Per cell and mode ("train": forward+backward; "infer": forward only), the
+# setting with the best PyTorch/rnn_zoo time ratio over most of the shapes of
+# ``python -m benchmarks.xla_flags`` (2-core Intel Xeon VM, jax 0.10.2,
+# 2026-11-29; docs/performance.md). The LSTM: XNNPACK's greedy graph fusion
+# was best or within 5% of it in every row, and NO_FUSION_EMITTERS made its
+# forward pass 1.1-3.2x slower. The GRU: both together were best in all
+# four training rows; forward only, NO_FUSION_EMITTERS alone.
+CELL_CPU_FLAGS = {
+    ("lstm", "train"): (XNN_GREEDY,),
+    ("lstm", "infer"): (XNN_GREEDY,),
+    ("gru", "train"): (XNN_GREEDY, NO_FUSION_EMITTERS),
+    ("gru", "infer"): (NO_FUSION_EMITTERS,),
+}
+MODES = ("train", "infer")
 
 # For programs that compile many small models (the gradient-flow grid):
 # LLVM's level-1 optimization compiled a group's program ~3 s faster (7.4 vs
@@ -23,16 +46,33 @@ RECOMMENDED_CPU_FLAGS = ("--xla_cpu_use_fusion_emitters=false",)
 FAST_COMPILE_CPU_FLAGS = ("--xla_backend_optimization_level=1",)
 
 
-def use_recommended_cpu_flags(extra: tuple[str, ...] = ()) -> list[str]:
-  """Appends the recommended flags (and ``extra`` ones) to ``XLA_FLAGS``
+def recommended_cpu_flags(cell: str | None = None, mode: str = "train") -> tuple[str, ...]:
+  """The XLA:CPU flags measured best for ``cell`` ("lstm", "gru") in
+  ``mode`` ("train" or "infer"); :data:`RECOMMENDED_CPU_FLAGS` for any
+  other cell or None (a program that runs several kinds)."""
+  if mode not in MODES:
+    raise ValueError(f"mode must be one of {list(MODES)}, got {mode!r}")
+  return CELL_CPU_FLAGS.get((cell, mode), RECOMMENDED_CPU_FLAGS)
+
+
+def use_recommended_cpu_flags(extra: tuple[str, ...] = (), cell: str | None = None,
+                              mode: str = "train") -> list[str]:
+  """Appends the recommended flags for ``cell`` and ``mode``
+  (:func:`recommended_cpu_flags`) and ``extra`` ones to ``XLA_FLAGS``
   unless the user set them.
 
   Returns the flags that were added. A flag already named in ``XLA_FLAGS``
-  (with any value) is left as the user set it. Has no effect once a JAX
-  backend has started.
+  (with any value) is left as the user set it. Adds nothing (and returns
+  ``[]``) once a JAX backend has started.
   """
+  try:
+    from jax._src import xla_bridge  # pylint: disable=g-import-not-at-top
+    if xla_bridge.backends_are_initialized():
+      return []  # too late: XLA has read XLA_FLAGS already
+  except (ImportError, AttributeError):
+    pass
   current = os.environ.get("XLA_FLAGS", "")
-  added = [f for f in RECOMMENDED_CPU_FLAGS + tuple(extra)
+  added = [f for f in recommended_cpu_flags(cell, mode) + tuple(extra)
            if f.split("=")[0] not in current]
   if added:
     os.environ["XLA_FLAGS"] = " ".join([current] + added).strip()

@@ -214,5 +214,20 @@ def test_xla_flags_tiny(tmp_path):
   report = (tmp_path / "report.md").read_text()
   assert "| gru | infer | 2×5×3×4 |" in report
   assert "`--xla_cpu_enable_fast_math=true`" in report
+  again = run("benchmarks.xla_flags", f"--out={tmp_path}", "--shapes=2x5x3x4", "--rounds=1",
+              "--cells=gru", "--settings=xla defaults,fast math")
+  assert again.stdout.count("read back from") == 2  # resume: nothing re-timed
   bad = run("benchmarks.xla_flags", f"--out={tmp_path}/bad", "--settings=fastest", check=False)
   assert bad.returncode != 0 and "error: --settings must name settings from" in bad.stderr
+
+
+def test_step_profile_tiny(tmp_path):
+  proc = run("benchmarks.step_profile", f"--out={tmp_path}", "--shape=2x5x3x4", "--rounds=1")
+  results = json.loads((tmp_path / "results.json").read_text())
+  assert set(results["us_per_step"]) == {
+      "zoo forward", "input projection", "recurrent matmul", "pointwise",
+      "torch forward", "torch recurrent matmul"}
+  assert all(v > 0 for v in results["us_per_step"].values())
+  assert "Sum of the zoo's parts" in proc.stdout
+  bad = run("benchmarks.step_profile", "--shape=2x5", check=False)
+  assert bad.returncode != 0 and "error: --shape must be BxTxIxH" in bad.stderr

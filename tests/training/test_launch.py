@@ -92,3 +92,30 @@ def test_help_lists_presets_and_every_field(binary, config_module):
   for key in c.keys():
     first_words = " ".join(comments[key].split()[:3])
     assert f"{key} = {c[key]!r}: {first_words}" in text, key
+
+
+def test_binary_applies_the_xla_flags_measured_for_its_cell(tmp_path):
+  """The training loop runs under the flags rnn_zoo.xla_config measured best
+  for the config's cell, set before the first JAX computation."""
+  from rnn_zoo import xla_config  # pylint: disable=g-import-not-at-top
+  proc = helpers.run(tmp_path, "--config.cell=gru", "--config.num_steps=2",
+                     "--config.checkpoint_every=2", extra=["--verbosity=1"])
+  want = " ".join(xla_config.recommended_cpu_flags("gru", "train"))
+  assert f"XLA flags added for cell 'gru': {want}" in proc.stderr
+  assert xla_config.XNN_GREEDY in want
+
+
+def test_recommended_cpu_flags_per_cell_and_mode(monkeypatch):
+  from rnn_zoo import xla_config  # pylint: disable=g-import-not-at-top
+  assert xla_config.recommended_cpu_flags("lstm", "infer") == (xla_config.XNN_GREEDY,)
+  assert xla_config.recommended_cpu_flags("gru", "infer") == (xla_config.NO_FUSION_EMITTERS,)
+  assert xla_config.recommended_cpu_flags("mingru") == xla_config.RECOMMENDED_CPU_FLAGS
+  assert xla_config.recommended_cpu_flags(None, "infer") == xla_config.RECOMMENDED_CPU_FLAGS
+  with pytest.raises(ValueError, match="mode must be one of \\['train', 'infer'\\], got 'eval'"):
+    xla_config.recommended_cpu_flags("lstm", "eval")
+  # This process's backend has started: nothing is added (XLA read its flags).
+  import jax  # pylint: disable=g-import-not-at-top
+  jax.numpy.zeros(1).block_until_ready()
+  monkeypatch.setenv("XLA_FLAGS", "")
+  assert xla_config.use_recommended_cpu_flags(cell="lstm") == []
+  assert __import__("os").environ["XLA_FLAGS"] == ""
