@@ -28,7 +28,7 @@ RECOMMENDED_CPU_FLAGS = (NO_FUSION_EMITTERS,)
 # setting with the best PyTorch/rnn_zoo time ratio over most of the shapes of
 # ``python -m benchmarks.xla_flags`` (2-core Intel Xeon VM, jax 0.10.2,
 # 2026-11-29; docs/performance.md). The LSTM: XNNPACK's greedy graph fusion
-# was best or within 5% of it in every row, and NO_FUSION_EMITTERS made its
+# was best or within 5% of it in 7 of 8 rows, and NO_FUSION_EMITTERS made its
 # forward pass 1.1-3.2x slower. The GRU: both together were best in all
 # four training rows; forward only, NO_FUSION_EMITTERS alone.
 CELL_CPU_FLAGS = {

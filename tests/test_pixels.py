@@ -110,3 +110,8 @@ def test_mnist_task_trains_through_the_binary(tmp_path):
                   eval_batches=1))
     result = training.train_and_evaluate(c, str(tmp_path / task), workloads.long_range(c))
     assert np.isfinite(result["loss"]) and 0.0 <= result["accuracy"] <= 1.0
+  c = lr_config.get_config()
+  c.data_dir = str(data)
+  with pytest.raises(ValueError, match="config.data_dir is read by the mnist tasks only; "
+                     "task 'adding' got data_dir="):
+    workloads.long_range(c)

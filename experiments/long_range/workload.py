@@ -88,6 +88,9 @@ def long_range(config) -> Workload:
   common.check_cell_fields(config)
   if config.task == "adding" and config.seq_len < 2:
     raise UserError(f"config.seq_len must be >= 2 for adding, got {config.seq_len}")
+  if config.data_dir and config.task not in ("mnist", "permuted_mnist"):
+    raise UserError(f"config.data_dir is read by the mnist tasks only; task "
+                    f"{config.task!r} got data_dir={config.data_dir!r}")
   cell = common.make_cell(config)
   T, B = config.seq_len, config.batch_size
   if config.task in PIXEL_TASKS:
