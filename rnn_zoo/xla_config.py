@@ -30,7 +30,8 @@ RECOMMENDED_CPU_FLAGS = (NO_FUSION_EMITTERS,)
 # 2026-11-29; docs/performance.md). The LSTM: XNNPACK's greedy graph fusion
 # was best or within 5% of it in 7 of 8 rows, and NO_FUSION_EMITTERS made its
 # forward pass 1.1-3.2x slower. The GRU: both together were best in all
-# four training rows; forward only, NO_FUSION_EMITTERS alone.
+# four training rows; forward only, NO_FUSION_EMITTERS alone (best in 2 of 4
+# rows, within 6% in the others).
 CELL_CPU_FLAGS = {
     ("lstm", "train"): (XNN_GREEDY,),
     ("lstm", "infer"): (XNN_GREEDY,),
