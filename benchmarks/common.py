@@ -59,3 +59,21 @@ def run_folder(out: str | None, name: str) -> pathlib.Path:
       "runs", name, datetime.datetime.now().strftime("%Y%m%d-%H%M%S")))
   path.mkdir(parents=True, exist_ok=True)
   return path
+
+
+def parse_shapes(text: str) -> list[tuple[int, int, int, int, int]]:
+  """``BxTxIxH`` (one layer) or ``BxTxIxHxL`` entries as (B, T, I, H, L)."""
+  shapes = []
+  for item in text.split(","):
+    parts = item.strip().lower().split("x")
+    if len(parts) not in (4, 5) or not all(p.isdigit() and int(p) > 0 for p in parts):
+      raise ValueError(f"--shapes entries must be BxTxIxH or BxTxIxHxL positive "
+                       f"ints, got {item!r}")
+    shapes.append(tuple(int(p) for p in parts) + ((1,) if len(parts) == 4 else ()))
+  return shapes
+
+
+def shape_name(shape) -> str:
+  """(B, T, I, H, L) as the reports name it: ``32×128×128×256 ×2 layers``."""
+  B, T, I, H, L = shape
+  return f"{B}×{T}×{I}×{H}" + (f" ×{L} layers" if L > 1 else "")

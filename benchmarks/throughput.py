@@ -72,7 +72,8 @@ _MODES = flags.DEFINE_list("modes", ["train", "infer"],
 _ROUNDS = flags.DEFINE_integer("rounds", None, "Timed rounds (default: preset's).")
 _OUT = flags.DEFINE_string("out", None, "Run folder (default runs/throughput/<timestamp>).")
 _NO_TORCH = flags.DEFINE_bool("no_torch", False, "Skip the PyTorch anchor.")
-_IMPLS = flags.DEFINE_list("impls", list(("rnn_zoo", "rnn_zoo[autodiff]", "flax", "torch")),
+IMPLS = ("rnn_zoo", "rnn_zoo[autodiff]", "flax", "torch")
+_IMPLS = flags.DEFINE_list("impls", list(IMPLS),
                            "Implementations to time (rnn_zoo is always timed).")
 _XLA_DEFAULTS = flags.DEFINE_bool(
     "xla_defaults", False,
@@ -80,26 +81,7 @@ _XLA_DEFAULTS = flags.DEFINE_bool(
     "recommended ones (applied to every implementation alike).")
 
 GATES = {"lstm": 4, "gru": 3}
-
-
 MODES = ("train", "infer")
-
-
-def parse_shapes(text: str) -> list[tuple[int, int, int, int, int]]:
-  """``BxTxIxH`` (one layer) or ``BxTxIxHxL`` entries as (B, T, I, H, L)."""
-  shapes = []
-  for item in text.split(","):
-    parts = item.strip().lower().split("x")
-    if len(parts) not in (4, 5) or not all(p.isdigit() and int(p) > 0 for p in parts):
-      raise ValueError(f"--shapes entries must be BxTxIxH or BxTxIxHxL positive "
-                       f"ints, got {item!r}")
-    shapes.append(tuple(int(p) for p in parts) + ((1,) if len(parts) == 4 else ()))
-  return shapes
-
-
-def shape_name(shape) -> str:
-  B, T, I, H, L = shape
-  return f"{B}×{T}×{I}×{H}" + (f" ×{L} layers" if L > 1 else "")
 
 
 def gemm_rate(n: int = 2048, rounds: int = 7) -> float:
@@ -202,11 +184,11 @@ def report_markdown(results: dict) -> str:
     for name, m in row["impls"].items():
       ratio = "" if name == "rnn_zoo" else f"{m['ms'] / ours:.2f}"
       lines.append(
-          f"| {row['cell']} | {row['mode']} | {shape_name(row['shape'])} | {name} | "
+          f"| {row['cell']} | {row['mode']} | {common.shape_name(row['shape'])} | {name} | "
           f"{m['ms']:.1f} | {m['tokens_per_s']:,.0f} | {ratio} | "
           f"{m['ms'] / row['floor_ms']:.2f} |")
   lines += ["", "FLOP floor per row: " + ", ".join(
-      f"{r['cell']} {r['mode']} {shape_name(r['shape'])}: {r['floor_ms']:.1f} ms"
+      f"{r['cell']} {r['mode']} {common.shape_name(r['shape'])}: {r['floor_ms']:.1f} ms"
       for r in results["rows"]), ""]
   return "\n".join(lines)
 
@@ -216,13 +198,13 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   preset = PRESETS[_PRESET.value]
   try:
-    shapes = parse_shapes(_SHAPES.value or preset["shapes"])
+    shapes = common.parse_shapes(_SHAPES.value or preset["shapes"])
   except ValueError as e:
     sys.exit(f"error: {e}")
   for c in _CELLS.value:
     if c not in GATES:
       sys.exit(f"error: --cells must name lstm or gru, got {c!r}")
-  bad = [i for i in _IMPLS.value if i not in ("rnn_zoo", "rnn_zoo[autodiff]", "flax", "torch")]
+  bad = [i for i in _IMPLS.value if i not in IMPLS]
   if bad:
     sys.exit(f"error: --impls must name rnn_zoo, rnn_zoo[autodiff], flax or torch, got {bad}")
   for m in _MODES.value:
@@ -267,7 +249,7 @@ def main(argv):
           row["impls"][k] = {"ms": ms, "tokens_per_s": B * T / ms * 1e3,
                              "all_ms": [t * 1e3 for t in ts]}
         ours = row["impls"]["rnn_zoo"]["ms"]
-        print(f"{cell_name} {mode} {shape_name(shape)}: " + ", ".join(
+        print(f"{cell_name} {mode} {common.shape_name(shape)}: " + ", ".join(
             f"{k} {m['ms']:.1f} ms ({m['ms'] / ours:.2f}x)"
             for k, m in row["impls"].items()) +
               f"; floor {row['floor_ms']:.1f} ms, ours {ours / row['floor_ms']:.2f}x floor",

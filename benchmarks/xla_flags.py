@@ -65,8 +65,7 @@ def run_setting(name: str, out: pathlib.Path) -> dict:
     if (res["environment"]["xla_flags"] == SETTINGS[name] and res["rounds"] == _ROUNDS.value
         and sorted({r["cell"] for r in res["rows"]}) == sorted(_CELLS.value)
         and sorted({tuple(r["shape"]) for r in res["rows"]}) == sorted(
-            tuple(s) + ((1,) if len(s) == 4 else ()) for s in (
-                [int(v) for v in item.lower().split("x")] for item in _SHAPES.value.split(",")))):
+            common.parse_shapes(_SHAPES.value))):
       print(f"  read back from {done}", flush=True)
       return res
   env = dict(os.environ)
@@ -81,13 +80,6 @@ def run_setting(name: str, out: pathlib.Path) -> dict:
   if proc.returncode:
     raise RuntimeError(f"setting {name!r} ({SETTINGS[name]}) failed:\n{proc.stderr[-3000:]}")
   return json.loads((folder / "results.json").read_text())
-
-
-def shape_name(shape) -> str:
-  """As benchmarks.throughput names shapes (importing it would define its
-  flags a second time)."""
-  B, T, I, H, L = shape
-  return f"{B}×{T}×{I}×{H}" + (f" ×{L} layers" if L > 1 else "")
 
 
 def report_markdown(results: dict) -> str:
@@ -121,9 +113,9 @@ def report_markdown(results: dict) -> str:
       text = f"{c['ms']:.1f}" + (f" ({c['torch_over_zoo']:.2f}×)" if anchored else "")
       out.append(f"**{text}**" if n == best else text)
     cell, mode, shape = json.loads(key)
-    lines.append(f"| {cell} | {mode} | {shape_name(shape)} | " + " | ".join(out) + " |")
+    lines.append(f"| {cell} | {mode} | {common.shape_name(shape)} | " + " | ".join(out) + " |")
   lines += ["", "Best setting per row: " + "; ".join(
-      f"{' '.join(map(str, json.loads(k)[:2]))} {shape_name(json.loads(k)[2])}: {b}"
+      f"{' '.join(map(str, json.loads(k)[:2]))} {common.shape_name(json.loads(k)[2])}: {b}"
       for k, b in results["best"].items()), ""]
   return "\n".join(lines)
 

@@ -7,6 +7,7 @@ loop's): task, seq_len, and the cell block (experiments/common.py).
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -24,7 +25,8 @@ from rnn_zoo.training.loop import Workload
 
 TASKS = ("adding", "copy", "variable_copy", "digits", "permuted_digits",
          "mnist", "permuted_mnist")
-PIXEL_TASKS = ("digits", "permuted_digits", "mnist", "permuted_mnist")
+MNIST_TASKS = ("mnist", "permuted_mnist")
+PIXEL_TASKS = ("digits", "permuted_digits") + MNIST_TASKS
 LONG_RANGE_SHAPE_FIELDS = ("task", "seq_len", "cell", "hidden_size", "num_layers",
                            "gru_variant")
 
@@ -48,14 +50,20 @@ def _sequence_model_hooks(config, cell) -> dict:
           "rnn_params": rnn_params}
 
 
+@functools.lru_cache(maxsize=2)
+def _pixel_data(task: str, data_dir: str) -> dict:
+  """The task's images, read once per process: a grid group builds one
+  workload per run, and MNIST is 60,000 images."""
+  permuted = task.startswith("permuted_")
+  if task.endswith("digits"):
+    return pixels.load_digits(permuted)
+  return pixels.load_mnist(permuted, data_dir or None)
+
+
 def _pixel_classification(config, cell) -> Workload:
   """Pixel-by-pixel classification (many-to-one); ``seq_len`` is the image's
   pixel count and is not read."""
-  permuted = config.task.startswith("permuted_")
-  if config.task.endswith("digits"):
-    data = pixels.load_digits(permuted)
-  else:
-    data = pixels.load_mnist(permuted, config.data_dir or None)
+  data = _pixel_data(config.task, config.data_dir)
   train_x, train_y = jnp.asarray(data["train_x"]), jnp.asarray(data["train_y"])
   test_x, test_y = jnp.asarray(data["test_x"]), jnp.asarray(data["test_y"])
   model = SequenceModel(cell, output_size=10, num_layers=config.num_layers,
@@ -88,7 +96,7 @@ def long_range(config) -> Workload:
   common.check_cell_fields(config)
   if config.task == "adding" and config.seq_len < 2:
     raise UserError(f"config.seq_len must be >= 2 for adding, got {config.seq_len}")
-  if config.data_dir and config.task not in ("mnist", "permuted_mnist"):
+  if config.data_dir and config.task not in MNIST_TASKS:
     raise UserError(f"config.data_dir is read by the mnist tasks only; task "
                     f"{config.task!r} got data_dir={config.data_dir!r}")
   cell = common.make_cell(config)
