@@ -18,7 +18,10 @@ For a grid of cells and sequence lengths it measures
 
 and writes ``report.md`` (tables, the published results beside ours, one
 paragraph per finding computed from the numbers), ``results.json`` and PNG
-figures to a run folder.
+figures to a run folder. The diagnostics and the groups are independent:
+``--workers`` processes (one per CPU core by default on a CPU-only host)
+compute them side by side, each saved as it finishes, so a rerun of the
+same command skips what is done.
 
 Usage::
 
@@ -158,8 +161,28 @@ _MNIST_DIR = flags.DEFINE_string(
     "mnist_dir", None, "A folder with MNIST's four IDX files (or a tfds data dir "
     "with mnist prepared): adds pixel MNIST and permuted MNIST (T=784) runs.")
 _DEVICES = flags.DEFINE_integer(
-    "devices", 0, "CPU devices to spread each group's runs over (0: one per "
-    "core). Ignored when XLA_FLAGS already forces a device count, or on GPU/TPU.")
+    "devices", 0, "CPU devices to spread each group's runs over, in each worker "
+    "process (0: the cores over the workers). Ignored when XLA_FLAGS already "
+    "forces a device count, or on GPU/TPU.")
+_WORKERS = flags.DEFINE_integer(
+    "workers", 0, "Processes that compute the diagnostics and train the groups "
+    "side by side (0: one per CPU core on a CPU-only host, 1 with an accelerator; "
+    "1: everything in this process).")
+
+
+def _auto_workers(cores: int) -> int:
+  """One worker per CPU core on a CPU-only host; 1 with an accelerator
+  (its runs share the one device)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  return cores if jax.default_backend() == "cpu" else 1
+
+
+def _write_json(path: pathlib.Path, obj) -> None:
+  """Whole or not at all: a run killed while saving leaves no half file for
+  the next invocation to read back."""
+  tmp = path.with_name(path.name + ".tmp")
+  tmp.write_text(json.dumps(obj))
+  os.replace(tmp, path)
 
 
 def _say(msg: str) -> None:
@@ -388,60 +411,175 @@ def summarize_run(job: dict, r: dict, seconds: float, preset: dict) -> dict:
   }
 
 
-def train_all(jobs: list[dict], preset: dict, out: pathlib.Path, t_start: float) -> list[dict]:
-  """Trains every job, group by group; each finished group is saved under
-  ``out/groups`` and skipped when the same command runs again (resume)."""
+def _group_name(jobs: list[dict], members: list[int]) -> str:
+  j0 = jobs[members[0]]
+  cells = sorted({jobs[m]["cell"] for m in members}, key=list(CELLS).index)
+  return f"{j0['task']}_T{j0['T']}_" + "+".join(cells)
+
+
+def _group_done(jobs: list[dict], members: list[int], out: pathlib.Path) -> list[dict] | None:
+  """The group's saved rows when an earlier invocation trained it."""
+  path = out / "groups" / f"{_group_name(jobs, members)}.json"
+  if not path.exists():
+    return None
+  saved = json.loads(path.read_text())
+  if [(d["cell"], d["seed"], d["clip_norm"]) for d in saved] != [
+      (jobs[m]["cell"], jobs[m]["seed"], jobs[m]["clip_norm"]) for m in members]:
+    return None
+  return saved
+
+
+def train_groups(jobs: list[dict], preset: dict) -> list[list[int]]:
+  """The groups of ``jobs`` that train together (indices into ``jobs``)."""
+  from rnn_zoo.training import grid  # pylint: disable=g-import-not-at-top
+  return grid.group_configs([job_config(j, preset) for j in jobs])
+
+
+def train_group(jobs: list[dict], members: list[int], preset: dict, out: pathlib.Path,
+                label: str, t_start: float) -> list[dict]:
+  """Trains one group (all its runs at once) and saves it under
+  ``out/groups``; ``label`` and ``t_start`` (wall clock) for progress."""
   from experiments.long_range import workload  # pylint: disable=g-import-not-at-top
-  from rnn_zoo.data import synthetic  # pylint: disable=g-import-not-at-top
   from rnn_zoo.training import grid  # pylint: disable=g-import-not-at-top
 
-  configs = [job_config(j, preset) for j in jobs]
-  groups = grid.group_configs(configs)
+  j0 = jobs[members[0]]
+  cells = sorted({jobs[m]["cell"] for m in members}, key=list(CELLS).index)
+  name = _group_name(jobs, members)
+  _say(f"[group {label} {time.time() - t_start:5.0f}s] "
+       f"{j0['task']} T={j0['T']}: {len(members)} runs of "
+       f"{', '.join(CELLS[c][0] for c in cells)} ({j0['steps']} steps) at once")
+  t0 = time.perf_counter()
+  stop = None
+  if preset.get("stop_when_solved"):
+    # Early stopping: once every run of the group has solved its task, the
+    # rest of the budget would only refine solved runs.
+    stop = lambda step, res, t=j0["task"], T=j0["T"]: all(
+        solved(t, T, r["eval"][-1][1]["loss"]) for r in res)
+  res = grid.train_group([job_config(jobs[m], preset) for m in members], workload.long_range,
+                         steps_per_call=preset["steps_per_call"],
+                         diagnose_every=preset["diagnose_every"], on_eval=stop)
+  seconds = time.perf_counter() - t0
+  done = [summarize_run(jobs[m], r, seconds / len(members), preset)
+          for m, r in zip(members, res)]
   (out / "groups").mkdir(exist_ok=True)
+  _write_json(out / "groups" / f"{name}.json", done)
+  lines = []
+  for cell in cells:
+    for clip in sorted({d["clip_norm"] for d in done}, reverse=True):
+      ds = [d for d in done if d["cell"] == cell and d["clip_norm"] == clip]
+      if not ds:
+        continue
+      tag = "" if clip else " (no clipping)"
+      lines.append(f"    {CELLS[cell][0]}{tag}: final loss / baseline " +
+                   " ".join(f"{d['final_over_baseline']:.3f}" for d in ds) +
+                   f"; beat {sum(d['beats_step'] is not None for d in ds)}/{len(ds)}")
+  # One print, so that lines from other workers do not land in between.
+  _say("\n".join([f"[group {label}] {name}: done in {seconds:.0f}s"] + lines))
+  return done
+
+
+def train_all(jobs: list[dict], preset: dict, out: pathlib.Path, t_start: float,
+              fresh: frozenset = frozenset()) -> list[dict]:
+  """Trains every job, group by group; each finished group is saved under
+  ``out/groups`` and skipped when the same command runs again (resume;
+  said unless its file is in ``fresh``, the ones workers just wrote)."""
+  groups = train_groups(jobs, preset)
   rows: list[dict | None] = [None] * len(jobs)
   for g_idx, members in enumerate(groups, 1):
-    j0 = jobs[members[0]]
-    cells = sorted({jobs[m]["cell"] for m in members}, key=list(CELLS).index)
-    name = f"{j0['task']}_T{j0['T']}_" + "+".join(cells)
-    path = out / "groups" / f"{name}.json"
-    if path.exists():
-      saved = json.loads(path.read_text())
-      if [(d["cell"], d["seed"], d["clip_norm"]) for d in saved] == [
-          (jobs[m]["cell"], jobs[m]["seed"], jobs[m]["clip_norm"]) for m in members]:
-        for m, d in zip(members, saved):
-          rows[m] = d
-        _say(f"[group {g_idx}/{len(groups)}] {name}: done before, read from {path}")
-        continue
-    _say(f"[group {g_idx}/{len(groups)} {time.perf_counter() - t_start:5.0f}s] "
-         f"{j0['task']} T={j0['T']}: {len(members)} runs of "
-         f"{', '.join(CELLS[c][0] for c in cells)} ({j0['steps']} steps) at once")
-    t0 = time.perf_counter()
-    stop = None
-    if preset.get("stop_when_solved"):
-      # Early stopping: once every run of the group has solved its task, the
-      # rest of the budget would only refine solved runs.
-      stop = lambda step, res, t=j0["task"], T=j0["T"]: all(
-          solved(t, T, r["eval"][-1][1]["loss"]) for r in res)
-    res = grid.train_group([configs[m] for m in members], workload.long_range,
-                           steps_per_call=preset["steps_per_call"],
-                           diagnose_every=preset["diagnose_every"], on_eval=stop)
-    seconds = time.perf_counter() - t0
-    done = [summarize_run(jobs[m], r, seconds / len(members), preset)
-            for m, r in zip(members, res)]
+    label = f"{g_idx}/{len(groups)}"
+    done = _group_done(jobs, members, out)
+    if done is not None:
+      path = out / "groups" / f"{_group_name(jobs, members)}.json"
+      if str(path) not in fresh:
+        _say(f"[group {label}] {path.stem}: done before, read from {path}")
+    else:
+      done = train_group(jobs, members, preset, out, label, t_start)
     for m, d in zip(members, done):
       rows[m] = d
-    path.write_text(json.dumps(done))
-    for cell in cells:
-      for clip in sorted({d["clip_norm"] for d in done}, reverse=True):
-        ds = [d for d in done if d["cell"] == cell and d["clip_norm"] == clip]
-        if not ds:
-          continue
-        tag = "" if clip else " (no clipping)"
-        _say(f"    {CELLS[cell][0]}{tag}: final loss / baseline " +
-             " ".join(f"{d['final_over_baseline']:.3f}" for d in ds) +
-             f"; beat {sum(d['beats_step'] is not None for d in ds)}/{len(ds)}")
-    _say(f"    {seconds:.0f}s for the group")
   return rows
+
+
+# ---------------------------------------------------------------------------
+# Several worker processes (one per CPU core): the at-initialization
+# diagnostics and the training groups are independent, so each worker takes
+# the next one, computes it and saves it where a rerun of the command would
+# read it back; the main process then reads everything back as on a resume.
+# On 2 cores this beats spreading one group's runs over 2 devices: compiling
+# (a third of the quick preset's time) runs on one thread, and a group's
+# small per-step programs do not split well.
+
+def _worker_init(xla_flags: str, devices: int) -> None:
+  os.environ["XLA_FLAGS"] = xla_flags
+  xla_config.force_host_devices(devices)
+  logging.set_verbosity(logging.WARNING)
+  pylogging.getLogger("absl").setLevel(pylogging.WARNING)
+
+
+def _worker_item(item: tuple, preset: dict, jobs: list[dict], out: str, t_start: float) -> None:
+  out = pathlib.Path(out)
+  kind = item[0]
+  if kind == "init":
+    _, c, T, label, _ = item
+    _say(f"[{label} {time.time() - t_start:5.0f}s] at init (float64): {CELLS[c][0]}, T={T}")
+    _write_json(out / "init" / f"{c}_T{T}.json", init_diagnostics(c, T, preset))
+  elif kind == "sensitivity":
+    _, c, label, _ = item
+    _say(f"[{label} {time.time() - t_start:5.0f}s] parameter sensitivity at init "
+         f"(float64): {CELLS[c][0]}")
+    _write_json(out / "init" / f"sensitivity_{c}.json", sensitivity(c, preset))
+  else:
+    _, members, label, _ = item
+    train_group(jobs, members, preset, out, label, t_start)
+
+
+def _group_cost(jobs: list[dict], members: list[int], preset: dict) -> float:
+  """A rough relative cost (for scheduling the longest groups first)."""
+  j = jobs[members[0]]
+  layers = CELLS[j["cell"]][1].get("num_layers", 1)
+  gates = {"lstm": 4, "gru": 3}.get(CELLS[j["cell"]][1]["cell"], 1)
+  hidden = j.get("hidden", preset["hidden"])
+  return len(members) * layers * (1 + gates * hidden / 32) * j["T"] * j["steps"]
+
+
+def run_in_workers(workers: int, devices: int, preset: dict, cells: list[str],
+                   jobs: list[dict], out: pathlib.Path, t_start: float) -> frozenset:
+  """Computes every missing result file with ``workers`` processes of
+  ``devices`` CPU devices each, the longest groups first; returns the paths
+  written."""
+  import concurrent.futures  # pylint: disable=g-import-not-at-top
+  import multiprocessing  # pylint: disable=g-import-not-at-top
+
+  groups = train_groups(jobs, preset)
+  todo = []
+  for g_idx, members in sorted(enumerate(groups, 1),
+                               key=lambda g: -_group_cost(jobs, g[1], preset)):
+    if _group_done(jobs, members, out) is None:
+      todo.append(("group", members, f"{g_idx}/{len(groups)}",
+                   out / "groups" / f"{_group_name(jobs, members)}.json"))
+  init_jobs = [(c, T) for T in preset["init_lengths"] for c in cells]
+  for i, (c, T) in enumerate(init_jobs, 1):
+    if not (out / "init" / f"{c}_T{T}.json").exists():
+      todo.append(("init", c, T, f"{i}/{len(init_jobs)}", out / "init" / f"{c}_T{T}.json"))
+  for i, c in enumerate(cells, 1):
+    if not (out / "init" / f"sensitivity_{c}.json").exists():
+      todo.append(("sensitivity", c, f"{i}/{len(cells)}",
+                   out / "init" / f"sensitivity_{c}.json"))
+  if not todo:
+    return frozenset()
+  _say(f"{len(todo)} items over {workers} worker processes ({devices} device(s) each)")
+  ctx = multiprocessing.get_context("spawn")
+  with concurrent.futures.ProcessPoolExecutor(
+      workers, mp_context=ctx, initializer=_worker_init,
+      initargs=(os.environ.get("XLA_FLAGS", ""), devices)) as pool:
+    futures = [pool.submit(_worker_item, item, preset, jobs, str(out), t_start)
+               for item in todo]
+    try:
+      for f in concurrent.futures.as_completed(futures):
+        f.result()  # re-raises a worker's error here
+    except BaseException:
+      pool.shutdown(wait=False, cancel_futures=True)
+      raise
+  return frozenset(str(item[-1]) for item in todo)
 
 
 # ---------------------------------------------------------------------------
@@ -1044,9 +1182,16 @@ def main(argv):
     preset["seeds"] = _SEEDS.value
   if _DEVICES.value < 0:
     sys.exit(f"error: --devices must be >= 0 (0: one per CPU core), got {_DEVICES.value}")
+  if _WORKERS.value < 0:
+    sys.exit(f"error: --workers must be >= 0 (0: one per CPU core without an "
+             f"accelerator), got {_WORKERS.value}")
+  cores = os.cpu_count() or 1
+  workers = _WORKERS.value or _auto_workers(cores)
   # The runs axis of each group is sharded over devices; on a CPU host one
-  # device per core runs the runs' shards side by side (1.8x on 2 cores).
-  xla_config.force_host_devices(_DEVICES.value or os.cpu_count() or 1)
+  # device per core runs the runs' shards side by side.
+  devices = _DEVICES.value or max(1, cores // workers)
+  if workers == 1:
+    xla_config.force_host_devices(devices)
   out = pathlib.Path(_OUT.value or os.path.join(
       "runs", "gradient_flow", datetime.datetime.now().strftime("%Y%m%d-%H%M%S")))
   out.mkdir(parents=True, exist_ok=True)
@@ -1056,28 +1201,37 @@ def main(argv):
 
   import jax  # pylint: disable=g-import-not-at-top
   t_start = time.perf_counter()
+  t_wall = time.time()
+  kind = jax.devices()[0].device_kind
   results = {"command": "python -m benchmarks.gradient_flow " + " ".join(sys.argv[1:]),
              "date": datetime.datetime.now().isoformat(timespec="seconds"),
              "preset": _PRESET.value, "preset_values": preset,
-             "device": f"{jax.devices()[0].device_kind} x{jax.device_count()}",
-             "machine": _machine(), "init": [], "train": []}
+             "device": (f"{kind} x{jax.device_count()}" if workers == 1 else
+                        f"{workers} worker processes of {kind} x{devices}"),
+             "workers": workers, "machine": _machine(), "init": [], "train": []}
   ablation_cells = [c for c in preset["clip_ablation"] if c in cells]
   results["clip_ablation_cells"] = ablation_cells
   results["clip_ablation_task"] = [preset["train"][0]["task"], preset["train"][0]["T"]]
+  preset["clip_ablation"] = tuple(ablation_cells)
+  jobs = train_jobs(preset, cells, preset["seeds"])
   init_jobs = [(c, T) for T in preset["init_lengths"] for c in cells]
   (out / "init").mkdir(exist_ok=True)
+  # The files the workers wrote are read back below without a word.
+  fresh = (run_in_workers(workers, devices, preset, cells, jobs, out, t_wall)
+           if workers > 1 else frozenset())
   for i, (c, T) in enumerate(init_jobs, 1):
     # Saved per (cell, T), read back when the same command runs again.
     path = out / "init" / f"{c}_T{T}.json"
     if path.exists():
-      _say(f"[{i}/{len(init_jobs)}] at init: {CELLS[c][0]}, T={T}: done before, "
+      if str(path) not in fresh:
+        _say(f"[{i}/{len(init_jobs)}] at init: {CELLS[c][0]}, T={T}: done before, "
            f"read from {path}")
       results["init"].append(json.loads(path.read_text()))
       continue
     _say(f"[{i}/{len(init_jobs)} {time.perf_counter() - t_start:5.0f}s] at init "
          f"(float64): {CELLS[c][0]}, T={T}")
     d = init_diagnostics(c, T, preset)
-    path.write_text(json.dumps(d))
+    _write_json(path, d)
     results["init"].append(d)
   results["sensitivity"] = []
   for i, c in enumerate(cells, 1):
@@ -1088,11 +1242,9 @@ def main(argv):
     _say(f"[{i}/{len(cells)} {time.perf_counter() - t_start:5.0f}s] parameter "
          f"sensitivity at init (float64): {CELLS[c][0]}")
     d = sensitivity(c, preset)
-    path.write_text(json.dumps(d))
+    _write_json(path, d)
     results["sensitivity"].append(d)
-  preset["clip_ablation"] = tuple(ablation_cells)
-  results["train"] = train_all(train_jobs(preset, cells, preset["seeds"]), preset,
-                               out, t_start)
+  results["train"] = train_all(jobs, preset, out, t_wall, fresh)
   results["seconds"] = time.perf_counter() - t_start
   figs = figures(results, out)
   (out / "results.json").write_text(json.dumps(results, indent=1))

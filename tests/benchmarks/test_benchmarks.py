@@ -26,8 +26,9 @@ def run(*args, timeout=600, check=True):
 def test_gradient_flow_tiny(tmp_path):
   args = (f"--out={tmp_path}", "--cells=rnn_tanh,lstm_fb1", "--lengths=12",
           "--steps=20", "--seeds=2")
-  proc = run("benchmarks.gradient_flow", *args)
+  proc = run("benchmarks.gradient_flow", *args, "--workers=2")
   assert "[1/" in proc.stdout and "[group 1/4" in proc.stdout  # progress
+  assert "8 items over 2 worker processes (1 device(s) each)" in proc.stdout
   results = json.loads((tmp_path / "results.json").read_text())
   assert {d["cell"] for d in results["init"]} == {"rnn_tanh", "lstm_fb1"}
   init = results["init"][0]
@@ -65,6 +66,21 @@ def test_gradient_flow_tiny(tmp_path):
   assert again.stdout.count("done before, read from") == 4 + 2
   assert "at init (float64)" not in again.stdout and "parameter sensitivity" not in again.stdout
   assert json.loads((tmp_path / "results.json").read_text())["train"] == train
+  # The same numbers from one process (the workers have 1 device each): the
+  # workers change where a result is computed, not what it is.
+  one = tmp_path / "one_process"
+  run("benchmarks.gradient_flow", *args[1:], f"--out={one}", "--cells=lstm_fb1",
+      "--workers=1", "--devices=1")
+  single = json.loads((one / "results.json").read_text())
+  assert single["workers"] == 1 and results["workers"] == 2
+  assert single["init"][0]["grad_norms"][0] == pytest.approx(
+      [d for d in results["init"] if d["cell"] == "lstm_fb1"][0]["grad_norms"][0], rel=1e-9)
+  ours = [r for r in train if r["cell"] == "lstm_fb1"]
+  assert [(r["task"], r["seed"], r["clip_norm"]) for r in single["train"]] == [
+      (r["task"], r["seed"], r["clip_norm"]) for r in ours]
+  for a, b in zip(single["train"], ours):
+    assert a["final_loss"] == pytest.approx(b["final_loss"], rel=1e-6)
+    assert a["grad_trace"] == pytest.approx(b["grad_trace"], rel=1e-6)
 
 
 def test_grid_benchmark_tiny(tmp_path):
