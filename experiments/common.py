@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime
 import inspect
 import json
+import math
 import os
 import re
 import sys
@@ -28,7 +29,7 @@ from rnn_zoo import checks
 
 # (name, default, comment): the cell block.
 CELL_FIELDS = (
-    ("cell", "lstm", "rnn | irnn | lstm | gru | mingru | minlstm"),
+    ("cell", "lstm", "rnn | irnn | lstm | gru | mingru | minlstm | lru"),
     ("hidden_size", 128, "H of every layer."),
     ("num_layers", 1, "Stacked recurrent layers."),
     ("dropout_rate", 0.0, "Dropout between layers."),
@@ -36,6 +37,9 @@ CELL_FIELDS = (
     ("chrono", False, "LSTM chrono init with T_max = seq_len."),
     ("gru_variant", "cudnn", "GRU: cudnn (reset after matmul) | cho."),
     ("recurrent_init", "uniform", "rnn: uniform | orthogonal | identity | glorot_uniform."),
+    ("lru_r_min", 0.9, "lru: smallest |lambda| at init (Orvieto et al.'s long-task ring)."),
+    ("lru_r_max", 0.999, "lru: largest |lambda| at init."),
+    ("lru_max_phase", 0.1 * math.pi, "lru: largest arg(lambda) at init (pi/10)."),
 )
 
 # The optimization, logging and checkpoint block the training loop reads.
@@ -99,6 +103,9 @@ def make_cell(config, t_max: int | None = None) -> rz.Cell:
     return rz.make_cell("mingru", H)
   if config.cell == "minlstm":
     return rz.make_cell("minlstm", H, forget_bias=config.forget_bias)
+  if config.cell == "lru":
+    return rz.make_cell("lru", H, r_min=config.lru_r_min, r_max=config.lru_r_max,
+                        max_phase=config.lru_max_phase)
   checks.choice("config.recurrent_init", config.recurrent_init,
                 ("uniform", "orthogonal", "identity", "glorot_uniform"))
   return rz.make_cell("rnn", H, recurrent_init=config.recurrent_init)

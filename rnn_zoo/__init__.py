@@ -25,7 +25,7 @@ from rnn_zoo import nn
 from rnn_zoo import parallel
 from rnn_zoo.cells import (CELL_NAMES, CELLS, GRU, LSTM, AttentionCarry, AttentionCell,
                            Cell, GRUCho, HiddenCarry, LinearRecurrentCell,
-                           LSTMCarry, MinGRU, MinLSTM, PointwiseCell, ProjectedCell, SimpleRNN,
+                           LSTMCarry, LRU, MinGRU, MinLSTM, PointwiseCell, ProjectedCell, SimpleRNN,
                            make_cell)
 from rnn_zoo.errors import UserError
 from rnn_zoo.recurrence import (StackedRNN, bidirectional, python_unroll,
@@ -37,7 +37,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Cell", "ProjectedCell", "PointwiseCell", "SimpleRNN", "LSTM", "GRU",
-    "GRUCho", "LinearRecurrentCell", "MinGRU", "MinLSTM", "AttentionCell", "AttentionCarry", "HiddenCarry", "LSTMCarry", "CELLS", "CELL_NAMES", "make_cell",
+    "GRUCho", "LinearRecurrentCell", "MinGRU", "MinLSTM", "LRU", "AttentionCell", "AttentionCarry", "HiddenCarry", "LSTMCarry", "CELLS", "CELL_NAMES", "make_cell",
     "UserError", "unroll", "unroll_with_carries", "python_unroll",
     "python_unroll_with_carries", "bidirectional", "StackedRNN",
     "truncated_bptt", "reverse_within_lengths", "nn", "interop", "gradflow",

@@ -167,7 +167,7 @@ def _check_parallel(cell: Cell, parallel, chunk: int) -> str | None:
                     f"{list(PARALLEL_MODES)}, got {parallel!r}")
   if not isinstance(cell, LinearRecurrentCell):
     raise UserError(f"parallel={parallel!r} needs a LinearRecurrentCell (MinGRU, "
-                    f"MinLSTM), got cell={cell!r}")
+                    f"MinLSTM, LRU), got cell={cell!r}")
   if chunk:
     raise UserError(f"parallel={parallel!r} does not combine with remat="
                     "(the parallel scan is not a loop to checkpoint); pass "
@@ -206,15 +206,16 @@ def _parallel_states(cell, params, xp, h0, mask, probes_t, resets_t, mode):
       h = h + parallel_scan.linear_scan(jnp.exp(log_a), p.astype(h.dtype))
     return h.astype(h0.dtype)
   a, b = cell.coefficients(params, xp)
+  z0 = cell.to_scan(h0)  # the LRU's complex state; the others' own
   if resets_t is not None:
-    b = b + jnp.where(col(resets_t), a * h0, 0.0)
+    b = b + jnp.where(col(resets_t), a * z0, 0.0)
     a = jnp.where(col(resets_t), 0.0, a)
   if probes_t is not None:
-    b = b + probes_t
+    b = b + cell.to_scan(probes_t)
   if mask is not None:
     a = jnp.where(col(mask), a, 1.0)
     b = jnp.where(col(mask), b, 0.0)
-  return parallel_scan.linear_scan(a, b, h0).astype(h0.dtype)
+  return cell.from_scan(parallel_scan.linear_scan(a, b, z0)).astype(h0.dtype)
 
 
 def _run(cell: Cell, params, xs, *, initial_carry, lengths, reverse,

@@ -4,14 +4,14 @@ from rnn_zoo.cells.attention import AttentionCarry, AttentionCell
 from rnn_zoo.cells.base import HiddenCarry, LSTMCarry
 from rnn_zoo.cells.cell import Cell, PointwiseCell, ProjectedCell
 from rnn_zoo.cells.gru import GRU, GRUCho
-from rnn_zoo.cells.linear import LinearRecurrentCell, MinGRU, MinLSTM
+from rnn_zoo.cells.linear import LRU, LinearRecurrentCell, MinGRU, MinLSTM
 from rnn_zoo.cells.lstm import LSTM
 from rnn_zoo.cells.simple_rnn import SimpleRNN
 from rnn_zoo.errors import UserError
 
 CELLS = {"rnn": SimpleRNN, "lstm": LSTM, "gru": GRU, "mingru": MinGRU,
-         "minlstm": MinLSTM}
-CELL_NAMES = ("rnn", "irnn", "lstm", "gru", "mingru", "minlstm")
+         "minlstm": MinLSTM, "lru": LRU}
+CELL_NAMES = ("rnn", "irnn", "lstm", "gru", "mingru", "minlstm", "lru")
 
 
 def make_cell(name: str, hidden_size: int, **kwargs) -> Cell:
@@ -20,9 +20,9 @@ def make_cell(name: str, hidden_size: int, **kwargs) -> Cell:
   Args:
     name: ``"rnn"`` (:class:`SimpleRNN`), ``"irnn"`` (:meth:`SimpleRNN.irnn`),
       ``"lstm"``, ``"gru"`` (``variant="cho"`` gives a :class:`GRUCho`),
-      ``"mingru"`` or ``"minlstm"`` (:class:`MinGRU`, :class:`MinLSTM`:
-      linear recurrences that :func:`rnn_zoo.unroll` runs with a parallel
-      scan).
+      ``"mingru"``, ``"minlstm"`` or ``"lru"`` (:class:`MinGRU`,
+      :class:`MinLSTM`, :class:`LRU`: linear recurrences that
+      :func:`rnn_zoo.unroll` runs with a parallel scan).
     hidden_size: H.
     **kwargs: the cell's own options (e.g. ``forget_bias`` for an LSTM); an
       option the cell does not have is an error naming it.
@@ -44,5 +44,5 @@ def make_cell(name: str, hidden_size: int, **kwargs) -> Cell:
 
 
 __all__ = ["Cell", "ProjectedCell", "PointwiseCell", "SimpleRNN", "LSTM", "GRU",
-           "GRUCho", "LinearRecurrentCell", "MinGRU", "MinLSTM", "AttentionCell", "AttentionCarry", "HiddenCarry", "LSTMCarry", "CELLS", "CELL_NAMES",
+           "GRUCho", "LinearRecurrentCell", "MinGRU", "MinLSTM", "LRU", "AttentionCell", "AttentionCarry", "HiddenCarry", "LSTMCarry", "CELLS", "CELL_NAMES",
            "make_cell"]

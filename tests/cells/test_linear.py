@@ -1,5 +1,6 @@
-"""Linear recurrent cells (minGRU, minLSTM): the parallel scans give what the
-sequential loop gives, values and gradients; per-step resets; errors."""
+"""Linear recurrent cells (minGRU, minLSTM, LRU): the parallel scans give
+what the sequential loop gives, values and gradients; per-step resets;
+errors; the LRU against its equations in complex NumPy."""
 
 import json
 
@@ -184,9 +185,9 @@ def test_make_cell_and_config_names():
   np.testing.assert_array_equal(p["b"], [2.0] * 4 + [0.0] * 8)
 
 
-@pytest.mark.parametrize("cell", ["mingru", "minlstm"])
+@pytest.mark.parametrize("cell", ["mingru", "minlstm", "lru"])
 def test_config_cell_trains_through_the_jitted_loop(tmp_path, cell):
-  """config.cell=mingru|minlstm through train_and_evaluate (the binaries'
+  """config.cell=mingru|minlstm|lru through train_and_evaluate (the binaries'
   path: jitted train step, parallel scan inside), 2 layers: the loss falls."""
   from experiments.long_range import config as lr_config  # pylint: disable=g-import-not-at-top
   from experiments.long_range import workload  # pylint: disable=g-import-not-at-top
@@ -202,3 +203,125 @@ def test_config_cell_trains_through_the_jitted_loop(tmp_path, cell):
   metrics = [json.loads(l) for l in open(tmp_path / "metrics.jsonl") if l.strip()]
   losses = [m["loss"] for m in metrics if m["split"] == "train"]
   assert np.isfinite(final["loss"]) and losses[-1] < losses[0], losses
+
+
+# -- LRU ----------------------------------------------------------------------
+
+H_LRU = 6  # 3 complex modes
+
+
+def setup_lru(dtype=jnp.float64, T=T, **kw):
+  cell = rz.LRU(H_LRU, dtype=dtype, param_dtype=dtype, **kw)
+  p = randomize(cell.init(jax.random.key(0), I), jax.random.key(1), 0.3)
+  xs = jax.random.normal(jax.random.key(2), (B, T, I), dtype)
+  h0 = rz.HiddenCarry(jax.random.normal(jax.random.key(3), (B, H_LRU), dtype))
+  return cell, p, xs, h0
+
+
+def test_lru_is_its_equations(x64):
+  """h_t = lambda h_{t-1} + gamma (B x_t) in complex NumPy, lambda =
+  exp(-exp(nu_log) + i exp(theta_log)); the state is [Re h, Im h]."""
+  cell, p, xs, h0 = setup_lru()
+  n = H_LRU // 2
+  q = {k: np.asarray(v) for k, v in p.items()}
+  lam = np.exp(-np.exp(q["nu_log"]) + 1j * np.exp(q["theta_log"]))
+  h = np.asarray(h0.h)[:, :n] + 1j * np.asarray(h0.h)[:, n:]
+  want = []
+  for t in range(T):
+    u = np.asarray(xs[:, t]) @ q["w_ih"] + q["b"]
+    h = lam * h + np.exp(q["gamma_log"]) * (u[:, :n] + 1j * u[:, n:])
+    want.append(np.concatenate([h.real, h.imag], -1))
+  for parallel in (True, False):
+    ys, c = rz.unroll(cell, p, xs, initial_carry=h0, parallel=parallel)
+    np.testing.assert_allclose(ys, np.stack(want, 1), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(c.h, want[-1], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("options", [
+    {}, {"lengths": [T, 9, 0]}, {"lengths": [T, 9, 0], "reverse": True},
+    {"time_major": True}])
+def test_lru_parallel_equals_sequential_float64(x64, options):
+  cell, p, xs, h0 = setup_lru()
+  kw = dict(options, initial_carry=h0)
+  if "lengths" in kw:
+    kw["lengths"] = jnp.array(kw["lengths"])
+  if kw.get("time_major"):
+    xs = jnp.swapaxes(xs, 0, 1)
+  want = rz.python_unroll_with_carries(cell, p, xs, **kw)
+  got = jax.jit(lambda p, xs: rz.unroll_with_carries(cell, p, xs, parallel=True, **kw))(p, xs)
+  close(got, want, 1e-10)
+
+
+def test_lru_gradients_float64(x64):
+  """Params, inputs, initial carry and hidden probes: the complex scan's
+  gradients are the sequential loop's."""
+  cell, p, xs, h0 = setup_lru()
+  lengths = jnp.array([T, 20, 1])
+  w = jax.random.normal(jax.random.key(9), (B, T, H_LRU), jnp.float64)
+
+  def loss(p, xs, h0, probes, parallel):
+    ys, c = rz.unroll(cell, p, xs, initial_carry=h0, lengths=lengths,
+                      hidden_probes=probes, parallel=parallel)
+    return jnp.sum(w * jnp.sin(ys)) + jnp.sum(c.h ** 2)
+
+  args = (p, xs, h0, jnp.zeros((B, T, H_LRU), jnp.float64))
+  want = jax.grad(loss, argnums=(0, 1, 2, 3))(*args, False)
+  got = jax.jit(jax.grad(loss, argnums=(0, 1, 2, 3)), static_argnums=4)(*args, True)
+  close(got, want, 1e-10)
+  assert all(float(jnp.abs(want[0][k]).max()) > 0 for k in ("nu_log", "theta_log", "gamma_log"))
+
+
+def test_lru_ring_init():
+  cell = rz.LRU(512, r_min=0.9, r_max=0.999, max_phase=np.pi / 10)
+  p = cell.init(jax.random.key(0), 7)
+  lam = np.asarray(cell.eigenvalues(p))
+  r, phase = np.abs(lam), np.angle(lam)
+  assert r.min() >= 0.9 - 1e-6 and r.max() <= 0.999 + 1e-6
+  # |lambda|^2 uniform on [r_min^2, r_max^2]: its mean is the midpoint.
+  assert abs(np.mean(r ** 2) - (0.9 ** 2 + 0.999 ** 2) / 2) < 0.01
+  assert phase.min() >= 0 and phase.max() <= np.pi / 10 + 1e-6
+  np.testing.assert_allclose(np.exp(2 * np.asarray(p["gamma_log"])) + r ** 2, 1.0, atol=1e-5)
+  assert abs(float(np.std(p["w_ih"])) - 1 / np.sqrt(2 * 7)) < 0.01
+  np.testing.assert_array_equal(p["b"], 0.0)
+  # The normalization keeps the state at the input's scale near |lambda| = 1.
+  xs = jax.random.normal(jax.random.key(1), (64, 2000, 7))
+  ys, _ = rz.unroll(cell, p, xs)
+  assert 0.5 < float(jnp.mean(ys[:, -100:] ** 2)) * 2 < 2.0
+
+
+def test_lru_float32_error_and_resets():
+  """float32 scan against float64 at T=4096 (measured ~1e-6 of the state's
+  scale); resets in the complex scan equal resets in the loop."""
+  with jax.enable_x64(True):
+    cell64, p64, xs64, _ = setup_lru(jnp.float64, T=4096, r_min=0.9, r_max=0.999)
+    ref = np.asarray(rz.unroll(cell64, p64, xs64, parallel=False)[0])
+  cell = rz.LRU(H_LRU, r_min=0.9, r_max=0.999)
+  p = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), p64)
+  xs = jnp.asarray(xs64, jnp.float32)
+  scale = np.abs(ref).max()
+  for m in (False, True):
+    err = float(np.abs(np.asarray(rz.unroll(cell, p, xs, parallel=m)[0]) - ref).max()) / scale
+    assert err < 1e-4, (m, err)
+  resets = jnp.zeros((B, 12), bool).at[0, 5].set(True)
+  h0 = rz.HiddenCarry(jax.random.normal(jax.random.key(4), (B, H_LRU)))
+  a, fa = rz.unroll(cell, p, xs[:, :12], initial_carry=h0, resets=resets)
+  b, fb = rz.unroll(cell, p, xs[:, :12], initial_carry=h0, resets=resets, parallel=False)
+  np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+  fresh, _ = rz.unroll(cell, p, xs[:1, 5:12], initial_carry=rz.HiddenCarry(h0.h[:1]))
+  np.testing.assert_allclose(a[0, 5:], fresh[0], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("make,message", [
+    (lambda: rz.LRU(5), "hidden_size must be even for the LRU"),
+    (lambda: rz.LRU(4, r_min=0.99, r_max=0.9), "need 0 <= r_min < r_max <= 1, got r_min=0.99"),
+    (lambda: rz.LRU(4, max_phase=0.0), "max_phase must be in (0, 2 pi], got 0.0"),
+    (lambda: rz.make_cell("lru", 4, forget_bias=1.0), "cell 'lru' does not take the options ['forget_bias']"),
+])
+def test_lru_errors(make, message):
+  with pytest.raises(ValueError) as e:
+    make()
+  assert message in str(e.value)
+  cell = rz.LRU(4)
+  p = cell.init(jax.random.key(0), 2)
+  with pytest.raises(ValueError, match='parallel="log" needs log_coefficients'):
+    rz.unroll(cell, p, jnp.ones((1, 3, 2)), parallel="log")
