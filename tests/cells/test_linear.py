@@ -19,11 +19,20 @@ CELLS = {"mingru": lambda **kw: rz.MinGRU(H, **kw),
 MODES = [True, "log"]
 
 
-def setup(name, dtype=jnp.float64, T=T):
-  cell = CELLS[name](dtype=dtype, param_dtype=dtype)
-  p = randomize(cell.init(jax.random.key(0), I), jax.random.key(1), 0.5)
+H_LRU = 6  # 3 complex modes
+# (cell, parallel mode): the LRU has no log-space form.
+CELL_MODES = [(n, m) for n in sorted(CELLS) for m in MODES] + [("lru", True)]
+
+
+def setup(name, dtype=jnp.float64, T=T, **kw):
+  if name == "lru":
+    cell = rz.LRU(H_LRU, dtype=dtype, param_dtype=dtype, **kw)
+  else:
+    cell = CELLS[name](dtype=dtype, param_dtype=dtype, **kw)
+  p = randomize(cell.init(jax.random.key(0), I), jax.random.key(1),
+                0.3 if name == "lru" else 0.5)
   xs = jax.random.normal(jax.random.key(2), (B, T, I), dtype)
-  h0 = rz.HiddenCarry(jax.random.normal(jax.random.key(3), (B, H), dtype))
+  h0 = rz.HiddenCarry(jax.random.normal(jax.random.key(3), (B, cell.hidden_size), dtype))
   return cell, p, xs, h0
 
 
@@ -31,8 +40,7 @@ def close(a, b, tol):
   jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=tol, atol=tol), a, b)
 
 
-@pytest.mark.parametrize("name", sorted(CELLS))
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("name,mode", CELL_MODES)
 @pytest.mark.parametrize("options", [
     {}, {"lengths": [T, 9, 0]}, {"lengths": [T, 9, 0], "reverse": True},
     {"time_major": True}])
@@ -50,12 +58,13 @@ def test_parallel_equals_sequential_float64(x64, name, mode, options):
   close(got, want, 1e-10)
 
 
-@pytest.mark.parametrize("name", sorted(CELLS))
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("name,mode", CELL_MODES)
 def test_parallel_gradients_float64(x64, name, mode):
   """Gradients with respect to params, inputs, initial carry and the hidden
-  probes (dL/dh_t) match the sequential loop's."""
+  probes (dL/dh_t) match the sequential loop's (the LRU's complex scan
+  too)."""
   cell, p, xs, h0 = setup(name)
+  H = cell.hidden_size
   lengths = jnp.array([T, 20, 1])
   w = jax.random.normal(jax.random.key(9), (B, T, H), jnp.float64)
 
@@ -69,6 +78,7 @@ def test_parallel_gradients_float64(x64, name, mode):
   got = jax.jit(jax.grad(loss, argnums=(0, 1, 2, 3)), static_argnums=4)(*args, mode)
   close(got, want, 1e-10)
   assert float(jnp.abs(want[3]).max()) > 0  # the probes see a gradient
+  assert all(float(jnp.abs(g).max()) > 0 for g in want[0].values())
 
 
 def test_default_is_the_associative_scan_and_stacks_run_it():
@@ -207,21 +217,10 @@ def test_config_cell_trains_through_the_jitted_loop(tmp_path, cell):
 
 # -- LRU ----------------------------------------------------------------------
 
-H_LRU = 6  # 3 complex modes
-
-
-def setup_lru(dtype=jnp.float64, T=T, **kw):
-  cell = rz.LRU(H_LRU, dtype=dtype, param_dtype=dtype, **kw)
-  p = randomize(cell.init(jax.random.key(0), I), jax.random.key(1), 0.3)
-  xs = jax.random.normal(jax.random.key(2), (B, T, I), dtype)
-  h0 = rz.HiddenCarry(jax.random.normal(jax.random.key(3), (B, H_LRU), dtype))
-  return cell, p, xs, h0
-
-
 def test_lru_is_its_equations(x64):
   """h_t = lambda h_{t-1} + gamma (B x_t) in complex NumPy, lambda =
   exp(-exp(nu_log) + i exp(theta_log)); the state is [Re h, Im h]."""
-  cell, p, xs, h0 = setup_lru()
+  cell, p, xs, h0 = setup("lru")
   n = H_LRU // 2
   q = {k: np.asarray(v) for k, v in p.items()}
   lam = np.exp(-np.exp(q["nu_log"]) + 1j * np.exp(q["theta_log"]))
@@ -235,40 +234,6 @@ def test_lru_is_its_equations(x64):
     ys, c = rz.unroll(cell, p, xs, initial_carry=h0, parallel=parallel)
     np.testing.assert_allclose(ys, np.stack(want, 1), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(c.h, want[-1], rtol=1e-12, atol=1e-12)
-
-
-@pytest.mark.parametrize("options", [
-    {}, {"lengths": [T, 9, 0]}, {"lengths": [T, 9, 0], "reverse": True},
-    {"time_major": True}])
-def test_lru_parallel_equals_sequential_float64(x64, options):
-  cell, p, xs, h0 = setup_lru()
-  kw = dict(options, initial_carry=h0)
-  if "lengths" in kw:
-    kw["lengths"] = jnp.array(kw["lengths"])
-  if kw.get("time_major"):
-    xs = jnp.swapaxes(xs, 0, 1)
-  want = rz.python_unroll_with_carries(cell, p, xs, **kw)
-  got = jax.jit(lambda p, xs: rz.unroll_with_carries(cell, p, xs, parallel=True, **kw))(p, xs)
-  close(got, want, 1e-10)
-
-
-def test_lru_gradients_float64(x64):
-  """Params, inputs, initial carry and hidden probes: the complex scan's
-  gradients are the sequential loop's."""
-  cell, p, xs, h0 = setup_lru()
-  lengths = jnp.array([T, 20, 1])
-  w = jax.random.normal(jax.random.key(9), (B, T, H_LRU), jnp.float64)
-
-  def loss(p, xs, h0, probes, parallel):
-    ys, c = rz.unroll(cell, p, xs, initial_carry=h0, lengths=lengths,
-                      hidden_probes=probes, parallel=parallel)
-    return jnp.sum(w * jnp.sin(ys)) + jnp.sum(c.h ** 2)
-
-  args = (p, xs, h0, jnp.zeros((B, T, H_LRU), jnp.float64))
-  want = jax.grad(loss, argnums=(0, 1, 2, 3))(*args, False)
-  got = jax.jit(jax.grad(loss, argnums=(0, 1, 2, 3)), static_argnums=4)(*args, True)
-  close(got, want, 1e-10)
-  assert all(float(jnp.abs(want[0][k]).max()) > 0 for k in ("nu_log", "theta_log", "gamma_log"))
 
 
 def test_lru_ring_init():
@@ -293,7 +258,7 @@ def test_lru_float32_error_and_resets():
   """float32 scan against float64 at T=4096 (measured ~1e-6 of the state's
   scale); resets in the complex scan equal resets in the loop."""
   with jax.enable_x64(True):
-    cell64, p64, xs64, _ = setup_lru(jnp.float64, T=4096, r_min=0.9, r_max=0.999)
+    cell64, p64, xs64, _ = setup("lru", jnp.float64, T=4096, r_min=0.9, r_max=0.999)
     ref = np.asarray(rz.unroll(cell64, p64, xs64, parallel=False)[0])
   cell = rz.LRU(H_LRU, r_min=0.9, r_max=0.999)
   p = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), p64)
