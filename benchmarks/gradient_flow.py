@@ -27,6 +27,7 @@ Usage::
 
   python -m benchmarks.gradient_flow --preset=quick   # <= 5 min on 2 cores (make demo)
   python -m benchmarks.gradient_flow --preset=paper   # published lengths, cut budget; < 2 h on 2 cores
+  python -m benchmarks.gradient_flow --preset=linear  # minGRU, minLSTM, LRU vs LSTM/GRU at T=1000
   python -m benchmarks.gradient_flow --cells=lstm_fb1,gru --lengths=50,100
 
 Presets, cells and what "solved" means are defined below; see
@@ -80,6 +81,17 @@ PRESETS = {
                    steps_per_call=100, diagnose_every=500,
                    jacobian_positions=8, jacobian_iters=10, jacobian_examples=4,
                    clip_ablation=(), clip_ablation_seeds=1),
+    # The linear recurrences against the gated cells where the LSTM's
+    # memory runs out: adding at T=1000 and copy at T=200, same budget.
+    "linear": dict(cells=("lstm_fb1", "lstm_chrono", "gru", "mingru", "minlstm", "lru"),
+                   init_lengths=(1000,), seeds=3,
+                   train=(dict(task="adding", T=1000, steps=1000, lr=3e-3),
+                          dict(task="copy", T=200, steps=1000, lr=3e-3, hidden=64)),
+                   hidden=32, batch=32, clip=1.0,
+                   log_every=25, eval_every=100, eval_batches=2,
+                   steps_per_call=100, diagnose_every=500,
+                   jacobian_positions=8, jacobian_iters=10, jacobian_examples=4,
+                   clip_ablation=(), clip_ablation_seeds=1),
     # The published settings (Le et al. 2015, Arjovsky et al. 2016, Tallec &
     # Ollivier 2018: adding T=100/200/400/750, copy T=100/200/500, hidden
     # 128) cut to fit 2 hours on 2 CPU cores: batch 32, a 500-2,500 step
@@ -130,7 +142,14 @@ CELLS = {
     "lstm_chrono": ("LSTM (chrono)", dict(cell="lstm", chrono=True)),
     "gru": ("GRU", dict(cell="gru")),
     "lstm_2layer": ("2-layer LSTM", dict(cell="lstm", num_layers=2)),
+    # Linear recurrences, trained with a parallel scan (docs/parallel_scan.md).
+    "mingru": ("minGRU", dict(cell="mingru")),
+    "minlstm": ("minLSTM", dict(cell="minlstm")),
+    "lru": ("LRU", dict(cell="lru")),
 }
+# The cells a preset trains unless it names its own (or --cells does).
+CLASSIC_CELLS = ("rnn_tanh", "rnn_tanh_orth", "irnn", "lstm_fb0", "lstm_fb1",
+                 "lstm_chrono", "gru", "lstm_2layer")
 
 # Published results to put beside ours (see shared REFERENCES.md).
 PUBLISHED = [
@@ -1139,7 +1158,7 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   preset = dict(PRESETS[_PRESET.value])
-  cells = _CELLS.value or list(CELLS)
+  cells = _CELLS.value or list(preset.get("cells", CLASSIC_CELLS))
   bad = [c for c in cells if c not in CELLS]
   if bad:
     sys.exit(f"error: --cells must name cells from {sorted(CELLS)}, got {bad}")

@@ -202,9 +202,10 @@ def parameter_sensitivity(cell: Cell, params, xs: Array, positions: Sequence[int
 
   Args:
     cell: any zoo cell.
-    params: its params; the recurrent ones are ``w_hh`` when the cell has
-      it, otherwise (MinGRU, MinLSTM: the recurrence is set by the gates)
-      every param.
+    params: its params; the recurrent ones are the cell's
+      ``recurrent_params`` (the LRU: ``nu_log``, ``theta_log``, which set
+      lambda) or ``w_hh`` when the cell has it, otherwise (MinGRU, MinLSTM:
+      the recurrence is set by the gates) every param.
     xs: ``[B, T, I]`` inputs.
     positions: the steps t (0-based, ``< T``).
     key: for the readout.
@@ -226,7 +227,8 @@ def parameter_sensitivity(cell: Cell, params, xs: Array, positions: Sequence[int
     jac_p, jac_c = jax.jacrev(readouts, argnums=(0, 1))(params, cell.initial_carry((1,), x.dtype))
     size = lambda tree: jnp.sqrt(sum(jnp.sum(jnp.square(l.reshape(l.shape[0], -1)), axis=-1)
                                      for l in jax.tree.leaves(tree)))
-    rec = jac_p if "w_hh" not in params else {"w_hh": jac_p["w_hh"]}
+    names = getattr(cell, "recurrent_params", ("w_hh",))
+    rec = {k: jac_p[k] for k in names if k in jac_p} or jac_p
     return size(rec), size({"w_ih": jac_p["w_ih"]}), size(jac_c)
 
   rec, inp, init = jax.vmap(one)(xs)  # each [B, P]

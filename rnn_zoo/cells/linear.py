@@ -219,6 +219,8 @@ class LRU(LinearRecurrentCell):
   max_phase: float = 2 * math.pi
 
   num_gates = 1
+  # What gradflow.parameter_sensitivity calls recurrent: lambda's params.
+  recurrent_params = ("nu_log", "theta_log")
 
   def __post_init__(self):
     super().__post_init__()

@@ -83,6 +83,21 @@ def test_gradient_flow_tiny(tmp_path):
     assert a["grad_trace"] == pytest.approx(b["grad_trace"], rel=1e-6)
 
 
+def test_gradient_flow_linear_preset_tiny(tmp_path):
+  """The linear preset's LRU through the init diagnostics (no W_hh: its
+  sensitivity is to lambda's params) and the grid (its complex scan under
+  vmap and jit)."""
+  run("benchmarks.gradient_flow", "--preset=linear", f"--out={tmp_path}", "--cells=lru",
+      "--lengths=12", "--steps=10", "--seeds=1", "--workers=1")
+  results = json.loads((tmp_path / "results.json").read_text())
+  assert [(r["cell"], r["task"]) for r in results["train"]] == [("lru", "adding"), ("lru", "copy")]
+  assert all(r["final_loss"] > 0 and r["nonfinite_steps"] == 0 for r in results["train"])
+  init = results["init"][0]
+  assert init["weight_stats"] == {} and all(v > 0 for v in init["grad_norms"][0])
+  assert results["sensitivity"][0]["recurrent"][0] > 0
+  assert "| adding | 12 | 10 | 0.003 | 32 | LRU |" in (tmp_path / "report.md").read_text()
+
+
 def test_grid_benchmark_tiny(tmp_path):
   run("benchmarks.grid", f"--out={tmp_path}", "--runs=2", "--steps=4",
       "--seq_len=6", "--hidden=4", "--batch=4")
