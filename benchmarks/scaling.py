@@ -1,5 +1,5 @@
 r"""Time and memory against sequence length: sequential cells against the
-parallel scan of the linear recurrent cells (minGRU, minLSTM).
+parallel scan of the linear recurrent cells (minGRU, minLSTM, LRU).
 
 For each T it times, interleaved round by round, one jitted training
 gradient (``grad`` of ``sum(ys * r)`` with respect to the params and the
@@ -11,6 +11,7 @@ inputs) and one forward pass of:
   (``parallel=False``);
 * ``mingru[par]``, ``minlstm[par]``: the associative scan (the default);
 * ``mingru[log]``: the log-space scan (``parallel="log"``);
+* ``lru[par]``: the LRU's complex associative scan (``H/2`` complex modes);
 
 and reads the compiled gradient's temporary memory from XLA
 (``memory_analysis().temp_size_in_bytes``) and its compile time. The report
@@ -49,6 +50,7 @@ IMPLS = {
     "mingru[par]": (lambda H: rz.MinGRU(H), {"parallel": True}),
     "mingru[log]": (lambda H: rz.MinGRU(H), {"parallel": "log"}),
     "minlstm[par]": (lambda H: rz.MinLSTM(H), {"parallel": True}),
+    "lru[par]": (lambda H: rz.LRU(H, r_min=0.9, r_max=0.999), {"parallel": True}),
 }
 
 _LENGTHS = flags.DEFINE_list("lengths", ["256", "1024", "4096", "16384"],
@@ -109,7 +111,7 @@ def report_markdown(results: dict, figs: list[str]) -> str:
                f"{ratio} | {m['temp_mib']:.0f} | {m['compile_s']:.1f} |")
   L += ["", "## Crossover", ""]
   for fast, slow in (("mingru[par]", "mingru[seq]"), ("mingru[par]", "lstm"),
-                     ("mingru[par]", "gru")):
+                     ("mingru[par]", "gru"), ("lru[par]", "lstm")):
     for key, what in (("train_ms", "training"), ("forward_ms", "forward")):
       c = crossover(results["rows"], fast, slow, key)
       if any(fast in r["impls"] and slow in r["impls"] for r in results["rows"]):
