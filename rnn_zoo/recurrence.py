@@ -613,6 +613,10 @@ class StackedRNN:
     dropout_rate: dropout on the inputs of layers 1..L-1 (between layers, as
       PyTorch's ``dropout=``), applied when a key is given and
       ``deterministic`` is False.
+    learn_initial_carry: a learnable initial state: every layer's carry at
+      t=0 is a parameter (``params["initial_carry"]``, one carry per layer
+      without batch dims, zeros at init) broadcast over the batch whenever
+      no ``initial_carry`` is given (and where ``resets`` restart it).
 
   Example:
     >>> import jax, jax.numpy as jnp, rnn_zoo as rz
@@ -627,6 +631,7 @@ class StackedRNN:
   bidirectional: bool = False
   merge: str = "concat"
   dropout_rate: float = 0.0
+  learn_initial_carry: bool = False
 
   def __post_init__(self):
     cells = tuple(self.cells)
@@ -672,13 +677,30 @@ class StackedRNN:
                                 "backward": cell.init(kb, size)}
       else:
         params[f"layer_{i}"] = cell.init(k, size)
+    if self.learn_initial_carry:
+      params["initial_carry"] = self._zero_carries((), self.cells[0].param_dtype)
     return params
 
-  def initial_carry(self, batch_shape=(), dtype=None) -> tuple:
+  def _zero_carries(self, batch_shape, dtype) -> tuple:
     def one(c):
       carry = c.initial_carry(batch_shape, dtype)
       return (carry, carry) if self.bidirectional else carry
     return tuple(one(c) for c in self.cells)
+
+  def initial_carry(self, batch_shape=(), dtype=None, params=None) -> tuple:
+    """One carry per layer for ``batch_shape``: zeros, or with
+    ``learn_initial_carry`` the learned state in ``params`` broadcast over
+    the batch (``params`` is then required)."""
+    if not self.learn_initial_carry:
+      return self._zero_carries(batch_shape, dtype)
+    if params is None or "initial_carry" not in params:
+      raise UserError("learn_initial_carry=True: pass params= (the learned "
+                      "initial state lives in params['initial_carry'])")
+    if isinstance(batch_shape, int):
+      batch_shape = (batch_shape,)
+    zeros = self._zero_carries(batch_shape, dtype)
+    return jax.tree.map(lambda z, l: jnp.broadcast_to(l.astype(z.dtype), z.shape),
+                        zeros, tuple(params["initial_carry"]))
 
   def apply(self, params, xs: Array, *, initial_carry=None, lengths=None,
             key: Array | None = None, deterministic: bool = False,
@@ -700,6 +722,9 @@ class StackedRNN:
     """
     self._check_params(params)
     use_dropout = self._use_dropout(key, deterministic)
+    if initial_carry is None and self.learn_initial_carry:
+      batch = xs.shape[1] if kwargs.get("time_major") else xs.shape[0]
+      initial_carry = self.initial_carry((batch,), params=params)
     if initial_carry is None:
       initial_carry = (None,) * self.num_layers
     elif len(initial_carry) != self.num_layers:
@@ -793,6 +818,8 @@ class StackedRNN:
 
   def _check_params(self, params) -> None:
     expected = [f"layer_{i}" for i in range(self.num_layers)]
+    if self.learn_initial_carry:
+      expected.append("initial_carry")
     if not isinstance(params, dict) or sorted(params) != sorted(expected):
       got = sorted(params) if isinstance(params, dict) else type(params).__name__
       raise UserError(f"params of StackedRNN must have keys {expected}, got {got}")
@@ -844,7 +871,8 @@ def truncated_bptt(model: Cell | StackedRNN, params, xs: Array, *,
                          key=k, **kwargs)
     if initial_carry is None:
       B = xs.shape[1] if time_major else xs.shape[0]
-      initial_carry = model.initial_carry((B,))
+      initial_carry = model.initial_carry(
+          (B,), params=params if model.learn_initial_carry else None)
   elif isinstance(model, Cell):
     def run(carry, xw, k):
       del k

@@ -487,3 +487,67 @@ def test_a_generic_cell_needs_only_init_carry_and_step():
   logits, _ = lm.apply(lp, jnp.array([[1, 2, 3]]))
   c, l0 = lm.step(lp, lm.initial_carry(1), jnp.array([1]))
   np.testing.assert_allclose(l0, logits[:, 0], rtol=1e-5, atol=1e-6)
+
+
+# -- learnable initial state ---------------------------------------------------
+
+@pytest.mark.parametrize("bidirectional", [False, True])
+def test_learned_initial_carry_is_a_broadcast_param(bidirectional):
+  """learn_initial_carry: params["initial_carry"] (zeros at init, no batch
+  dims) is every example's carry at t=0; its gradient is the batch sum of
+  the explicit initial carry's; a jitted optax step moves it."""
+  import optax  # pylint: disable=g-import-not-at-top
+  stack = rz.StackedRNN.of(rz.LSTM(5), 2, bidirectional=bidirectional,
+                           learn_initial_carry=True)
+  params = stack.init(jax.random.key(0), 3)
+  assert jax.tree.leaves(params["initial_carry"])[0].shape == (5,)
+  assert all(float(jnp.abs(l).max()) == 0 for l in jax.tree.leaves(params["initial_carry"]))
+  params["initial_carry"] = jax.tree.map(
+      lambda l: jax.random.normal(jax.random.key(1), l.shape), params["initial_carry"])
+  xs = jax.random.normal(jax.random.key(2), (4, 6, 3))
+  carry0 = stack.initial_carry((4,), params=params)
+  ys, _ = stack.apply(params, xs)
+  want, _ = stack.apply(params, xs, initial_carry=carry0)
+  np.testing.assert_allclose(ys, want, rtol=1e-6)
+  zero, _ = stack.apply(params, xs, initial_carry=stack._zero_carries((4,), None))
+  assert float(jnp.abs(ys - zero).max()) > 1e-3  # the learned state is used
+  loss = lambda p, c: jnp.sum(jnp.sin(stack.apply(p, xs, initial_carry=c)[0]))
+  g_learned = jax.grad(lambda p: loss(p, None))(params)["initial_carry"]
+  g_explicit = jax.grad(loss, argnums=1)(params, carry0)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b.sum(0), rtol=1e-5, atol=1e-6),
+               g_learned, g_explicit)
+  opt = optax.adam(1e-2)
+
+  @jax.jit
+  def train_step(p, s):
+    g = jax.grad(lambda p: loss(p, None))(p)
+    u, s = opt.update(g, s, p)
+    return optax.apply_updates(p, u), s
+
+  new, _ = train_step(params, opt.init(params))
+  moved = jax.tree.map(lambda a, b: float(jnp.abs(a - b).max()),
+                       new["initial_carry"], params["initial_carry"])
+  assert all(m > 0 for m in jax.tree.leaves(moved))
+
+
+def test_learned_initial_carry_with_resets_tbptt_module_and_errors():
+  stack = rz.StackedRNN.of(rz.GRU(4), 1, learn_initial_carry=True)
+  params = stack.init(jax.random.key(0), 2)
+  params["initial_carry"] = (rz.HiddenCarry(jnp.arange(4.0) / 4),)
+  xs = jax.random.normal(jax.random.key(1), (2, 8, 2))
+  # A reset restarts from the learned state: the rest equals a fresh run.
+  resets = jnp.zeros((2, 8), bool).at[0, 3].set(True)
+  ys, _ = stack.apply(params, xs, resets=resets)
+  fresh, _ = stack.apply(params, xs[:1, 3:])
+  np.testing.assert_allclose(ys[0, 3:], fresh[0], rtol=1e-5, atol=1e-6)
+  # Truncated BPTT starts from it too.
+  tb, _ = rz.truncated_bptt(stack, params, xs, window=3)
+  np.testing.assert_allclose(tb, stack.apply(params, xs)[0], rtol=1e-5, atol=1e-6)
+  # The Flax module's option.
+  layer = rz.nn.RNN(rz.GRU(4), learn_initial_carry=True)
+  variables = layer.init(jax.random.key(0), xs)
+  assert "initial_carry" in variables["params"]["stack"]
+  with pytest.raises(ValueError, match=r"learn_initial_carry=True: pass params="):
+    stack.initial_carry((2,))
+  with pytest.raises(ValueError, match=r"must have keys \['layer_0', 'initial_carry'\]"):
+    stack.apply({"layer_0": params["layer_0"]}, xs)

@@ -31,6 +31,8 @@ class RNN(nn.Module):
     fused: the runner's fused backward (see :func:`rnn_zoo.unroll`; False for
       ``jax.linearize``).
     return_carry: also return the final carries.
+    learn_initial_carry: a learned initial state per layer (see
+      :class:`rnn_zoo.StackedRNN`), used when no ``initial_carry`` is given.
 
   Example:
     >>> import jax, jax.numpy as jnp, rnn_zoo as rz
@@ -50,11 +52,13 @@ class RNN(nn.Module):
   remat: Any = False
   fused: bool | None = None
   return_carry: bool = False
+  learn_initial_carry: bool = False
 
   def _stack(self) -> StackedRNN:
     return StackedRNN.of(self.cell, self.num_layers,
                          bidirectional=self.bidirectional, merge=self.merge,
-                         dropout_rate=self.dropout_rate)
+                         dropout_rate=self.dropout_rate,
+                         learn_initial_carry=self.learn_initial_carry)
 
   @nn.compact
   def __call__(self, xs: jax.Array, *, initial_carry=None, lengths=None,
