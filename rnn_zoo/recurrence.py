@@ -255,7 +255,8 @@ def _run(cell: Cell, params, xs, *, initial_carry, lengths, reverse,
     if probes_t is not None:
       probes_t = reverse_within_lengths(probes_t, lengths)
   # The input-to-hidden matmul for every time step at once.
-  xp = cell.input_projection(params, xs_t)  # [T, B, G*H]
+  # (With remat, each chunk projects its own inputs inside the checkpoint.)
+  xp = cell.input_projection(params, xs_t) if chunk == 0 else None  # [T, B, G*H]
 
   def finish(a):  # back to the caller's time order and layout
     if reverse:
@@ -319,24 +320,38 @@ def _run(cell: Cell, params, xs, *, initial_carry, lengths, reverse,
     carry, outs = jax.lax.scan(body, initial_carry, inputs, length=T,
                                unroll=unroll)
   elif chunk == 1:
-    carry, outs = jax.lax.scan(jax.checkpoint(body), initial_carry, inputs,
-                               length=T, unroll=unroll)
+    # The input projection happens inside the checkpointed step, so neither
+    # xp [T, B, G*H] nor its gradient is kept for the backward pass.
+    def projected_body(carry, inp):
+      x_t, m_t, p_t, r_t = inp
+      return body(carry, (cell.input_projection(params, x_t), m_t, p_t, r_t))
+    carry, outs = jax.lax.scan(jax.checkpoint(projected_body), initial_carry,
+                               (xs_t, mask, probes_t, resets_t), length=T,
+                               unroll=unroll)
   else:
     n_chunks = -(-T // chunk)
     pad = n_chunks * chunk - T
+    inputs = (xs_t, mask, probes_t, resets_t)
     if pad:
       # Padded steps are masked out so they change neither carry nor output.
       if mask is None:
         mask = jnp.ones((T, B), bool)
       pad_fn = lambda a: jnp.concatenate(
           [a, jnp.zeros((pad,) + a.shape[1:], a.dtype)])
-      inputs = jax.tree.map(pad_fn, (xp, mask, probes_t, resets_t))
+      inputs = jax.tree.map(pad_fn, (xs_t, mask, probes_t, resets_t))
     inputs = jax.tree.map(
         lambda a: a.reshape((n_chunks, chunk) + a.shape[1:]), inputs)
 
     @jax.checkpoint
     def chunk_body(carry, inp):
-      return jax.lax.scan(body, carry, inp, length=chunk, unroll=unroll)
+      # The chunk's input projection inside the checkpoint: what the
+      # backward pass keeps is the carry at each chunk boundary (T/K of
+      # them) and one chunk's intermediates at a time (K), not the
+      # [T, B, G*H] projection.
+      x_c, m_c, p_c, r_c = inp
+      xp_c = cell.input_projection(params, x_c)
+      return jax.lax.scan(body, carry, (xp_c, m_c, p_c, r_c), length=chunk,
+                          unroll=unroll)
 
     carry, outs = jax.lax.scan(chunk_body, initial_carry, inputs,
                                length=n_chunks)
@@ -388,7 +403,9 @@ def unroll(cell: Cell, params, xs: Array, *, initial_carry=None,
     unroll: ``lax.scan`` unroll factor (same values, maybe faster).
     remat: gradient checkpointing: False, True/``"step"`` (recompute each
       step in the backward pass), or an int K (store the carry only every K
-      steps; memory ~ T/K + K instead of T).
+      steps and project each chunk's inputs inside the checkpoint; the
+      backward pass's own memory ~ T/K + K instead of T, besides the inputs,
+      the outputs and their gradients, which are O(T) for any method).
     hidden_probes: optional zeros shaped like the outputs, added to ``h_t``
       after each step. Their gradient is ``dL/dh_t`` for every t in one
       backward pass (the gradient-flow diagnostics rest on this).

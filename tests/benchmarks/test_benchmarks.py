@@ -263,3 +263,16 @@ def test_step_profile_tiny(tmp_path):
   assert "Sum of the zoo's parts" in proc.stdout
   bad = run("benchmarks.step_profile", "--shape=2x5", check=False)
   assert bad.returncode != 0 and "error: --shape must be BxTxIxH" in bad.stderr
+
+
+def test_remat_memory_tiny(tmp_path):
+  run("benchmarks.remat_memory", f"--out={tmp_path}", "--lengths=64,512", "--batch=2",
+      "--input=3", "--hidden=8", "--chunks=0,16,sqrt")
+  results = json.loads((tmp_path / "results.json").read_text())
+  assert [r["T"] for r in results["rows"]] == [64, 512]
+  big = results["rows"][1]["mib"]
+  assert big["16"] < big["0"] and big["sqrt"] < big["0"]
+  assert "| 512 |" in (tmp_path / "report.md").read_text()
+  assert (tmp_path / "remat_memory.png").stat().st_size > 1000
+  bad = run("benchmarks.remat_memory", f"--out={tmp_path}/bad", "--chunks=x", check=False)
+  assert bad.returncode != 0 and "--chunks must be ints >= 0 or 'sqrt', got 'x'" in bad.stderr

@@ -1,0 +1,118 @@
+r"""Training memory against sequence length: the plain runner against
+``remat=K`` (gradient checkpointing in chunks of K steps).
+
+For each T it compiles the gradient of an LSTM (``jax.grad`` of a loss on
+the final state, as a many-to-one task, or on every output with
+``--loss=all``) and reads XLA's temporary memory
+(``memory_analysis().temp_size_in_bytes``); nothing runs, so T=65,536
+takes seconds. Writes ``results.json``, ``report.md`` (the table) and
+``remat_memory.png`` (memory against T, log-log).
+
+Usage::
+
+  python -m benchmarks.remat_memory                    # T = 1,024 ... 65,536
+  python -m benchmarks.remat_memory --loss=all --lengths=1024,16384
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import sys
+
+from absl import app
+from absl import flags
+import jax
+import jax.numpy as jnp
+
+import rnn_zoo as rz
+from benchmarks import common
+
+_LENGTHS = flags.DEFINE_list("lengths", ["1024", "4096", "16384", "65536"],
+                             "Sequence lengths T.")
+_BATCH = flags.DEFINE_integer("batch", 8, "Batch size B.")
+_INPUT = flags.DEFINE_integer("input", 64, "Input size I.")
+_HIDDEN = flags.DEFINE_integer("hidden", 256, "Hidden size H.")
+_CHUNKS = flags.DEFINE_list("chunks", ["0", "64", "sqrt"],
+                            "remat settings: 0 (plain), a chunk size K, or sqrt (K = sqrt(T)).")
+_LOSS = flags.DEFINE_enum("loss", "last", ["last", "all"],
+                          "last: a loss on the final state; all: on every output.")
+_OUT = flags.DEFINE_string("out", None, "Run folder (default runs/remat_memory/<timestamp>).")
+
+
+def chunk_size(setting: str, T: int) -> int:
+  """0 (plain), K, or sqrt(T) for ``setting``."""
+  if setting == "sqrt":
+    return max(1, int(T ** 0.5))
+  try:
+    k = int(setting)
+  except ValueError:
+    raise app.UsageError(f"--chunks must be ints >= 0 or 'sqrt', got {setting!r}") from None
+  if k < 0:
+    raise app.UsageError(f"--chunks must be ints >= 0 or 'sqrt', got {setting!r}")
+  return k
+
+
+def temp_mib(cell, params, B: int, T: int, I: int, remat: int, loss: str) -> float:
+  xs = jax.ShapeDtypeStruct((B, T, I), jnp.float32)
+
+  def f(p, xs):
+    ys, carry = rz.unroll(cell, p, xs, remat=remat or False)
+    return jnp.sum(carry.h ** 2) if loss == "last" else jnp.sum(ys ** 2)
+
+  compiled = jax.jit(jax.grad(f)).lower(params, xs).compile()
+  return compiled.memory_analysis().temp_size_in_bytes / 2 ** 20
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  lengths = common.parse_lengths(_LENGTHS.value)
+  for setting in _CHUNKS.value:
+    chunk_size(setting, 1)
+  out = common.run_folder(_OUT.value, "remat_memory")
+  B, I, H = _BATCH.value, _INPUT.value, _HIDDEN.value
+  cell = rz.LSTM(H)
+  params = cell.init(jax.random.key(0), I)
+  rows = []
+  for T in lengths:
+    row = {"T": T, "mib": {}}
+    for setting in _CHUNKS.value:
+      row["mib"][setting] = temp_mib(cell, params, B, T, I, chunk_size(setting, T), _LOSS.value)
+    rows.append(row)
+    print(json.dumps(row), flush=True)
+  results = {"command": "python -m benchmarks.remat_memory " + " ".join(sys.argv[1:]),
+             "date": datetime.datetime.now().isoformat(timespec="seconds"),
+             "environment": common.environment(), "B": B, "I": I, "H": H,
+             "loss": _LOSS.value, "chunks": _CHUNKS.value, "rows": rows}
+  (out / "results.json").write_text(json.dumps(results, indent=1))
+  name = lambda s: "plain" if s == "0" else ("remat=√T" if s == "sqrt" else f"remat={s}")
+  L = ["# Training memory against T: plain runner vs remat", "",
+       f"{results['date']}; {results['environment']['processor'] or results['environment']['machine']}, "
+       f"jax {results['environment']['jax']}; LSTM H={H}, B={B}, I={I}; loss on "
+       f"{'the final state' if _LOSS.value == 'last' else 'every output'}; XLA temporary "
+       "memory of the compiled gradient (MiB).", "",
+       "| T | " + " | ".join(name(s) for s in _CHUNKS.value) + " |",
+       "|---:|" + "---:|" * len(_CHUNKS.value)]
+  for row in rows:
+    L.append(f"| {row['T']} | " + " | ".join(f"{row['mib'][s]:.1f}" for s in _CHUNKS.value) + " |")
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  fig, ax = plt.subplots(figsize=(6, 4))
+  for s in _CHUNKS.value:
+    ax.loglog([r["T"] for r in rows], [r["mib"][s] for r in rows], marker="o", label=name(s))
+  ax.set_xlabel("T")
+  ax.set_ylabel("temporary memory (MiB)")
+  ax.set_title(f"LSTM gradient, H={H}, B={B}")
+  ax.legend()
+  fig.tight_layout()
+  fig.savefig(out / "remat_memory.png", dpi=110)
+  plt.close(fig)
+  L += ["", "![memory against T](remat_memory.png)"]
+  (out / "report.md").write_text("\n".join(L) + "\n")
+  print(f"wrote {out / 'report.md'}")
+
+
+if __name__ == "__main__":
+  app.run(main)
