@@ -436,9 +436,21 @@ def _group_name(jobs: list[dict], members: list[int]) -> str:
   return f"{j0['task']}_T{j0['T']}_" + "+".join(cells)
 
 
+def _group_path(out: pathlib.Path, jobs: list[dict], members: list[int]) -> pathlib.Path:
+  return out / "groups" / f"{_group_name(jobs, members)}.json"
+
+
+def _init_path(out: pathlib.Path, cell: str, T: int) -> pathlib.Path:
+  return out / "init" / f"{cell}_T{T}.json"
+
+
+def _sensitivity_path(out: pathlib.Path, cell: str) -> pathlib.Path:
+  return out / "init" / f"sensitivity_{cell}.json"
+
+
 def _group_done(jobs: list[dict], members: list[int], out: pathlib.Path) -> list[dict] | None:
   """The group's saved rows when an earlier invocation trained it."""
-  path = out / "groups" / f"{_group_name(jobs, members)}.json"
+  path = _group_path(out, jobs, members)
   if not path.exists():
     return None
   saved = json.loads(path.read_text())
@@ -481,7 +493,7 @@ def train_group(jobs: list[dict], members: list[int], preset: dict, out: pathlib
   done = [summarize_run(jobs[m], r, seconds / len(members), preset)
           for m, r in zip(members, res)]
   (out / "groups").mkdir(exist_ok=True)
-  _write_json(out / "groups" / f"{name}.json", done)
+  _write_json(_group_path(out, jobs, members), done)
   lines = []
   for cell in cells:
     for clip in sorted({d["clip_norm"] for d in done}, reverse=True):
@@ -508,7 +520,7 @@ def train_all(jobs: list[dict], preset: dict, out: pathlib.Path, t_start: float,
     label = f"{g_idx}/{len(groups)}"
     done = _group_done(jobs, members, out)
     if done is not None:
-      path = out / "groups" / f"{_group_name(jobs, members)}.json"
+      path = _group_path(out, jobs, members)
       if str(path) not in fresh:
         _say(f"[group {label}] {path.stem}: done before, read from {path}")
     else:
@@ -534,18 +546,34 @@ def _worker_init(xla_flags: str, devices: int) -> None:
   pylogging.getLogger("absl").setLevel(pylogging.WARNING)
 
 
+def compute_init(c: str, T: int, preset: dict, out: pathlib.Path, label: str,
+                 t_start: float) -> dict:
+  """:func:`init_diagnostics`, announced and saved for a rerun to read back."""
+  _say(f"[{label} {time.time() - t_start:5.0f}s] at init (float64): {CELLS[c][0]}, T={T}")
+  d = init_diagnostics(c, T, preset)
+  _write_json(_init_path(out, c, T), d)
+  return d
+
+
+def compute_sensitivity(c: str, preset: dict, out: pathlib.Path, label: str,
+                        t_start: float) -> dict:
+  """:func:`sensitivity`, announced and saved for a rerun to read back."""
+  _say(f"[{label} {time.time() - t_start:5.0f}s] parameter sensitivity at init "
+       f"(float64): {CELLS[c][0]}")
+  d = sensitivity(c, preset)
+  _write_json(_sensitivity_path(out, c), d)
+  return d
+
+
 def _worker_item(item: tuple, preset: dict, jobs: list[dict], out: str, t_start: float) -> None:
   out = pathlib.Path(out)
   kind = item[0]
   if kind == "init":
     _, c, T, label, _ = item
-    _say(f"[{label} {time.time() - t_start:5.0f}s] at init (float64): {CELLS[c][0]}, T={T}")
-    _write_json(out / "init" / f"{c}_T{T}.json", init_diagnostics(c, T, preset))
+    compute_init(c, T, preset, out, label, t_start)
   elif kind == "sensitivity":
     _, c, label, _ = item
-    _say(f"[{label} {time.time() - t_start:5.0f}s] parameter sensitivity at init "
-         f"(float64): {CELLS[c][0]}")
-    _write_json(out / "init" / f"sensitivity_{c}.json", sensitivity(c, preset))
+    compute_sensitivity(c, preset, out, label, t_start)
   else:
     _, members, label, _ = item
     train_group(jobs, members, preset, out, label, t_start)
@@ -574,15 +602,14 @@ def run_in_workers(workers: int, devices: int, preset: dict, cells: list[str],
                                key=lambda g: -_group_cost(jobs, g[1], preset)):
     if _group_done(jobs, members, out) is None:
       todo.append(("group", members, f"{g_idx}/{len(groups)}",
-                   out / "groups" / f"{_group_name(jobs, members)}.json"))
+                   _group_path(out, jobs, members)))
   init_jobs = [(c, T) for T in preset["init_lengths"] for c in cells]
   for i, (c, T) in enumerate(init_jobs, 1):
-    if not (out / "init" / f"{c}_T{T}.json").exists():
-      todo.append(("init", c, T, f"{i}/{len(init_jobs)}", out / "init" / f"{c}_T{T}.json"))
+    if not _init_path(out, c, T).exists():
+      todo.append(("init", c, T, f"{i}/{len(init_jobs)}", _init_path(out, c, T)))
   for i, c in enumerate(cells, 1):
-    if not (out / "init" / f"sensitivity_{c}.json").exists():
-      todo.append(("sensitivity", c, f"{i}/{len(cells)}",
-                   out / "init" / f"sensitivity_{c}.json"))
+    if not _sensitivity_path(out, c).exists():
+      todo.append(("sensitivity", c, f"{i}/{len(cells)}", _sensitivity_path(out, c)))
   if not todo:
     return frozenset()
   _say(f"{len(todo)} items over {workers} worker processes ({devices} device(s) each)")
@@ -1240,29 +1267,20 @@ def main(argv):
            if workers > 1 else frozenset())
   for i, (c, T) in enumerate(init_jobs, 1):
     # Saved per (cell, T), read back when the same command runs again.
-    path = out / "init" / f"{c}_T{T}.json"
+    path = _init_path(out, c, T)
     if path.exists():
       if str(path) not in fresh:
         _say(f"[{i}/{len(init_jobs)}] at init: {CELLS[c][0]}, T={T}: done before, "
-           f"read from {path}")
+             f"read from {path}")
       results["init"].append(json.loads(path.read_text()))
-      continue
-    _say(f"[{i}/{len(init_jobs)} {time.perf_counter() - t_start:5.0f}s] at init "
-         f"(float64): {CELLS[c][0]}, T={T}")
-    d = init_diagnostics(c, T, preset)
-    _write_json(path, d)
-    results["init"].append(d)
+    else:
+      results["init"].append(compute_init(c, T, preset, out, f"{i}/{len(init_jobs)}", t_wall))
   results["sensitivity"] = []
   for i, c in enumerate(cells, 1):
-    path = out / "init" / f"sensitivity_{c}.json"
-    if path.exists():
-      results["sensitivity"].append(json.loads(path.read_text()))
-      continue
-    _say(f"[{i}/{len(cells)} {time.perf_counter() - t_start:5.0f}s] parameter "
-         f"sensitivity at init (float64): {CELLS[c][0]}")
-    d = sensitivity(c, preset)
-    _write_json(path, d)
-    results["sensitivity"].append(d)
+    path = _sensitivity_path(out, c)
+    results["sensitivity"].append(
+        json.loads(path.read_text()) if path.exists() else
+        compute_sensitivity(c, preset, out, f"{i}/{len(cells)}", t_wall))
   results["train"] = train_all(jobs, preset, out, t_wall, fresh)
   results["seconds"] = time.perf_counter() - t_start
   figs = figures(results, out)
