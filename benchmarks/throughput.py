@@ -1,5 +1,6 @@
-r"""Throughput of the zoo's LSTM and GRU beside the anchors: training
-(forward+backward) and inference (forward only).
+r"""Throughput of the zoo's LSTM and GRU beside the anchors, and of its
+linear recurrences (minGRU, minLSTM, LRU) beside their own sequential runner:
+training (forward+backward) and inference (forward only).
 
 For each cell, shape (batch, time, input, hidden[, layers]) and mode it times
 one jitted pass of:
@@ -16,6 +17,11 @@ for:
   autodiff of ``lax.scan``) — the ablation;
 * ``flax``: ``nn.RNN(nn.OptimizedLSTMCell)`` / ``nn.RNN(nn.GRUCell)``;
 * ``torch``: ``nn.LSTM`` / ``nn.GRU`` (when torch is installed);
+* for ``mingru`` / ``minlstm`` / ``lru`` (no library ships them to compare
+  with): ``rnn_zoo`` is the parallel (associative) scan, the default for
+  these cells, and ``rnn_zoo[sequential]`` the same cell stepped by the
+  ordinary scan (``parallel=False``); the report puts the zoo's LSTM time of
+  the same shape and mode beside them when ``--cells`` includes ``lstm``;
 
 interleaved round by round (so drift hits all alike), reporting medians,
 tokens/s, the ratio of every anchor's time to ours, and the ratio of each
@@ -28,6 +34,7 @@ Usage::
   python -m benchmarks.throughput --preset=quick   # fewer rounds (make demo)
   python -m benchmarks.throughput --cells=lstm --shapes=32x128x128x256
   python -m benchmarks.throughput --modes=infer --shapes=32x128x128x256x2  # 2 layers
+  python -m benchmarks.throughput --cells=lstm,mingru,minlstm,lru --no_torch
 
 Writes ``results.json`` and ``report.md`` to ``--out`` (default
 ``runs/throughput/<timestamp>``).
@@ -63,7 +70,8 @@ PRESETS = {
 }
 
 _PRESET = flags.DEFINE_enum("preset", "full", sorted(PRESETS), "Rounds and shapes.")
-_CELLS = flags.DEFINE_list("cells", ["lstm", "gru"], "Cells: lstm, gru.")
+_CELLS = flags.DEFINE_list("cells", ["lstm", "gru"],
+                           "Cells: lstm, gru, mingru, minlstm, lru.")
 _SHAPES = flags.DEFINE_string(
     "shapes", None, "Comma-separated BxTxIxH or BxTxIxHxL (L layers) shapes "
     "(default: the preset's).")
@@ -72,7 +80,7 @@ _MODES = flags.DEFINE_list("modes", ["train", "infer"],
 _ROUNDS = flags.DEFINE_integer("rounds", None, "Timed rounds (default: preset's).")
 _OUT = flags.DEFINE_string("out", None, "Run folder (default runs/throughput/<timestamp>).")
 _NO_TORCH = flags.DEFINE_bool("no_torch", False, "Skip the PyTorch anchor.")
-IMPLS = ("rnn_zoo", "rnn_zoo[autodiff]", "flax", "torch")
+IMPLS = ("rnn_zoo", "rnn_zoo[autodiff]", "rnn_zoo[sequential]", "flax", "torch")
 _IMPLS = flags.DEFINE_list("impls", list(IMPLS),
                            "Implementations to time (rnn_zoo is always timed).")
 _XLA_DEFAULTS = flags.DEFINE_bool(
@@ -80,7 +88,14 @@ _XLA_DEFAULTS = flags.DEFINE_bool(
     "Keep XLA's default CPU flags instead of rnn_zoo.xla_config's "
     "recommended ones (applied to every implementation alike).")
 
-GATES = {"lstm": 4, "gru": 3}
+# Gate blocks G of the projection [I(+H), G*H] (the cells' num_gates; the
+# LRU's H columns are the real and imaginary parts of B x_t).
+GATES = {name: rz.make_cell(name, 2).num_gates
+         for name in ("lstm", "gru", "mingru", "minlstm", "lru")}
+# The cells whose gates read h_{t-1} through a matmul (the others are linear
+# in it, elementwise: the parallel scan's cells).
+RECURRENT_MATMUL = ("lstm", "gru")
+LINEAR = ("mingru", "minlstm", "lru")
 MODES = ("train", "infer")
 
 
@@ -97,8 +112,10 @@ def gemm_rate(n: int = 2048, rounds: int = 7) -> float:
   return 2 * n ** 3 / float(np.median(times))
 
 
-def make_zoo(cell_name, B, T, I, H, L, fused, mode):
-  cell = rz.LSTM(H) if cell_name == "lstm" else rz.GRU(H)
+def make_zoo(cell_name, B, T, I, H, L, fused, mode, parallel=None):
+  """``fused``: the LSTM/GRU's backward (None: the default); ``parallel``:
+  the linear cells' runner (None: the parallel scan; False: sequential)."""
+  cell = rz.make_cell(cell_name, H)
   model = rz.StackedRNN.of(cell, L) if L > 1 else cell
   params = model.init(jax.random.key(0), I)
   xs = jax.random.normal(jax.random.key(1), (B, T, I))
@@ -107,7 +124,10 @@ def make_zoo(cell_name, B, T, I, H, L, fused, mode):
   def forward(p, x):
     if L > 1:
       # StackedRNN runs each layer through rz.unroll (fused backward by default).
-      return model.apply(p, x)[0]
+      kw = {"parallel": parallel} if cell_name in LINEAR else {}
+      return model.apply(p, x, **kw)[0]
+    if cell_name in LINEAR:
+      return rz.unroll(cell, p, x, parallel=parallel)[0]
     return rz.unroll(cell, p, x, fused=fused)[0]
 
   if mode == "infer":
@@ -156,7 +176,8 @@ def flops(cell_name, shape, mode) -> int:
   """Matmul FLOPs: forward 2·B·T·(I+H)·G·H per layer (layers after the first
   read H inputs); training adds the backward's two products of each."""
   B, T, I, H, L = shape
-  per_layer = [2 * B * T * ((I if l == 0 else H) + H) * GATES[cell_name] * H
+  rec = H if cell_name in RECURRENT_MATMUL else 0
+  per_layer = [2 * B * T * ((I if l == 0 else H) + rec) * GATES[cell_name] * H
                for l in range(L)]
   return sum(per_layer) * (3 if mode == "train" else 1)
 
@@ -190,7 +211,43 @@ def report_markdown(results: dict) -> str:
   lines += ["", "FLOP floor per row: " + ", ".join(
       f"{r['cell']} {r['mode']} {common.shape_name(r['shape'])}: {r['floor_ms']:.1f} ms"
       for r in results["rows"]), ""]
+  beside = linear_vs_lstm(results["rows"])
+  if beside:
+    lines += [
+        "## The linear recurrences beside the zoo's LSTM", "",
+        "`x LSTM` = the zoo's LSTM time of the same shape and mode / this "
+        "cell's (> 1: faster than the LSTM); `parallel` is the associative "
+        "scan (the default for these cells), `sequential` the same cell "
+        "stepped by the ordinary scan.", "",
+        "| cell | mode | B×T×I×H | parallel ms | sequential ms | x LSTM (parallel) | x LSTM (sequential) |",
+        "|---|---|---|---:|---:|---:|---:|"]
+    for b in beside:
+      seq = "" if b["sequential_ms"] is None else f"{b['sequential_ms']:.1f}"
+      seq_ratio = "" if b["sequential_ms"] is None else f"{b['lstm_ms'] / b['sequential_ms']:.2f}"
+      lines.append(
+          f"| {b['cell']} | {b['mode']} | {common.shape_name(b['shape'])} | "
+          f"{b['parallel_ms']:.1f} | {seq} | {b['lstm_ms'] / b['parallel_ms']:.2f} | "
+          f"{seq_ratio} |")
+    lines.append("")
   return "\n".join(lines)
+
+
+def linear_vs_lstm(rows) -> list[dict]:
+  """For every linear-cell row with an LSTM row of the same shape and mode:
+  the times of both runners and of the LSTM (all from one run)."""
+  lstm = {(r["mode"], tuple(r["shape"])): r["impls"]["rnn_zoo"]["ms"]
+          for r in rows if r["cell"] == "lstm"}
+  out = []
+  for r in rows:
+    key = (r["mode"], tuple(r["shape"]))
+    if r["cell"] not in LINEAR or key not in lstm:
+      continue
+    seq = r["impls"].get("rnn_zoo[sequential]")
+    out.append({"cell": r["cell"], "mode": r["mode"], "shape": r["shape"],
+                "parallel_ms": r["impls"]["rnn_zoo"]["ms"],
+                "sequential_ms": None if seq is None else seq["ms"],
+                "lstm_ms": lstm[key]})
+  return out
 
 
 def main(argv):
@@ -203,10 +260,10 @@ def main(argv):
     sys.exit(f"error: {e}")
   for c in _CELLS.value:
     if c not in GATES:
-      sys.exit(f"error: --cells must name lstm or gru, got {c!r}")
+      sys.exit(f"error: --cells must name {', '.join(GATES)}, got {c!r}")
   bad = [i for i in _IMPLS.value if i not in IMPLS]
   if bad:
-    sys.exit(f"error: --impls must name rnn_zoo, rnn_zoo[autodiff], flax or torch, got {bad}")
+    sys.exit(f"error: --impls must name {', '.join(IMPLS)}, got {bad}")
   for m in _MODES.value:
     if m not in MODES:
       sys.exit(f"error: --modes must name train or infer, got {m!r}")
@@ -233,13 +290,19 @@ def main(argv):
       B, T, I, H, L = shape
       for mode in _MODES.value:
         fns = {"rnn_zoo": make_zoo(cell_name, B, T, I, H, L, None, mode)}
-        if L == 1 and "rnn_zoo[autodiff]" in _IMPLS.value:
-          # the ablation: plain autodiff of the same scan
-          fns["rnn_zoo[autodiff]"] = make_zoo(cell_name, B, T, I, H, L, False, mode)
-        if "flax" in _IMPLS.value:
-          fns["flax"] = make_flax(cell_name, B, T, I, H, L, mode)
-        if have_torch and "torch" in _IMPLS.value:
-          fns["torch"] = make_torch(cell_name, B, T, I, H, L, mode)
+        if cell_name in LINEAR:
+          if "rnn_zoo[sequential]" in _IMPLS.value:
+            # the ablation: the same cell stepped by the sequential scan
+            fns["rnn_zoo[sequential]"] = make_zoo(cell_name, B, T, I, H, L, None,
+                                                  mode, parallel=False)
+        else:
+          if L == 1 and "rnn_zoo[autodiff]" in _IMPLS.value:
+            # the ablation: plain autodiff of the same scan
+            fns["rnn_zoo[autodiff]"] = make_zoo(cell_name, B, T, I, H, L, False, mode)
+          if "flax" in _IMPLS.value:
+            fns["flax"] = make_flax(cell_name, B, T, I, H, L, mode)
+          if have_torch and "torch" in _IMPLS.value:
+            fns["torch"] = make_torch(cell_name, B, T, I, H, L, mode)
         times = common.time_round_robin(fns, rounds)
         f = flops(cell_name, shape, mode)
         row = {"cell": cell_name, "mode": mode, "shape": list(shape), "flops": f,

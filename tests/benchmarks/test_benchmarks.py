@@ -132,6 +132,28 @@ def test_throughput_tiny(tmp_path):
   assert "| gru | train | 2×5×3×4 ×2 layers | rnn_zoo |" in report
 
 
+def test_throughput_linear_cells_beside_the_lstm(tmp_path):
+  run("benchmarks.throughput", f"--out={tmp_path}", "--shapes=2x6x3x4,2x6x3x4x2",
+      "--cells=lstm,mingru,lru", "--modes=train", "--rounds=1", "--no_torch",
+      "--impls=rnn_zoo,rnn_zoo[sequential]")
+  results = json.loads((tmp_path / "results.json").read_text())
+  rows = {(r["cell"], r["shape"][-1]): r for r in results["rows"]}
+  assert set(rows) == {(c, l) for c in ("lstm", "mingru", "lru") for l in (1, 2)}
+  assert set(rows["lstm", 1]["impls"]) == {"rnn_zoo"}
+  assert set(rows["mingru", 2]["impls"]) == {"rnn_zoo", "rnn_zoo[sequential]"}
+  # No recurrent matmul: the floor counts the input projection alone
+  # (minGRU 2 gate blocks, the LRU's one block of real and imaginary parts).
+  assert rows["mingru", 1]["flops"] == 3 * 2 * 2 * 6 * 3 * 2 * 4
+  assert rows["lru", 1]["flops"] == 3 * 2 * 2 * 6 * 3 * 1 * 4
+  assert rows["lstm", 1]["flops"] == 3 * 2 * 2 * 6 * (3 + 4) * 4 * 4
+  report = (tmp_path / "report.md").read_text()
+  assert "## The linear recurrences beside the zoo's LSTM" in report
+  assert "| lru | train | 2×6×3×4 ×2 layers |" in report
+  bad = run("benchmarks.throughput", f"--out={tmp_path}", "--cells=lstm,s4",
+            check=False)
+  assert bad.returncode != 0 and "--cells must name" in bad.stderr and "'s4'" in bad.stderr
+
+
 def test_sampling_tiny(tmp_path):
   proc = run("benchmarks.sampling", f"--out={tmp_path}", "--length=20",
              "--batches=1,2", "--hidden=8", "--rounds=1")
