@@ -10,9 +10,12 @@ import rnn_zoo as rz
 from rnn_zoo import decoding
 
 
-@pytest.mark.parametrize("embed_size", [None, 8])
-def test_apply_equals_stepping_token_by_token(embed_size):
-  lm = rz.models.CharLM(vocab_size=11, cell=rz.LSTM(16), num_layers=2,
+@pytest.mark.parametrize("embed_size,cell", [
+    (None, "lstm"), (8, "lstm"),
+    # The linear cells: apply runs the parallel scan, step the sequential cell.
+    (None, "mingru"), (8, "lru")])
+def test_apply_equals_stepping_token_by_token(embed_size, cell):
+  lm = rz.models.CharLM(vocab_size=11, cell=rz.make_cell(cell, 16), num_layers=2,
                         embed_size=embed_size)
   p = lm.init(jax.random.key(0))
   p["head"]["w"] = p["head"]["w"] * 100  # make logits non-trivial

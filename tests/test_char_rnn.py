@@ -67,8 +67,9 @@ def _window_losses(w, params, batches, carry):
   return out
 
 
-def test_carried_state_equals_one_pass_over_the_whole_stream(tmp_path):
-  c = small_config(tmp_path)
+@pytest.mark.parametrize("cell", ["lstm", "mingru", "lru"])
+def test_carried_state_equals_one_pass_over_the_whole_stream(tmp_path, cell):
+  c = small_config(tmp_path, cell=cell)
   w = workloads.char_rnn(c)
   lm = workloads.make_char_lm(c, text_lib.Vocab.from_json(w.vocab).size)
   params = lm.init(jax.random.key(1))
@@ -81,16 +82,21 @@ def test_carried_state_equals_one_pass_over_the_whole_stream(tmp_path):
   ce = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
   whole = [float(ce[:, k * c.seq_len:(k + 1) * c.seq_len].mean()) for k in range(3)]
   np.testing.assert_allclose(stateful, whole, rtol=1e-5)
-  # Stateless windows start from zeros, so windows 1 and 2 differ.
-  ws = workloads.char_rnn(small_config(tmp_path, stateful=False))
+  # Stateless windows start from zeros, so window 1 differs (and window 2,
+  # by more than rounding, for the LSTM; the minGRU at init forgets half its
+  # state per step, so by its window 2 the two almost agree).
+  ws = workloads.char_rnn(small_config(tmp_path, stateful=False, cell=cell))
   fresh = _window_losses(ws, params, [ws.train_batch(None, s) for s in range(3)],
                          ws.init_carry(c.batch_size))
   assert fresh[0] == pytest.approx(whole[0], rel=1e-5)
-  assert abs(fresh[1] - whole[1]) > 1e-4 and abs(fresh[2] - whole[2]) > 1e-4
+  assert abs(fresh[1] - whole[1]) > 1e-4
+  if cell == "lstm":
+    assert abs(fresh[2] - whole[2]) > 1e-4
 
 
-def test_train_step_carries_state_and_cuts_the_gradient_at_the_boundary(tmp_path):
-  c = small_config(tmp_path, clip_norm=0.0)
+@pytest.mark.parametrize("cell", ["lstm", "mingru"])
+def test_train_step_carries_state_and_cuts_the_gradient_at_the_boundary(tmp_path, cell):
+  c = small_config(tmp_path, clip_norm=0.0, cell=cell)
   w = workloads.char_rnn(c)
   optimizer = optim.make_optimizer(c)
   step = jax.jit(loop.make_train_step(w, optimizer, c))
