@@ -154,6 +154,28 @@ def test_throughput_linear_cells_beside_the_lstm(tmp_path):
   assert bad.returncode != 0 and "--cells must name" in bad.stderr and "'s4'" in bad.stderr
 
 
+def test_data_parallel_tiny(tmp_path):
+  run("benchmarks.data_parallel", f"--out={tmp_path}", "--devices=1,2",
+      "--cells=mingru", "--seq_len=6", "--hidden=4", "--steps=2", "--rounds=1",
+      "--batch_per_device=2", "--global_batch=4")
+  results = json.loads((tmp_path / "results.json").read_text())
+  rows = {(r["mode"], r["devices"]): r for r in results["rows"]}
+  assert set(rows) == {(m, n) for m in ("weak", "strong") for n in (1, 2)}
+  assert rows["weak", 2]["batch"] == 4 and rows["strong", 2]["batch"] == 4
+  assert rows["weak", 1]["batch"] == 2
+  for r in rows.values():
+    assert r["step_s"] > 0 and r["efficiency"] == pytest.approx(r["speedup"] / r["devices"])
+    assert r["speedup"] == pytest.approx(
+        r["examples_per_s"] / rows[r["mode"], 1]["examples_per_s"])
+  assert rows["weak", 1]["speedup"] == 1.0
+  assert "| mingru | strong | 2 | 4 |" in (tmp_path / "report.md").read_text()
+  assert (tmp_path / "data_parallel.png").stat().st_size > 0
+  bad = run("benchmarks.data_parallel", f"--out={tmp_path}", "--devices=1,3",
+            "--global_batch=4", check=False)
+  assert bad.returncode != 0
+  assert "--global_batch=4 does not divide by --devices [3]" in bad.stderr
+
+
 def test_sampling_tiny(tmp_path):
   proc = run("benchmarks.sampling", f"--out={tmp_path}", "--length=20",
              "--batches=1,2", "--hidden=8", "--rounds=1")
