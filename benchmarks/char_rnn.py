@@ -6,12 +6,16 @@ cross-entropy, clip by global norm, Adam) — and the same step written in
 PyTorch (``nn.LSTM`` with the carry detached between steps,
 ``clip_grad_norm_``, ``torch.optim.Adam``) on the same model size and batch,
 interleaved in one process. Reports characters/s and the ratio, and writes
-``report.md`` + ``results.json``.
+``report.md`` + ``results.json``. ``--cells=lstm,mingru`` also times the same
+step with other cells of the zoo (``config.cell``; PyTorch has none of the
+linear ones), in the same rounds, with the ratio of the zoo's LSTM time to
+theirs: the steps an equal wall-clock budget buys.
 
 Usage::
 
   python -m benchmarks.char_rnn                       # ~1 min on 2 CPU cores
   python -m benchmarks.char_rnn --shapes=64x50x128,50x50x128 --rounds=15
+  python -m benchmarks.char_rnn --shapes=64x50x128 --cells=lstm,mingru,lru --no_torch
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ _SHAPES = flags.DEFINE_list("shapes", ["64x50x128", "50x50x128", "32x100x256"],
 _ROUNDS = flags.DEFINE_integer("rounds", 9, "Interleaved timed rounds (medians).")
 _STEPS = flags.DEFINE_integer("steps", 5, "Train steps per timed call.")
 _NO_TORCH = flags.DEFINE_bool("no_torch", False, "Skip the PyTorch anchor.")
+_CELLS = flags.DEFINE_list("cells", ["lstm"], "Zoo cells to time (config.cell); "
+                           "the PyTorch anchor is an LSTM.")
 _OUT = flags.DEFINE_string("out", None, "Run folder (default runs/char_rnn/<timestamp>).")
 
 
@@ -70,6 +76,12 @@ def make_rnn_zoo(config, steps):
     jax.block_until_ready(m["loss"])
     box[0] = s
   return run, w.info["vocab_size"], batches
+
+
+def _with_cell(config, cell):
+  c = config.copy_and_resolve_references()
+  c.cell = cell
+  return c
 
 
 def make_torch(config, vocab_size, batches):
@@ -109,6 +121,10 @@ def main(argv):
   if _ROUNDS.value <= 0 or _STEPS.value <= 0:
     sys.exit(f"error: --rounds and --steps must be positive, got {_ROUNDS.value}, "
              f"{_STEPS.value}")
+  from rnn_zoo import CELL_NAMES  # pylint: disable=g-import-not-at-top
+  bad = [c for c in _CELLS.value if c not in CELL_NAMES]
+  if bad or not _CELLS.value:
+    sys.exit(f"error: --cells must name cells from {list(CELL_NAMES)}, got {_CELLS.value}")
   use_torch = not _NO_TORCH.value
   if use_torch:
     try:
@@ -126,7 +142,9 @@ def main(argv):
     config = cr_config.get_config("")
     config.update({"batch_size": B, "seq_len": T, "hidden_size": H})
     fns = {}
-    fns["rnn_zoo"], V, batches = make_rnn_zoo(config, n)
+    for cell in _CELLS.value:
+      name = "rnn_zoo" if cell == "lstm" else f"rnn_zoo[{cell}]"
+      fns[name], V, batches = make_rnn_zoo(_with_cell(config, cell), n)
     if use_torch:
       fns["torch"] = make_torch(config, V, batches)
     times = common.time_round_robin(fns, _ROUNDS.value)
@@ -135,11 +153,15 @@ def main(argv):
       row = {"batch": B, "seq_len": T, "hidden": H, "layers": config.num_layers,
              "vocab": V, "impl": impl, "ms_per_step": t * 1e3,
              "chars_per_s": B * T / t,
-             "x_anchor": med["torch"] / med["rnn_zoo"] if impl == "torch" else None}
+             "x_anchor": (med["torch"] / med["rnn_zoo"]
+                          if impl == "torch" and "rnn_zoo" in med else None),
+             "x_zoo_lstm": (med["rnn_zoo"] / t if impl.startswith("rnn_zoo[")
+                            and "rnn_zoo" in med else None)}
       rows.append(row)
       print(f"{B}x{T} H={H} {impl:8s} {row['ms_per_step']:8.2f} ms/step "
             f"{row['chars_per_s']:>10,.0f} chars/s"
-            + (f"  rnn_zoo is {row['x_anchor']:.2f}x torch" if row["x_anchor"] else ""),
+            + (f"  rnn_zoo is {row['x_anchor']:.2f}x torch" if row["x_anchor"] else "")
+            + (f"  {row['x_zoo_lstm']:.2f}x the zoo's LSTM" if row["x_zoo_lstm"] else ""),
             flush=True)
   results = {"command": "python -m benchmarks.char_rnn " + " ".join(sys.argv[1:]),
              "date": datetime.datetime.now().isoformat(timespec="seconds"),
@@ -151,15 +173,17 @@ def main(argv):
            f"Device: {env['device_kind']} ({env['backend']}, {env['cpu_count']} cores), "
            f"jax {env['jax']}, torch {env['torch']}, XLA_FLAGS=`{env['xla_flags']}`", "",
            "One training step: forward + backward + clip + Adam, one-hot inputs, "
-           "2-layer LSTM, hidden state carried across windows. Medians of "
-           f"{_ROUNDS.value} interleaved rounds of {n} steps. `x torch` = torch "
-           "time / rnn_zoo time (> 1: rnn_zoo is faster).", "",
-           "| batch × seq × hidden | vocab | impl | ms/step | chars/s | x torch |",
-           "|---|---:|---|---:|---:|---:|"]
+           "2-layer LSTM (`rnn_zoo[cell]`: the zoo's other cells), hidden state "
+           f"carried across windows. Medians of {_ROUNDS.value} interleaved rounds "
+           f"of {n} steps. `x torch` = torch time / rnn_zoo time (> 1: rnn_zoo is "
+           "faster); `x zoo LSTM` = the zoo's LSTM time / this cell's.", "",
+           "| batch × seq × hidden | vocab | impl | ms/step | chars/s | x torch | x zoo LSTM |",
+           "|---|---:|---|---:|---:|---:|---:|"]
   for r in rows:
     lines.append(f"| {r['batch']}×{r['seq_len']}×{r['hidden']} | {r['vocab']} | "
                  f"{r['impl']} | {r['ms_per_step']:.2f} | {r['chars_per_s']:,.0f} | "
-                 + (f"{r['x_anchor']:.2f}" if r["x_anchor"] else "") + " |")
+                 + (f"{r['x_anchor']:.2f}" if r["x_anchor"] else "") + " | "
+                 + (f"{r['x_zoo_lstm']:.2f}" if r.get("x_zoo_lstm") else "") + " |")
   (out / "report.md").write_text("\n".join(lines) + "\n")
   print(f"wrote {out / 'report.md'}")
 

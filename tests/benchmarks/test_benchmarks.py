@@ -201,6 +201,18 @@ def test_char_rnn_throughput_tiny(tmp_path):
   assert "| 4×10×8 | " in (tmp_path / "report.md").read_text()
 
 
+def test_char_rnn_throughput_other_cells(tmp_path):
+  run("benchmarks.char_rnn", f"--out={tmp_path}", "--shapes=4x10x8", "--rounds=1",
+      "--steps=2", "--cells=lstm,mingru", "--no_torch")
+  rows = {r["impl"]: r for r in json.loads((tmp_path / "results.json").read_text())["rows"]}
+  assert set(rows) == {"rnn_zoo", "rnn_zoo[mingru]"}
+  assert rows["rnn_zoo[mingru]"]["x_zoo_lstm"] == pytest.approx(
+      rows["rnn_zoo"]["ms_per_step"] / rows["rnn_zoo[mingru]"]["ms_per_step"])
+  assert "| 4×10×8 | " in (tmp_path / "report.md").read_text()
+  bad = run("benchmarks.char_rnn", f"--out={tmp_path}", "--cells=lstm,s4", check=False)
+  assert bad.returncode != 0 and "--cells must name cells from" in bad.stderr
+
+
 def test_decoding_tiny(tmp_path):
   run("benchmarks.decoding", f"--out={tmp_path}", "--batch=3", "--beams=1,2",
       "--vocab=12", "--hidden=8", "--embed=4", "--max_length=5", "--rounds=1")
