@@ -332,3 +332,18 @@ def test_remat_memory_tiny(tmp_path):
   assert (tmp_path / "remat_memory.png").stat().st_size > 1000
   bad = run("benchmarks.remat_memory", f"--out={tmp_path}/bad", "--chunks=x", check=False)
   assert bad.returncode != 0 and "--chunks must be ints >= 0 or 'sqrt', got 'x'" in bad.stderr
+
+
+def test_remat_memory_trains_in_child_processes(tmp_path):
+  run("benchmarks.remat_memory", f"--out={tmp_path}", "--lengths=32", "--batch=2",
+      "--input=3", "--hidden=4", "--chunks=0,8", "--train_steps=2")
+  trained = json.loads((tmp_path / "results.json").read_text())["rows"][0]["trained"]
+  assert set(trained) == {"0", "8"}
+  for t in trained.values():
+    assert t["peak_rss_mib"] >= t["start_rss_mib"] > 0 and t["step_s"] > 0
+  # remat recomputes, it does not change the numbers.
+  assert trained["0"]["loss"] == pytest.approx(trained["8"]["loss"], rel=1e-5)
+  assert "| 32 | remat=8 |" in (tmp_path / "report.md").read_text()
+  bad = run("benchmarks.remat_memory", f"--out={tmp_path}/bad", "--train_steps=-1",
+            check=False)
+  assert bad.returncode != 0 and "--train_steps must be >= 0, got -1" in bad.stderr
