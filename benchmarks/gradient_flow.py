@@ -146,6 +146,11 @@ CELLS = {
     "mingru": ("minGRU", dict(cell="mingru")),
     "minlstm": ("minLSTM", dict(cell="minlstm")),
     "lru": ("LRU", dict(cell="lru")),
+    # With a scalar input (the pixel tasks) one minGRU/minLSTM layer's states
+    # all lie in the plane of two vectors (its candidate is x_t w + b): the
+    # papers stack layers, so a second layer reads a 32-64-wide input.
+    "mingru_2layer": ("2-layer minGRU", dict(cell="mingru", num_layers=2)),
+    "lru_2layer": ("2-layer LRU", dict(cell="lru", num_layers=2)),
 }
 # The cells a preset trains unless it names its own (or --cells does).
 CLASSIC_CELLS = ("rnn_tanh", "rnn_tanh_orth", "irnn", "lstm_fb0", "lstm_fb1",
