@@ -146,11 +146,17 @@ CELLS = {
     "mingru": ("minGRU", dict(cell="mingru")),
     "minlstm": ("minLSTM", dict(cell="minlstm")),
     "lru": ("LRU", dict(cell="lru")),
-    # With a scalar input (the pixel tasks) one minGRU/minLSTM layer's states
-    # all lie in the plane of two vectors (its candidate is x_t w + b): the
-    # papers stack layers, so a second layer reads a 32-64-wide input.
+    # The papers stack these cells: with a scalar input (the pixel tasks)
+    # each unit of one minGRU layer sees the stream through four scalars
+    # (its gate's and its candidate's weight and bias); a second layer reads
+    # the first layer's 64-wide output.
     "mingru_2layer": ("2-layer minGRU", dict(cell="mingru", num_layers=2)),
     "lru_2layer": ("2-layer LRU", dict(cell="lru", num_layers=2)),
+    # In the published block (models/sequence.py, block="residual_glu"):
+    # LayerNorm, the recurrence, GELU, a GLU and a skip, per layer.
+    "lru_block": ("LRU, 2 GLU blocks", dict(cell="lru", num_layers=2, block="residual_glu")),
+    "mingru_block": ("minGRU, 2 GLU blocks",
+                     dict(cell="mingru", num_layers=2, block="residual_glu")),
 }
 # The cells a preset trains unless it names its own (or --cells does).
 CLASSIC_CELLS = ("rnn_tanh", "rnn_tanh_orth", "irnn", "lstm_fb0", "lstm_fb1",
@@ -287,6 +293,8 @@ def init_diagnostics(cell: str, T: int, preset: dict, precision: str = "float64"
     batch = _to_float64(batch32) if precision == "float64" else batch32
     cell_obj, p0 = w.rnn_params(params)[0]
     xs = batch["inputs"][:preset['jacobian_examples']]
+    if w.rnn_inputs is not None:  # e.g. a block's encoder and norm before layer 0
+      xs = w.rnn_inputs(params, xs)
 
     @jax.jit
     def diagnostics(params, batch, p0, xs):  # one program: one compile
@@ -346,6 +354,8 @@ def sensitivity(cell: str, preset: dict) -> dict:
   cell_obj, p0 = w.rnn_params(params)[0]
   with jax.enable_x64(True):
     xs = _to_float64(batch["inputs"][:preset.get("sensitivity_examples", 4)])
+    if w.rnn_inputs is not None:
+      xs = w.rnn_inputs(_to_float64(params), xs)
     out = jax.jit(gradflow.parameter_sensitivity, static_argnums=(0, 3))(
         cell_obj, _to_float64(p0), xs, positions, jax.random.key(3))
     out = {k: np.asarray(v, np.float64).tolist() for k, v in out.items()}

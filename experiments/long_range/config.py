@@ -29,6 +29,7 @@ def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
   # Model: cell, hidden_size, num_layers, dropout_rate, forget_bias, chrono,
   # gru_variant, recurrent_init (experiments/common.py).
   common.add_cell_fields(c)
+  c.block = "none"            # none | residual_glu: each layer in a pre-norm residual block with a GLU (the LRU paper's).
   # Optimization, logging, checkpoints (experiments/common.py).
   common.add_training_fields(c)
   c.eval_batches = 8          # Held-out batches per evaluation.

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import math
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -20,7 +21,7 @@ from rnn_zoo import checks
 from rnn_zoo.data import pixels
 from rnn_zoo.data import synthetic
 from rnn_zoo.errors import UserError
-from rnn_zoo.models.sequence import SequenceModel
+from rnn_zoo.models.sequence import BLOCKS, SequenceModel
 from rnn_zoo.training.loop import Workload
 
 TASKS = ("adding", "copy", "variable_copy", "digits", "permuted_digits",
@@ -28,26 +29,42 @@ TASKS = ("adding", "copy", "variable_copy", "digits", "permuted_digits",
 MNIST_TASKS = ("mnist", "permuted_mnist")
 PIXEL_TASKS = ("digits", "permuted_digits") + MNIST_TASKS
 LONG_RANGE_SHAPE_FIELDS = ("task", "seq_len", "cell", "hidden_size", "num_layers",
-                           "gru_variant")
+                           "gru_variant", "block")
 
 
 def _sequence_model_hooks(config, cell) -> dict:
   """The Workload hooks shared by every ``SequenceModel`` workload: gradient
   groups, probe shapes, and the recurrent layers' (cell, params)."""
 
+  blocks = config.block == "residual_glu"
+
   def param_groups(grads):
-    return {"rnn": grads["params"]["rnn"], "head": grads["params"]["head"]}
+    g = grads["params"]
+    if blocks:  # the recurrent layers, and the rest of the blocks
+      return {"rnn": {k: v for k, v in g.items() if k.startswith("rnn_")},
+              "blocks": {k: v for k, v in g.items()
+                         if k.startswith(("norm_", "glu_", "encoder"))},
+              "head": g["head"]}
+    return {"rnn": g["rnn"], "head": g["head"]}
 
   def hidden_shapes(batch):
     b, t = batch["inputs"].shape[:2]
     return ((b, t, config.hidden_size),) * config.num_layers
 
   def rnn_params(params):
+    if blocks:
+      return tuple((cell, params["params"][f"rnn_{i}"]["stack"]["layer_0"])
+                   for i in range(config.num_layers))
     stack = params["params"]["rnn"]["stack"]
     return tuple((cell, stack[f"layer_{i}"]) for i in range(config.num_layers))
 
+  def rnn_inputs(params, xs):  # the block's encoder and first LayerNorm
+    p = params["params"]
+    x = nn.Dense(config.hidden_size).apply({"params": p["encoder"]}, xs)
+    return nn.LayerNorm().apply({"params": p["norm_0"]}, x)
+
   return {"param_groups": param_groups, "hidden_shapes": hidden_shapes,
-          "rnn_params": rnn_params}
+          "rnn_params": rnn_params, "rnn_inputs": rnn_inputs if blocks else None}
 
 
 @functools.lru_cache(maxsize=2)
@@ -67,7 +84,8 @@ def _pixel_classification(config, cell) -> Workload:
   train_x, train_y = jnp.asarray(data["train_x"]), jnp.asarray(data["train_y"])
   test_x, test_y = jnp.asarray(data["test_x"]), jnp.asarray(data["test_y"])
   model = SequenceModel(cell, output_size=10, num_layers=config.num_layers,
-                        dropout_rate=config.dropout_rate, readout="last")
+                        dropout_rate=config.dropout_rate, readout="last",
+                        block=config.block)
   B = config.batch_size
 
   def loss_fn(params, batch, key, train, hidden_probes=None):
@@ -84,7 +102,7 @@ def _pixel_classification(config, cell) -> Workload:
       loss_fn=loss_fn,
       train_batch=lambda key, step: pixels.sample_batch(key, train_x, train_y, B),
       eval_batch=lambda key, i: pixels.sample_batch(key, test_x, test_y, B),
-      shape_fields=("task", "cell", "hidden_size", "num_layers", "gru_variant"),
+      shape_fields=("task", "cell", "hidden_size", "num_layers", "gru_variant", "block"),
       **_sequence_model_hooks(config, cell))
 
 
@@ -94,6 +112,7 @@ def long_range(config) -> Workload:
   for field in ("seq_len", "batch_size"):
     checks.positive_int(f"config.{field}", config[field])
   common.check_cell_fields(config)
+  checks.choice("config.block", config.block, BLOCKS)
   if config.task == "adding" and config.seq_len < 2:
     raise UserError(f"config.seq_len must be >= 2 for adding, got {config.seq_len}")
   if config.data_dir and config.task not in MNIST_TASKS:
@@ -105,7 +124,8 @@ def long_range(config) -> Workload:
     return _pixel_classification(config, cell)
   if config.task == "adding":
     model = SequenceModel(cell, output_size=1, num_layers=config.num_layers,
-                          dropout_rate=config.dropout_rate, readout="last")
+                          dropout_rate=config.dropout_rate, readout="last",
+                          block=config.block)
     make_batch = lambda key, step: synthetic.adding_batch(key, B, T)
     example = jnp.zeros((1, T, 2))
     baseline = synthetic.ADDING_BASELINE_MSE["le"]
@@ -121,7 +141,7 @@ def long_range(config) -> Workload:
     model = SequenceModel(cell, output_size=synthetic.COPY_VOCAB,
                           num_layers=config.num_layers,
                           dropout_rate=config.dropout_rate, readout="all",
-                          vocab_size=synthetic.COPY_VOCAB)
+                          vocab_size=synthetic.COPY_VOCAB, block=config.block)
     make_batch = lambda key, step: synthetic.copy_batch(key, B, T, variable=variable)
     example = jnp.zeros((1, T + 2 * synthetic.COPY_LENGTH), jnp.int32)
     baseline = synthetic.copy_baseline_loss(T)

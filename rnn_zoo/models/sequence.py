@@ -11,6 +11,11 @@ from rnn_zoo.nn.recurrent import RNN
 from rnn_zoo.errors import UserError
 
 READOUTS = ("last", "all")
+# "none": recurrent layers fed one into the next; "residual_glu": each layer
+# in a pre-norm residual block (LayerNorm -> recurrent layer -> GELU -> GLU
+# -> dropout -> + skip) after a Dense encoder to the hidden size, the block
+# Orvieto et al. (2023) put the LRU in (and the minGRU paper its cells).
+BLOCKS = ("none", "residual_glu")
 
 
 class SequenceModel(nn.Module):
@@ -27,6 +32,13 @@ class SequenceModel(nn.Module):
     readout: ``"last"``: the head reads the final hidden state (``[B, out]``);
       ``"all"``: every step's output (``[B, T, out]``).
     vocab_size: number of token classes for int inputs (one-hot).
+    block: ``"none"`` (the layers feed one another directly) or
+      ``"residual_glu"``: a Dense encoder to the hidden size, then per layer
+      ``x + dropout(GLU(gelu(rnn(LayerNorm(x)))))`` with
+      ``GLU(y) = a * sigmoid(b)``, ``[a, b] = Dense(2H)(y)``: the block of
+      the LRU paper, which gives linear recurrences (LRU, minGRU) the
+      nonlinearity between layers they lack; the head reads the last
+      block's output (at the last step for ``readout="last"``).
 
   ``hidden_probes`` (one entry per layer, or None) are passed to the
   recurrent layers: see :func:`rnn_zoo.unroll`.
@@ -45,20 +57,42 @@ class SequenceModel(nn.Module):
   dropout_rate: float = 0.0
   readout: str = "last"
   vocab_size: int | None = None
+  block: str = "none"
 
   @nn.compact
   def __call__(self, inputs, *, deterministic: bool = True, hidden_probes=None):
     if self.readout not in READOUTS:
       raise UserError(f"readout must be one of {list(READOUTS)}, got {self.readout!r}")
+    if self.block not in BLOCKS:
+      raise UserError(f"block must be one of {list(BLOCKS)}, got {self.block!r}")
     if jnp.issubdtype(inputs.dtype, jnp.integer):
       if self.vocab_size is None:
         raise UserError("vocab_size is required for integer (token) inputs")
       xs = jax.nn.one_hot(inputs, self.vocab_size)
     else:
       xs = inputs
+    if self.block == "residual_glu":
+      x = self._residual_blocks(xs, deterministic, hidden_probes)
+      feats = x[:, -1] if self.readout == "last" else x
+      return nn.Dense(self.output_size, name="head")(feats)
     ys, carries = RNN(self.cell, num_layers=self.num_layers,
                       dropout_rate=self.dropout_rate, return_carry=True,
                       name="rnn")(xs, deterministic=deterministic,
                                   hidden_probes=hidden_probes)
     feats = carries[-1].h if self.readout == "last" else ys
     return nn.Dense(self.output_size, name="head")(feats)
+
+  def _residual_blocks(self, xs, deterministic, hidden_probes):
+    """The ``residual_glu`` stack; layer i's params are ``rnn_{i}``."""
+    H = self.cell.hidden_size
+    x = nn.Dense(H, name="encoder")(xs)
+    for i in range(self.num_layers):
+      probes = None if hidden_probes is None else (hidden_probes[i],)
+      y = RNN(self.cell, name=f"rnn_{i}")(
+          nn.LayerNorm(name=f"norm_{i}")(x), deterministic=deterministic,
+          hidden_probes=probes)
+      a, b = jnp.split(nn.Dense(2 * H, name=f"glu_{i}")(nn.gelu(y)), 2, axis=-1)
+      y = nn.Dropout(self.dropout_rate)(a * jax.nn.sigmoid(b),
+                                        deterministic=deterministic)
+      x = x + y
+    return x

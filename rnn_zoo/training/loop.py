@@ -78,6 +78,8 @@ class Workload:
   param_groups: Callable[[Any], dict] | None = None
   hidden_shapes: Callable[[dict], tuple] | None = None  # batch -> probe shapes
   rnn_params: Callable[[Any], tuple] | None = None  # params -> (cell, p) per layer
+  # (params, inputs) -> what the first recurrent layer reads (None: the inputs).
+  rnn_inputs: Callable[[Any, Any], Any] | None = None
   init_carry: Callable[[int], Any] | None = None
   eval_batches: int | None = None
   sample: Callable[[Any, jax.Array], str] | None = None

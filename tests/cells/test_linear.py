@@ -195,20 +195,31 @@ def test_make_cell_and_config_names():
   np.testing.assert_array_equal(p["b"], [2.0] * 4 + [0.0] * 8)
 
 
-@pytest.mark.parametrize("cell", ["mingru", "minlstm", "lru"])
-def test_config_cell_trains_through_the_jitted_loop(tmp_path, cell):
-  """config.cell=mingru|minlstm|lru through train_and_evaluate (the binaries'
-  path: jitted train step, parallel scan inside), 2 layers: the loss falls."""
+@pytest.mark.parametrize("cell,block", [("mingru", "none"), ("minlstm", "none"),
+                                        ("lru", "none"), ("lru", "residual_glu")])
+def test_config_cell_trains_through_the_jitted_loop(tmp_path, cell, block):
+  """config.cell=mingru|minlstm|lru (and config.block) through
+  train_and_evaluate (the binaries' path: jitted train step, parallel scan
+  inside), 2 layers: the loss falls."""
   from experiments.long_range import config as lr_config  # pylint: disable=g-import-not-at-top
   from experiments.long_range import workload  # pylint: disable=g-import-not-at-top
   from rnn_zoo.training import loop  # pylint: disable=g-import-not-at-top
   c = lr_config.get_config("smoke")
   c.update(dict(cell=cell, num_layers=2, num_steps=60, eval_every=60, log_every=20,
-                learning_rate=1e-2, checkpoint_every=60))
+                learning_rate=1e-2, checkpoint_every=60, block=block))
   w = workload.long_range(c)
   params = w.init_params(jax.random.key(0))
   names = [jax.tree_util.keystr(k) for k, _ in jax.tree_util.tree_leaves_with_path(params)]
   assert any("w_ih" in n for n in names) and not any("w_hh" in n for n in names)
+  if block == "residual_glu":
+    assert set(params["params"]) == {"encoder", "norm_0", "rnn_0", "glu_0", "norm_1",
+                                     "rnn_1", "glu_1", "head"}
+    # The hooks find layer 0's cell params and what it reads.
+    cell_obj, p0 = w.rnn_params(params)[0]
+    assert p0 is params["params"]["rnn_0"]["stack"]["layer_0"]
+    xs = w.train_batch(jax.random.key(1), 0)["inputs"]
+    assert w.rnn_inputs(params, xs).shape == xs.shape[:2] + (c.hidden_size,)
+    assert set(w.param_groups(params)) == {"rnn", "blocks", "head"}
   final = loop.train_and_evaluate(c, str(tmp_path), w)
   metrics = [json.loads(l) for l in open(tmp_path / "metrics.jsonl") if l.strip()]
   losses = [m["loss"] for m in metrics if m["split"] == "train"]

@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 import rnn_zoo as rz
 
@@ -62,3 +63,34 @@ def test_module_dropout_uses_the_dropout_stream():
   b = layer.apply(v, xs, deterministic=False, rngs={"dropout": jax.random.key(2)})
   c = layer.apply(v, xs)
   assert not np.allclose(a, b) and not np.allclose(a, c)
+
+
+# -- SequenceModel's residual GLU block (the LRU paper's) ----------------------
+
+def test_residual_glu_block_structure_probes_and_errors():
+  model = rz.models.SequenceModel(rz.LRU(8), output_size=3, num_layers=2,
+                                  block="residual_glu")
+  xs = jax.random.normal(jax.random.key(1), (4, 9, 2))
+  params = model.init(jax.random.key(0), xs)
+  assert model.apply(params, xs).shape == (4, 3)
+  seq = rz.models.SequenceModel(rz.LRU(8), output_size=3, num_layers=2,
+                                block="residual_glu", readout="all")
+  assert seq.apply(params, xs).shape == (4, 9, 3)
+  # With the GLUs' output weights at zero every block adds nothing: the head
+  # reads the encoder's output at the last step (the skip path).
+  p = jax.tree_util.tree_map(lambda x: x, params)
+  for i in range(2):
+    p["params"][f"glu_{i}"]["kernel"] = jnp.zeros_like(p["params"][f"glu_{i}"]["kernel"])
+    p["params"][f"glu_{i}"]["bias"] = jnp.zeros_like(p["params"][f"glu_{i}"]["bias"])
+  enc = p["params"]["encoder"]
+  x_last = xs[:, -1] @ enc["kernel"] + enc["bias"]
+  head = p["params"]["head"]
+  np.testing.assert_allclose(model.apply(p, xs), x_last @ head["kernel"] + head["bias"],
+                             rtol=1e-5, atol=1e-6)
+  # One probe per recurrent layer: dL/dh_t of each block's recurrence.
+  probes = (jnp.zeros((4, 9, 8)), jnp.zeros((4, 9, 8)))
+  norms = rz.gradflow.hidden_grad_norms(
+      lambda pr: jnp.sum(model.apply(params, xs, hidden_probes=pr)), probes)
+  assert len(norms) == 2 and all(n.shape == (9,) and bool(jnp.all(n > 0)) for n in norms)
+  with pytest.raises(rz.UserError, match="block must be one of \\['none', 'residual_glu'\\], got 'mlp'"):
+    rz.models.SequenceModel(rz.LRU(8), output_size=3, block="mlp").init(jax.random.key(0), xs)
