@@ -237,8 +237,15 @@ def main(argv):
   out = common.run_folder(_OUT.value, "data_parallel")
   env = dict(os.environ)
   # Each child sets its own device count.
-  env["XLA_FLAGS"] = " ".join(f for f in env.get("XLA_FLAGS", "").split()
-                              if not f.startswith("--xla_force_host_platform_device_count"))
+  flags_ = [f for f in env.get("XLA_FLAGS", "").split()
+            if not f.startswith("--xla_force_host_platform_device_count")]
+  # XLA:CPU aborts a collective whose participants do not all arrive within
+  # 40 s; forced host devices share the cores, and on a busy 2-core VM one
+  # 2-device child was aborted so (its rerun passed). Wait longer.
+  if not any(f.startswith("--xla_cpu_collective_call_terminate_timeout_seconds")
+             for f in flags_):
+    flags_.append("--xla_cpu_collective_call_terminate_timeout_seconds=600")
+  env["XLA_FLAGS"] = " ".join(flags_)
   args = [a for a in sys.argv[1:] if not a.startswith(("--out", "--child"))]
   rows, skipped = [], []
   for n in counts:
