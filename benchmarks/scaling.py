@@ -11,7 +11,8 @@ inputs) and one forward pass of:
   (``parallel=False``);
 * ``mingru[par]``, ``minlstm[par]``: the associative scan (the default);
 * ``mingru[log]``: the log-space scan (``parallel="log"``);
-* ``lru[par]``: the LRU's complex associative scan (``H/2`` complex modes);
+* ``lru[seq]``, ``lru[par]``: the LRU through the sequential loop and its
+  complex associative scan (``H/2`` complex modes);
 
 and reads the compiled gradient's temporary memory from XLA
 (``memory_analysis().temp_size_in_bytes``) and its compile time. The report
@@ -50,6 +51,7 @@ IMPLS = {
     "mingru[par]": (lambda H: rz.MinGRU(H), {"parallel": True}),
     "mingru[log]": (lambda H: rz.MinGRU(H), {"parallel": "log"}),
     "minlstm[par]": (lambda H: rz.MinLSTM(H), {"parallel": True}),
+    "lru[seq]": (lambda H: rz.LRU(H, r_min=0.9, r_max=0.999), {"parallel": False}),
     "lru[par]": (lambda H: rz.LRU(H, r_min=0.9, r_max=0.999), {"parallel": True}),
 }
 
@@ -111,7 +113,8 @@ def report_markdown(results: dict, figs: list[str]) -> str:
                f"{ratio} | {m['temp_mib']:.0f} | {m['compile_s']:.1f} |")
   L += ["", "## Crossover", ""]
   for fast, slow in (("mingru[par]", "mingru[seq]"), ("mingru[par]", "lstm"),
-                     ("mingru[par]", "gru"), ("lru[par]", "lstm")):
+                     ("mingru[par]", "gru"), ("lru[par]", "lstm"),
+                     ("lru[par]", "lru[seq]")):
     for key, what in (("train_ms", "training"), ("forward_ms", "forward")):
       c = crossover(results["rows"], fast, slow, key)
       if any(fast in r["impls"] and slow in r["impls"] for r in results["rows"]):

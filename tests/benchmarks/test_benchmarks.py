@@ -241,11 +241,12 @@ def test_scaling_tiny(tmp_path):
   assert [r["T"] for r in results["rows"]] == [8, 32]
   for row in results["rows"]:
     assert set(row["impls"]) == {"lstm", "gru", "mingru[seq]", "mingru[par]",
-                                 "mingru[log]", "minlstm[par]", "lru[par]"}
+                                 "mingru[log]", "minlstm[par]", "lru[seq]", "lru[par]"}
     assert all(m["train_ms"] > 0 and m["temp_mib"] >= 0 for m in row["impls"].values())
   report = (tmp_path / "report.md").read_text()
   assert "## Crossover" in report and "](scaling_time.png)" in report
   assert "- training: lru[par] is faster than lstm" in report
+  assert "- training: lru[par] is faster than lru[seq]" in report
   assert (tmp_path / "scaling_memory.png").stat().st_size > 1000
 
 
