@@ -6,7 +6,8 @@ gradient (``grad`` of ``sum(ys * r)`` with respect to the params and the
 inputs) and one forward pass of:
 
 * ``lstm``, ``gru``: :func:`rnn_zoo.unroll` (sequential ``lax.scan``, fused
-  backward);
+  backward); ``lstm[unroll=8]`` and ``lstm[remat=64]``: the same with
+  ``unroll=8`` (compile time) and ``remat=64`` (memory);
 * ``mingru[seq]``: minGRU through the same sequential loop
   (``parallel=False``);
 * ``mingru[par]``, ``minlstm[par]``: the associative scan (the default);
@@ -46,6 +47,10 @@ from benchmarks import common
 
 IMPLS = {
     "lstm": (lambda H: rz.LSTM(H), {}),
+    # The sequential runner's options: compile time against unroll, and
+    # memory under gradient checkpointing, beside the parallel scans.
+    "lstm[unroll=8]": (lambda H: rz.LSTM(H), {"unroll": 8}),
+    "lstm[remat=64]": (lambda H: rz.LSTM(H), {"remat": 64}),
     "gru": (lambda H: rz.GRU(H), {}),
     "mingru[seq]": (lambda H: rz.MinGRU(H), {"parallel": False}),
     "mingru[par]": (lambda H: rz.MinGRU(H), {"parallel": True}),

@@ -240,8 +240,8 @@ def test_scaling_tiny(tmp_path):
   results = json.loads((tmp_path / "results.json").read_text())
   assert [r["T"] for r in results["rows"]] == [8, 32]
   for row in results["rows"]:
-    assert set(row["impls"]) == {"lstm", "gru", "mingru[seq]", "mingru[par]",
-                                 "mingru[log]", "minlstm[par]", "lru[seq]", "lru[par]"}
+    assert set(row["impls"]) == {"lstm", "lstm[unroll=8]", "lstm[remat=64]", "gru", "mingru[seq]",
+                                 "mingru[par]", "mingru[log]", "minlstm[par]", "lru[seq]", "lru[par]"}
     assert all(m["train_ms"] > 0 and m["temp_mib"] >= 0 for m in row["impls"].values())
   report = (tmp_path / "report.md").read_text()
   assert "## Crossover" in report and "](scaling_time.png)" in report
