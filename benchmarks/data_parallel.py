@@ -86,13 +86,10 @@ def time_train_step(cell: str, batch: int, n: int) -> dict:
   mesh = Mesh(np.asarray(jax.devices()[:n]), ("data",))
   shard_lib.check_batch_size(batch, mesh)
   data = shard_lib.batch_sharding(mesh)
-  repl = shard_lib.replicated(mesh)
   optimizer = optim.make_optimizer(config)
   k_init, k_train, k_data = jax.random.split(jax.random.key(0), 3)
   init = lambda: loop.initial_state(w, optimizer, config, k_init, k_train)
-  shapes = jax.eval_shape(init)
-  shardings = jax.tree.map(lambda _: repl, shapes).replace(
-      carry=jax.tree.map(lambda _: data, shapes.carry))
+  shardings = shard_lib.state_shardings(jax.eval_shape(init), mesh)
   state = jax.jit(init, out_shardings=shardings)()
   batch_fn = jax.jit(lambda s: w.train_batch(jax.random.fold_in(k_data, s), s),
                      out_shardings=data)

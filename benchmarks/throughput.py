@@ -88,14 +88,15 @@ _XLA_DEFAULTS = flags.DEFINE_bool(
     "Keep XLA's default CPU flags instead of rnn_zoo.xla_config's "
     "recommended ones (applied to every implementation alike).")
 
+_CELLS_TIMED = {name: rz.make_cell(name, 2)
+                for name in ("lstm", "gru", "mingru", "minlstm", "lru")}
 # Gate blocks G of the projection [I(+H), G*H] (the cells' num_gates; the
 # LRU's H columns are the real and imaginary parts of B x_t).
-GATES = {name: rz.make_cell(name, 2).num_gates
-         for name in ("lstm", "gru", "mingru", "minlstm", "lru")}
-# The cells whose gates read h_{t-1} through a matmul (the others are linear
-# in it, elementwise: the parallel scan's cells).
-RECURRENT_MATMUL = ("lstm", "gru")
-LINEAR = ("mingru", "minlstm", "lru")
+GATES = {name: c.num_gates for name, c in _CELLS_TIMED.items()}
+# The parallel scan's cells: linear in h_{t-1}, elementwise (no recurrent
+# matmul); the others' gates read h_{t-1} through one.
+LINEAR = tuple(name for name, c in _CELLS_TIMED.items()
+               if isinstance(c, rz.LinearRecurrentCell))
 MODES = ("train", "infer")
 
 
@@ -124,11 +125,8 @@ def make_zoo(cell_name, B, T, I, H, L, fused, mode, parallel=None):
   def forward(p, x):
     if L > 1:
       # StackedRNN runs each layer through rz.unroll (fused backward by default).
-      kw = {"parallel": parallel} if cell_name in LINEAR else {}
-      return model.apply(p, x, **kw)[0]
-    if cell_name in LINEAR:
-      return rz.unroll(cell, p, x, parallel=parallel)[0]
-    return rz.unroll(cell, p, x, fused=fused)[0]
+      return model.apply(p, x, parallel=parallel)[0]
+    return rz.unroll(cell, p, x, fused=fused, parallel=parallel)[0]
 
   if mode == "infer":
     step = jax.jit(forward)
@@ -176,7 +174,7 @@ def flops(cell_name, shape, mode) -> int:
   """Matmul FLOPs: forward 2·B·T·(I+H)·G·H per layer (layers after the first
   read H inputs); training adds the backward's two products of each."""
   B, T, I, H, L = shape
-  rec = H if cell_name in RECURRENT_MATMUL else 0
+  rec = 0 if cell_name in LINEAR else H
   per_layer = [2 * B * T * ((I if l == 0 else H) + rec) * GATES[cell_name] * H
                for l in range(L)]
   return sum(per_layer) * (3 if mode == "train" else 1)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import math
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -32,7 +31,7 @@ LONG_RANGE_SHAPE_FIELDS = ("task", "seq_len", "cell", "hidden_size", "num_layers
                            "gru_variant", "block")
 
 
-def _sequence_model_hooks(config, cell) -> dict:
+def _sequence_model_hooks(config, cell, model: SequenceModel) -> dict:
   """The Workload hooks shared by every ``SequenceModel`` workload: gradient
   groups, probe shapes, and the recurrent layers' (cell, params)."""
 
@@ -58,13 +57,9 @@ def _sequence_model_hooks(config, cell) -> dict:
     stack = params["params"]["rnn"]["stack"]
     return tuple((cell, stack[f"layer_{i}"]) for i in range(config.num_layers))
 
-  def rnn_inputs(params, xs):  # the block's encoder and first LayerNorm
-    p = params["params"]
-    x = nn.Dense(config.hidden_size).apply({"params": p["encoder"]}, xs)
-    return nn.LayerNorm().apply({"params": p["norm_0"]}, x)
-
   return {"param_groups": param_groups, "hidden_shapes": hidden_shapes,
-          "rnn_params": rnn_params, "rnn_inputs": rnn_inputs if blocks else None}
+          "rnn_params": rnn_params,
+          "rnn_inputs": model.rnn_inputs if blocks else None}
 
 
 @functools.lru_cache(maxsize=2)
@@ -103,7 +98,7 @@ def _pixel_classification(config, cell) -> Workload:
       train_batch=lambda key, step: pixels.sample_batch(key, train_x, train_y, B),
       eval_batch=lambda key, i: pixels.sample_batch(key, test_x, test_y, B),
       shape_fields=("task", "cell", "hidden_size", "num_layers", "gru_variant", "block"),
-      **_sequence_model_hooks(config, cell))
+      **_sequence_model_hooks(config, cell, model))
 
 
 def long_range(config) -> Workload:
@@ -159,4 +154,4 @@ def long_range(config) -> Workload:
   return Workload(
       init_params=lambda key: model.init(key, example),
       loss_fn=loss_fn, train_batch=make_batch, eval_batch=make_batch,
-      shape_fields=LONG_RANGE_SHAPE_FIELDS, **_sequence_model_hooks(config, cell))
+      shape_fields=LONG_RANGE_SHAPE_FIELDS, **_sequence_model_hooks(config, cell, model))

@@ -82,6 +82,18 @@ class SequenceModel(nn.Module):
     feats = carries[-1].h if self.readout == "last" else ys
     return nn.Dense(self.output_size, name="head")(feats)
 
+  @nn.nowrap  # a plain function of params: usable on the unbound model
+  def rnn_inputs(self, params, xs):
+    """What the first recurrent layer reads, given ``xs`` (float ``[B, T,
+    F]``): ``xs`` itself, or with ``residual_glu`` the encoder and the first
+    LayerNorm of :meth:`_residual_blocks` (for diagnostics that drive the
+    first layer's cell directly)."""
+    if self.block != "residual_glu":
+      return xs
+    p = params["params"]
+    x = nn.Dense(self.cell.hidden_size).apply({"params": p["encoder"]}, xs)
+    return nn.LayerNorm().apply({"params": p["norm_0"]}, x)
+
   def _residual_blocks(self, xs, deterministic, hidden_probes):
     """The ``residual_glu`` stack; layer i's params are ``rnn_{i}``."""
     H = self.cell.hidden_size

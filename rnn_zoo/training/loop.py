@@ -201,7 +201,6 @@ def _train_and_evaluate(config, workdir: str, workload: Workload,
   mesh = shard_lib.make_mesh()
   shard_lib.check_batch_size(config.batch_size, mesh)
   data_sharding = shard_lib.batch_sharding(mesh)
-  repl = shard_lib.replicated(mesh)
   config_dict = config.to_dict()
 
   root = jax.random.key(config.seed)
@@ -212,9 +211,7 @@ def _train_and_evaluate(config, workdir: str, workload: Workload,
     return initial_state(workload, optimizer, config, k_init, k_train)
 
   shapes = jax.eval_shape(init_state)
-  # Everything replicated but the carry, which is sharded like the batch.
-  shardings = jax.tree.map(lambda _: repl, shapes).replace(
-      carry=jax.tree.map(lambda _: data_sharding, shapes.carry))
+  shardings = shard_lib.state_shardings(shapes, mesh)
   abstract = jax.tree.map(
       lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
       shapes, shardings)

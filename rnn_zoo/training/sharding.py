@@ -59,6 +59,14 @@ def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 
 
+def state_shardings(shapes, mesh: Mesh):
+  """Shardings for a ``TrainState`` shaped like ``shapes``: everything
+  replicated but the carry, which is sharded along ``data`` like the batch."""
+  repl, data = replicated(mesh), batch_sharding(mesh)
+  return jax.tree.map(lambda _: repl, shapes).replace(
+      carry=jax.tree.map(lambda _: data, shapes.carry))
+
+
 def place_host_batch(batch, sharding: NamedSharding):
   """A global batch of NumPy arrays (the same on every process) as arrays
   sharded along ``data``: each process puts only its own rows on its
