@@ -42,6 +42,9 @@ def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
   c.alpha_c = 1.0             # Doubly stochastic attention penalty weight.
   c.attention_query = "before"  # attend with h_{t-1} (the paper) | "after" the step (h_t)
   c.entropy_bonus = 0.002     # hard: attention entropy bonus.
+  c.entropy_penalty = 0.0     # soft/hard: weight of the maps' entropy per word (sharpens).
+  c.local_features = False    # each CNN location sees only its own 8x8 cell
+  c.init_state = "mean"       # mean (h0 from the mean annotation, the paper) | zeros
   c.expectation_prob = 0.5    # hard: probability of the soft context at a step.
   c.baseline_decay = 0.9      # hard: moving average of the REINFORCE baseline.
   # Optimization, logging, checkpoints (experiments/common.py).

@@ -23,7 +23,8 @@ from rnn_zoo.training.loop import Workload
 
 SHAPE_FIELDS = ("dataset", "data_config", "coco_train", "image_size", "max_length",
                 "min_count", "mode", "cell", "hidden_size", "num_layers", "gru_variant",
-                "embed_size", "channels", "attention_query")
+                "embed_size", "channels", "attention_query", "init_state",
+                "local_features")
 DEFAULT_DATA_DIR = os.path.join("~", ".cache", "rnn_zoo", "tfds")
 
 
@@ -91,7 +92,8 @@ def make_model(config, vocab_size: int) -> Captioner:
       encoder="cnn", image_size=config.image_size, channels=tuple(config.channels),
       alpha_c=config.alpha_c, entropy_bonus=config.entropy_bonus,
       expectation_prob=config.expectation_prob, baseline_decay=config.baseline_decay,
-      attention_query=config.attention_query)
+      attention_query=config.attention_query, entropy_penalty=config.entropy_penalty,
+      init_state=config.init_state, local_features=config.local_features)
 
 
 def test_model(config, model: Captioner) -> Captioner:

@@ -44,6 +44,7 @@ from rnn_zoo.recurrence import StackedRNN
 
 MODES = ("plain", "soft", "hard")
 ENCODERS = ("cnn", "features")
+INIT_STATES = ("mean", "zeros")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,6 +68,14 @@ class Captioner:
     attention_query: ``"before"`` (attend with ``h_{t-1}``, the paper) or
       ``"after"`` (step the cell, then attend with ``h_t``; see
       :class:`rnn_zoo.AttentionCell`).
+    entropy_penalty: soft/hard: weight of the attention maps' entropy, summed
+      over the caption's words like the cross-entropy (0: off, the paper):
+      > 0 pushes each step's map towards few locations.
+    init_state: ``"mean"`` (the paper: ``h0``, ``c0`` affine maps of the mean
+      annotation) or ``"zeros"`` (soft/hard: the decoder starts blank and sees
+      the image only through attention).
+    local_features: the CNN's locations see only their own cell of the
+      image (:class:`~rnn_zoo.nn.encoders.ConvEncoder` ``local``).
   """
   vocab_size: int
   cell: Cell
@@ -82,6 +91,9 @@ class Captioner:
   baseline_decay: float = 0.9
   expectation_prob: float = 0.5
   attention_query: str = "before"
+  entropy_penalty: float = 0.0
+  init_state: str = "mean"
+  local_features: bool = False
 
   def __post_init__(self):
     checks.positive_int("vocab_size", self.vocab_size)
@@ -101,6 +113,12 @@ class Captioner:
         checks.positive_int(f"feature_shape {name}", v)
     for c in self.channels:
       checks.positive_int("channels", c)
+    checks.choice("init_state", self.init_state, INIT_STATES)
+    if self.init_state == "zeros" and self.mode == "plain":
+      raise UserError("init_state='zeros' needs attention (mode 'soft' or 'hard'): "
+                      "mode='plain' would never see the image")
+    if not (isinstance(self.entropy_penalty, (int, float)) and self.entropy_penalty >= 0):
+      raise UserError(f"entropy_penalty must be a number >= 0, got {self.entropy_penalty!r}")
 
   # -- structure ---------------------------------------------------------------
   @property
@@ -115,7 +133,7 @@ class Captioner:
 
   @property
   def cnn(self) -> ConvEncoder:
-    return ConvEncoder(channels=self.channels)
+    return ConvEncoder(channels=self.channels, local=self.local_features)
 
   @property
   def attention_cell(self) -> AttentionCell | None:
@@ -177,6 +195,8 @@ class Captioner:
     c0 = mean @ params["init_c"]["w"] + params["init_c"]["b"]
 
     def seed(c):
+      if self.init_state == "zeros":
+        return c
       c = c._replace(h=h0.astype(c.h.dtype))
       return c._replace(c=c0.astype(c.c.dtype)) if "c" in c._fields else c
 
@@ -250,16 +270,18 @@ class Captioner:
       penalty = attention_lib.doubly_stochastic_penalty(firsts.alpha, mask).mean()
       metrics["attention_penalty"] = penalty
       loss = loss + self.alpha_c * penalty
+      entropy = -jnp.sum(firsts.alpha * jnp.log(firsts.alpha + 1e-12), -1) * mask
+      metrics["attention_entropy"] = jnp.sum(entropy) / words
+      if self.entropy_penalty:
+        loss = loss + self.entropy_penalty * entropy.sum(axis=1).mean()
     if self.mode == "hard":
       if baseline is None:
         raise UserError("mode='hard' needs the REINFORCE baseline, got baseline=None")
       reward = -nll                                       # log p(caption | locations)
       lp = attention_lib.location_log_probs(firsts.alpha, firsts.location) * mask
       surrogate = attention_lib.reinforce_surrogate(lp, reward, baseline).mean()
-      entropy = -jnp.sum(firsts.alpha * jnp.log(firsts.alpha + 1e-12), -1)
-      entropy = jnp.sum(entropy * mask) / words
-      loss = loss + surrogate - self.entropy_bonus * entropy
-      metrics.update({"reward": reward.mean(), "attention_entropy": entropy})
+      loss = loss + surrogate - self.entropy_bonus * metrics["attention_entropy"]
+      metrics["reward"] = reward.mean()
     return loss, metrics
 
   def attention_maps(self, params, images, captions, *, key=None) -> jax.Array:
@@ -269,5 +291,5 @@ class Captioner:
     return self.apply(params, images, captions, key=key)[1].alpha
 
 
-__all__ = ["Captioner", "MODES", "ENCODERS"]
+__all__ = ["Captioner", "MODES", "ENCODERS", "INIT_STATES"]
 

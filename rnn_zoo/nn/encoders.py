@@ -21,6 +21,13 @@ class ConvEncoder(nn.Module):
   a 64x64 image with 4 blocks gives an 8x8 map, L = 64 locations of D =
   ``channels[-1]`` features (any image size: L = ceil(S / 2**(halvings))**2).
 
+  With ``local=True`` the image is first cut into the map's cells (S must be
+  divisible by ``2**halvings``: 8x8-pixel cells for the 64x64 default) and
+  the same blocks run on each cell alone, with zero padding at the cell's
+  edges: a location's features depend on its own pixels only (receptive
+  field = the cell), so what the decoder learns about an object it can only
+  read from the locations the object covers. Same parameters, same L.
+
   Example:
     >>> import jax, jax.numpy as jnp
     >>> from rnn_zoo.nn.encoders import ConvEncoder
@@ -31,6 +38,7 @@ class ConvEncoder(nn.Module):
   """
   channels: Sequence[int] = (16, 32, 64, 128)
   first_stride: int = 1     # 2: every block halves the resolution
+  local: bool = False       # True: each location sees only its own cell of the image
 
   @nn.compact
   def __call__(self, images: jax.Array) -> jax.Array:
@@ -43,9 +51,20 @@ class ConvEncoder(nn.Module):
     if self.first_stride not in (1, 2):
       raise UserError(f"first_stride must be 1 or 2, got {self.first_stride!r}")
     x = images
+    if self.local:
+      B, S, W = images.shape[:3]
+      cell = 2 ** (len(self.channels) - 1 + (self.first_stride == 2))
+      if S % cell or W % cell:
+        raise UserError(f"local=True cuts the image into {cell}x{cell}-pixel cells: "
+                        f"its size must be divisible by {cell}, got {S}x{W}")
+      g, h = S // cell, W // cell
+      x = (images.reshape(B, g, cell, h, cell, 3).transpose(0, 1, 3, 2, 4, 5)
+           .reshape(B * g * h, cell, cell, 3))
     for i, c in enumerate(self.channels):
       stride = self.first_stride if i == 0 else 2
       x = nn.relu(nn.Conv(c, (3, 3), strides=stride, name=f"conv_{i}")(x))
+    if self.local:
+      return x.reshape(images.shape[0], -1, x.shape[-1])     # cells in row-major order
     return x.reshape(x.shape[0], -1, x.shape[-1])
 
 

@@ -73,8 +73,12 @@ def test_smoke_trains_decodes_scores_and_reports(tmp_path, data_dir, hard_run, m
     workdir = hard_run
   else:
     workdir = tmp_path
-    # (soft: attention after the cell's step; hard_run: before, the default)
-    run(workdir, data_dir, f"--config.mode={mode}", "--config.attention_query=after")
+    # (soft: attention after the cell's step, local features, a blank
+    # initial state and the entropy penalty; hard_run: the defaults)
+    extra = (["--config.attention_query=after", "--config.local_features=True",
+              "--config.init_state=zeros", "--config.entropy_penalty=0.05"]
+             if mode == "soft" else [])
+    run(workdir, data_dir, f"--config.mode={mode}", *extra)
   check_outputs(workdir, mode)
 
 
