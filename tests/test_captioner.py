@@ -79,14 +79,15 @@ def test_decoding_starts_at_start_and_stops_at_end(mode):
       assert set(row[list(row).index(END):]) == {END}
 
 
-def train(m, p, steps):
+def train(m, p, steps, baseline=-5.0):
   """``steps`` jitted Adam steps on the fixed batch: ``(params, metrics of
   every step)``."""
   opt = optax.adam(1e-2)
 
   @jax.jit
   def step(p, state, key):
-    kw = {"key": key} | ({"baseline": jnp.float32(-5.0)} if m.mode == "hard" else {})
+    kw = {"key": key} | ({"baseline": jnp.asarray(baseline, jnp.float32)}
+                         if m.mode == "hard" else {})
     (_, met), g = jax.value_and_grad(lambda p: m.loss(p, images(), CAPS, **kw),
                                      has_aux=True)(p)
     upd, state = opt.update(g, state, p)
@@ -106,6 +107,24 @@ def test_each_mode_learns_a_batch_through_a_jitted_step(mode, query):
   m = model(mode, attention_query=query)
   _, history = train(m, m.init(jax.random.key(0)), 60)
   assert float(history[-1]["nll_per_word"]) < 0.5 * float(history[0]["nll_per_word"])
+
+
+def test_hard_attention_with_rewards_to_go_learns_a_batch_through_a_jitted_step():
+  m = model("hard", reinforce_reward="to_go")
+  p = m.init(jax.random.key(0))
+  T = CAPS.shape[1] - 1
+  _, history = train(m, p, 60, baseline=np.full((T,), -2.0))
+  assert float(history[-1]["nll_per_word"]) < 0.5 * float(history[0]["nll_per_word"])
+  # The per-step rewards to update the baseline: the mean over the captions
+  # still running at each step (the third caption alone at the last step).
+  _, met = m.loss(p, images(), CAPS, key=jax.random.key(1), baseline=jnp.zeros((T,)))
+  assert met["reward_to_go"].shape == (T,)
+  assert float(met["reward_to_go"][0]) < float(met["reward_to_go"][-1]) < 0.0
+  with pytest.raises(ValueError, match=r"reinforce_reward='to_go' needs a baseline per "
+                     r"step \[5\] \(or a scalar\), got shape \(3,\)"):
+    m.loss(p, images(), CAPS, key=jax.random.key(1), baseline=jnp.zeros((3,)))
+  with pytest.raises(ValueError, match="reinforce_reward must be one of"):
+    model("hard", reinforce_reward="episode")
 
 
 @pytest.mark.parametrize("mode", ["soft", "hard"])

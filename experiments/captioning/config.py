@@ -47,6 +47,7 @@ def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
   c.init_state = "mean"       # mean (h0 from the mean annotation, the paper) | zeros
   c.expectation_prob = 0.5    # hard: probability of the soft context at a step.
   c.baseline_decay = 0.9      # hard: moving average of the REINFORCE baseline.
+  c.reinforce_reward = "caption"  # hard: caption (the paper) | to_go (per step: words t..T)
   # Optimization, logging, checkpoints (experiments/common.py).
   common.add_training_fields(c, batch_size=32, num_steps=3000, learning_rate=2e-3,
                              clip_norm=5.0, eval_every=500)

@@ -23,7 +23,7 @@ from rnn_zoo.training.loop import Workload
 
 SHAPE_FIELDS = ("dataset", "data_config", "coco_train", "image_size", "max_length",
                 "min_count", "mode", "cell", "hidden_size", "num_layers", "gru_variant",
-                "embed_size", "channels", "attention_query", "init_state",
+                "embed_size", "channels", "attention_query", "init_state", "reinforce_reward",
                 "local_features")
 DEFAULT_DATA_DIR = os.path.join("~", ".cache", "rnn_zoo", "tfds")
 
@@ -93,7 +93,8 @@ def make_model(config, vocab_size: int) -> Captioner:
       alpha_c=config.alpha_c, entropy_bonus=config.entropy_bonus,
       expectation_prob=config.expectation_prob, baseline_decay=config.baseline_decay,
       attention_query=config.attention_query, entropy_penalty=config.entropy_penalty,
-      init_state=config.init_state, local_features=config.local_features)
+      init_state=config.init_state, local_features=config.local_features,
+      reinforce_reward=config.reinforce_reward)
 
 
 def test_model(config, model: Captioner) -> Captioner:
@@ -128,19 +129,22 @@ def captioning(config) -> Task:
                              seed=config.seed, train=False)
   n_val = len(val_source) // B   # full batches only (they shard over devices)
   hard = config.mode == "hard"
+  to_go = hard and config.reinforce_reward == "to_go"
+  baseline_shape = (config.max_length + 1,) if to_go else ()
 
   def strip(batch):
     return {"image": batch["image"], "tokens": batch["tokens"]}
 
   def loss_fn(params, batch, key, train, carry=None):
     kw = {"key": key if key is not None else jax.random.key(0)}
-    if hard:
-      kw["baseline"] = jnp.mean(carry)
+    if hard:   # the carry: the baseline on every example ([B], or [B, T] to go)
+      kw["baseline"] = jnp.mean(carry, axis=0)
     loss, metrics = model.loss(params, batch["image"], batch["tokens"], **kw)
     if not hard:
       return loss, metrics
+    reward = metrics.pop("reward_to_go") if to_go else metrics["reward"]
     decay = config.baseline_decay
-    new = decay * carry + (1.0 - decay) * jax.lax.stop_gradient(metrics["reward"])
+    new = decay * carry + (1.0 - decay) * jax.lax.stop_gradient(reward)
     return loss, (metrics, new if train else carry)
 
   def param_groups(grads):
@@ -157,6 +161,7 @@ def captioning(config) -> Task:
       train_batch=lambda key, step: strip(train[int(step)]),
       eval_batch=lambda key, i: strip(val[int(i) % n_val]),
       shape_fields=SHAPE_FIELDS, vocab=vocab.to_json(), param_groups=param_groups,
-      init_carry=(lambda batch: jnp.zeros((batch,), jnp.float32)) if hard else None,
+      init_carry=((lambda batch: jnp.zeros((batch,) + baseline_shape, jnp.float32))
+                  if hard else None),
       eval_batches=min(config.eval_batches, n_val), info=info, host_data=True)
   return Task(workload=workload, model=model, vocab=vocab, sources=sources, info=info)

@@ -254,15 +254,35 @@ def reinforce_surrogate(log_probs: Array, reward: Array, baseline: Array) -> Arr
   unbiased estimate of ``-grad E[R]`` for any ``b`` that does not depend on
   ``s`` (Xu et al. use a moving average of the reward).
 
+  With one reward per choice (``reward`` shaped like ``log_probs``) the loss
+  is ``-sum_t (R_t - b_t) log p(s_t)``: give choice t the reward to go
+  (:func:`rewards_to_go`, the part of the return that choice t can still
+  change), and the estimate of ``-grad E[R]`` stays unbiased with less
+  variance.
+
   Args:
     log_probs: ``[B, ...]`` log-probabilities of the sampled choices (summed
       over the trailing axes).
-    reward: ``[B]`` e.g. ``log p(caption | locations)``.
-    baseline: a scalar or ``[B]``.
+    reward: ``[B]`` e.g. ``log p(caption | locations)``, or ``[B, ...]`` like
+      ``log_probs``: one reward per choice.
+    baseline: a scalar, ``[B]``, or (per-choice rewards) broadcastable to
+      ``log_probs``.
 
   Returns:
     ``[B]`` surrogate losses.
   """
-  lp = log_probs.reshape(log_probs.shape[0], -1).sum(-1)
   advantage = jax.lax.stop_gradient(reward - baseline)
+  if advantage.shape == log_probs.shape and log_probs.ndim > 1:
+    return -(advantage * log_probs).reshape(log_probs.shape[0], -1).sum(-1)
+  lp = log_probs.reshape(log_probs.shape[0], -1).sum(-1)
+  if advantage.shape not in ((), lp.shape):
+    raise UserError(f"reward - baseline must be a scalar, [batch] {list(lp.shape)} or "
+                    f"shaped like log_probs {list(log_probs.shape)}, got "
+                    f"{list(advantage.shape)}")
   return -advantage * lp
+
+
+def rewards_to_go(step_rewards: Array) -> Array:
+  """``[B, T]`` -> ``[B, T]``: ``sum_{t' >= t} r_t'``, the return from step t
+  on (a choice made at step t cannot change the rewards before it)."""
+  return jnp.flip(jnp.cumsum(jnp.flip(step_rewards, -1), -1), -1)

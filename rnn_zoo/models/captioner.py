@@ -45,6 +45,7 @@ from rnn_zoo.recurrence import StackedRNN
 MODES = ("plain", "soft", "hard")
 ENCODERS = ("cnn", "features")
 INIT_STATES = ("mean", "zeros")
+REINFORCE_REWARDS = ("caption", "to_go")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,6 +77,11 @@ class Captioner:
       the image only through attention).
     local_features: the CNN's locations see only their own cell of the
       image (:class:`~rnn_zoo.nn.encoders.ConvEncoder` ``local``).
+    reinforce_reward: hard: ``"caption"`` (the paper: every sampled location
+      gets ``log p(caption | locations)``, against a scalar baseline) or
+      ``"to_go"`` (the location of step t gets the log-probability of words
+      t..T, the ones it can change, against a per-step baseline: the same
+      expected gradient with less variance).
   """
   vocab_size: int
   cell: Cell
@@ -94,6 +100,7 @@ class Captioner:
   entropy_penalty: float = 0.0
   init_state: str = "mean"
   local_features: bool = False
+  reinforce_reward: str = "caption"
 
   def __post_init__(self):
     checks.positive_int("vocab_size", self.vocab_size)
@@ -114,6 +121,7 @@ class Captioner:
     for c in self.channels:
       checks.positive_int("channels", c)
     checks.choice("init_state", self.init_state, INIT_STATES)
+    checks.choice("reinforce_reward", self.reinforce_reward, REINFORCE_REWARDS)
     if self.init_state == "zeros" and self.mode == "plain":
       raise UserError("init_state='zeros' needs attention (mode 'soft' or 'hard'): "
                       "mode='plain' would never see the image")
@@ -254,8 +262,10 @@ class Captioner:
     """``(loss, metrics)``: masked cross-entropy summed over time and averaged
     over the batch, plus the attention terms of the mode.
 
-    For ``"hard"``, ``baseline`` is the REINFORCE baseline (a scalar; the
-    metrics carry ``reward`` to update it by ``baseline_decay``).
+    For ``"hard"``, ``baseline`` is the REINFORCE baseline: a scalar, the
+    metrics carry ``reward`` to update it by ``baseline_decay``; with
+    ``reinforce_reward="to_go"`` one per step (``[T]``), the metrics carry
+    ``reward_to_go`` ``[T]`` (the mean over the captions still running).
     """
     logits, firsts = self.apply(params, images, captions, key=key)
     targets = captions[:, 1:]
@@ -279,7 +289,16 @@ class Captioner:
         raise UserError("mode='hard' needs the REINFORCE baseline, got baseline=None")
       reward = -nll                                       # log p(caption | locations)
       lp = attention_lib.location_log_probs(firsts.alpha, firsts.location) * mask
-      surrogate = attention_lib.reinforce_surrogate(lp, reward, baseline).mean()
+      if self.reinforce_reward == "to_go":
+        if jnp.ndim(baseline) not in (0, 1) or jnp.size(baseline) not in (1, mask.shape[1]):
+          raise UserError(f"reinforce_reward='to_go' needs a baseline per step "
+                          f"[{mask.shape[1]}] (or a scalar), got shape {jnp.shape(baseline)}")
+        to_go = attention_lib.rewards_to_go(-ce)          # log p(words t.. | locations)
+        surrogate = attention_lib.reinforce_surrogate(lp, to_go, baseline).mean()
+        metrics["reward_to_go"] = (jnp.sum(to_go * mask, 0)
+                                   / jnp.maximum(jnp.sum(mask, 0), 1.0))
+      else:
+        surrogate = attention_lib.reinforce_surrogate(lp, reward, baseline).mean()
       loss = loss + surrogate - self.entropy_bonus * metrics["attention_entropy"]
       metrics["reward"] = reward.mean()
     return loss, metrics
@@ -291,5 +310,5 @@ class Captioner:
     return self.apply(params, images, captions, key=key)[1].alpha
 
 
-__all__ = ["Captioner", "MODES", "ENCODERS", "INIT_STATES"]
+__all__ = ["Captioner", "MODES", "ENCODERS", "INIT_STATES", "REINFORCE_REWARDS"]
 
