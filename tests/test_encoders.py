@@ -5,7 +5,7 @@ import jax
 import numpy as np
 import pytest
 
-from rnn_zoo.nn.encoders import ConvEncoder, num_locations
+from rnn_zoo.nn.encoders import ConvEncoder, num_locations, with_coordinates
 
 
 def changed_locations(enc, rows, cols):
@@ -45,3 +45,14 @@ def test_local_needs_an_image_divisible_into_cells():
   with pytest.raises(ValueError, match=r"local=True cuts the image into 8x8-pixel cells: "
                      r"its size must be divisible by 8, got 60x60"):
     enc.init(jax.random.key(0), x)
+
+
+def test_with_coordinates_appends_each_locations_x_and_y():
+  feats = np.zeros((2, 9, 4), np.float32)
+  out = np.asarray(with_coordinates(feats))
+  assert out.shape == (2, 9, 6)
+  # Row-major over a 3x3 grid: location 5 is row 1, column 2 -> (x, y) = (1, 0).
+  np.testing.assert_allclose(out[1, 5, 4:], [1.0, 0.0])
+  np.testing.assert_allclose(out[0, 6, 4:], [-1.0, 1.0])
+  with pytest.raises(ValueError, match="features must cover a square grid of locations, got L = 8"):
+    with_coordinates(np.zeros((1, 8, 4), np.float32))

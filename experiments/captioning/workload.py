@@ -24,7 +24,7 @@ from rnn_zoo.training.loop import Workload
 SHAPE_FIELDS = ("dataset", "data_config", "coco_train", "image_size", "max_length",
                 "min_count", "mode", "cell", "hidden_size", "num_layers", "gru_variant",
                 "embed_size", "channels", "attention_query", "init_state", "reinforce_reward",
-                "local_features")
+                "local_features", "feed_context")
 DEFAULT_DATA_DIR = os.path.join("~", ".cache", "rnn_zoo", "tfds")
 
 
@@ -94,7 +94,7 @@ def make_model(config, vocab_size: int) -> Captioner:
       expectation_prob=config.expectation_prob, baseline_decay=config.baseline_decay,
       attention_query=config.attention_query, entropy_penalty=config.entropy_penalty,
       init_state=config.init_state, local_features=config.local_features,
-      reinforce_reward=config.reinforce_reward)
+      reinforce_reward=config.reinforce_reward, feed_context=config.feed_context)
 
 
 def test_model(config, model: Captioner) -> Captioner:

@@ -18,6 +18,11 @@ cell steps first on ``[x_t, z_{t-1}]`` and attention then looks with the new
 context ``z_t`` reaches the output layer (a captioner's logits read
 ``[h_t, z_t]``) in the same step.
 
+With ``feed_context=False`` the cell reads ``x_t`` alone: the context
+reaches only what reads the carry's ``context`` (a captioner's output layer),
+so the recurrent state holds no memory of the image and the decoder sees it
+only where it looks at the step it needs it.
+
 The wrapper is itself a :class:`~rnn_zoo.cells.cell.Cell`: the runner,
 stacks, truncated BPTT and decoding drive it like any other; its carry holds
 the annotations (constant over time), this step's ``alpha`` and ``context``
@@ -86,6 +91,7 @@ class AttentionCell(Cell):
   gate: bool = True
   expectation_prob: float = 0.5  # hard: probability of using the soft context
   query: str = "before"        # attend with h_{t-1} (the paper) | "after" the step, with h_t
+  feed_context: bool = True    # the cell reads [x_t, z]; False: x_t alone (see the module doc)
 
   @classmethod
   def wrap(cls, cell: Cell, *, num_locations: int, feature_size: int,
@@ -120,7 +126,7 @@ class AttentionCell(Cell):
     checks.positive_int("input_size", input_size)
     k_cell, k_f, k_h, k_v, k_g = jax.random.split(key, 5)
     D, H, A, dt = self.feature_size, self.hidden_size, self._A, self.param_dtype
-    params = {"cell": self.cell.init(k_cell, input_size + D),
+    params = {"cell": self.cell.init(k_cell, input_size + (D if self.feed_context else 0)),
               "att": {"w_feat": base.glorot_uniform(k_f, (D, A), dt),
                       "w_h": base.glorot_uniform(k_h, (H, A), dt),
                       "b": jnp.zeros((A,), dt),
@@ -132,7 +138,7 @@ class AttentionCell(Cell):
 
   def input_size_of(self, params):
     size = self.cell.input_size_of(params["cell"])
-    return None if size is None else size - self.feature_size
+    return None if size is None else size - (self.feature_size if self.feed_context else 0)
 
   def initial_carry(self, batch_shape=(), dtype=None):
     inner = self.cell.initial_carry(batch_shape, dtype)
@@ -210,12 +216,12 @@ class AttentionCell(Cell):
 
   def step(self, params, carry: AttentionCarry, x: Array):
     inner = carry.inner._replace(h=carry.h)
+    feed = lambda z: jnp.concatenate([x, z], -1) if self.feed_context else x
     if self.query == "before":
       alpha, context, location, key = self._look(params, carry, carry.h)
-      inner, y = self.cell.step(params["cell"], inner, jnp.concatenate([x, context], -1))
+      inner, y = self.cell.step(params["cell"], inner, feed(context))
     else:   # the cell reads [x_t, z_{t-1}], then attention looks with h_t
-      inner, y = self.cell.step(params["cell"], inner,
-                                jnp.concatenate([x, carry.context], -1))
+      inner, y = self.cell.step(params["cell"], inner, feed(carry.context))
       alpha, context, location, key = self._look(params, carry, inner.h)
     new = carry._replace(h=inner.h, inner=inner, context=context, alpha=alpha,
                          location=location, key=key)

@@ -39,7 +39,7 @@ from rnn_zoo.cells.attention import AttentionCell
 from rnn_zoo.cells.cell import Cell
 from rnn_zoo.data.captions import NULL
 from rnn_zoo.errors import UserError
-from rnn_zoo.nn.encoders import ConvEncoder, num_locations
+from rnn_zoo.nn.encoders import ConvEncoder, num_locations, with_coordinates
 from rnn_zoo.recurrence import StackedRNN
 
 MODES = ("plain", "soft", "hard")
@@ -76,7 +76,12 @@ class Captioner:
       annotation) or ``"zeros"`` (soft/hard: the decoder starts blank and sees
       the image only through attention).
     local_features: the CNN's locations see only their own cell of the
-      image (:class:`~rnn_zoo.nn.encoders.ConvEncoder` ``local``).
+      image (:class:`~rnn_zoo.nn.encoders.ConvEncoder` ``local``), and each
+      annotation gets its cell's (x, y) in [-1, 1] appended (D + 2).
+    feed_context: soft/hard: the decoder's cell reads ``[word, z_t]`` (the
+      paper); False: the word alone, the context reaching only the output
+      layer (with ``init_state="zeros"`` the decoder then keeps no memory of
+      the image: it must look at each word it names).
     reinforce_reward: hard: ``"caption"`` (the paper: every sampled location
       gets ``log p(caption | locations)``, against a scalar baseline) or
       ``"to_go"`` (the location of step t gets the log-probability of words
@@ -101,6 +106,7 @@ class Captioner:
   init_state: str = "mean"
   local_features: bool = False
   reinforce_reward: str = "caption"
+  feed_context: bool = True
 
   def __post_init__(self):
     checks.positive_int("vocab_size", self.vocab_size)
@@ -137,7 +143,9 @@ class Captioner:
 
   @property
   def feature_size(self) -> int:
-    return self.channels[-1] if self.encoder == "cnn" else self.feature_shape[1]
+    if self.encoder == "features":
+      return self.feature_shape[1]
+    return self.channels[-1] + (2 if self.local_features else 0)
 
   @property
   def cnn(self) -> ConvEncoder:
@@ -150,7 +158,8 @@ class Captioner:
     return AttentionCell.wrap(self.cell, num_locations=self.locations,
                               feature_size=self.feature_size, mode=self.mode,
                               expectation_prob=self.expectation_prob,
-                              query=self.attention_query)
+                              query=self.attention_query,
+                              feed_context=self.feed_context)
 
   @property
   def stack(self) -> StackedRNN:
@@ -179,7 +188,8 @@ class Captioner:
       if getattr(images, "ndim", None) != 4 or tuple(images.shape[1:]) != (S, S, 3):
         raise UserError(f"images must be [batch, {S}, {S}, 3], got shape "
                         f"{tuple(getattr(images, 'shape', ()))}")
-      return self.cnn.apply(params["cnn"], images)
+      feats = self.cnn.apply(params["cnn"], images)
+      return with_coordinates(feats) if self.local_features else feats
     feats = images
     if not hasattr(feats, "ndim") or not jnp.issubdtype(feats.dtype, jnp.floating):
       raise UserError("features must be a floating array [batch, D] or [batch, L, D], "

@@ -38,7 +38,7 @@ import optax
 from rnn_zoo import checks
 from rnn_zoo.cells.cell import Cell
 from rnn_zoo.errors import UserError
-from rnn_zoo.nn.encoders import ConvEncoder, num_locations
+from rnn_zoo.nn.encoders import ConvEncoder, num_locations, with_coordinates
 from rnn_zoo.recurrence import unroll
 
 FUSIONS = ("concat", "product", "attention", "relation")
@@ -165,12 +165,7 @@ class VQA:
     if not jnp.issubdtype(images.dtype, jnp.floating):
       raise UserError(f"images must be floating (values in [0, 1]), got dtype "
                       f"{images.dtype}")
-    feats = self.cnn.apply(params["cnn"], images)
-    side = int(round(np.sqrt(feats.shape[1])))
-    grid = np.linspace(-1.0, 1.0, side, dtype=np.float32)
-    xy = np.stack(np.meshgrid(grid, grid), axis=-1).reshape(-1, 2)     # (x, y), row-major
-    xy = jnp.broadcast_to(jnp.asarray(xy, feats.dtype), feats.shape[:2] + (2,))
-    return jnp.concatenate([feats, xy], axis=-1)
+    return with_coordinates(self.cnn.apply(params["cnn"], images))
 
   def read(self, params, questions) -> jax.Array:
     """``[B, Lq]`` word ids (``<NULL>``-padded) -> ``[B, Q]``."""

@@ -68,6 +68,19 @@ class ConvEncoder(nn.Module):
     return x.reshape(x.shape[0], -1, x.shape[-1])
 
 
+def with_coordinates(features: jax.Array) -> jax.Array:
+  """``[B, L, D]`` annotations over a square grid (row-major) -> ``[B, L, D + 2]``
+  with each location's (x, y) grid position in [-1, 1] appended."""
+  side = int(round(np.sqrt(features.shape[1])))
+  if side * side != features.shape[1]:
+    raise UserError(f"features must cover a square grid of locations, got L = "
+                    f"{features.shape[1]}")
+  grid = np.linspace(-1.0, 1.0, side, dtype=np.float32)
+  xy = np.stack(np.meshgrid(grid, grid), axis=-1).reshape(-1, 2)     # (x, y), row-major
+  xy = jnp.broadcast_to(jnp.asarray(xy, features.dtype), features.shape[:2] + (2,))
+  return jnp.concatenate([features, xy], axis=-1)
+
+
 def num_locations(image_size: int, blocks: int, first_stride: int = 1) -> int:
   """L of :class:`ConvEncoder` for square images of ``image_size``."""
   side = image_size

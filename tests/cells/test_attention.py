@@ -215,6 +215,26 @@ def test_reinforce_with_rewards_to_go_is_unbiased_over_two_steps():
     attention.reinforce_surrogate(jnp.zeros((1, 2)), jnp.zeros((1, 3)), 0.0)
 
 
+@pytest.mark.parametrize("query", ["before", "after"])
+def test_without_feeding_the_context_the_state_never_sees_the_features(query):
+  att, params, feats, carry, xs = setup(query=query, feed_context=False)
+  assert att.input_size_of(params) == I
+  assert params["cell"]["w_ih"].shape[0] == I              # no D columns for the context
+  ys, _, carries = rz.unroll_with_carries(att, params, xs, initial_carry=carry)
+  other = att.with_features(params, att.initial_carry((B,)), 2.0 * feats + 1.0)
+  ys2, _, carries2 = rz.unroll_with_carries(att, params, xs, initial_carry=other)
+  np.testing.assert_array_equal(ys, ys2)                 # the state: words only
+  assert float(jnp.abs(carries.context - carries2.context).max()) > 1e-3
+  np.testing.assert_allclose(carries.alpha.sum(-1), 1.0, rtol=1e-5)
+  # The map of each step is the module doc's, for that step's query.
+  hs = carries.h if query == "after" else jnp.concatenate(
+      [carry.h[:, None], carries.h[:, :-1]], axis=1)
+  for t in range(T):
+    alpha, z = soft_look(params, feats, hs[:, t])
+    np.testing.assert_allclose(carries.alpha[:, t], alpha, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(carries.context[:, t], z, rtol=1e-4, atol=1e-5)
+
+
 def test_doubly_stochastic_penalty_by_hand():
   alphas = jnp.array([[[0.5, 0.5], [1.0, 0.0], [0.0, 1.0]]])   # [1, T=3, L=2]
   np.testing.assert_allclose(attention.doubly_stochastic_penalty(alphas), [0.5])
