@@ -30,6 +30,7 @@ import numpy as np
 
 from experiments import common
 from experiments import launch
+from experiments.captioning import config as cap_config
 from experiments.captioning import evaluate
 from experiments.captioning import figures
 from experiments.captioning import workload
@@ -67,8 +68,9 @@ def load(workdir: str):
   loaded = common.load_trained(workdir, "captioning", ("mode", "embed_size"))
   config = ml_collections.ConfigDict(loaded["config"])
   vocab = captions_lib.WordVocab.from_json(loaded["vocab"])
-  if "hard_decoding" not in config:
-    config.hard_decoding = "sample"       # runs from before the field
+  for field, default in cap_config.get_config().items():
+    if field not in config:               # runs from before the field: its default
+      config[field] = default
   model = workload.make_model(config, vocab.size)
   params = jax.tree.map(jnp.asarray, loaded["state"]["params"])
   return model, params, vocab, config, loaded["step"]
