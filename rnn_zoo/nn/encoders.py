@@ -63,9 +63,8 @@ class ConvEncoder(nn.Module):
     for i, c in enumerate(self.channels):
       stride = self.first_stride if i == 0 else 2
       x = nn.relu(nn.Conv(c, (3, 3), strides=stride, name=f"conv_{i}")(x))
-    if self.local:
-      return x.reshape(images.shape[0], -1, x.shape[-1])     # cells in row-major order
-    return x.reshape(x.shape[0], -1, x.shape[-1])
+    # (local: the cells' 1x1 maps, back in row-major order per image)
+    return x.reshape(images.shape[0], -1, x.shape[-1])
 
 
 def with_coordinates(features: jax.Array) -> jax.Array:
