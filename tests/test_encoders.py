@@ -18,15 +18,17 @@ def changed_locations(enc, rows, cols):
   return set(np.nonzero(d[1] > 0)[0].tolist()), y.shape
 
 
-@pytest.mark.parametrize("first_stride", [1, 2])
-def test_local_locations_see_only_their_own_cell(first_stride):
+@pytest.mark.parametrize("first_stride,skip", [(1, False), (2, False), (2, True)])
+def test_local_locations_see_only_their_own_cell(first_stride, skip):
   channels = (4, 8, 8, 8)
-  enc = ConvEncoder(channels=channels, local=True, first_stride=first_stride)
+  enc = ConvEncoder(channels=channels, local=True, first_stride=first_stride, skip=skip)
   cell = 8 * first_stride
   side = 64 // cell
   # Blank one whole cell (row 2, column 1 of the grid): its location alone changes.
   changed, shape = changed_locations(enc, slice(2 * cell, 3 * cell), slice(cell, 2 * cell))
-  assert shape == (2, num_locations(64, len(channels), first_stride), 8) == (2, side ** 2, 8)
+  depth = 8 + 4 * skip                      # skip: + the first block, pooled
+  assert shape == (2, num_locations(64, len(channels), first_stride), depth)
+  assert shape[1] == side ** 2
   assert changed == {2 * side + 1}
   # One pixel in the corner of a cell: still only that cell's location.
   changed, _ = changed_locations(enc, slice(cell, cell + 1), slice(cell, cell + 1))

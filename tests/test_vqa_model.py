@@ -27,7 +27,7 @@ def batch(n=12, seed=0):
 
 
 @pytest.mark.parametrize("fusion,kw", [("concat", {"bidirectional": True}), ("product", {}),
-                                       ("attention", {}), ("relation", {})])
+                                       ("attention", {"skip": True}), ("relation", {})])
 def test_each_fusion_learns_a_batch_through_a_jitted_step(fusion, kw):
   model = small(fusion, **kw)
   params = model.init(jax.random.key(0))
@@ -102,6 +102,30 @@ def test_padding_is_not_read():
   longer = jnp.asarray([[3, 4, 5, 0, 0, 0, 0, 0]], jnp.int32)
   np.testing.assert_allclose(model.read(params, q), model.read(params, longer), rtol=1e-6)
   assert model.regions(params, batch(1)[0]).shape == (1, model.locations, 10)
+
+
+def test_skip_regions_carry_the_first_block_pooled():
+  """``skip=True``: each region is the plain model's features, the first
+  block's map max-pooled over the region, then (x, y); the same CNN."""
+  plain, skip = small("attention"), small("attention", skip=True)
+  params = skip.init(jax.random.key(4))
+  shapes = lambda p: jax.tree.map(jnp.shape, p["cnn"])
+  assert shapes(params) == shapes(plain.init(jax.random.key(4)))
+  images = batch(2)[0]
+  regions = skip.regions(params, images)
+  assert regions.shape == (2, skip.locations, 8 + 8 + 2) and skip.region_size == 18
+  np.testing.assert_allclose(regions[..., :8], plain.regions(params, images)[..., :8],
+                             rtol=1e-6)
+  np.testing.assert_allclose(regions[..., 16:], plain.regions(params, images)[..., 8:])
+  # Block 1 alone: 19x19 -> 10x10 (stride 2); the map is 3x3 (19 -> 10 -> 5 -> 3),
+  # so region (r, c) pools the block's rows and columns [4r, 4r + 4).
+  first = rz.nn.ConvEncoder(channels=(8,), first_stride=2)
+  block = np.asarray(first.apply({"params": {"conv_0": params["cnn"]["params"]["conv_0"]}},
+                                 images)).reshape(2, 10, 10, 8)
+  for r in range(3):
+    for c in range(3):
+      want = block[:, 4 * r:4 * r + 4, 4 * c:4 * c + 4].max(axis=(1, 2))
+      np.testing.assert_allclose(regions[:, 3 * r + c, 8:16], want, rtol=1e-6)
 
 
 def test_bad_inputs():

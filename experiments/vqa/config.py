@@ -41,13 +41,15 @@ def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
   c.bidirectional = False     # Read the question both ways.
   c.embed_size = 32           # Question word embedding size.
   c.channels = (24, 24, 24, 24)  # CNN channels per block (all stride 2: 75 -> 5x5).
+  c.skip = True               # Append the CNN's first block, max-pooled over each
+                              # region (what binds a question's colour; docs/vqa.md).
   c.fusion_size = 128         # product / attention: the common size.
   c.hops = 2                  # attention: hops (1 or 2).
   c.mlp_size = 256            # The answer MLP's width (relation: f's).
   c.g_layers = 3              # relation: layers of g.
   c.g_size = 256              # relation: g's width (runs on all 25x25 region pairs).
   # Optimization, logging, checkpoints (experiments/common.py).
-  common.add_training_fields(c, batch_size=16, num_steps=4000, learning_rate=1e-3,
+  common.add_training_fields(c, batch_size=16, num_steps=8000, learning_rate=1e-3,
                              clip_norm=5.0, eval_every=500)
   c.eval_batches = 8          # Validation batches for the loss during training.
   c.figure_questions = 2      # attention: questions drawn per subtype in the report.
@@ -57,12 +59,14 @@ def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
   elif preset in ("concat", "product"):
     c.fusion = preset
   elif preset == "relation":
-    # g runs on all 625 region pairs of every question: a narrower g and
-    # half the scenes per step keep the preset inside 20 minutes on 2 cores.
+    # g runs on all 625 region pairs of every question: a narrower g, half
+    # the scenes per step and half the steps keep the preset inside the
+    # same 20 minutes on 2 cores as the others.
     c.fusion = "relation"
     c.g_size = 64
     c.g_layers = 2
     c.batch_size = 8
+    c.num_steps = 4000
   elif preset == "smoke":
     c.data_config = "tiny"
     c.hidden_size = 16

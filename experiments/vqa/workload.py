@@ -21,7 +21,7 @@ from rnn_zoo.training.loop import Workload
 
 SHAPE_FIELDS = ("dataset", "data_config", "clevr_train", "image_size", "fusion", "cell",
                 "hidden_size", "gru_variant", "bidirectional", "embed_size", "channels",
-                "fusion_size", "hops", "mlp_size", "g_layers", "g_size")
+                "skip", "fusion_size", "hops", "mlp_size", "g_layers", "g_size")
 DEFAULT_DATA_DIR = os.path.join("~", ".cache", "rnn_zoo", "tfds")
 
 
@@ -71,7 +71,7 @@ def make_model(config, num_answers: int, question_vocab: int) -> VQA:
   return VQA(num_answers=num_answers, question_vocab=question_vocab,
              cell=common.make_cell(config, t_max=config.max_question_length),
              fusion=config.fusion, image_size=config.image_size,
-             channels=tuple(config.channels), embed_size=config.embed_size,
+             channels=tuple(config.channels), skip=bool(config.skip), embed_size=config.embed_size,
              bidirectional=config.bidirectional, fusion_size=config.fusion_size,
              hops=config.hops, mlp_size=config.mlp_size, g_layers=config.g_layers,
              g_size=config.g_size)

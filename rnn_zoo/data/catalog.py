@@ -6,6 +6,7 @@ to do instead."""
 
 from __future__ import annotations
 
+import fcntl
 import glob
 import os
 import socket
@@ -81,9 +82,16 @@ def import_tfds(what: str):
 def prepare_own(builder_class, data_dir: str, config: str) -> dict:
   """``{split: data source}`` of one of the project's generated builders,
   prepared as array_record into ``data_dir`` on first use (no download, no
-  TensorFlow)."""
+  TensorFlow). Runs started together prepare it once: the first holds a
+  lock file in ``data_dir`` while it writes, the others wait and read."""
   tfds = import_tfds(builder_class.__name__)
   tfds.disable_progress_bar()
-  builder = builder_class(data_dir=data_dir, config=config, file_format="array_record")
-  builder.download_and_prepare()
+  os.makedirs(data_dir, exist_ok=True)
+  lock_path = os.path.join(data_dir, f".{builder_class.__name__}-{config}.lock")
+  with open(lock_path, "w", encoding="utf-8") as lock:
+    # (Two preparations at once both wrote, and the second crashed renaming
+    # its finished folder onto the first's.)
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    builder = builder_class(data_dir=data_dir, config=config, file_format="array_record")
+    builder.download_and_prepare()
   return dict(builder.as_data_source())

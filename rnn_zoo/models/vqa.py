@@ -4,7 +4,10 @@ reads the question, and the two are fused to pick an answer.
 The image: :class:`rnn_zoo.nn.encoders.ConvEncoder` (every block stride 2:
 a 75x75 image gives a 5x5 map) -> ``[B, L, D]`` region features, each with
 its (x, y) grid coordinates in [-1, 1] appended (positions matter to "is it
-on the left?" once features are pooled). The question: word embedding ->
+on the left?" once features are pooled); with ``skip`` each region also
+gets the CNN's first block max-pooled over it (``ConvEncoder(skip=True)``:
+the colour that binds a question to an object, which every fusion fails to
+learn through the strided blocks alone). The question: word embedding ->
 any zoo cell over the words (``lengths`` from the ``<NULL>`` padding) ->
 the final hidden state ``q`` (``bidirectional``: forward and backward final
 states, concatenated). Fusions:
@@ -73,6 +76,8 @@ class VQA:
     fusion: ``"concat"``, ``"product"``, ``"attention"`` or ``"relation"``.
     image_size: S of the square ``[B, S, S, 3]`` images (floats in [0, 1]).
     channels: the CNN's channels per block.
+    skip: append the first block's map, max-pooled over each region, to the
+      region's features (``ConvEncoder(skip=True)``).
     embed_size: question word embedding size.
     bidirectional: read the question both ways.
     fusion_size: ``product``'s and ``attention``'s common size.
@@ -88,6 +93,7 @@ class VQA:
   fusion: str = "attention"
   image_size: int = 75
   channels: Sequence[int] = (24, 24, 24, 24)
+  skip: bool = False
   embed_size: int = 32
   bidirectional: bool = False
   fusion_size: int = 128
@@ -111,7 +117,7 @@ class VQA:
   # -- structure ---------------------------------------------------------------
   @property
   def cnn(self) -> ConvEncoder:
-    return ConvEncoder(channels=self.channels, first_stride=2)
+    return ConvEncoder(channels=self.channels, first_stride=2, skip=self.skip)
 
   @property
   def locations(self) -> int:
@@ -119,7 +125,8 @@ class VQA:
 
   @property
   def region_size(self) -> int:
-    return self.channels[-1] + 2                     # features + (x, y)
+    # features (+ the first block's, pooled) + (x, y)
+    return self.channels[-1] + (self.channels[0] if self.skip else 0) + 2
 
   @property
   def question_size(self) -> int:

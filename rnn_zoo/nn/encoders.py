@@ -28,6 +28,13 @@ class ConvEncoder(nn.Module):
   field = the cell), so what the decoder learns about an object it can only
   read from the locations the object covers. Same parameters, same L.
 
+  With ``skip=True`` each location's features are followed by the first
+  block's map max-pooled over the location's cell (D = ``channels[-1] +
+  channels[0]``): fine-grained evidence, such as which colour is there,
+  that the strided blocks blur together (Sort-of-CLEVR's binding of a
+  question's colour to an object is learned with it and not without it:
+  docs/vqa.md). Same parameters.
+
   Example:
     >>> import jax, jax.numpy as jnp
     >>> from rnn_zoo.nn.encoders import ConvEncoder
@@ -39,6 +46,7 @@ class ConvEncoder(nn.Module):
   channels: Sequence[int] = (16, 32, 64, 128)
   first_stride: int = 1     # 2: every block halves the resolution
   local: bool = False       # True: each location sees only its own cell of the image
+  skip: bool = False        # True: append block 1's map max-pooled over each location
 
   @nn.compact
   def __call__(self, images: jax.Array) -> jax.Array:
@@ -60,9 +68,17 @@ class ConvEncoder(nn.Module):
       g, h = S // cell, W // cell
       x = (images.reshape(B, g, cell, h, cell, 3).transpose(0, 1, 3, 2, 4, 5)
            .reshape(B * g * h, cell, cell, 3))
+    first = None
     for i, c in enumerate(self.channels):
       stride = self.first_stride if i == 0 else 2
       x = nn.relu(nn.Conv(c, (3, 3), strides=stride, name=f"conv_{i}")(x))
+      first = x if i == 0 else first
+    if self.skip:
+      # Location j pools first-block positions [w j, w (j + 1)), w =
+      # ceil(side_1 / side): windows tiled from the top-left corner.
+      w = tuple(-(-a // b) for a, b in zip(first.shape[1:3], x.shape[1:3]))
+      pad = tuple((0, k * n - a) for k, n, a in zip(w, x.shape[1:3], first.shape[1:3]))
+      x = jnp.concatenate([x, nn.max_pool(first, w, strides=w, padding=pad)], axis=-1)
     # (local: the cells' 1x1 maps, back in row-major order per image)
     return x.reshape(images.shape[0], -1, x.shape[-1])
 
