@@ -12,7 +12,11 @@ one jitted pass of:
 
 for:
 
-* ``rnn_zoo``: :func:`rnn_zoo.unroll` (fused backward, the default);
+* ``rnn_zoo``: :func:`rnn_zoo.unroll` with its defaults (for the LSTM on a
+  one-device CPU process, the native kernel of :mod:`rnn_zoo.native`;
+  otherwise the scan with the fused backward);
+* ``rnn_zoo[scan]``: the LSTM's scan runner (``native=False``, the fused
+  backward), the portable reference the native kernel replaces;
 * ``rnn_zoo[autodiff]``: the same runner with ``fused=False`` (plain
   autodiff of ``lax.scan``) — the ablation;
 * ``flax``: ``nn.RNN(nn.OptimizedLSTMCell)`` / ``nn.RNN(nn.GRUCell)``;
@@ -80,7 +84,8 @@ _MODES = flags.DEFINE_list("modes", ["train", "infer"],
 _ROUNDS = flags.DEFINE_integer("rounds", None, "Timed rounds (default: preset's).")
 _OUT = flags.DEFINE_string("out", None, "Run folder (default runs/throughput/<timestamp>).")
 _NO_TORCH = flags.DEFINE_bool("no_torch", False, "Skip the PyTorch anchor.")
-IMPLS = ("rnn_zoo", "rnn_zoo[autodiff]", "rnn_zoo[sequential]", "flax", "torch")
+IMPLS = ("rnn_zoo", "rnn_zoo[scan]", "rnn_zoo[autodiff]", "rnn_zoo[sequential]",
+         "flax", "torch")
 _IMPLS = flags.DEFINE_list("impls", list(IMPLS),
                            "Implementations to time (rnn_zoo is always timed).")
 _XLA_DEFAULTS = flags.DEFINE_bool(
@@ -113,9 +118,10 @@ def gemm_rate(n: int = 2048, rounds: int = 7) -> float:
   return 2 * n ** 3 / float(np.median(times))
 
 
-def make_zoo(cell_name, B, T, I, H, L, fused, mode, parallel=None):
+def make_zoo(cell_name, B, T, I, H, L, fused, mode, parallel=None, native=None):
   """``fused``: the LSTM/GRU's backward (None: the default); ``parallel``:
-  the linear cells' runner (None: the parallel scan; False: sequential)."""
+  the linear cells' runner (None: the parallel scan; False: sequential);
+  ``native``: the LSTM's native kernel (None: the default; False: the scan)."""
   cell = rz.make_cell(cell_name, H)
   model = rz.StackedRNN.of(cell, L) if L > 1 else cell
   params = model.init(jax.random.key(0), I)
@@ -125,8 +131,8 @@ def make_zoo(cell_name, B, T, I, H, L, fused, mode, parallel=None):
   def forward(p, x):
     if L > 1:
       # StackedRNN runs each layer through rz.unroll (fused backward by default).
-      return model.apply(p, x, parallel=parallel)[0]
-    return rz.unroll(cell, p, x, fused=fused, parallel=parallel)[0]
+      return model.apply(p, x, parallel=parallel, native=native)[0]
+    return rz.unroll(cell, p, x, fused=fused, parallel=parallel, native=native)[0]
 
   if mode == "infer":
     step = jax.jit(forward)
@@ -294,6 +300,10 @@ def main(argv):
             fns["rnn_zoo[sequential]"] = make_zoo(cell_name, B, T, I, H, L, None,
                                                   mode, parallel=False)
         else:
+          if cell_name == "lstm" and "rnn_zoo[scan]" in _IMPLS.value:
+            # the reference the native kernel replaces
+            fns["rnn_zoo[scan]"] = make_zoo(cell_name, B, T, I, H, L, None, mode,
+                                            native=False)
           if L == 1 and "rnn_zoo[autodiff]" in _IMPLS.value:
             # the ablation: plain autodiff of the same scan
             fns["rnn_zoo[autodiff]"] = make_zoo(cell_name, B, T, I, H, L, False, mode)

@@ -25,6 +25,7 @@ from rnn_zoo.cells import base
 from rnn_zoo.cells.cell import Cell, PointwiseCell
 from rnn_zoo.cells.linear import LinearRecurrentCell
 from rnn_zoo import parallel as parallel_scan
+from rnn_zoo import native as native_kernels
 from rnn_zoo.fused import fused_recurrence, split_params
 from rnn_zoo import checks
 from rnn_zoo.errors import UserError
@@ -220,7 +221,7 @@ def _parallel_states(cell, params, xp, h0, mask, probes_t, resets_t, mode):
 
 def _run(cell: Cell, params, xs, *, initial_carry, lengths, reverse,
          time_major, unroll, remat, all_carries, hidden_probes, fused=None,
-         parallel=None, resets=None):
+         parallel=None, resets=None, native=None):
   _check_cell(cell)
   _check_inputs(cell, params, xs, time_major)
   _check_unroll(unroll)
@@ -300,18 +301,32 @@ def _run(cell: Cell, params, xs, *, initial_carry, lengths, reverse,
         f"resets={'given' if resets is not None else None}")
   inputs = (xp, mask, probes_t, resets_t)
   fused_out = None
+  if native is False:
+    no_native = "native=False"
+  elif not can_fuse or fused is False:
+    no_native = ("it replaces the fused runner (fused=None or True, no remat, "
+                 "resets or all carries)")
+  else:
+    no_native = native_kernels.why_not(cell, params, xp, initial_carry, mask, probes_t)
+  if native and no_native:
+    raise UserError(f"native=True cannot run here: {no_native}")
   if can_fuse and fused is not False:
     w_hh, small = split_params(params)
     try:
-      fused_out = fused_recurrence(cell, w_hh, small, xp, initial_carry, mask,
-                                   probes_t, unroll)
+      if no_native is None:
+        ys_n, h_n, c_n = native_kernels.lstm_recurrence(
+            w_hh, xp, initial_carry.h, initial_carry.c)
+        fused_out = ys_n, base.LSTMCarry(h=h_n, c=c_n)
+      else:
+        fused_out = fused_recurrence(cell, w_hh, small, xp, initial_carry, mask,
+                                     probes_t, unroll)
     except TypeError as e:
       if not _is_forward_mode_error(e):
         raise
-      if fused:
+      if fused or native:
         raise UserError(
-            "fused=True does not support forward-mode autodiff (jax.jvp, "
-            "jax.jacfwd); pass fused=None or fused=False") from e
+            f"{'fused' if fused else 'native'}=True does not support forward-mode "
+            "autodiff (jax.jvp, jax.jacfwd); pass None or False") from e
       # Forward mode (jax.jvp, jacfwd) cannot go through a custom_vjp: the
       # plain scan below supports every transform.
   if fused_out is not None:
@@ -377,7 +392,8 @@ def unroll(cell: Cell, params, xs: Array, *, initial_carry=None,
            time_major: bool = False, unroll: int | bool = 1,
            remat: bool | str | int = False,
            hidden_probes: Array | None = None, fused: bool | None = None,
-           parallel: bool | str | None = None, resets: Array | None = None):
+           parallel: bool | str | None = None, resets: Array | None = None,
+           native: bool | None = None):
   """Runs ``cell`` over a sequence with ``jax.lax.scan``.
 
   The input projection (``x_t W_ih + b`` for a :class:`ProjectedCell`) is
@@ -426,6 +442,13 @@ def unroll(cell: Cell, params, xs: Array, *, initial_carry=None,
       ``initial_carry`` again (packed sequences, episodes), as Haiku's
       ``ResetCore``. Not with ``reverse`` (nor ``parallel="log"``); the fused
       backward pass does not apply.
+    native: the LSTM's native CPU kernel (:mod:`rnn_zoo.native`: packed
+      weights, gates finished in registers; forward and backward). None
+      (default): whenever it applies (``rnn_zoo.native.why_not`` says when:
+      an LSTM in float32 on a one-device CPU process, no lengths or
+      probes, and the fused runner otherwise in use). True: raise if it
+      does not apply. False: never (the scan runner, the portable
+      reference; same values to float32 rounding, tested).
 
   Returns:
     ``(ys, final_carry)``; ``ys`` is ``[batch, time, hidden]``. The carry
@@ -458,7 +481,7 @@ def unroll(cell: Cell, params, xs: Array, *, initial_carry=None,
   return _run(cell, params, xs, initial_carry=initial_carry, lengths=lengths,
               reverse=reverse, time_major=time_major, unroll=unroll,
               remat=remat, all_carries=False, hidden_probes=hidden_probes,
-              fused=fused, parallel=parallel, resets=resets)
+              fused=fused, parallel=parallel, resets=resets, native=native)
 
 
 def unroll_with_carries(cell: Cell, params, xs: Array, *, initial_carry=None,

@@ -1,0 +1,223 @@
+"""Native CPU kernels for the recurrences, called through ``jax.ffi``.
+
+The LSTM's recurrence (``lstm.cc``): the recurrent weight packed once per
+call, each step's gates finished in registers, the hidden units split
+between threads (OpenMP) with one barrier per step -- what oneDNN's RNN
+primitive (PyTorch's CPU ``nn.LSTM``) does and XLA's ``lax.scan`` cannot
+express. :func:`lstm_recurrence` has the same values and gradients as
+``rnn_zoo.fused.fused_recurrence`` for an LSTM (tested); the input projection
+and the weight gradient stay XLA GEMMs.
+
+The kernel is C++ compiled on first use with the machine's ``g++`` (about
+10 s; ``-O3 -march=native -fopenmp``) into ``$RNN_ZOO_CACHE/native``
+(default ``~/.cache/rnn_zoo/native``), keyed by the source, the compiler
+flags, the JAX version and the CPU, then loaded and registered with XLA.
+:func:`available` says whether that worked (and never raises);
+:func:`load` raises :class:`rnn_zoo.UserError` saying why not.
+
+Threads: ``RNN_ZOO_NATIVE_THREADS``, read at each call (default: OpenMP's,
+one per core or ``OMP_NUM_THREADS``); at most one per 16 hidden units. The
+results do not depend on it (each unit's arithmetic is the same however the
+units are split; tested).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import hashlib
+import os
+import pathlib
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+
+import jax
+import jax.numpy as jnp
+
+from rnn_zoo.errors import UserError
+
+SOURCE = pathlib.Path(__file__).with_name("lstm.cc")
+CXXFLAGS = ("-O3", "-march=native", "-fopenmp", "-std=c++17", "-shared", "-fPIC")
+TARGETS = {
+    "rnn_zoo_lstm_forward_infer": "RnnZooLstmForwardInfer",
+    "rnn_zoo_lstm_forward_train": "RnnZooLstmForwardTrain",
+    "rnn_zoo_lstm_backward": "RnnZooLstmBackward",
+}
+
+_lock = threading.Lock()
+_state: dict = {}
+
+
+def cache_dir() -> pathlib.Path:
+  root = os.environ.get("RNN_ZOO_CACHE") or os.path.join(
+      os.path.expanduser("~"), ".cache", "rnn_zoo")
+  return pathlib.Path(root) / "native"
+
+
+def _cpu_key() -> str:
+  try:
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+      for line in f:
+        if line.startswith("flags"):
+          return line
+  except OSError:
+    pass
+  return platform.processor() or platform.machine()
+
+
+def _library_path(cxx: str) -> pathlib.Path:
+  h = hashlib.sha256()
+  for part in (SOURCE.read_bytes(), " ".join(CXXFLAGS).encode(), cxx.encode(),
+               jax.__version__.encode(), _cpu_key().encode(), sys.platform.encode()):
+    h.update(part)
+    h.update(b"\0")
+  return cache_dir() / f"librnn_zoo_native-{h.hexdigest()[:16]}.so"
+
+
+def _build(cxx: str, path: pathlib.Path) -> None:
+  path.parent.mkdir(parents=True, exist_ok=True)
+  with open(path.parent / ".lock", "w") as lock:
+    fcntl.flock(lock, fcntl.LOCK_EX)  # concurrent first uses build it once
+    if path.exists():
+      return
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=path.parent)
+    os.close(fd)
+    cmd = [cxx, *CXXFLAGS, "-isystem", jax.ffi.include_dir(), str(SOURCE), "-o", tmp]
+    try:
+      proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+      if proc.returncode != 0:
+        raise UserError(f"building the native LSTM kernel failed ({' '.join(cmd)}):\n"
+                        f"{proc.stderr.strip()[-2000:]}")
+      os.replace(tmp, path)
+    finally:
+      if os.path.exists(tmp):
+        os.unlink(tmp)
+
+
+def load() -> ctypes.CDLL:
+  """Builds (once per machine) and registers the kernels; returns the
+  library. Raises :class:`rnn_zoo.UserError` if they cannot be had here."""
+  with _lock:
+    if "lib" in _state:
+      return _state["lib"]
+    if "error" in _state:
+      raise UserError(_state["error"])
+    try:
+      if platform.machine() not in ("x86_64", "AMD64", "aarch64", "arm64"):
+        raise UserError(f"the native kernels are not built for {platform.machine()}")
+      cxx = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
+      if not cxx:
+        raise UserError("the native kernels need a C++ compiler (g++): none on PATH")
+      path = _library_path(cxx)
+      if not path.exists():
+        _build(cxx, path)
+      lib = ctypes.CDLL(str(path))
+      for name, symbol in TARGETS.items():
+        jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(lib, symbol)),
+                                    platform="cpu")
+    except (UserError, OSError) as e:
+      _state["error"] = str(e)
+      raise UserError(str(e)) from e
+    _state["lib"] = lib
+    return lib
+
+
+def available() -> bool:
+  """Whether the native kernels are built and registered (builds them on
+  the first call); never raises."""
+  try:
+    load()
+    return True
+  except UserError:
+    return False
+
+
+def why_not(cell, params, xp, carry0, mask=None, probes=None) -> str | None:
+  """None if :func:`lstm_recurrence` computes this recurrence, else why not.
+
+  It does for an ``rnn_zoo.LSTM`` in float32 (params, inputs and carry) on
+  the CPU, with no lengths mask or hidden probes and at least one step, in
+  a process with one device (sharded over several, XLA would gather a custom
+  call's operands onto each: the scan runner partitions instead), once the
+  kernels are built here.
+  """
+  from rnn_zoo.cells.lstm import LSTM  # pylint: disable=g-import-not-at-top
+  if type(cell) is not LSTM:  # pylint: disable=unidiomatic-typecheck
+    return f"the native kernel runs rnn_zoo.LSTM only, not {type(cell).__name__}"
+  if mask is not None or probes is not None:
+    return "the native kernel takes no lengths or hidden_probes"
+  f32 = jnp.dtype(jnp.float32)
+  dtypes = {"compute dtype": jnp.dtype(cell.dtype), "w_hh": params["w_hh"].dtype,
+            "inputs": xp.dtype, "carry h": carry0.h.dtype, "carry c": carry0.c.dtype}
+  for what, dt in dtypes.items():
+    if dt != f32:
+      return f"the native kernel is float32 only ({what} is {dt})"
+  if xp.ndim != 3 or xp.shape[0] == 0:
+    return f"the native kernel needs [T >= 1, B, 4H] inputs, got {tuple(xp.shape)}"
+  if jax.default_backend() != "cpu":
+    return f"the native kernel runs on the CPU, not {jax.default_backend()}"
+  if jax.device_count() != 1:
+    return f"the native kernel runs in a one-device process ({jax.device_count()} devices here)"
+  try:
+    load()
+  except UserError as e:
+    return str(e)
+  return None
+
+
+def _call(name, outs, *args):
+  load()
+  return jax.ffi.ffi_call(name, outs, vmap_method="sequential")(*args)
+
+
+@jax.custom_vjp
+def lstm_recurrence(w_hh, xp, h0, c0):
+  """The LSTM recurrence over time-major projected inputs.
+
+  Args:
+    w_hh: ``[H, 4H]`` recurrent weight (gate blocks i, f, g, o).
+    xp: ``[T, B, 4H]`` ``x_t W_ih + b``.
+    h0, c0: ``[B, H]`` initial state.
+
+  Returns:
+    ``(ys [T, B, H], h_T, c_T)``.
+  """
+  T, B, H = xp.shape[0], xp.shape[1], w_hh.shape[0]
+  f32 = jnp.float32
+  ys, c_last = _call("rnn_zoo_lstm_forward_infer",
+                     (jax.ShapeDtypeStruct((T, B, H), f32),
+                      jax.ShapeDtypeStruct((B, H), f32)), w_hh, xp, h0, c0)
+  return ys, ys[-1], c_last
+
+
+def _fwd(w_hh, xp, h0, c0):
+  T, B, H = xp.shape[0], xp.shape[1], w_hh.shape[0]
+  f32 = jnp.float32
+  ys, cs, acts = _call("rnn_zoo_lstm_forward_train",
+                       (jax.ShapeDtypeStruct((T, B, H), f32),
+                        jax.ShapeDtypeStruct((T, B, H), f32),
+                        jax.ShapeDtypeStruct((T, B, 4 * H), f32)), w_hh, xp, h0, c0)
+  return (ys, ys[-1], cs[-1]), (w_hh, h0, c0, ys, cs, acts)
+
+
+def _bwd(res, cotangents):
+  w_hh, h0, c0, ys, cs, acts = res
+  dys, dhT, dcT = cotangents
+  T, B, H = ys.shape
+  f32 = jnp.float32
+  dz, dh0, dc0 = _call("rnn_zoo_lstm_backward",
+                       (jax.ShapeDtypeStruct((T, B, 4 * H), f32),
+                        jax.ShapeDtypeStruct((B, H), f32),
+                        jax.ShapeDtypeStruct((B, H), f32)),
+                       w_hh, acts, cs, c0, dys, dhT, dcT)
+  # dW_hh = sum_t h_{t-1}^T dz_t: one [H, T*B] x [T*B, 4H] GEMM.
+  h_prev = jnp.concatenate([h0[None], ys[:-1]], axis=0).reshape(T * B, H)
+  dw_hh = jnp.matmul(h_prev.T, dz.reshape(T * B, 4 * H))
+  return dw_hh, dz, dh0, dc0
+
+
+lstm_recurrence.defvjp(_fwd, _bwd)

@@ -1,0 +1,381 @@
+// The LSTM recurrence as XLA:CPU custom calls (jax.ffi), float32.
+//
+// What XLA's scan cannot express and oneDNN's (PyTorch's) CPU RNN kernel
+// does: the recurrent weight is packed once per call into the layout the
+// inner product reads, and each step's gates are finished in registers, with
+// no [B, 4H] intermediate written out and read back:
+//
+//   forward, step t:  z = xp_t + h_{t-1} W_hh   (B x 4H, computed 16 hidden
+//                     units x 4 gates x up to 6 rows at a time)
+//                     i, f, g, o = act(z);  c_t = f c_{t-1} + i g;
+//                     h_t = o tanh(c_t)       -- all in registers
+//   backward, step t: dz_t from dh_t, dc_t and the saved activations;
+//                     dh_{t-1} = dz_t W_hh^T
+//
+// The hidden units are split into contiguous groups of 16 between threads
+// (OpenMP): each thread computes every gate of its own units, so a step
+// needs one barrier (h_t, or dz_t, must be complete before the next step
+// reads it). The input projection xp = x W_ih + b and the weight gradient
+// dW_hh = sum_t h_{t-1}^T dz_t stay large XLA GEMMs outside (rnn_zoo/native).
+//
+// Layouts (row-major): w_hh [H, 4H] with gate blocks i, f, g, o of H
+// columns (rnn_zoo.LSTM's); xp [T, B, 4H]; h, c [B, H].
+//
+// Vectors are GCC vector extensions of 16 floats, so the file compiles for
+// any x86-64 target (-march=native picks AVX-512 or 2 x AVX2); exp is
+// Cephes' polynomial (about 2 ulp), sigmoid(z) = 1 / (1 + exp(-z)),
+// tanh(z) = 2 sigmoid(2z) - 1.
+
+#include <omp.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "xla/ffi/api/ffi.h"
+
+namespace ffi = xla::ffi;
+
+namespace {
+
+typedef float v16 __attribute__((vector_size(64)));
+typedef int32_t v16i __attribute__((vector_size(64)));
+constexpr int kLanes = 16;
+constexpr int kMaxRows = 6;  // rows of a register tile (x 4 vectors: 24 accumulators)
+
+inline v16 load(const float* p) {
+  v16 v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+inline void store(float* p, v16 v) { std::memcpy(p, &v, sizeof(v)); }
+inline v16 splat(float x) {
+  return v16{x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x};
+}
+
+// Loads n <= 16 floats (the rest zero); stores n.
+inline v16 load_n(const float* p, int n) {
+  if (n == kLanes) return load(p);
+  alignas(64) float tmp[kLanes] = {};
+  std::memcpy(tmp, p, sizeof(float) * n);
+  return load(tmp);
+}
+inline void store_n(float* p, v16 v, int n) {
+  if (n == kLanes) return store(p, v);
+  alignas(64) float tmp[kLanes];
+  store(tmp, v);
+  std::memcpy(p, tmp, sizeof(float) * n);
+}
+
+inline v16 vexp(v16 x) {
+  x = x > 88.0f ? splat(88.0f) : x;
+  x = x < -87.0f ? splat(-87.0f) : x;
+  const v16 magic = splat(12582912.0f);  // 1.5 * 2^23: adding it rounds to an integer
+  v16 n = (x * 1.44269504088896341f + magic) - magic;
+  v16 r = x - n * 0.693359375f;
+  r = r - n * -2.12194440e-4f;
+  v16 p = splat(1.9875691500e-4f);
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  v16i e = (__builtin_convertvector(n, v16i) + 127) << 23;
+  return p * reinterpret_cast<v16&>(e);
+}
+inline v16 vsigmoid(v16 z) { return 1.0f / (1.0f + vexp(-z)); }
+inline v16 vtanh(v16 z) { return 2.0f / (1.0f + vexp(-2.0f * z)) - 1.0f; }
+
+// acc[r][v] += sum_k a[r * lda + k] * b[v][k * ldb .. + 16], for r < MR, v < NV.
+template <int MR, int NV>
+inline void tile(const float* a, int64_t lda, int64_t K, const float* const* b,
+                 int64_t ldb, v16 (&acc)[kMaxRows][4]) {
+  for (int r = 0; r < MR; ++r)
+    for (int v = 0; v < NV; ++v) acc[r][v] = v16{};
+  for (int64_t k = 0; k < K; ++k) {
+    v16 bv[NV];
+    for (int v = 0; v < NV; ++v) bv[v] = load(b[v] + k * ldb);
+    for (int r = 0; r < MR; ++r) {
+      const v16 ar = splat(a[r * lda + k]);
+      for (int v = 0; v < NV; ++v) acc[r][v] += ar * bv[v];
+    }
+  }
+}
+
+template <int NV>
+inline void tile_rows(int mr, const float* a, int64_t lda, int64_t K,
+                      const float* const* b, int64_t ldb, v16 (&acc)[kMaxRows][4]) {
+  switch (mr) {
+    case 6: return tile<6, NV>(a, lda, K, b, ldb, acc);
+    case 5: return tile<5, NV>(a, lda, K, b, ldb, acc);
+    case 4: return tile<4, NV>(a, lda, K, b, ldb, acc);
+    case 3: return tile<3, NV>(a, lda, K, b, ldb, acc);
+    case 2: return tile<2, NV>(a, lda, K, b, ldb, acc);
+    default: return tile<1, NV>(a, lda, K, b, ldb, acc);
+  }
+}
+
+struct Split {
+  int64_t groups;  // ceil(H / 16)
+  int threads;
+  int64_t begin(int t) const { return groups * t / threads; }
+  int64_t end(int t) const { return groups * (t + 1) / threads; }
+};
+
+// Threads: RNN_ZOO_NATIVE_THREADS if set, else OpenMP's default (one per
+// core, or OMP_NUM_THREADS); at most one per group of 16 units.
+Split make_split(int64_t H) {
+  Split s;
+  s.groups = (H + kLanes - 1) / kLanes;
+  int64_t want = omp_get_max_threads();
+  if (const char* env = std::getenv("RNN_ZOO_NATIVE_THREADS")) {
+    const int64_t n = std::atoll(env);
+    if (n > 0) want = n;
+  }
+  s.threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(want, s.groups)));
+  return s;
+}
+
+// Forward packing: wp[g][k][q][16] = w_hh[k, q*H + 16g + j] (0 past H).
+std::vector<float> pack_forward(const float* w, int64_t H) {
+  const int64_t G = (H + kLanes - 1) / kLanes;
+  std::vector<float> wp(G * H * 4 * kLanes, 0.0f);
+  for (int64_t g = 0; g < G; ++g)
+    for (int64_t k = 0; k < H; ++k)
+      for (int q = 0; q < 4; ++q)
+        for (int j = 0; j < kLanes && g * kLanes + j < H; ++j)
+          wp[((g * H + k) * 4 + q) * kLanes + j] = w[k * 4 * H + q * H + g * kLanes + j];
+  return wp;
+}
+
+// Backward packing (W_hh^T): wt[g][k][16] = w_hh[16g + j, k], k < 4H (0 past H).
+std::vector<float> pack_backward(const float* w, int64_t H) {
+  const int64_t G = (H + kLanes - 1) / kLanes;
+  std::vector<float> wt(G * 4 * H * kLanes, 0.0f);
+  for (int64_t g = 0; g < G; ++g)
+    for (int j = 0; j < kLanes && g * kLanes + j < H; ++j)
+      for (int64_t k = 0; k < 4 * H; ++k)
+        wt[(g * 4 * H + k) * kLanes + j] = w[(g * kLanes + j) * 4 * H + k];
+  return wt;
+}
+
+// The forward recurrence. acts (if not null) gets [T, B, 4H] activations
+// i, f, g, o; cs (if not null) every c_t, else c_out gets c_{T-1} only.
+void forward(const float* w, const float* xp, const float* h0, const float* c0,
+             int64_t T, int64_t B, int64_t H, float* ys, float* cs, float* acts,
+             float* c_out) {
+  const std::vector<float> wp = pack_forward(w, H);
+  const Split split = make_split(H);
+  const int64_t G4 = 4 * H;
+  if (cs == nullptr) std::memcpy(c_out, c0, sizeof(float) * B * H);
+#pragma omp parallel num_threads(split.threads)
+  {
+    const int tid = omp_get_thread_num();
+    const int64_t g0 = split.begin(tid), g1 = split.end(tid);
+    for (int64_t t = 0; t < T; ++t) {
+      const float* h_prev = t == 0 ? h0 : ys + (t - 1) * B * H;
+      const float* c_prev = cs == nullptr ? c_out : (t == 0 ? c0 : cs + (t - 1) * B * H);
+      float* c_now = cs == nullptr ? c_out : cs + t * B * H;
+      const float* xp_t = xp + t * B * G4;
+      float* y_t = ys + t * B * H;
+      for (int64_t g = g0; g < g1; ++g) {
+        const int64_t u = g * kLanes;
+        const int n = static_cast<int>(std::min<int64_t>(kLanes, H - u));
+        const float* base = wp.data() + g * H * 4 * kLanes;
+        const float* b[4] = {base, base + kLanes, base + 2 * kLanes, base + 3 * kLanes};
+        for (int64_t r0 = 0; r0 < B; r0 += kMaxRows) {
+          const int mr = static_cast<int>(std::min<int64_t>(kMaxRows, B - r0));
+          v16 acc[kMaxRows][4];
+          tile_rows<4>(mr, h_prev + r0 * H, H, H, b, 4 * kLanes, acc);
+          for (int r = 0; r < mr; ++r) {
+            const int64_t row = r0 + r;
+            const float* x = xp_t + row * G4 + u;
+            const v16 i = vsigmoid(acc[r][0] + load_n(x, n));
+            const v16 f = vsigmoid(acc[r][1] + load_n(x + H, n));
+            const v16 gg = vtanh(acc[r][2] + load_n(x + 2 * H, n));
+            const v16 o = vsigmoid(acc[r][3] + load_n(x + 3 * H, n));
+            const v16 c = f * load_n(c_prev + row * H + u, n) + i * gg;
+            store_n(c_now + row * H + u, c, n);
+            store_n(y_t + row * H + u, o * vtanh(c), n);
+            if (acts != nullptr) {
+              float* a = acts + (t * B + row) * G4 + u;
+              store_n(a, i, n);
+              store_n(a + H, f, n);
+              store_n(a + 2 * H, gg, n);
+              store_n(a + 3 * H, o, n);
+            }
+          }
+        }
+      }
+#pragma omp barrier
+    }
+  }
+}
+
+// The backward recurrence: from dys [T, B, H], dh_T, dc_T and the forward's
+// acts and cs, writes dz [T, B, 4H] (the gradient of xp_t and of
+// u_t = h_{t-1} W_hh), dh0 and dc0.
+void backward(const float* w, const float* acts, const float* cs, const float* c0,
+              const float* dys, const float* dhT, const float* dcT, int64_t T,
+              int64_t B, int64_t H, float* dz, float* dh0, float* dc0) {
+  const std::vector<float> wt = pack_backward(w, H);
+  const Split split = make_split(H);
+  const int64_t G4 = 4 * H;
+  // dh0 holds dh flowing into h_{t} from step t+1 (dz_{t+1} W_hh^T), dc0 the
+  // carry's dc; each thread touches only its own units' columns of both.
+  std::memcpy(dh0, dhT, sizeof(float) * B * H);
+  std::memcpy(dc0, dcT, sizeof(float) * B * H);
+#pragma omp parallel num_threads(split.threads)
+  {
+    const int tid = omp_get_thread_num();
+    const int64_t g0 = split.begin(tid), g1 = split.end(tid);
+    for (int64_t t = T - 1; t >= 0; --t) {
+      const float* a_t = acts + t * B * G4;
+      const float* c_t = cs + t * B * H;
+      const float* c_prev = t == 0 ? c0 : cs + (t - 1) * B * H;
+      const float* dy_t = dys + t * B * H;
+      float* dz_t = dz + t * B * G4;
+      for (int64_t g = g0; g < g1; ++g) {
+        const int64_t u = g * kLanes;
+        const int n = static_cast<int>(std::min<int64_t>(kLanes, H - u));
+        for (int64_t row = 0; row < B; ++row) {
+          const float* a = a_t + row * G4 + u;
+          const v16 i = load_n(a, n), f = load_n(a + H, n);
+          const v16 gg = load_n(a + 2 * H, n), o = load_n(a + 3 * H, n);
+          const v16 tc = vtanh(load_n(c_t + row * H + u, n));
+          const v16 dh = load_n(dy_t + row * H + u, n) + load_n(dh0 + row * H + u, n);
+          const v16 dc = load_n(dc0 + row * H + u, n) + dh * o * (1.0f - tc * tc);
+          float* d = dz_t + row * G4 + u;
+          store_n(d, dc * gg * i * (1.0f - i), n);
+          store_n(d + H, dc * load_n(c_prev + row * H + u, n) * f * (1.0f - f), n);
+          store_n(d + 2 * H, dc * i * (1.0f - gg * gg), n);
+          store_n(d + 3 * H, dh * tc * o * (1.0f - o), n);
+          store_n(dc0 + row * H + u, dc * f, n);
+        }
+      }
+#pragma omp barrier
+      // dh_{t-1} for this thread's units: dz_t [B, 4H] x W_hh^T[:, units],
+      // up to 4 groups of 16 units per register tile.
+      for (int64_t g = g0; g < g1; g += 4) {
+        const int nv = static_cast<int>(std::min<int64_t>(4, g1 - g));
+        const float* b[4];
+        for (int v = 0; v < nv; ++v) b[v] = wt.data() + (g + v) * G4 * kLanes;
+        for (int64_t r0 = 0; r0 < B; r0 += kMaxRows) {
+          const int mr = static_cast<int>(std::min<int64_t>(kMaxRows, B - r0));
+          v16 acc[kMaxRows][4];
+          const float* arow = dz_t + r0 * G4;
+          switch (nv) {
+            case 4: tile_rows<4>(mr, arow, G4, G4, b, kLanes, acc); break;
+            case 3: tile_rows<3>(mr, arow, G4, G4, b, kLanes, acc); break;
+            case 2: tile_rows<2>(mr, arow, G4, G4, b, kLanes, acc); break;
+            default: tile_rows<1>(mr, arow, G4, G4, b, kLanes, acc); break;
+          }
+          for (int r = 0; r < mr; ++r)
+            for (int v = 0; v < nv; ++v) {
+              const int64_t u = (g + v) * kLanes;
+              const int n = static_cast<int>(std::min<int64_t>(kLanes, H - u));
+              store_n(dh0 + (r0 + r) * H + u, acc[r][v], n);
+            }
+        }
+      }
+      // No barrier needed here: the next step's pointwise part reads only
+      // this thread's own columns of dh0 and writes dz_{t-1}, not dz_t.
+    }
+  }
+}
+
+struct Dims {
+  int64_t T, B, H;
+};
+
+ffi::Error check(const ffi::Buffer<ffi::F32>& w, const ffi::Buffer<ffi::F32>& xp,
+                 const ffi::Buffer<ffi::F32>& h0, const ffi::Buffer<ffi::F32>& c0,
+                 Dims* d) {
+  auto wd = w.dimensions(), xd = xp.dimensions(), hd = h0.dimensions(),
+       cd = c0.dimensions();
+  if (wd.size() != 2 || wd[1] != 4 * wd[0])
+    return ffi::Error::InvalidArgument("w_hh must be [H, 4H]");
+  d->H = wd[0];
+  if (xd.size() != 3 || xd[2] != 4 * d->H)
+    return ffi::Error::InvalidArgument("xp must be [T, B, 4H]");
+  d->T = xd[0];
+  d->B = xd[1];
+  if (hd.size() != 2 || hd[0] != d->B || hd[1] != d->H || cd.size() != 2 ||
+      cd[0] != d->B || cd[1] != d->H)
+    return ffi::Error::InvalidArgument("h0 and c0 must be [B, H]");
+  return ffi::Error::Success();
+}
+
+ffi::Error ForwardInferImpl(ffi::Buffer<ffi::F32> w, ffi::Buffer<ffi::F32> xp,
+                            ffi::Buffer<ffi::F32> h0, ffi::Buffer<ffi::F32> c0,
+                            ffi::ResultBuffer<ffi::F32> ys,
+                            ffi::ResultBuffer<ffi::F32> c_last) {
+  Dims d;
+  if (ffi::Error e = check(w, xp, h0, c0, &d); e.failure()) return e;
+  forward(w.typed_data(), xp.typed_data(), h0.typed_data(), c0.typed_data(), d.T, d.B,
+          d.H, ys->typed_data(), nullptr, nullptr, c_last->typed_data());
+  return ffi::Error::Success();
+}
+
+ffi::Error ForwardTrainImpl(ffi::Buffer<ffi::F32> w, ffi::Buffer<ffi::F32> xp,
+                            ffi::Buffer<ffi::F32> h0, ffi::Buffer<ffi::F32> c0,
+                            ffi::ResultBuffer<ffi::F32> ys,
+                            ffi::ResultBuffer<ffi::F32> cs,
+                            ffi::ResultBuffer<ffi::F32> acts) {
+  Dims d;
+  if (ffi::Error e = check(w, xp, h0, c0, &d); e.failure()) return e;
+  forward(w.typed_data(), xp.typed_data(), h0.typed_data(), c0.typed_data(), d.T, d.B,
+          d.H, ys->typed_data(), cs->typed_data(), acts->typed_data(), nullptr);
+  return ffi::Error::Success();
+}
+
+ffi::Error BackwardImpl(ffi::Buffer<ffi::F32> w, ffi::Buffer<ffi::F32> acts,
+                        ffi::Buffer<ffi::F32> cs, ffi::Buffer<ffi::F32> c0,
+                        ffi::Buffer<ffi::F32> dys, ffi::Buffer<ffi::F32> dhT,
+                        ffi::Buffer<ffi::F32> dcT, ffi::ResultBuffer<ffi::F32> dz,
+                        ffi::ResultBuffer<ffi::F32> dh0,
+                        ffi::ResultBuffer<ffi::F32> dc0) {
+  Dims d;
+  if (ffi::Error e = check(w, acts, dhT, c0, &d); e.failure()) return e;
+  backward(w.typed_data(), acts.typed_data(), cs.typed_data(), c0.typed_data(),
+           dys.typed_data(), dhT.typed_data(), dcT.typed_data(), d.T, d.B, d.H,
+           dz->typed_data(), dh0->typed_data(), dc0->typed_data());
+  return ffi::Error::Success();
+}
+
+}  // namespace
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(RnnZooLstmForwardInfer, ForwardInferImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>());
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(RnnZooLstmForwardTrain, ForwardTrainImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>());
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(RnnZooLstmBackward, BackwardImpl,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Arg<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>());
