@@ -12,13 +12,27 @@ import time
 import jax
 
 
-def time_round_robin(fns: dict, rounds: int) -> dict[str, list[float]]:
+def time_round_robin(fns: dict, rounds: int, settle_s: float = 0.02,
+                     lead_calls: int = 1) -> dict[str, list[float]]:
+  """Times each of ``fns`` once per round, round by round (drift hits all
+  alike).
+
+  Before each timed call, ``settle_s`` of idle time lets the threads of the
+  implementation that ran before stop spinning (PyTorch's OpenMP workers
+  and XLA's pool spin a while after their work; a two-core machine that
+  hands them to the next implementation times the previous one's
+  leftovers), then ``lead_calls`` untimed calls of the same function put
+  its own threads in the state a loop of it keeps them in.
+  """
   for fn in fns.values():  # compile and warm up
     fn()
     fn()
   times = {k: [] for k in fns}
   for _ in range(rounds):
     for k, fn in fns.items():
+      time.sleep(settle_s)
+      for _ in range(lead_calls):
+        fn()
       t = time.perf_counter()
       fn()
       times[k].append(time.perf_counter() - t)

@@ -219,6 +219,22 @@ def _parallel_states(cell, params, xp, h0, mask, probes_t, resets_t, mode):
   return cell.from_scan(parallel_scan.linear_scan(a, b, z0)).astype(h0.dtype)
 
 
+def _run_native(cell, params, xs, initial_carry, reverse, time_major):
+  """The LSTM through :func:`rnn_zoo.native.lstm_recurrence`, in the
+  caller's layout (no transposes): the projection ``x W_ih`` here, the bias
+  inside the kernel."""
+  t_axis = 0 if time_major else 1
+  if reverse:
+    xs = jnp.flip(xs, t_axis)
+  xp = base.matmul(xs, params["w_ih"], cell.dtype)
+  ys, h, c = native_kernels.lstm_recurrence(
+      params["w_hh"], params["b"], xp, initial_carry.h, initial_carry.c,
+      not time_major)
+  if reverse:
+    ys = jnp.flip(ys, t_axis)
+  return ys, base.LSTMCarry(h=h, c=c)
+
+
 def _run(cell: Cell, params, xs, *, initial_carry, lengths, reverse,
          time_major, unroll, remat, all_carries, hidden_probes, fused=None,
          parallel=None, resets=None, native=None):
@@ -251,6 +267,28 @@ def _run(cell: Cell, params, xs, *, initial_carry, lengths, reverse,
     # Padding is unspecified (it may hold NaN): read zeros there instead, so
     # that nothing of it reaches values or gradients.
     xs_t = jnp.where(mask[..., None], xs_t, jnp.zeros((), xs_t.dtype))
+  can_fuse = (chunk == 0 and not all_carries and resets_t is None
+              and isinstance(cell, PointwiseCell))
+  if native is False:
+    no_native = "native=False"
+  elif not can_fuse or fused is False:
+    no_native = ("it replaces the fused runner (fused=None or True, no remat, "
+                 "resets or all carries)")
+  else:
+    no_native = native_kernels.why_not(cell, params, xs, initial_carry, mask, probes_t)
+  if native and no_native:
+    raise UserError(f"native=True cannot run here: {no_native}")
+  if no_native is None:
+    try:
+      return _run_native(cell, params, xs, initial_carry, reverse, time_major)
+    except TypeError as e:
+      if not _is_forward_mode_error(e):
+        raise
+      if native:
+        raise UserError(
+            "native=True does not support forward-mode autodiff (jax.jvp, "
+            "jax.jacfwd); pass native=None or native=False") from e
+      # Forward mode: the scan runner below supports every transform.
   if reverse:
     xs_t = reverse_within_lengths(xs_t, lengths)
     if probes_t is not None:
@@ -291,8 +329,6 @@ def _run(cell: Cell, params, xs, *, initial_carry, lengths, reverse,
       y = jnp.where(keep(y), y, jnp.zeros_like(y))
     return new, ((y, new) if all_carries else y)
 
-  can_fuse = (chunk == 0 and not all_carries and resets_t is None
-              and isinstance(cell, PointwiseCell))
   if fused and not can_fuse:
     raise UserError(
         "fused=True needs a PointwiseCell (SimpleRNN, LSTM, GRU; not GRUCho "
@@ -301,32 +337,18 @@ def _run(cell: Cell, params, xs, *, initial_carry, lengths, reverse,
         f"resets={'given' if resets is not None else None}")
   inputs = (xp, mask, probes_t, resets_t)
   fused_out = None
-  if native is False:
-    no_native = "native=False"
-  elif not can_fuse or fused is False:
-    no_native = ("it replaces the fused runner (fused=None or True, no remat, "
-                 "resets or all carries)")
-  else:
-    no_native = native_kernels.why_not(cell, params, xp, initial_carry, mask, probes_t)
-  if native and no_native:
-    raise UserError(f"native=True cannot run here: {no_native}")
   if can_fuse and fused is not False:
     w_hh, small = split_params(params)
     try:
-      if no_native is None:
-        ys_n, h_n, c_n = native_kernels.lstm_recurrence(
-            w_hh, xp, initial_carry.h, initial_carry.c)
-        fused_out = ys_n, base.LSTMCarry(h=h_n, c=c_n)
-      else:
-        fused_out = fused_recurrence(cell, w_hh, small, xp, initial_carry, mask,
-                                     probes_t, unroll)
+      fused_out = fused_recurrence(cell, w_hh, small, xp, initial_carry, mask,
+                                   probes_t, unroll)
     except TypeError as e:
       if not _is_forward_mode_error(e):
         raise
-      if fused or native:
+      if fused:
         raise UserError(
-            f"{'fused' if fused else 'native'}=True does not support forward-mode "
-            "autodiff (jax.jvp, jax.jacfwd); pass None or False") from e
+            "fused=True does not support forward-mode autodiff (jax.jvp, "
+            "jax.jacfwd); pass fused=None or fused=False") from e
       # Forward mode (jax.jvp, jacfwd) cannot go through a custom_vjp: the
       # plain scan below supports every transform.
   if fused_out is not None:

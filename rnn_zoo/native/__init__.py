@@ -2,21 +2,22 @@
 
 The LSTM's recurrence (``lstm.cc``): the recurrent weight packed once per
 call, each step's gates finished in registers, the hidden units split
-between threads (OpenMP) with one barrier per step -- what oneDNN's RNN
+between threads (the caller and XLA's own pool) with one barrier per step -- what oneDNN's RNN
 primitive (PyTorch's CPU ``nn.LSTM``) does and XLA's ``lax.scan`` cannot
 express. :func:`lstm_recurrence` has the same values and gradients as
 ``rnn_zoo.fused.fused_recurrence`` for an LSTM (tested); the input projection
 and the weight gradient stay XLA GEMMs.
 
 The kernel is C++ compiled on first use with the machine's ``g++`` (about
-10 s; ``-O3 -march=native -fopenmp``) into ``$RNN_ZOO_CACHE/native``
+10 s; ``-O3 -march=native``) into ``$RNN_ZOO_CACHE/native``
 (default ``~/.cache/rnn_zoo/native``), keyed by the source, the compiler
 flags, the JAX version and the CPU, then loaded and registered with XLA.
 :func:`available` says whether that worked (and never raises);
 :func:`load` raises :class:`rnn_zoo.UserError` saying why not.
 
-Threads: ``RNN_ZOO_NATIVE_THREADS``, read at each call (default: OpenMP's,
-one per core or ``OMP_NUM_THREADS``); at most one per 16 hidden units. The
+Threads: ``RNN_ZOO_NATIVE_THREADS``, read at each call (default: one per
+thread of XLA's intra-op pool, i.e. per core); at most one per 16 hidden
+units. The
 results do not depend on it (each unit's arithmetic is the same however the
 units are split; tested).
 """
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import ctypes
 import fcntl
+import functools
 import hashlib
 import os
 import pathlib
@@ -41,7 +43,7 @@ import jax.numpy as jnp
 from rnn_zoo.errors import UserError
 
 SOURCE = pathlib.Path(__file__).with_name("lstm.cc")
-CXXFLAGS = ("-O3", "-march=native", "-fopenmp", "-std=c++17", "-shared", "-fPIC")
+CXXFLAGS = ("-O3", "-march=native", "-std=c++17", "-shared", "-fPIC", "-pthread")
 TARGETS = {
     "rnn_zoo_lstm_forward_infer": "RnnZooLstmForwardInfer",
     "rnn_zoo_lstm_forward_train": "RnnZooLstmForwardTrain",
@@ -136,7 +138,7 @@ def available() -> bool:
     return False
 
 
-def why_not(cell, params, xp, carry0, mask=None, probes=None) -> str | None:
+def why_not(cell, params, xs, carry0, mask=None, probes=None) -> str | None:
   """None if :func:`lstm_recurrence` computes this recurrence, else why not.
 
   It does for an ``rnn_zoo.LSTM`` in float32 (params, inputs and carry) on
@@ -152,12 +154,12 @@ def why_not(cell, params, xp, carry0, mask=None, probes=None) -> str | None:
     return "the native kernel takes no lengths or hidden_probes"
   f32 = jnp.dtype(jnp.float32)
   dtypes = {"compute dtype": jnp.dtype(cell.dtype), "w_hh": params["w_hh"].dtype,
-            "inputs": xp.dtype, "carry h": carry0.h.dtype, "carry c": carry0.c.dtype}
+            "inputs": xs.dtype, "carry h": carry0.h.dtype, "carry c": carry0.c.dtype}
   for what, dt in dtypes.items():
     if dt != f32:
       return f"the native kernel is float32 only ({what} is {dt})"
-  if xp.ndim != 3 or xp.shape[0] == 0:
-    return f"the native kernel needs [T >= 1, B, 4H] inputs, got {tuple(xp.shape)}"
+  if xs.ndim != 3 or 0 in xs.shape:
+    return f"the native kernel needs inputs with a step and a row, got {tuple(xs.shape)}"
   if jax.default_backend() != "cpu":
     return f"the native kernel runs on the CPU, not {jax.default_backend()}"
   if jax.device_count() != 1:
@@ -169,55 +171,78 @@ def why_not(cell, params, xp, carry0, mask=None, probes=None) -> str | None:
   return None
 
 
-def _call(name, outs, *args):
+def _call(name, outs, *args, batch_major):
   load()
-  return jax.ffi.ffi_call(name, outs, vmap_method="sequential")(*args)
+  return jax.ffi.ffi_call(name, outs, vmap_method="sequential")(
+      *args, batch_major=bool(batch_major))
 
 
-@jax.custom_vjp
-def lstm_recurrence(w_hh, xp, h0, c0):
-  """The LSTM recurrence over time-major projected inputs.
+def _seq(batch_major, T, B, width):
+  return jax.ShapeDtypeStruct((B, T, width) if batch_major else (T, B, width),
+                              jnp.float32)
+
+
+def _dims(xp, batch_major):
+  return (xp.shape[1], xp.shape[0]) if batch_major else (xp.shape[0], xp.shape[1])
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
+def lstm_recurrence(w_hh, b, xp, h0, c0, batch_major=False):
+  """The LSTM recurrence over projected inputs.
 
   Args:
     w_hh: ``[H, 4H]`` recurrent weight (gate blocks i, f, g, o).
-    xp: ``[T, B, 4H]`` ``x_t W_ih + b``.
+    b: ``[4H]`` bias.
+    xp: ``x_t W_ih`` without the bias: ``[T, B, 4H]``, or ``[B, T, 4H]``
+      with ``batch_major``.
     h0, c0: ``[B, H]`` initial state.
+    batch_major: the layout of ``xp`` and of the outputs ``ys``.
 
   Returns:
-    ``(ys [T, B, H], h_T, c_T)``.
+    ``(ys, h_T, c_T)``: ``ys`` ``[T, B, H]`` (``[B, T, H]`` with
+    ``batch_major``), the final state ``[B, H]``.
   """
-  T, B, H = xp.shape[0], xp.shape[1], w_hh.shape[0]
-  f32 = jnp.float32
+  T, B = _dims(xp, batch_major)
+  H = w_hh.shape[0]
   ys, c_last = _call("rnn_zoo_lstm_forward_infer",
-                     (jax.ShapeDtypeStruct((T, B, H), f32),
-                      jax.ShapeDtypeStruct((B, H), f32)), w_hh, xp, h0, c0)
-  return ys, ys[-1], c_last
+                     (_seq(batch_major, T, B, H),
+                      jax.ShapeDtypeStruct((B, H), jnp.float32)),
+                     w_hh, b, xp, h0, c0, batch_major=batch_major)
+  return ys, _last(ys, batch_major), c_last
 
 
-def _fwd(w_hh, xp, h0, c0):
-  T, B, H = xp.shape[0], xp.shape[1], w_hh.shape[0]
+def _last(ys, batch_major):
+  return ys[:, -1] if batch_major else ys[-1]
+
+
+def _fwd(w_hh, b, xp, h0, c0, batch_major):
+  T, B = _dims(xp, batch_major)
+  H = w_hh.shape[0]
   f32 = jnp.float32
   ys, cs, acts = _call("rnn_zoo_lstm_forward_train",
-                       (jax.ShapeDtypeStruct((T, B, H), f32),
+                       (_seq(batch_major, T, B, H),
                         jax.ShapeDtypeStruct((T, B, H), f32),
-                        jax.ShapeDtypeStruct((T, B, 4 * H), f32)), w_hh, xp, h0, c0)
-  return (ys, ys[-1], cs[-1]), (w_hh, h0, c0, ys, cs, acts)
+                        jax.ShapeDtypeStruct((T, B, 4 * H), f32)),
+                       w_hh, b, xp, h0, c0, batch_major=batch_major)
+  return (ys, _last(ys, batch_major), cs[-1]), (w_hh, h0, c0, ys, cs, acts)
 
 
-def _bwd(res, cotangents):
+def _bwd(batch_major, res, cotangents):
   w_hh, h0, c0, ys, cs, acts = res
   dys, dhT, dcT = cotangents
-  T, B, H = ys.shape
-  f32 = jnp.float32
+  T, B, H = cs.shape
   dz, dh0, dc0 = _call("rnn_zoo_lstm_backward",
-                       (jax.ShapeDtypeStruct((T, B, 4 * H), f32),
-                        jax.ShapeDtypeStruct((B, H), f32),
-                        jax.ShapeDtypeStruct((B, H), f32)),
-                       w_hh, acts, cs, c0, dys, dhT, dcT)
+                       (_seq(batch_major, T, B, 4 * H),
+                        jax.ShapeDtypeStruct((B, H), jnp.float32),
+                        jax.ShapeDtypeStruct((B, H), jnp.float32)),
+                       w_hh, acts, cs, c0, dys, dhT, dcT, batch_major=batch_major)
   # dW_hh = sum_t h_{t-1}^T dz_t: one [H, T*B] x [T*B, 4H] GEMM.
-  h_prev = jnp.concatenate([h0[None], ys[:-1]], axis=0).reshape(T * B, H)
-  dw_hh = jnp.matmul(h_prev.T, dz.reshape(T * B, 4 * H))
-  return dw_hh, dz, dh0, dc0
+  t_axis = 1 if batch_major else 0
+  h_prev = jnp.concatenate([jnp.expand_dims(h0, t_axis),
+                            jax.lax.slice_in_dim(ys, 0, T - 1, axis=t_axis)], t_axis)
+  rows_dz = dz.reshape(T * B, 4 * H)
+  dw_hh = jnp.matmul(h_prev.reshape(T * B, H).T, rows_dz)
+  return dw_hh, rows_dz.sum(0), dz, dh0, dc0
 
 
 lstm_recurrence.defvjp(_fwd, _bwd)

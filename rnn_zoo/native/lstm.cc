@@ -12,10 +12,13 @@
 //   backward, step t: dz_t from dh_t, dc_t and the saved activations;
 //                     dh_{t-1} = dz_t W_hh^T
 //
-// The hidden units are split into contiguous groups of 16 between threads
-// (OpenMP): each thread computes every gate of its own units, so a step
-// needs one barrier (h_t, or dz_t, must be complete before the next step
-// reads it). The input projection xp = x W_ih + b and the weight gradient
+// The hidden units are split into contiguous groups of 16 between threads:
+// each thread computes every gate of its own units, so a step needs one
+// barrier (h_t, or dz_t, must be complete before the next step reads it).
+// The threads are the calling thread and tasks on XLA's own intra-op pool
+// (no second pool competing with XLA's for the cores: with OpenMP, every
+// XLA thread that made the call got its own OpenMP workers, two of them
+// sometimes on one core, and a step's barrier then waited a time slice). The input projection xp = x W_ih + b and the weight gradient
 // dW_hh = sum_t h_{t-1}^T dz_t stay large XLA GEMMs outside (rnn_zoo/native).
 //
 // Layouts (row-major): w_hh [H, 4H] with gate blocks i, f, g, o of H
@@ -26,12 +29,15 @@
 // Cephes' polynomial (about 2 ulp), sigmoid(z) = 1 / (1 + exp(-z)),
 // tanh(z) = 2 sigmoid(2z) - 1.
 
-#include <omp.h>
+#include <sched.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
+#include <thread>
 #include <vector>
 
 #include "xla/ffi/api/ffi.h"
@@ -118,6 +124,46 @@ inline void tile_rows(int mr, const float* a, int64_t lda, int64_t K,
   }
 }
 
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#endif
+}
+
+// Waits spinning, then yielding the core (a team member that lost its core
+// to another thread gets it back instead of the waiter burning it).
+template <class Done>
+inline void spin_until(Done done) {
+  for (int spins = 0; !done(); ++spins) {
+    if (spins < 4000) {
+      cpu_relax();
+    } else {
+      sched_yield();
+    }
+  }
+}
+
+class Barrier {
+ public:
+  explicit Barrier(int n) : n_(n) {}
+  void wait() {
+    if (n_ == 1) return;
+    const int gen = gen_.load(std::memory_order_acquire);
+    if (count_.fetch_add(1, std::memory_order_acq_rel) == n_ - 1) {
+      count_.store(0, std::memory_order_relaxed);
+      gen_.store(gen + 1, std::memory_order_release);
+    } else {
+      spin_until([&] { return gen_.load(std::memory_order_acquire) != gen; });
+    }
+  }
+
+ private:
+  const int n_;
+  std::atomic<int> count_{0};
+  std::atomic<int> gen_{0};
+};
+
+// Which 16-unit groups thread tid of n computes.
 struct Split {
   int64_t groups;  // ceil(H / 16)
   int threads;
@@ -125,18 +171,58 @@ struct Split {
   int64_t end(int t) const { return groups * (t + 1) / threads; }
 };
 
-// Threads: RNN_ZOO_NATIVE_THREADS if set, else OpenMP's default (one per
-// core, or OMP_NUM_THREADS); at most one per group of 16 units.
-Split make_split(int64_t H) {
-  Split s;
-  s.groups = (H + kLanes - 1) / kLanes;
-  int64_t want = omp_get_max_threads();
+using Schedule = std::function<void(std::function<void()>)>;
+
+// Runs body(tid, split, barrier) on `want` threads: this one (tid 0) and
+// want - 1 tasks given to `schedule`. A task that `schedule` ran inline
+// (no pool) takes no part, and the team is the threads that do; the others
+// wait for the team's size before they start.
+template <class Body>
+void run_team(int64_t H, int want, const Schedule& schedule, Body body) {
+  Split split{(H + kLanes - 1) / kLanes, 1};
+  want = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(want, split.groups)));
+  if (want == 1 || !schedule) {
+    Barrier barrier(1);
+    body(0, split, barrier);
+    return;
+  }
+  struct State {
+    std::atomic<int> next_tid{1}, ran_inline{0}, finished{0};
+    std::atomic<bool> go{false};
+    int size = 1;
+    Barrier* barrier = nullptr;
+  } st;
+  const std::thread::id caller = std::this_thread::get_id();
+  for (int i = 1; i < want; ++i) {
+    schedule([&st, &split, &body, caller] {
+      if (std::this_thread::get_id() == caller) {  // ran inline: no pool
+        st.ran_inline.fetch_add(1);
+        return;
+      }
+      const int tid = st.next_tid.fetch_add(1);
+      spin_until([&] { return st.go.load(std::memory_order_acquire); });
+      body(tid, split, *st.barrier);
+      st.finished.fetch_add(1, std::memory_order_acq_rel);
+    });
+  }
+  st.size = want - st.ran_inline.load();
+  split.threads = st.size;
+  Barrier barrier(st.size);
+  st.barrier = &barrier;
+  st.go.store(true, std::memory_order_release);
+  body(0, split, barrier);
+  // The tasks read st, split and barrier: wait until they are done.
+  spin_until([&] { return st.finished.load(std::memory_order_acquire) == st.size - 1; });
+}
+
+// Threads: RNN_ZOO_NATIVE_THREADS if set, else one per thread of XLA's pool
+// (one per core); at most one per group of 16 units.
+int wanted_threads(int64_t pool_threads) {
   if (const char* env = std::getenv("RNN_ZOO_NATIVE_THREADS")) {
     const int64_t n = std::atoll(env);
-    if (n > 0) want = n;
+    if (n > 0) return static_cast<int>(n);
   }
-  s.threads = static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(want, s.groups)));
-  return s;
+  return static_cast<int>(std::max<int64_t>(1, pool_threads));
 }
 
 // Forward packing: wp[g][k][q][16] = w_hh[k, q*H + 16g + j] (0 past H).
@@ -162,44 +248,57 @@ std::vector<float> pack_backward(const float* w, int64_t H) {
   return wt;
 }
 
-// The forward recurrence. acts (if not null) gets [T, B, 4H] activations
-// i, f, g, o; cs (if not null) every c_t, else c_out gets c_{T-1} only.
-void forward(const float* w, const float* xp, const float* h0, const float* c0,
-             int64_t T, int64_t B, int64_t H, float* ys, float* cs, float* acts,
-             float* c_out) {
+// Where row r of step t of a [T, B, width] sequence starts: time-major
+// ([T, B, width]) or batch-major ([B, T, width], the caller's layout, which
+// spares XLA a transpose of the inputs and of the outputs).
+struct Seq {
+  int64_t step, row;  // strides
+  Seq(bool batch_major, int64_t T, int64_t B, int64_t width)
+      : step(batch_major ? width : B * width), row(batch_major ? T * width : width) {}
+  int64_t at(int64_t t, int64_t r) const { return t * step + r * row; }
+};
+
+// The forward recurrence over xp (x W_ih, without the bias b). acts (if not
+// null) gets [T, B, 4H] activations i, f, g, o and cs [T, B, H] every c_t
+// (time-major); else c_out gets c_{T-1} only.
+void forward(const float* w, const float* bias, const float* xp, const float* h0,
+             const float* c0, int64_t T, int64_t B, int64_t H, bool batch_major,
+             float* ys, float* cs, float* acts, float* c_out, int threads,
+             const Schedule& schedule) {
   const std::vector<float> wp = pack_forward(w, H);
-  const Split split = make_split(H);
   const int64_t G4 = 4 * H;
+  const Seq sx(batch_major, T, B, G4), sy(batch_major, T, B, H);
+  const int64_t row_blocks = (B + kMaxRows - 1) / kMaxRows;  // of equal size <= 6
   if (cs == nullptr) std::memcpy(c_out, c0, sizeof(float) * B * H);
-#pragma omp parallel num_threads(split.threads)
-  {
-    const int tid = omp_get_thread_num();
+  run_team(H, threads, schedule, [&](int tid, const Split& split, Barrier& barrier) {
     const int64_t g0 = split.begin(tid), g1 = split.end(tid);
     for (int64_t t = 0; t < T; ++t) {
-      const float* h_prev = t == 0 ? h0 : ys + (t - 1) * B * H;
+      const float* h_prev = t == 0 ? h0 : ys + sy.at(t - 1, 0);
+      const int64_t ldh = t == 0 ? H : sy.row;
       const float* c_prev = cs == nullptr ? c_out : (t == 0 ? c0 : cs + (t - 1) * B * H);
       float* c_now = cs == nullptr ? c_out : cs + t * B * H;
-      const float* xp_t = xp + t * B * G4;
-      float* y_t = ys + t * B * H;
       for (int64_t g = g0; g < g1; ++g) {
         const int64_t u = g * kLanes;
         const int n = static_cast<int>(std::min<int64_t>(kLanes, H - u));
         const float* base = wp.data() + g * H * 4 * kLanes;
         const float* b[4] = {base, base + kLanes, base + 2 * kLanes, base + 3 * kLanes};
-        for (int64_t r0 = 0; r0 < B; r0 += kMaxRows) {
-          const int mr = static_cast<int>(std::min<int64_t>(kMaxRows, B - r0));
+        const v16 bi = load_n(bias + u, n), bf = load_n(bias + H + u, n);
+        const v16 bg = load_n(bias + 2 * H + u, n), bo = load_n(bias + 3 * H + u, n);
+        for (int64_t blk = 0; blk < row_blocks; ++blk) {
+          const int64_t r0 = B * blk / row_blocks;
+          const int mr = static_cast<int>(B * (blk + 1) / row_blocks - r0);
           v16 acc[kMaxRows][4];
-          tile_rows<4>(mr, h_prev + r0 * H, H, H, b, 4 * kLanes, acc);
+          tile_rows<4>(mr, h_prev + r0 * ldh, ldh, H, b, 4 * kLanes, acc);
           for (int r = 0; r < mr; ++r) {
             const int64_t row = r0 + r;
-            const float* x = xp_t + row * G4 + u;
-            const v16 i = vsigmoid(acc[r][0] + load_n(x, n));
-            const v16 f = vsigmoid(acc[r][1] + load_n(x + H, n));
-            const v16 gg = vtanh(acc[r][2] + load_n(x + 2 * H, n));
-            const v16 o = vsigmoid(acc[r][3] + load_n(x + 3 * H, n));
+            const float* x = xp + sx.at(t, row) + u;
+            const v16 i = vsigmoid(acc[r][0] + load_n(x, n) + bi);
+            const v16 f = vsigmoid(acc[r][1] + load_n(x + H, n) + bf);
+            const v16 gg = vtanh(acc[r][2] + load_n(x + 2 * H, n) + bg);
+            const v16 o = vsigmoid(acc[r][3] + load_n(x + 3 * H, n) + bo);
             const v16 c = f * load_n(c_prev + row * H + u, n) + i * gg;
             store_n(c_now + row * H + u, c, n);
-            store_n(y_t + row * H + u, o * vtanh(c), n);
+            store_n(ys + sy.at(t, row) + u, o * vtanh(c), n);
             if (acts != nullptr) {
               float* a = acts + (t * B + row) * G4 + u;
               store_n(a, i, n);
@@ -210,34 +309,32 @@ void forward(const float* w, const float* xp, const float* h0, const float* c0,
           }
         }
       }
-#pragma omp barrier
+      barrier.wait();
     }
-  }
+  });
 }
 
-// The backward recurrence: from dys [T, B, H], dh_T, dc_T and the forward's
-// acts and cs, writes dz [T, B, 4H] (the gradient of xp_t and of
-// u_t = h_{t-1} W_hh), dh0 and dc0.
+// The backward recurrence: from dys (the layout of ys), dh_T, dc_T and the
+// forward's acts and cs, writes dz (the layout of xp: the gradient of xp_t,
+// of b and of u_t = h_{t-1} W_hh), dh0 and dc0.
 void backward(const float* w, const float* acts, const float* cs, const float* c0,
               const float* dys, const float* dhT, const float* dcT, int64_t T,
-              int64_t B, int64_t H, float* dz, float* dh0, float* dc0) {
+              int64_t B, int64_t H, bool batch_major, float* dz, float* dh0, float* dc0,
+              int threads, const Schedule& schedule) {
   const std::vector<float> wt = pack_backward(w, H);
-  const Split split = make_split(H);
   const int64_t G4 = 4 * H;
+  const Seq sz(batch_major, T, B, G4), sy(batch_major, T, B, H);
+  const int64_t row_blocks = (B + kMaxRows - 1) / kMaxRows;
   // dh0 holds dh flowing into h_{t} from step t+1 (dz_{t+1} W_hh^T), dc0 the
   // carry's dc; each thread touches only its own units' columns of both.
   std::memcpy(dh0, dhT, sizeof(float) * B * H);
   std::memcpy(dc0, dcT, sizeof(float) * B * H);
-#pragma omp parallel num_threads(split.threads)
-  {
-    const int tid = omp_get_thread_num();
+  run_team(H, threads, schedule, [&](int tid, const Split& split, Barrier& barrier) {
     const int64_t g0 = split.begin(tid), g1 = split.end(tid);
     for (int64_t t = T - 1; t >= 0; --t) {
       const float* a_t = acts + t * B * G4;
       const float* c_t = cs + t * B * H;
       const float* c_prev = t == 0 ? c0 : cs + (t - 1) * B * H;
-      const float* dy_t = dys + t * B * H;
-      float* dz_t = dz + t * B * G4;
       for (int64_t g = g0; g < g1; ++g) {
         const int64_t u = g * kLanes;
         const int n = static_cast<int>(std::min<int64_t>(kLanes, H - u));
@@ -246,9 +343,9 @@ void backward(const float* w, const float* acts, const float* cs, const float* c
           const v16 i = load_n(a, n), f = load_n(a + H, n);
           const v16 gg = load_n(a + 2 * H, n), o = load_n(a + 3 * H, n);
           const v16 tc = vtanh(load_n(c_t + row * H + u, n));
-          const v16 dh = load_n(dy_t + row * H + u, n) + load_n(dh0 + row * H + u, n);
+          const v16 dh = load_n(dys + sy.at(t, row) + u, n) + load_n(dh0 + row * H + u, n);
           const v16 dc = load_n(dc0 + row * H + u, n) + dh * o * (1.0f - tc * tc);
-          float* d = dz_t + row * G4 + u;
+          float* d = dz + sz.at(t, row) + u;
           store_n(d, dc * gg * i * (1.0f - i), n);
           store_n(d + H, dc * load_n(c_prev + row * H + u, n) * f * (1.0f - f), n);
           store_n(d + 2 * H, dc * i * (1.0f - gg * gg), n);
@@ -256,22 +353,23 @@ void backward(const float* w, const float* acts, const float* cs, const float* c
           store_n(dc0 + row * H + u, dc * f, n);
         }
       }
-#pragma omp barrier
+      barrier.wait();
       // dh_{t-1} for this thread's units: dz_t [B, 4H] x W_hh^T[:, units],
       // up to 4 groups of 16 units per register tile.
       for (int64_t g = g0; g < g1; g += 4) {
         const int nv = static_cast<int>(std::min<int64_t>(4, g1 - g));
         const float* b[4];
         for (int v = 0; v < nv; ++v) b[v] = wt.data() + (g + v) * G4 * kLanes;
-        for (int64_t r0 = 0; r0 < B; r0 += kMaxRows) {
-          const int mr = static_cast<int>(std::min<int64_t>(kMaxRows, B - r0));
+        for (int64_t blk = 0; blk < row_blocks; ++blk) {
+          const int64_t r0 = B * blk / row_blocks;
+          const int mr = static_cast<int>(B * (blk + 1) / row_blocks - r0);
           v16 acc[kMaxRows][4];
-          const float* arow = dz_t + r0 * G4;
+          const float* arow = dz + sz.at(t, r0);
           switch (nv) {
-            case 4: tile_rows<4>(mr, arow, G4, G4, b, kLanes, acc); break;
-            case 3: tile_rows<3>(mr, arow, G4, G4, b, kLanes, acc); break;
-            case 2: tile_rows<2>(mr, arow, G4, G4, b, kLanes, acc); break;
-            default: tile_rows<1>(mr, arow, G4, G4, b, kLanes, acc); break;
+            case 4: tile_rows<4>(mr, arow, sz.row, G4, b, kLanes, acc); break;
+            case 3: tile_rows<3>(mr, arow, sz.row, G4, b, kLanes, acc); break;
+            case 2: tile_rows<2>(mr, arow, sz.row, G4, b, kLanes, acc); break;
+            default: tile_rows<1>(mr, arow, sz.row, G4, b, kLanes, acc); break;
           }
           for (int r = 0; r < mr; ++r)
             for (int v = 0; v < nv; ++v) {
@@ -284,98 +382,102 @@ void backward(const float* w, const float* acts, const float* cs, const float* c
       // No barrier needed here: the next step's pointwise part reads only
       // this thread's own columns of dh0 and writes dz_{t-1}, not dz_t.
     }
-  }
+  });
 }
 
 struct Dims {
   int64_t T, B, H;
 };
 
-ffi::Error check(const ffi::Buffer<ffi::F32>& w, const ffi::Buffer<ffi::F32>& xp,
-                 const ffi::Buffer<ffi::F32>& h0, const ffi::Buffer<ffi::F32>& c0,
-                 Dims* d) {
+using F32 = ffi::Buffer<ffi::F32>;
+using F32Out = ffi::ResultBuffer<ffi::F32>;
+
+// w_hh [H, 4H]; xp [T, B, 4H] or (batch_major) [B, T, 4H]; h0, c0 [B, H].
+ffi::Error check(const F32& w, const F32& xp, const F32& h0, const F32& c0,
+                 bool batch_major, Dims* d) {
   auto wd = w.dimensions(), xd = xp.dimensions(), hd = h0.dimensions(),
        cd = c0.dimensions();
   if (wd.size() != 2 || wd[1] != 4 * wd[0])
     return ffi::Error::InvalidArgument("w_hh must be [H, 4H]");
   d->H = wd[0];
   if (xd.size() != 3 || xd[2] != 4 * d->H)
-    return ffi::Error::InvalidArgument("xp must be [T, B, 4H]");
-  d->T = xd[0];
-  d->B = xd[1];
+    return ffi::Error::InvalidArgument("xp must be [T, B, 4H] or [B, T, 4H]");
+  d->T = batch_major ? xd[1] : xd[0];
+  d->B = batch_major ? xd[0] : xd[1];
   if (hd.size() != 2 || hd[0] != d->B || hd[1] != d->H || cd.size() != 2 ||
       cd[0] != d->B || cd[1] != d->H)
     return ffi::Error::InvalidArgument("h0 and c0 must be [B, H]");
   return ffi::Error::Success();
 }
 
-ffi::Error ForwardInferImpl(ffi::Buffer<ffi::F32> w, ffi::Buffer<ffi::F32> xp,
-                            ffi::Buffer<ffi::F32> h0, ffi::Buffer<ffi::F32> c0,
-                            ffi::ResultBuffer<ffi::F32> ys,
-                            ffi::ResultBuffer<ffi::F32> c_last) {
+Schedule pool_schedule(ffi::ThreadPool& pool) {
+  if (pool.num_threads() < 1) return nullptr;
+  return [&pool](std::function<void()> task) { pool.Schedule(std::move(task)); };
+}
+
+ffi::Error ForwardImpl(ffi::ThreadPool pool, F32 w, F32 b, F32 xp, F32 h0, F32 c0,
+                       bool batch_major, F32Out ys, F32Out c_last, F32Out cs,
+                       F32Out acts, bool train) {
   Dims d;
-  if (ffi::Error e = check(w, xp, h0, c0, &d); e.failure()) return e;
-  forward(w.typed_data(), xp.typed_data(), h0.typed_data(), c0.typed_data(), d.T, d.B,
-          d.H, ys->typed_data(), nullptr, nullptr, c_last->typed_data());
+  if (ffi::Error e = check(w, xp, h0, c0, batch_major, &d); e.failure()) return e;
+  forward(w.typed_data(), b.typed_data(), xp.typed_data(), h0.typed_data(),
+          c0.typed_data(), d.T, d.B, d.H, batch_major, ys->typed_data(),
+          train ? cs->typed_data() : nullptr, train ? acts->typed_data() : nullptr,
+          train ? nullptr : c_last->typed_data(), wanted_threads(pool.num_threads()),
+          pool_schedule(pool));
   return ffi::Error::Success();
 }
 
-ffi::Error ForwardTrainImpl(ffi::Buffer<ffi::F32> w, ffi::Buffer<ffi::F32> xp,
-                            ffi::Buffer<ffi::F32> h0, ffi::Buffer<ffi::F32> c0,
-                            ffi::ResultBuffer<ffi::F32> ys,
-                            ffi::ResultBuffer<ffi::F32> cs,
-                            ffi::ResultBuffer<ffi::F32> acts) {
-  Dims d;
-  if (ffi::Error e = check(w, xp, h0, c0, &d); e.failure()) return e;
-  forward(w.typed_data(), xp.typed_data(), h0.typed_data(), c0.typed_data(), d.T, d.B,
-          d.H, ys->typed_data(), cs->typed_data(), acts->typed_data(), nullptr);
-  return ffi::Error::Success();
+ffi::Error ForwardInferImpl(ffi::ThreadPool pool, F32 w, F32 b, F32 xp, F32 h0, F32 c0,
+                            bool batch_major, F32Out ys, F32Out c_last) {
+  return ForwardImpl(pool, w, b, xp, h0, c0, batch_major, ys, c_last, c_last, c_last,
+                     false);
 }
 
-ffi::Error BackwardImpl(ffi::Buffer<ffi::F32> w, ffi::Buffer<ffi::F32> acts,
-                        ffi::Buffer<ffi::F32> cs, ffi::Buffer<ffi::F32> c0,
-                        ffi::Buffer<ffi::F32> dys, ffi::Buffer<ffi::F32> dhT,
-                        ffi::Buffer<ffi::F32> dcT, ffi::ResultBuffer<ffi::F32> dz,
-                        ffi::ResultBuffer<ffi::F32> dh0,
-                        ffi::ResultBuffer<ffi::F32> dc0) {
+ffi::Error ForwardTrainImpl(ffi::ThreadPool pool, F32 w, F32 b, F32 xp, F32 h0, F32 c0,
+                            bool batch_major, F32Out ys, F32Out cs, F32Out acts) {
+  return ForwardImpl(pool, w, b, xp, h0, c0, batch_major, ys, cs, cs, acts, true);
+}
+
+ffi::Error BackwardImpl(ffi::ThreadPool pool, F32 w, F32 acts, F32 cs, F32 c0, F32 dys,
+                        F32 dhT, F32 dcT, bool batch_major, F32Out dz, F32Out dh0,
+                        F32Out dc0) {
   Dims d;
-  if (ffi::Error e = check(w, acts, dhT, c0, &d); e.failure()) return e;
+  if (ffi::Error e = check(w, *dz, dhT, c0, batch_major, &d); e.failure())
+    return e;
   backward(w.typed_data(), acts.typed_data(), cs.typed_data(), c0.typed_data(),
            dys.typed_data(), dhT.typed_data(), dcT.typed_data(), d.T, d.B, d.H,
-           dz->typed_data(), dh0->typed_data(), dc0->typed_data());
+           batch_major, dz->typed_data(), dh0->typed_data(), dc0->typed_data(),
+           wanted_threads(pool.num_threads()), pool_schedule(pool));
   return ffi::Error::Success();
+}
+
+// The thread pool, n array arguments, the layout, then m results.
+template <int n, int m>
+auto bind() {
+  if constexpr (m > 0) {
+    return bind<n, m - 1>().template Ret<F32>();
+  } else if constexpr (n > 0) {
+    return bind<n - 1, 0>().template Arg<F32>();
+  } else {
+    return ffi::Ffi::Bind().Ctx<ffi::ThreadPool>();
+  }
+}
+
+template <int n, int m>
+auto bind_with_layout() {
+  if constexpr (m > 0) {
+    return bind_with_layout<n, m - 1>().template Ret<F32>();
+  } else {
+    return bind<n, 0>().template Attr<bool>("batch_major");
+  }
 }
 
 }  // namespace
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(RnnZooLstmForwardInfer, ForwardInferImpl,
-                              ffi::Ffi::Bind()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>());
-
+                              (bind_with_layout<5, 2>()));
 XLA_FFI_DEFINE_HANDLER_SYMBOL(RnnZooLstmForwardTrain, ForwardTrainImpl,
-                              ffi::Ffi::Bind()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>());
-
+                              (bind_with_layout<5, 3>()));
 XLA_FFI_DEFINE_HANDLER_SYMBOL(RnnZooLstmBackward, BackwardImpl,
-                              ffi::Ffi::Bind()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Arg<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>());
+                              (bind_with_layout<7, 3>()));
