@@ -220,19 +220,26 @@ def _parallel_states(cell, params, xp, h0, mask, probes_t, resets_t, mode):
 
 
 def _run_native(cell, params, xs, initial_carry, reverse, time_major):
-  """The LSTM through :func:`rnn_zoo.native.lstm_recurrence`, in the
-  caller's layout (no transposes): the projection ``x W_ih`` here, the bias
-  inside the kernel."""
+  """An LSTM or GRU through :mod:`rnn_zoo.native`, in the caller's layout
+  (no transposes): the projection ``x W_ih`` here, the bias inside the
+  kernel."""
   t_axis = 0 if time_major else 1
   if reverse:
     xs = jnp.flip(xs, t_axis)
   xp = base.matmul(xs, params["w_ih"], cell.dtype)
-  ys, h, c = native_kernels.lstm_recurrence(
-      params["w_hh"], params["b"], xp, initial_carry.h, initial_carry.c,
-      not time_major)
+  if native_kernels.kind(cell) == "lstm":
+    ys, h, c = native_kernels.lstm_recurrence(
+        params["w_hh"], params["b"], xp, initial_carry.h, initial_carry.c,
+        not time_major)
+    carry = base.LSTMCarry(h=h, c=c)
+  else:
+    ys, h = native_kernels.gru_recurrence(
+        params["w_hh"], params["b"], params["b_hn"], xp, initial_carry.h,
+        not time_major)
+    carry = base.HiddenCarry(h)
   if reverse:
     ys = jnp.flip(ys, t_axis)
-  return ys, base.LSTMCarry(h=h, c=c)
+  return ys, carry
 
 
 def _run(cell: Cell, params, xs, *, initial_carry, lengths, reverse,
@@ -271,7 +278,7 @@ def _run(cell: Cell, params, xs, *, initial_carry, lengths, reverse,
               and isinstance(cell, PointwiseCell))
   if native is False:
     no_native = "native=False"
-  elif not can_fuse or fused is False:
+  elif native_kernels.kind(cell) is not None and (not can_fuse or fused is False):
     no_native = ("it replaces the fused runner (fused=None or True, no remat, "
                  "resets or all carries)")
   else:

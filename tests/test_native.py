@@ -1,4 +1,5 @@
-"""The LSTM's native CPU kernel (rnn_zoo.native) against the scan runner."""
+"""The native CPU kernels of the LSTM and GRU (rnn_zoo.native) against the
+scan runner."""
 
 import os
 import subprocess
@@ -21,27 +22,44 @@ SHAPES = [(3, 5, 4, 20), (8, 7, 3, 64), (13, 6, 5, 33), (6, 1, 2, 16), (2, 4, 3,
           (32, 3, 8, 256)]
 
 
-def _run(cell, p, xs, init, native_flag):
-  return rz.unroll(cell, p, xs, initial_carry=init, native=native_flag)
+CELLS = {"lstm": rz.LSTM, "gru": rz.GRU}
 
 
+def _run(cell, p, xs, init, native_flag, **kw):
+  return rz.unroll(cell, p, xs, initial_carry=init, native=native_flag, **kw)
+
+
+def _random_params(cell, key, I):
+  # Nonzero biases (GRU's start at zero): the kernels add them themselves.
+  p = cell.init(key, I)
+  return {k: v + 0.3 * jax.random.normal(jax.random.fold_in(key, i), v.shape)
+          if k.startswith("b") else v for i, (k, v) in enumerate(sorted(p.items()))}
+
+
+@pytest.mark.parametrize("layout", ["batch_major", "time_major", "reverse"])
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
-def test_values_and_gradients_match_the_scan_runner(shape):
+@pytest.mark.parametrize("name", sorted(CELLS))
+def test_values_and_gradients_match_the_scan_runner(name, shape, layout):
   B, T, I, H = shape
-  cell = rz.LSTM(H)
+  cell = CELLS[name](H)
   k = jax.random.split(jax.random.key(0), 5)
-  p = cell.init(k[0], I)
-  xs = jax.random.normal(k[1], (B, T, I))
-  init = rz.LSTMCarry(h=0.5 * jax.random.normal(k[2], (B, H)),
-                      c=0.5 * jax.random.normal(k[3], (B, H)))
-  r = jax.random.normal(k[4], (B, T, H))
+  p = _random_params(cell, k[0], I)
+  time_major = layout == "time_major"
+  kw = {"time_major": time_major, "reverse": layout == "reverse"}
+  xs = jax.random.normal(k[1], (T, B, I) if time_major else (B, T, I))
+  zeros, treedef = jax.tree.flatten(cell.initial_carry((B,)))
+  init = jax.tree.unflatten(treedef, [
+      0.5 * jax.random.normal(kk, z.shape)
+      for z, kk in zip(zeros, jax.random.split(k[2], len(zeros)))])
+  r = jax.random.normal(k[4], xs.shape[:2] + (H,))
 
   def loss(p, xs, init, flag):
-    ys, carry = _run(cell, p, xs, init, flag)
-    return jnp.sum(ys * r) + jnp.sum(jnp.sin(carry.h)) + jnp.sum(carry.c ** 2)
+    ys, carry = _run(cell, p, xs, init, flag, **kw)
+    return jnp.sum(ys * r) + sum(jnp.sum(jnp.sin(c) * (i + 1))
+                                 for i, c in enumerate(carry))
 
-  out_n = jax.jit(lambda *a: _run(cell, *a, True))(p, xs, init)
-  out_s = jax.jit(lambda *a: _run(cell, *a, False))(p, xs, init)
+  out_n = jax.jit(lambda *a: _run(cell, *a, True, **kw))(p, xs, init)
+  out_s = jax.jit(lambda *a: _run(cell, *a, False, **kw))(p, xs, init)
   for a, b in zip(jax.tree.leaves(out_n), jax.tree.leaves(out_s)):
     np.testing.assert_allclose(a, b, atol=2e-6, rtol=2e-6)
   g_n = jax.jit(jax.grad(lambda *a: loss(*a, True), (0, 1, 2)))(p, xs, init)
@@ -50,22 +68,24 @@ def test_values_and_gradients_match_the_scan_runner(shape):
     np.testing.assert_allclose(a, b, atol=2e-5, rtol=2e-5)
 
 
-def test_it_is_the_default_for_an_lstm_and_not_with_lengths():
-  cell = rz.LSTM(8)
+@pytest.mark.parametrize("name", sorted(CELLS))
+def test_it_is_the_default_and_not_with_lengths(name):
+  cell = CELLS[name](8)
   p = cell.init(jax.random.key(0), 3)
   xs = jnp.ones((2, 4, 3))
   hlo = lambda f: jax.jit(f).lower(p, xs).as_text()
-  assert "rnn_zoo_lstm_forward" in hlo(lambda p, x: rz.unroll(cell, p, x)[0])
-  assert "rnn_zoo_lstm_forward" not in hlo(
+  target = f"rnn_zoo_{name}_forward"
+  assert target + "_infer" in hlo(lambda p, x: rz.unroll(cell, p, x)[0])
+  assert target not in hlo(
       lambda p, x: rz.unroll(cell, p, x, lengths=jnp.array([4, 2]))[0])
-  assert "rnn_zoo_lstm_forward" not in hlo(
-      lambda p, x: rz.unroll(cell, p, x, native=False)[0])
+  assert target not in hlo(lambda p, x: rz.unroll(cell, p, x, native=False)[0])
   grad_hlo = hlo(jax.grad(lambda p, x: jnp.sum(rz.unroll(cell, p, x)[0])))
-  assert "rnn_zoo_lstm_forward_train" in grad_hlo and "rnn_zoo_lstm_backward" in grad_hlo
+  assert target + "_train" in grad_hlo and f"rnn_zoo_{name}_backward" in grad_hlo
 
 
-def test_a_stacked_lstm_trains_through_it_like_the_scan():
-  stack = rz.StackedRNN.of(rz.LSTM(24), 2)
+@pytest.mark.parametrize("name", sorted(CELLS))
+def test_a_stack_trains_through_it_like_the_scan(name):
+  stack = rz.StackedRNN.of(CELLS[name](24), 2)
   p = stack.init(jax.random.key(0), 5)
   xs = jax.random.normal(jax.random.key(1), (7, 9, 5))
   target = jax.random.normal(jax.random.key(2), (7, 9, 24))
@@ -78,8 +98,9 @@ def test_a_stacked_lstm_trains_through_it_like_the_scan():
     np.testing.assert_allclose(a, b, atol=1e-6, rtol=1e-5)
 
 
-def test_vmap_runs_each_member():
-  cell = rz.LSTM(16)
+@pytest.mark.parametrize("name", sorted(CELLS))
+def test_vmap_runs_each_member(name):
+  cell = CELLS[name](16)
   ps = jax.vmap(lambda k: cell.init(k, 3))(jax.random.split(jax.random.key(0), 3))
   xs = jax.random.normal(jax.random.key(1), (3, 2, 5, 3))
   f = lambda flag: jax.jit(jax.vmap(lambda p, x: rz.unroll(cell, p, x, native=flag)[0]))
@@ -87,7 +108,8 @@ def test_vmap_runs_each_member():
 
 
 @pytest.mark.parametrize("what, make, match", [
-    ("gru", lambda: (rz.GRU(8), {}), "rnn_zoo.LSTM only, not GRU"),
+    ("gru_cho", lambda: (rz.GRU(8, variant="cho"), {}), "only, not GRUCho"),
+    ("rnn", lambda: (rz.SimpleRNN(8), {}), "only, not SimpleRNN"),
     ("lengths", lambda: (rz.LSTM(8), {"lengths": jnp.array([4, 1])}),
      "no lengths or hidden_probes"),
     ("bfloat16", lambda: (rz.LSTM(8, dtype=jnp.bfloat16), {}), "float32 only"),
@@ -118,11 +140,11 @@ def test_a_failed_build_is_a_clear_error_and_the_runner_falls_back(tmp_path, mon
   monkeypatch.setenv("RNN_ZOO_CACHE", str(tmp_path))
   monkeypatch.setenv("CXX", "/bin/false")
   assert not native.available()
-  with pytest.raises(ValueError, match="building the native LSTM kernel failed"):
+  with pytest.raises(ValueError, match="building the native recurrence kernels failed"):
     native.load()
   cell = rz.LSTM(8)
   p = cell.init(jax.random.key(0), 3)
-  assert "building the native LSTM kernel failed" in native.why_not(
+  assert "building the native recurrence kernels failed" in native.why_not(
       cell, p, jnp.ones((4, 2, 32)), cell.initial_carry((2,)))
   ys, _ = rz.unroll(cell, p, jnp.ones((2, 4, 3)))  # the scan runner, silently
   assert ys.shape == (2, 4, 8)
@@ -132,10 +154,13 @@ def test_one_thread_and_two_give_the_same_bits(tmp_path):
   # Each hidden unit's arithmetic does not depend on how units are split
   # between threads: a race between the threads would show up here.
   code = ("import jax, numpy as np, rnn_zoo as rz\n"
-          "cell = rz.LSTM(80); p = cell.init(jax.random.key(0), 7)\n"
           "xs = jax.random.normal(jax.random.key(1), (9, 30, 7))\n"
-          "g = jax.jit(jax.grad(lambda p: (rz.unroll(cell, p, xs, native=True)[0] ** 2).sum()))(p)\n"
-          "np.save(__import__('sys').argv[1], np.asarray(g['w_hh']))\n")
+          "out = []\n"
+          "for cell in (rz.LSTM(80), rz.GRU(80)):\n"
+          "  p = cell.init(jax.random.key(0), 7)\n"
+          "  g = jax.jit(jax.grad(lambda p: (rz.unroll(cell, p, xs, native=True)[0] ** 2).sum()))(p)\n"
+          "  out.append(np.asarray(g['w_hh']).ravel())\n"
+          "np.save(__import__('sys').argv[1], np.concatenate(out))\n")
   outs = []
   for threads in ("1", "2"):
     path = str(tmp_path / f"threads_{threads}.npy")

@@ -1,12 +1,12 @@
 """Native CPU kernels for the recurrences, called through ``jax.ffi``.
 
-The LSTM's recurrence (``lstm.cc``): the recurrent weight packed once per
+The LSTM's and the GRU's recurrences (``rnn.cc``): the recurrent weight packed once per
 call, each step's gates finished in registers, the hidden units split
 between threads (the caller and XLA's own pool) with one barrier per step -- what oneDNN's RNN
 primitive (PyTorch's CPU ``nn.LSTM``) does and XLA's ``lax.scan`` cannot
-express. :func:`lstm_recurrence` has the same values and gradients as
-``rnn_zoo.fused.fused_recurrence`` for an LSTM (tested); the input projection
-and the weight gradient stay XLA GEMMs.
+express. :func:`lstm_recurrence` and :func:`gru_recurrence` have the same
+values and gradients as ``rnn_zoo.fused.fused_recurrence`` (tested); the
+input projection and the weight gradients stay XLA GEMMs.
 
 The kernel is C++ compiled on first use with the machine's ``g++`` (about
 10 s; ``-O3 -march=native``) into ``$RNN_ZOO_CACHE/native``
@@ -42,12 +42,15 @@ import jax.numpy as jnp
 
 from rnn_zoo.errors import UserError
 
-SOURCE = pathlib.Path(__file__).with_name("lstm.cc")
+SOURCE = pathlib.Path(__file__).with_name("rnn.cc")
 CXXFLAGS = ("-O3", "-march=native", "-std=c++17", "-shared", "-fPIC", "-pthread")
 TARGETS = {
     "rnn_zoo_lstm_forward_infer": "RnnZooLstmForwardInfer",
     "rnn_zoo_lstm_forward_train": "RnnZooLstmForwardTrain",
     "rnn_zoo_lstm_backward": "RnnZooLstmBackward",
+    "rnn_zoo_gru_forward_infer": "RnnZooGruForwardInfer",
+    "rnn_zoo_gru_forward_train": "RnnZooGruForwardTrain",
+    "rnn_zoo_gru_backward": "RnnZooGruBackward",
 }
 
 _lock = threading.Lock()
@@ -92,7 +95,7 @@ def _build(cxx: str, path: pathlib.Path) -> None:
     try:
       proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
       if proc.returncode != 0:
-        raise UserError(f"building the native LSTM kernel failed ({' '.join(cmd)}):\n"
+        raise UserError(f"building the native recurrence kernels failed ({' '.join(cmd)}):\n"
                         f"{proc.stderr.strip()[-2000:]}")
       os.replace(tmp, path)
     finally:
@@ -138,23 +141,34 @@ def available() -> bool:
     return False
 
 
-def why_not(cell, params, xs, carry0, mask=None, probes=None) -> str | None:
-  """None if :func:`lstm_recurrence` computes this recurrence, else why not.
+def kind(cell) -> str | None:
+  """"lstm" or "gru" for the cells the native kernels run, else None."""
+  from rnn_zoo.cells.gru import GRU  # pylint: disable=g-import-not-at-top
+  from rnn_zoo.cells.lstm import LSTM  # pylint: disable=g-import-not-at-top
+  # Exact types: a subclass may change the step.
+  return {LSTM: "lstm", GRU: "gru"}.get(type(cell))
 
-  It does for an ``rnn_zoo.LSTM`` in float32 (params, inputs and carry) on
+
+def why_not(cell, params, xs, carry0, mask=None, probes=None) -> str | None:
+  """None if :func:`lstm_recurrence` / :func:`gru_recurrence` computes this
+  recurrence, else why not.
+
+  They do for an ``rnn_zoo.LSTM`` or ``rnn_zoo.GRU`` in float32 (params, inputs and carry) on
   the CPU, with no lengths mask or hidden probes and at least one step, in
   a process with one device (sharded over several, XLA would gather a custom
   call's operands onto each: the scan runner partitions instead), once the
   kernels are built here.
   """
-  from rnn_zoo.cells.lstm import LSTM  # pylint: disable=g-import-not-at-top
-  if type(cell) is not LSTM:  # pylint: disable=unidiomatic-typecheck
-    return f"the native kernel runs rnn_zoo.LSTM only, not {type(cell).__name__}"
+  if kind(cell) is None:
+    return ("the native kernels run rnn_zoo.LSTM and rnn_zoo.GRU (variant "
+            f"'cudnn') only, not {type(cell).__name__}")
   if mask is not None or probes is not None:
     return "the native kernel takes no lengths or hidden_probes"
   f32 = jnp.dtype(jnp.float32)
   dtypes = {"compute dtype": jnp.dtype(cell.dtype), "w_hh": params["w_hh"].dtype,
-            "inputs": xs.dtype, "carry h": carry0.h.dtype, "carry c": carry0.c.dtype}
+            "b": params["b"].dtype,
+            "inputs": xs.dtype}
+  dtypes.update({f"carry {k}": v.dtype for k, v in carry0._asdict().items()})
   for what, dt in dtypes.items():
     if dt != f32:
       return f"the native kernel is float32 only ({what} is {dt})"
@@ -246,3 +260,55 @@ def _bwd(batch_major, res, cotangents):
 
 
 lstm_recurrence.defvjp(_fwd, _bwd)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
+def gru_recurrence(w_hh, b, b_hn, xp, h0, batch_major=False):
+  """The GRU recurrence (``rnn_zoo.GRU``, the cuDNN/PyTorch form) over
+  projected inputs.
+
+  Args:
+    w_hh: ``[H, 3H]`` recurrent weight (blocks r, z, n).
+    b: ``[3H]`` input bias; b_hn: ``[H]`` the bias inside the reset product.
+    xp: ``x_t W_ih`` without the bias: ``[T, B, 3H]``, or ``[B, T, 3H]``
+      with ``batch_major``.
+    h0: ``[B, H]`` initial state.
+    batch_major: the layout of ``xp`` and of ``ys``.
+
+  Returns:
+    ``(ys, h_T)``.
+  """
+  T, B = _dims(xp, batch_major)
+  ys = _call("rnn_zoo_gru_forward_infer", (_seq(batch_major, T, B, w_hh.shape[0]),),
+             w_hh, b, b_hn, xp, h0, batch_major=batch_major)[0]
+  return ys, _last(ys, batch_major)
+
+
+def _gru_fwd(w_hh, b, b_hn, xp, h0, batch_major):
+  T, B = _dims(xp, batch_major)
+  H = w_hh.shape[0]
+  ys, acts = _call("rnn_zoo_gru_forward_train",
+                   (_seq(batch_major, T, B, H),
+                    jax.ShapeDtypeStruct((T, B, 4 * H), jnp.float32)),
+                   w_hh, b, b_hn, xp, h0, batch_major=batch_major)
+  return (ys, _last(ys, batch_major)), (w_hh, h0, ys, acts)
+
+
+def _gru_bwd(batch_major, res, cotangents):
+  w_hh, h0, ys, acts = res
+  dys, dhT = cotangents
+  T, B, H = acts.shape[0], acts.shape[1], w_hh.shape[0]
+  du, dn, dh0 = _call("rnn_zoo_gru_backward",
+                      (_seq(batch_major, T, B, 3 * H), _seq(batch_major, T, B, H),
+                       jax.ShapeDtypeStruct((B, H), jnp.float32)),
+                      w_hh, acts, h0, ys, dys, dhT, batch_major=batch_major)
+  t_axis = 1 if batch_major else 0
+  h_prev = jnp.concatenate([jnp.expand_dims(h0, t_axis),
+                            jax.lax.slice_in_dim(ys, 0, T - 1, axis=t_axis)], t_axis)
+  rows_du = du.reshape(T * B, 3 * H)
+  dw_hh = jnp.matmul(h_prev.reshape(T * B, H).T, rows_du)
+  dxp = jnp.concatenate([du[..., :2 * H], dn], axis=-1)
+  return (dw_hh, dxp.reshape(T * B, 3 * H).sum(0), rows_du[:, 2 * H:].sum(0), dxp, dh0)
+
+
+gru_recurrence.defvjp(_gru_fwd, _gru_bwd)

@@ -225,27 +225,61 @@ int wanted_threads(int64_t pool_threads) {
   return static_cast<int>(std::max<int64_t>(1, pool_threads));
 }
 
-// Forward packing: wp[g][k][q][16] = w_hh[k, q*H + 16g + j] (0 past H).
-std::vector<float> pack_forward(const float* w, int64_t H) {
+// Forward packing of a [H, q H] weight (q gate blocks of H columns):
+// wp[g][k][gate][16] = w[k, gate*H + 16g + j] (0 past H).
+std::vector<float> pack_forward(const float* w, int64_t H, int q) {
   const int64_t G = (H + kLanes - 1) / kLanes;
-  std::vector<float> wp(G * H * 4 * kLanes, 0.0f);
+  std::vector<float> wp(G * H * q * kLanes, 0.0f);
   for (int64_t g = 0; g < G; ++g)
     for (int64_t k = 0; k < H; ++k)
-      for (int q = 0; q < 4; ++q)
+      for (int gate = 0; gate < q; ++gate)
         for (int j = 0; j < kLanes && g * kLanes + j < H; ++j)
-          wp[((g * H + k) * 4 + q) * kLanes + j] = w[k * 4 * H + q * H + g * kLanes + j];
+          wp[((g * H + k) * q + gate) * kLanes + j] =
+              w[k * q * H + gate * H + g * kLanes + j];
   return wp;
 }
 
-// Backward packing (W_hh^T): wt[g][k][16] = w_hh[16g + j, k], k < 4H (0 past H).
-std::vector<float> pack_backward(const float* w, int64_t H) {
+// Backward packing (the transpose): wt[g][k][16] = w[16g + j, k], k < q H.
+std::vector<float> pack_backward(const float* w, int64_t H, int q) {
   const int64_t G = (H + kLanes - 1) / kLanes;
-  std::vector<float> wt(G * 4 * H * kLanes, 0.0f);
+  std::vector<float> wt(G * q * H * kLanes, 0.0f);
   for (int64_t g = 0; g < G; ++g)
     for (int j = 0; j < kLanes && g * kLanes + j < H; ++j)
-      for (int64_t k = 0; k < 4 * H; ++k)
-        wt[(g * 4 * H + k) * kLanes + j] = w[(g * kLanes + j) * 4 * H + k];
+      for (int64_t k = 0; k < q * H; ++k)
+        wt[(g * q * H + k) * kLanes + j] = w[(g * kLanes + j) * q * H + k];
   return wt;
+}
+
+// out[r, units of groups g..g+nv) = a[r, :K] x wt[:, those units] for every
+// row r < B (a's rows lda apart), then finish(row, unit offset, n, acc) for
+// each 16-unit vector: the recurrent product of the backward pass.
+template <class Finish>
+void transposed_product(const float* a, int64_t lda, int64_t K, int64_t B,
+                        const std::vector<float>& wt, int64_t g0, int64_t g1, int64_t H,
+                        Finish finish) {
+  const int64_t row_blocks = (B + kMaxRows - 1) / kMaxRows;
+  for (int64_t g = g0; g < g1; g += 4) {
+    const int nv = static_cast<int>(std::min<int64_t>(4, g1 - g));
+    const float* b[4];
+    for (int v = 0; v < nv; ++v) b[v] = wt.data() + (g + v) * K * kLanes;
+    for (int64_t blk = 0; blk < row_blocks; ++blk) {
+      const int64_t r0 = B * blk / row_blocks;
+      const int mr = static_cast<int>(B * (blk + 1) / row_blocks - r0);
+      v16 acc[kMaxRows][4];
+      const float* arow = a + r0 * lda;
+      switch (nv) {
+        case 4: tile_rows<4>(mr, arow, lda, K, b, kLanes, acc); break;
+        case 3: tile_rows<3>(mr, arow, lda, K, b, kLanes, acc); break;
+        case 2: tile_rows<2>(mr, arow, lda, K, b, kLanes, acc); break;
+        default: tile_rows<1>(mr, arow, lda, K, b, kLanes, acc); break;
+      }
+      for (int r = 0; r < mr; ++r)
+        for (int v = 0; v < nv; ++v) {
+          const int64_t u = (g + v) * kLanes;
+          finish(r0 + r, u, static_cast<int>(std::min<int64_t>(kLanes, H - u)), acc[r][v]);
+        }
+    }
+  }
 }
 
 // Where row r of step t of a [T, B, width] sequence starts: time-major
@@ -265,7 +299,7 @@ void forward(const float* w, const float* bias, const float* xp, const float* h0
              const float* c0, int64_t T, int64_t B, int64_t H, bool batch_major,
              float* ys, float* cs, float* acts, float* c_out, int threads,
              const Schedule& schedule) {
-  const std::vector<float> wp = pack_forward(w, H);
+  const std::vector<float> wp = pack_forward(w, H, 4);
   const int64_t G4 = 4 * H;
   const Seq sx(batch_major, T, B, G4), sy(batch_major, T, B, H);
   const int64_t row_blocks = (B + kMaxRows - 1) / kMaxRows;  // of equal size <= 6
@@ -321,10 +355,9 @@ void backward(const float* w, const float* acts, const float* cs, const float* c
               const float* dys, const float* dhT, const float* dcT, int64_t T,
               int64_t B, int64_t H, bool batch_major, float* dz, float* dh0, float* dc0,
               int threads, const Schedule& schedule) {
-  const std::vector<float> wt = pack_backward(w, H);
+  const std::vector<float> wt = pack_backward(w, H, 4);
   const int64_t G4 = 4 * H;
   const Seq sz(batch_major, T, B, G4), sy(batch_major, T, B, H);
-  const int64_t row_blocks = (B + kMaxRows - 1) / kMaxRows;
   // dh0 holds dh flowing into h_{t} from step t+1 (dz_{t+1} W_hh^T), dc0 the
   // carry's dc; each thread touches only its own units' columns of both.
   std::memcpy(dh0, dhT, sizeof(float) * B * H);
@@ -354,33 +387,113 @@ void backward(const float* w, const float* acts, const float* cs, const float* c
         }
       }
       barrier.wait();
-      // dh_{t-1} for this thread's units: dz_t [B, 4H] x W_hh^T[:, units],
-      // up to 4 groups of 16 units per register tile.
-      for (int64_t g = g0; g < g1; g += 4) {
-        const int nv = static_cast<int>(std::min<int64_t>(4, g1 - g));
-        const float* b[4];
-        for (int v = 0; v < nv; ++v) b[v] = wt.data() + (g + v) * G4 * kLanes;
+      // dh_{t-1} for this thread's units: dz_t [B, 4H] x W_hh^T[:, units].
+      transposed_product(dz + sz.at(t, 0), sz.row, G4, B, wt, g0, g1, H,
+                         [&](int64_t row, int64_t u, int n, v16 acc) {
+                           store_n(dh0 + row * H + u, acc, n);
+                         });
+      // No barrier needed here: the next step's pointwise part reads only
+      // this thread's own columns of dh0 and writes dz_{t-1}, not dz_t.
+    }
+  });
+}
+
+// The GRU (cuDNN/PyTorch form: r, z, n = blocks of xp + b; the reset gate
+// multiplies h_{t-1} U_n + b_hn): forward over xp = x W_ih (no bias).
+//   r = sigmoid(x_r + b_r + h U_r),  z = sigmoid(x_z + b_z + h U_z),
+//   hn = h U_n + b_hn,  n = tanh(x_n + b_n + r hn),  h' = (1 - z) n + z h.
+// acts (if not null) gets [T, B, 4H]: r, z, n, hn.
+void gru_forward(const float* w, const float* bias, const float* b_hn, const float* xp,
+                 const float* h0, int64_t T, int64_t B, int64_t H, bool batch_major,
+                 float* ys, float* acts, int threads, const Schedule& schedule) {
+  const std::vector<float> wp = pack_forward(w, H, 3);
+  const int64_t G3 = 3 * H;
+  const Seq sx(batch_major, T, B, G3), sy(batch_major, T, B, H);
+  const int64_t row_blocks = (B + kMaxRows - 1) / kMaxRows;
+  run_team(H, threads, schedule, [&](int tid, const Split& split, Barrier& barrier) {
+    const int64_t g0 = split.begin(tid), g1 = split.end(tid);
+    for (int64_t t = 0; t < T; ++t) {
+      const float* h_prev = t == 0 ? h0 : ys + sy.at(t - 1, 0);
+      const int64_t ldh = t == 0 ? H : sy.row;
+      for (int64_t g = g0; g < g1; ++g) {
+        const int64_t u = g * kLanes;
+        const int n = static_cast<int>(std::min<int64_t>(kLanes, H - u));
+        const float* base = wp.data() + g * H * 3 * kLanes;
+        const float* b[3] = {base, base + kLanes, base + 2 * kLanes};
+        const v16 br = load_n(bias + u, n), bz = load_n(bias + H + u, n);
+        const v16 bn = load_n(bias + 2 * H + u, n), bhn = load_n(b_hn + u, n);
         for (int64_t blk = 0; blk < row_blocks; ++blk) {
           const int64_t r0 = B * blk / row_blocks;
           const int mr = static_cast<int>(B * (blk + 1) / row_blocks - r0);
           v16 acc[kMaxRows][4];
-          const float* arow = dz + sz.at(t, r0);
-          switch (nv) {
-            case 4: tile_rows<4>(mr, arow, sz.row, G4, b, kLanes, acc); break;
-            case 3: tile_rows<3>(mr, arow, sz.row, G4, b, kLanes, acc); break;
-            case 2: tile_rows<2>(mr, arow, sz.row, G4, b, kLanes, acc); break;
-            default: tile_rows<1>(mr, arow, sz.row, G4, b, kLanes, acc); break;
-          }
-          for (int r = 0; r < mr; ++r)
-            for (int v = 0; v < nv; ++v) {
-              const int64_t u = (g + v) * kLanes;
-              const int n = static_cast<int>(std::min<int64_t>(kLanes, H - u));
-              store_n(dh0 + (r0 + r) * H + u, acc[r][v], n);
+          tile_rows<3>(mr, h_prev + r0 * ldh, ldh, H, b, 3 * kLanes, acc);
+          for (int r = 0; r < mr; ++r) {
+            const int64_t row = r0 + r;
+            const float* x = xp + sx.at(t, row) + u;
+            const v16 rg = vsigmoid(acc[r][0] + load_n(x, n) + br);
+            const v16 z = vsigmoid(acc[r][1] + load_n(x + H, n) + bz);
+            const v16 hn = acc[r][2] + bhn;
+            const v16 nn = vtanh(load_n(x + 2 * H, n) + bn + rg * hn);
+            const v16 h = load_n(h_prev + row * ldh + u, n);
+            store_n(ys + sy.at(t, row) + u, (1.0f - z) * nn + z * h, n);
+            if (acts != nullptr) {
+              float* a = acts + (t * B + row) * 4 * H + u;
+              store_n(a, rg, n);
+              store_n(a + H, z, n);
+              store_n(a + 2 * H, nn, n);
+              store_n(a + 3 * H, hn, n);
             }
+          }
         }
       }
-      // No barrier needed here: the next step's pointwise part reads only
-      // this thread's own columns of dh0 and writes dz_{t-1}, not dz_t.
+      barrier.wait();
+    }
+  });
+}
+
+// The GRU's backward recurrence: from dys (the layout of ys), dh_T, the
+// forward's acts and ys, writes du [T, B, 3H] (the gradient of
+// u_t = h_{t-1} W_hh, in the layout of xp), dn [T, B, H] (of the
+// candidate's pre-activation: the n block of dxp) and dh0.
+void gru_backward(const float* w, const float* acts, const float* h0, const float* ys,
+                  const float* dys, const float* dhT, int64_t T, int64_t B, int64_t H,
+                  bool batch_major, float* du, float* dn, float* dh0, int threads,
+                  const Schedule& schedule) {
+  const std::vector<float> wt = pack_backward(w, H, 3);
+  const int64_t G3 = 3 * H;
+  const Seq su(batch_major, T, B, G3), sy(batch_major, T, B, H);
+  // dh0: dh flowing into h_t from step t+1; dhz: its direct part dh z.
+  std::memcpy(dh0, dhT, sizeof(float) * B * H);
+  std::vector<float> dhz(B * H);
+  run_team(H, threads, schedule, [&](int tid, const Split& split, Barrier& barrier) {
+    const int64_t g0 = split.begin(tid), g1 = split.end(tid);
+    for (int64_t t = T - 1; t >= 0; --t) {
+      const float* a_t = acts + t * B * 4 * H;
+      const float* h_prev = t == 0 ? h0 : ys + sy.at(t - 1, 0);
+      const int64_t ldh = t == 0 ? H : sy.row;
+      for (int64_t g = g0; g < g1; ++g) {
+        const int64_t u = g * kLanes;
+        const int n = static_cast<int>(std::min<int64_t>(kLanes, H - u));
+        for (int64_t row = 0; row < B; ++row) {
+          const float* a = a_t + row * 4 * H + u;
+          const v16 rg = load_n(a, n), z = load_n(a + H, n);
+          const v16 nn = load_n(a + 2 * H, n), hn = load_n(a + 3 * H, n);
+          const v16 dh = load_n(dys + sy.at(t, row) + u, n) + load_n(dh0 + row * H + u, n);
+          const v16 dn_pre = dh * (1.0f - z) * (1.0f - nn * nn);
+          const v16 h = load_n(h_prev + row * ldh + u, n);
+          float* d = du + su.at(t, row) + u;
+          store_n(d, dn_pre * hn * rg * (1.0f - rg), n);
+          store_n(d + H, dh * (h - nn) * z * (1.0f - z), n);
+          store_n(d + 2 * H, dn_pre * rg, n);
+          store_n(dn + sy.at(t, row) + u, dn_pre, n);
+          store_n(dhz.data() + row * H + u, dh * z, n);
+        }
+      }
+      barrier.wait();
+      transposed_product(du + su.at(t, 0), su.row, G3, B, wt, g0, g1, H,
+                         [&](int64_t row, int64_t u, int n, v16 acc) {
+                           store_n(dh0 + row * H + u, acc + load_n(dhz.data() + row * H + u, n), n);
+                         });
     }
   });
 }
@@ -394,14 +507,14 @@ using F32Out = ffi::ResultBuffer<ffi::F32>;
 
 // w_hh [H, 4H]; xp [T, B, 4H] or (batch_major) [B, T, 4H]; h0, c0 [B, H].
 ffi::Error check(const F32& w, const F32& xp, const F32& h0, const F32& c0,
-                 bool batch_major, Dims* d) {
+                 bool batch_major, Dims* d, int gates = 4) {
   auto wd = w.dimensions(), xd = xp.dimensions(), hd = h0.dimensions(),
        cd = c0.dimensions();
-  if (wd.size() != 2 || wd[1] != 4 * wd[0])
-    return ffi::Error::InvalidArgument("w_hh must be [H, 4H]");
+  if (wd.size() != 2 || wd[1] != gates * wd[0])
+    return ffi::Error::InvalidArgument("w_hh must be [H, G*H] (G gates)");
   d->H = wd[0];
-  if (xd.size() != 3 || xd[2] != 4 * d->H)
-    return ffi::Error::InvalidArgument("xp must be [T, B, 4H] or [B, T, 4H]");
+  if (xd.size() != 3 || xd[2] != gates * d->H)
+    return ffi::Error::InvalidArgument("xp must be [T, B, G*H] or [B, T, G*H]");
   d->T = batch_major ? xd[1] : xd[0];
   d->B = batch_major ? xd[0] : xd[1];
   if (hd.size() != 2 || hd[0] != d->B || hd[1] != d->H || cd.size() != 2 ||
@@ -452,6 +565,38 @@ ffi::Error BackwardImpl(ffi::ThreadPool pool, F32 w, F32 acts, F32 cs, F32 c0, F
   return ffi::Error::Success();
 }
 
+ffi::Error GruForwardImpl(ffi::ThreadPool pool, F32 w, F32 b, F32 b_hn, F32 xp, F32 h0,
+                          bool batch_major, F32Out ys, F32Out acts, bool train) {
+  Dims d;
+  if (ffi::Error e = check(w, xp, h0, h0, batch_major, &d, 3); e.failure()) return e;
+  gru_forward(w.typed_data(), b.typed_data(), b_hn.typed_data(), xp.typed_data(),
+              h0.typed_data(), d.T, d.B, d.H, batch_major, ys->typed_data(),
+              train ? acts->typed_data() : nullptr, wanted_threads(pool.num_threads()),
+              pool_schedule(pool));
+  return ffi::Error::Success();
+}
+
+ffi::Error GruForwardInferImpl(ffi::ThreadPool pool, F32 w, F32 b, F32 b_hn, F32 xp,
+                               F32 h0, bool batch_major, F32Out ys) {
+  return GruForwardImpl(pool, w, b, b_hn, xp, h0, batch_major, ys, ys, false);
+}
+
+ffi::Error GruForwardTrainImpl(ffi::ThreadPool pool, F32 w, F32 b, F32 b_hn, F32 xp,
+                               F32 h0, bool batch_major, F32Out ys, F32Out acts) {
+  return GruForwardImpl(pool, w, b, b_hn, xp, h0, batch_major, ys, acts, true);
+}
+
+ffi::Error GruBackwardImpl(ffi::ThreadPool pool, F32 w, F32 acts, F32 h0, F32 ys, F32 dys,
+                           F32 dhT, bool batch_major, F32Out du, F32Out dn, F32Out dh0) {
+  Dims d;
+  if (ffi::Error e = check(w, *du, h0, h0, batch_major, &d, 3); e.failure()) return e;
+  gru_backward(w.typed_data(), acts.typed_data(), h0.typed_data(), ys.typed_data(),
+               dys.typed_data(), dhT.typed_data(), d.T, d.B, d.H, batch_major,
+               du->typed_data(), dn->typed_data(), dh0->typed_data(),
+               wanted_threads(pool.num_threads()), pool_schedule(pool));
+  return ffi::Error::Success();
+}
+
 // The thread pool, n array arguments, the layout, then m results.
 template <int n, int m>
 auto bind() {
@@ -481,3 +626,9 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(RnnZooLstmForwardTrain, ForwardTrainImpl,
                               (bind_with_layout<5, 3>()));
 XLA_FFI_DEFINE_HANDLER_SYMBOL(RnnZooLstmBackward, BackwardImpl,
                               (bind_with_layout<7, 3>()));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(RnnZooGruForwardInfer, GruForwardInferImpl,
+                              (bind_with_layout<5, 1>()));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(RnnZooGruForwardTrain, GruForwardTrainImpl,
+                              (bind_with_layout<5, 2>()));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(RnnZooGruBackward, GruBackwardImpl,
+                              (bind_with_layout<6, 3>()));
