@@ -12,11 +12,11 @@ one jitted pass of:
 
 for:
 
-* ``rnn_zoo``: :func:`rnn_zoo.unroll` with its defaults (for the LSTM on a
-  one-device CPU process, the native kernel of :mod:`rnn_zoo.native`;
-  otherwise the scan with the fused backward);
-* ``rnn_zoo[scan]``: the LSTM's scan runner (``native=False``, the fused
-  backward), the portable reference the native kernel replaces;
+* ``rnn_zoo``: :func:`rnn_zoo.unroll` with its defaults (for the LSTM and
+  GRU on a one-device CPU process, the native kernels of
+  :mod:`rnn_zoo.native`; otherwise the scan with the fused backward);
+* ``rnn_zoo[scan]``: the LSTM's and GRU's scan runner (``native=False``, the
+  fused backward), the portable reference the native kernels replace;
 * ``rnn_zoo[autodiff]``: the same runner with ``fused=False`` (plain
   autodiff of ``lax.scan``) — the ablation;
 * ``flax``: ``nn.RNN(nn.OptimizedLSTMCell)`` / ``nn.RNN(nn.GRUCell)``;
@@ -300,7 +300,7 @@ def main(argv):
             fns["rnn_zoo[sequential]"] = make_zoo(cell_name, B, T, I, H, L, None,
                                                   mode, parallel=False)
         else:
-          if cell_name == "lstm" and "rnn_zoo[scan]" in _IMPLS.value:
+          if cell_name in ("lstm", "gru") and "rnn_zoo[scan]" in _IMPLS.value:
             # the reference the native kernel replaces
             fns["rnn_zoo[scan]"] = make_zoo(cell_name, B, T, I, H, L, None, mode,
                                             native=False)

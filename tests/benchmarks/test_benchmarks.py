@@ -124,11 +124,12 @@ def test_throughput_tiny(tmp_path):
       (c, m, l) for c in ("lstm", "gru") for l in (1, 2) for m in ("train", "infer")]
   for row in results["rows"]:
     one_layer = row["shape"][-1] == 1
-    assert set(row["impls"]) == ({"rnn_zoo", "rnn_zoo[autodiff]", "flax"} if one_layer
-                                 else {"rnn_zoo", "flax"})
+    assert set(row["impls"]) == ({"rnn_zoo", "rnn_zoo[scan]", "rnn_zoo[autodiff]", "flax"}
+                                 if one_layer else {"rnn_zoo", "rnn_zoo[scan]", "flax"})
     assert row["floor_ms"] > 0
   report = (tmp_path / "report.md").read_text()
   assert "| lstm | infer | 2×5×3×4 | flax |" in report
+  assert "| gru | infer | 2×5×3×4 | rnn_zoo[scan] |" in report
   assert "| gru | train | 2×5×3×4 ×2 layers | rnn_zoo |" in report
 
 
@@ -184,6 +185,12 @@ def test_sampling_tiny(tmp_path):
   assert all(r["identical_samples"] for r in results["rows"])
   assert "| 2 |" in (tmp_path / "report.md").read_text()
   assert "speedup" not in proc.stderr
+  try:
+    import torch  # pylint: disable=g-import-not-at-top,unused-import
+    assert all(r["torch_cells_ms"] > 0 and r["torch_lstm_vs_scan"] > 0
+               for r in results["rows"])
+  except ImportError:
+    assert "torch_lstm_ms" not in results["rows"][0]
 
 
 def test_char_rnn_throughput_tiny(tmp_path):
