@@ -261,11 +261,16 @@ def test_scan_precision_tiny(tmp_path):
   run("benchmarks.scan_precision", f"--out={tmp_path}", "--lengths=16",
       "--batch=2", "--input=3", "--hidden=4")
   results = json.loads((tmp_path / "results.json").read_text())
-  assert [(r["cell"], r["T"]) for r in results["rows"]] == [("mingru", 16), ("minlstm", 16)]
+  assert [(r["cell"], r["T"]) for r in results["rows"]] == [
+      ("mingru", 16), ("minlstm", 16), ("lstm", 16), ("gru", 16)]
   for r in results["rows"]:
-    for m in ("sequential", "associative", "log"):
+    modes = ("scan", "native") if r["cell"] in ("lstm", "gru") else (
+        "sequential", "associative", "log")
+    for m in modes:
       assert 0 <= r["modes"][m]["outputs"] < 1e-4 and 0 <= r["modes"][m]["gradients"] < 1e-4
-  assert "| mingru | 16 |" in (tmp_path / "report.md").read_text()
+  report = (tmp_path / "report.md").read_text()
+  assert "| mingru | 16 |" in report and "| gru | 16 |" in report
+  assert "native outputs | native gradients" in report
 
 
 def test_gradient_flow_pixels_preset_tiny(tmp_path):
