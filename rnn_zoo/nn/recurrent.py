@@ -30,6 +30,8 @@ class RNN(nn.Module):
     remat: gradient checkpointing (see :func:`rnn_zoo.unroll`).
     fused: the runner's fused backward (see :func:`rnn_zoo.unroll`; False for
       ``jax.linearize``).
+    native: the native CPU kernels of the LSTM and GRU (see
+      :func:`rnn_zoo.unroll`; None: whenever they apply).
     return_carry: also return the final carries.
     learn_initial_carry: a learned initial state per layer (see
       :class:`rnn_zoo.StackedRNN`), used when no ``initial_carry`` is given.
@@ -51,6 +53,7 @@ class RNN(nn.Module):
   unroll: int = 1
   remat: Any = False
   fused: bool | None = None
+  native: bool | None = None
   return_carry: bool = False
   learn_initial_carry: bool = False
 
@@ -72,5 +75,5 @@ class RNN(nn.Module):
                               deterministic=not use_dropout,
                               hidden_probes=hidden_probes,
                               time_major=self.time_major, unroll=self.unroll,
-                              remat=self.remat, fused=self.fused)
+                              remat=self.remat, fused=self.fused, native=self.native)
     return (ys, carries) if self.return_carry else ys
