@@ -29,6 +29,7 @@
 // Cephes' polynomial (about 2 ulp), sigmoid(z) = 1 / (1 + exp(-z)),
 // tanh(z) = 2 sigmoid(2z) - 1.
 
+#include <immintrin.h>
 #include <sched.h>
 
 #include <algorithm>
@@ -92,8 +93,18 @@ inline v16 vexp(v16 x) {
   v16i e = (__builtin_convertvector(n, v16i) + 127) << 23;
   return p * reinterpret_cast<v16&>(e);
 }
-inline v16 vsigmoid(v16 z) { return 1.0f / (1.0f + vexp(-z)); }
-inline v16 vtanh(v16 z) { return 2.0f / (1.0f + vexp(-2.0f * z)) - 1.0f; }
+// 1 / d: AVX-512's 14-bit estimate and one Newton step (about 1 ulp; a
+// division of 16 floats costs several times as much), else a division.
+inline v16 vrecip(v16 d) {
+#ifdef __AVX512F__
+  const v16 r = reinterpret_cast<v16>(_mm512_rcp14_ps(reinterpret_cast<__m512>(d)));
+  return r * (2.0f - d * r);
+#else
+  return 1.0f / d;
+#endif
+}
+inline v16 vsigmoid(v16 z) { return vrecip(1.0f + vexp(-z)); }
+inline v16 vtanh(v16 z) { return 2.0f * vrecip(1.0f + vexp(-2.0f * z)) - 1.0f; }
 
 // acc[r][v] += sum_k a[r * lda + k] * b[v][k * ldb .. + 16], for r < MR, v < NV.
 template <int MR, int NV>
@@ -225,34 +236,35 @@ int wanted_threads(int64_t pool_threads) {
   return static_cast<int>(std::max<int64_t>(1, pool_threads));
 }
 
+// Each thread packs the groups g0 <= g < g1 it computes (in parallel, and
+// into its own core's cache).
 // Forward packing of a [H, q H] weight (q gate blocks of H columns):
-// wp[g][k][gate][16] = w[k, gate*H + 16g + j] (0 past H).
-std::vector<float> pack_forward(const float* w, int64_t H, int q) {
-  const int64_t G = (H + kLanes - 1) / kLanes;
-  std::vector<float> wp(G * H * q * kLanes, 0.0f);
-  for (int64_t g = 0; g < G; ++g)
+// wp[g - g0][k][gate][16] = w[k, gate*H + 16g + j] (0 past H).
+std::vector<float> pack_forward(const float* w, int64_t H, int q, int64_t g0, int64_t g1) {
+  std::vector<float> wp((g1 - g0) * H * q * kLanes, 0.0f);
+  for (int64_t g = g0; g < g1; ++g)
     for (int64_t k = 0; k < H; ++k)
       for (int gate = 0; gate < q; ++gate)
         for (int j = 0; j < kLanes && g * kLanes + j < H; ++j)
-          wp[((g * H + k) * q + gate) * kLanes + j] =
+          wp[(((g - g0) * H + k) * q + gate) * kLanes + j] =
               w[k * q * H + gate * H + g * kLanes + j];
   return wp;
 }
 
-// Backward packing (the transpose): wt[g][k][16] = w[16g + j, k], k < q H.
-std::vector<float> pack_backward(const float* w, int64_t H, int q) {
-  const int64_t G = (H + kLanes - 1) / kLanes;
-  std::vector<float> wt(G * q * H * kLanes, 0.0f);
-  for (int64_t g = 0; g < G; ++g)
+// Backward packing (the transpose): wt[g - g0][k][16] = w[16g + j, k], k < q H.
+std::vector<float> pack_backward(const float* w, int64_t H, int q, int64_t g0, int64_t g1) {
+  std::vector<float> wt((g1 - g0) * q * H * kLanes, 0.0f);
+  for (int64_t g = g0; g < g1; ++g)
     for (int j = 0; j < kLanes && g * kLanes + j < H; ++j)
       for (int64_t k = 0; k < q * H; ++k)
-        wt[(g * q * H + k) * kLanes + j] = w[(g * kLanes + j) * q * H + k];
+        wt[((g - g0) * q * H + k) * kLanes + j] = w[(g * kLanes + j) * q * H + k];
   return wt;
 }
 
-// out[r, units of groups g..g+nv) = a[r, :K] x wt[:, those units] for every
-// row r < B (a's rows lda apart), then finish(row, unit offset, n, acc) for
-// each 16-unit vector: the recurrent product of the backward pass.
+// out[r, units of groups g0..g1) = a[r, :K] x wt[:, those units] for every
+// row r < B (a's rows lda apart; wt packed for groups g0..g1), then
+// finish(row, unit offset, n, acc) for each 16-unit vector: the recurrent
+// product of the backward pass.
 template <class Finish>
 void transposed_product(const float* a, int64_t lda, int64_t K, int64_t B,
                         const std::vector<float>& wt, int64_t g0, int64_t g1, int64_t H,
@@ -261,7 +273,7 @@ void transposed_product(const float* a, int64_t lda, int64_t K, int64_t B,
   for (int64_t g = g0; g < g1; g += 4) {
     const int nv = static_cast<int>(std::min<int64_t>(4, g1 - g));
     const float* b[4];
-    for (int v = 0; v < nv; ++v) b[v] = wt.data() + (g + v) * K * kLanes;
+    for (int v = 0; v < nv; ++v) b[v] = wt.data() + (g - g0 + v) * K * kLanes;
     for (int64_t blk = 0; blk < row_blocks; ++blk) {
       const int64_t r0 = B * blk / row_blocks;
       const int mr = static_cast<int>(B * (blk + 1) / row_blocks - r0);
@@ -299,13 +311,13 @@ void forward(const float* w, const float* bias, const float* xp, const float* h0
              const float* c0, int64_t T, int64_t B, int64_t H, bool batch_major,
              float* ys, float* cs, float* acts, float* c_out, int threads,
              const Schedule& schedule) {
-  const std::vector<float> wp = pack_forward(w, H, 4);
   const int64_t G4 = 4 * H;
   const Seq sx(batch_major, T, B, G4), sy(batch_major, T, B, H);
   const int64_t row_blocks = (B + kMaxRows - 1) / kMaxRows;  // of equal size <= 6
   if (cs == nullptr) std::memcpy(c_out, c0, sizeof(float) * B * H);
   run_team(H, threads, schedule, [&](int tid, const Split& split, Barrier& barrier) {
     const int64_t g0 = split.begin(tid), g1 = split.end(tid);
+    const std::vector<float> wp = pack_forward(w, H, 4, g0, g1);
     for (int64_t t = 0; t < T; ++t) {
       const float* h_prev = t == 0 ? h0 : ys + sy.at(t - 1, 0);
       const int64_t ldh = t == 0 ? H : sy.row;
@@ -314,7 +326,7 @@ void forward(const float* w, const float* bias, const float* xp, const float* h0
       for (int64_t g = g0; g < g1; ++g) {
         const int64_t u = g * kLanes;
         const int n = static_cast<int>(std::min<int64_t>(kLanes, H - u));
-        const float* base = wp.data() + g * H * 4 * kLanes;
+        const float* base = wp.data() + (g - g0) * H * 4 * kLanes;
         const float* b[4] = {base, base + kLanes, base + 2 * kLanes, base + 3 * kLanes};
         const v16 bi = load_n(bias + u, n), bf = load_n(bias + H + u, n);
         const v16 bg = load_n(bias + 2 * H + u, n), bo = load_n(bias + 3 * H + u, n);
@@ -355,7 +367,6 @@ void backward(const float* w, const float* acts, const float* cs, const float* c
               const float* dys, const float* dhT, const float* dcT, int64_t T,
               int64_t B, int64_t H, bool batch_major, float* dz, float* dh0, float* dc0,
               int threads, const Schedule& schedule) {
-  const std::vector<float> wt = pack_backward(w, H, 4);
   const int64_t G4 = 4 * H;
   const Seq sz(batch_major, T, B, G4), sy(batch_major, T, B, H);
   // dh0 holds dh flowing into h_{t} from step t+1 (dz_{t+1} W_hh^T), dc0 the
@@ -364,6 +375,7 @@ void backward(const float* w, const float* acts, const float* cs, const float* c
   std::memcpy(dc0, dcT, sizeof(float) * B * H);
   run_team(H, threads, schedule, [&](int tid, const Split& split, Barrier& barrier) {
     const int64_t g0 = split.begin(tid), g1 = split.end(tid);
+    const std::vector<float> wt = pack_backward(w, H, 4, g0, g1);
     for (int64_t t = T - 1; t >= 0; --t) {
       const float* a_t = acts + t * B * G4;
       const float* c_t = cs + t * B * H;
@@ -406,19 +418,19 @@ void backward(const float* w, const float* acts, const float* cs, const float* c
 void gru_forward(const float* w, const float* bias, const float* b_hn, const float* xp,
                  const float* h0, int64_t T, int64_t B, int64_t H, bool batch_major,
                  float* ys, float* acts, int threads, const Schedule& schedule) {
-  const std::vector<float> wp = pack_forward(w, H, 3);
   const int64_t G3 = 3 * H;
   const Seq sx(batch_major, T, B, G3), sy(batch_major, T, B, H);
   const int64_t row_blocks = (B + kMaxRows - 1) / kMaxRows;
   run_team(H, threads, schedule, [&](int tid, const Split& split, Barrier& barrier) {
     const int64_t g0 = split.begin(tid), g1 = split.end(tid);
+    const std::vector<float> wp = pack_forward(w, H, 3, g0, g1);
     for (int64_t t = 0; t < T; ++t) {
       const float* h_prev = t == 0 ? h0 : ys + sy.at(t - 1, 0);
       const int64_t ldh = t == 0 ? H : sy.row;
       for (int64_t g = g0; g < g1; ++g) {
         const int64_t u = g * kLanes;
         const int n = static_cast<int>(std::min<int64_t>(kLanes, H - u));
-        const float* base = wp.data() + g * H * 3 * kLanes;
+        const float* base = wp.data() + (g - g0) * H * 3 * kLanes;
         const float* b[3] = {base, base + kLanes, base + 2 * kLanes};
         const v16 br = load_n(bias + u, n), bz = load_n(bias + H + u, n);
         const v16 bn = load_n(bias + 2 * H + u, n), bhn = load_n(b_hn + u, n);
@@ -459,7 +471,6 @@ void gru_backward(const float* w, const float* acts, const float* h0, const floa
                   const float* dys, const float* dhT, int64_t T, int64_t B, int64_t H,
                   bool batch_major, float* du, float* dn, float* dh0, int threads,
                   const Schedule& schedule) {
-  const std::vector<float> wt = pack_backward(w, H, 3);
   const int64_t G3 = 3 * H;
   const Seq su(batch_major, T, B, G3), sy(batch_major, T, B, H);
   // dh0: dh flowing into h_t from step t+1; dhz: its direct part dh z.
@@ -467,6 +478,7 @@ void gru_backward(const float* w, const float* acts, const float* h0, const floa
   std::vector<float> dhz(B * H);
   run_team(H, threads, schedule, [&](int tid, const Split& split, Barrier& barrier) {
     const int64_t g0 = split.begin(tid), g1 = split.end(tid);
+    const std::vector<float> wt = pack_backward(w, H, 3, g0, g1);
     for (int64_t t = T - 1; t >= 0; --t) {
       const float* a_t = acts + t * B * 4 * H;
       const float* h_prev = t == 0 ? h0 : ys + sy.at(t - 1, 0);
