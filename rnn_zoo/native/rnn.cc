@@ -333,6 +333,13 @@ void forward(const float* w, const float* bias, const float* xp, const float* h0
         for (int64_t blk = 0; blk < row_blocks; ++blk) {
           const int64_t r0 = B * blk / row_blocks;
           const int mr = static_cast<int>(B * (blk + 1) / row_blocks - r0);
+          // The rows' inputs arrive while the tile computes (they were
+          // written by the projection long ago: cache misses otherwise).
+          for (int r = 0; r < mr; ++r) {
+            const float* x = xp + sx.at(t, r0 + r) + u;
+            for (int q = 0; q < 4; ++q) __builtin_prefetch(x + q * H);
+            __builtin_prefetch(c_prev + (r0 + r) * H + u);
+          }
           v16 acc[kMaxRows][4];
           tile_rows<4>(mr, h_prev + r0 * ldh, ldh, H, b, 4 * kLanes, acc);
           for (int r = 0; r < mr; ++r) {
@@ -384,6 +391,12 @@ void backward(const float* w, const float* acts, const float* cs, const float* c
         const int64_t u = g * kLanes;
         const int n = static_cast<int>(std::min<int64_t>(kLanes, H - u));
         for (int64_t row = 0; row < B; ++row) {
+          if (row + 2 < B) {  // two rows ahead: the loop has no tile to hide misses
+            const float* a2 = a_t + (row + 2) * G4 + u;
+            for (int q = 0; q < 4; ++q) __builtin_prefetch(a2 + q * H);
+            __builtin_prefetch(c_t + (row + 2) * H + u);
+            __builtin_prefetch(dys + sy.at(t, row + 2) + u);
+          }
           const float* a = a_t + row * G4 + u;
           const v16 i = load_n(a, n), f = load_n(a + H, n);
           const v16 gg = load_n(a + 2 * H, n), o = load_n(a + 3 * H, n);
@@ -437,6 +450,10 @@ void gru_forward(const float* w, const float* bias, const float* b_hn, const flo
         for (int64_t blk = 0; blk < row_blocks; ++blk) {
           const int64_t r0 = B * blk / row_blocks;
           const int mr = static_cast<int>(B * (blk + 1) / row_blocks - r0);
+          for (int r = 0; r < mr; ++r) {
+            const float* x = xp + sx.at(t, r0 + r) + u;
+            for (int q = 0; q < 3; ++q) __builtin_prefetch(x + q * H);
+          }
           v16 acc[kMaxRows][4];
           tile_rows<3>(mr, h_prev + r0 * ldh, ldh, H, b, 3 * kLanes, acc);
           for (int r = 0; r < mr; ++r) {
@@ -487,6 +504,11 @@ void gru_backward(const float* w, const float* acts, const float* h0, const floa
         const int64_t u = g * kLanes;
         const int n = static_cast<int>(std::min<int64_t>(kLanes, H - u));
         for (int64_t row = 0; row < B; ++row) {
+          if (row + 2 < B) {
+            const float* a2 = a_t + (row + 2) * 4 * H + u;
+            for (int q = 0; q < 4; ++q) __builtin_prefetch(a2 + q * H);
+            __builtin_prefetch(dys + sy.at(t, row + 2) + u);
+          }
           const float* a = a_t + row * 4 * H + u;
           const v16 rg = load_n(a, n), z = load_n(a + H, n);
           const v16 nn = load_n(a + 2 * H, n), hn = load_n(a + 3 * H, n);
