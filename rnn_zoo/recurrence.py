@@ -288,8 +288,10 @@ def _run(cell: Cell, params, xs, *, initial_carry, lengths, reverse,
   if no_native is None:
     try:
       return _run_native(cell, params, xs, initial_carry, reverse, time_major)
-    except TypeError as e:
-      if not _is_forward_mode_error(e):
+    except (TypeError, ValueError) as e:
+      # jax.jvp of the custom_vjp (TypeError), or of a custom call inside it
+      # (jax.hessian's outer jacfwd traces the forward rule: ValueError).
+      if not (_is_forward_mode_error(e) or "cannot be differentiated" in str(e)):
         raise
       if native:
         raise UserError(
@@ -484,10 +486,12 @@ def unroll(cell: Cell, params, xs: Array, *, initial_carry=None,
     after every step: :func:`unroll_with_carries`.
 
   Autodiff:
-    Reverse mode (``jax.grad``, ``jax.vjp``) uses the fused backward pass.
+    Reverse mode (``jax.grad``, ``jax.vjp``) uses the fused backward pass
+    (or the native kernels' backward).
     Forward mode cannot go through its ``custom_vjp``: for ``jax.jvp``,
-    ``jax.jacfwd`` and ``jax.hessian`` the default ``fused=None`` falls back
-    to the plain scan by itself (same values; ``fused=True`` raises). The
+    ``jax.jacfwd`` and ``jax.hessian`` the defaults ``fused=None`` and
+    ``native=None`` fall back to the plain scan by themselves (same values;
+    ``fused=True`` or ``native=True`` raises). The
     linear function ``jax.linearize`` returns is evaluated after the runner
     has run, so it cannot fall back: pass ``fused=False`` for it (JAX's
     error then reads "can't apply forward-mode autodiff (jvp) to a

@@ -55,8 +55,10 @@ def test_lengths_semantics_by_hand():
   cell, p, xs = setup("gru_cudnn")
   lengths = jnp.array([7, 3, 0])
   ys, carry, carries = rz.unroll_with_carries(cell, p, xs, lengths=lengths)
-  # Example 1 (length 3) equals running its first 3 steps alone.
-  ys1, c1 = rz.unroll(cell, p, xs[1:2, :3])
+  # Example 1 (length 3) equals running its first 3 steps alone (through
+  # the scan runner, as lengths are; the native kernel differs in the last
+  # bits).
+  ys1, c1 = rz.unroll(cell, p, xs[1:2, :3], native=False)
   np.testing.assert_allclose(ys[1, :3], ys1[0], rtol=1e-6)
   np.testing.assert_array_equal(ys[1, 3:], 0.0)
   np.testing.assert_allclose(carry.h[1], c1.h[0], rtol=1e-6)

@@ -129,11 +129,13 @@ def test_resets_restart_from_the_initial_carry(name):
                     cell.initial_carry((B,)))
   resets = jnp.zeros((B, 12), bool).at[0, 5].set(True).at[1, 0].set(True)
   ys, final = rz.unroll(cell, p, xs, initial_carry=h0, resets=resets)
-  plain, _ = rz.unroll(cell, p, xs, initial_carry=h0)
+  # The scan runner, as resets use (the LSTM's native kernel differs in the
+  # last bits).
+  plain, _ = rz.unroll(cell, p, xs, initial_carry=h0, native=False)
   np.testing.assert_allclose(ys[2], plain[2], rtol=1e-6)  # no reset
   np.testing.assert_allclose(ys[1], plain[1], rtol=1e-6)  # reset at 0 = start
   first = lambda c: jax.tree.map(lambda a: a[:1], c)
-  fresh, _ = rz.unroll(cell, p, xs[:1, 5:], initial_carry=first(h0))
+  fresh, _ = rz.unroll(cell, p, xs[:1, 5:], initial_carry=first(h0), native=False)
   np.testing.assert_allclose(ys[0, 5:], fresh[0], rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(ys[0, :5], plain[0, :5], rtol=1e-6)
   if name == "mingru":

@@ -167,7 +167,12 @@ def test_changing_num_steps_on_resume_warns(tmp_path):
 
 def test_a_second_run_on_the_same_workdir_refuses_and_a_killed_lock_does_not_block(tmp_path):
   workdir = tmp_path / "w"
-  first = subprocess.Popen(helpers.command(workdir, *LONG), cwd=helpers.ROOT,
+  # Long enough to be still running when the second run starts (1,500
+  # steps were not, once the LSTM ran through the native kernels), and no
+  # checkpoint before it is killed, so the restart's 520 steps are all new.
+  endless = ["--config.num_steps=1000000", "--config.checkpoint_every=1000000",
+             "--config.log_every=10", "--config.eval_every=1000000"]
+  first = subprocess.Popen(helpers.command(workdir, *endless), cwd=helpers.ROOT,
                            env=helpers.env(), stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL)
   try:
@@ -175,7 +180,7 @@ def test_a_second_run_on_the_same_workdir_refuses_and_a_killed_lock_does_not_blo
     while not (workdir / "metrics.jsonl").exists():
       assert time.monotonic() < deadline and first.poll() is None
       time.sleep(0.01)
-    second = helpers.run(workdir, *LONG, check=False)
+    second = helpers.run(workdir, *endless, check=False)
     assert second.returncode == 2
     last = second.stderr.strip().splitlines()[-1]
     assert last.startswith(f"error: workdir '{workdir}' is in use by another run (pid {first.pid} ")
