@@ -83,6 +83,9 @@ def run(train: Callable[[], object]) -> None:
     try:
       sharding.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value,
                                       _PROCESS_ID.value)
+      if cell in ("lstm", "gru"):
+        from rnn_zoo import native  # pylint: disable=g-import-not-at-top
+        logging.info("native CPU kernels (rnn_zoo.native): %s", native.status())
       train()
     except (UserError, checkpoint.CheckpointError) as e:
       _exit(f"error: {e}", 2)

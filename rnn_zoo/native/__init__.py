@@ -1,10 +1,10 @@
 """Native CPU kernels for the recurrences, called through ``jax.ffi``.
 
-The LSTM's and the GRU's recurrences (``rnn.cc``): the recurrent weight packed once per
-call, each step's gates finished in registers, the hidden units split
-between threads (the caller and XLA's own pool) with one barrier per step -- what oneDNN's RNN
-primitive (PyTorch's CPU ``nn.LSTM``) does and XLA's ``lax.scan`` cannot
-express. :func:`lstm_recurrence` and :func:`gru_recurrence` have the same
+The LSTM's and the GRU's recurrences (``rnn.cc``): the recurrent weight
+packed once per call, each step's gates finished in registers, the hidden
+units split between threads (the caller and XLA's own pool) with one
+barrier per step -- what oneDNN's RNN primitive (PyTorch's CPU
+``nn.LSTM``) does and XLA's ``lax.scan`` cannot express. :func:`lstm_recurrence` and :func:`gru_recurrence` have the same
 values and gradients as ``rnn_zoo.fused.fused_recurrence`` (tested); the
 input projection and the weight gradients stay XLA GEMMs.
 
@@ -17,9 +17,8 @@ flags, the JAX version and the CPU, then loaded and registered with XLA.
 
 Threads: ``RNN_ZOO_NATIVE_THREADS``, read at each call (default: one per
 thread of XLA's intra-op pool, i.e. per core); at most one per 16 hidden
-units. The
-results do not depend on it (each unit's arithmetic is the same however the
-units are split; tested).
+units. The results do not depend on it (each unit's arithmetic is the same
+however the units are split; tested).
 """
 
 from __future__ import annotations
@@ -139,6 +138,19 @@ def available() -> bool:
     return True
   except UserError:
     return False
+
+
+def status() -> str:
+  """One line for a log: whether the kernels run here and, if not, why."""
+  if jax.default_backend() != "cpu":
+    return f"not used on {jax.default_backend()}"
+  if jax.device_count() != 1:
+    return f"not used with {jax.device_count()} devices (the scan runner partitions)"
+  try:
+    load()
+  except UserError as e:
+    return "unavailable: " + str(e).splitlines()[0]
+  return "used for float32 LSTM and GRU layers without lengths or probes"
 
 
 def kind(cell) -> str | None:

@@ -29,8 +29,10 @@
 // Cephes' polynomial (about 2 ulp), sigmoid(z) = 1 / (1 + exp(-z)),
 // tanh(z) = 2 sigmoid(2z) - 1.
 
-#include <immintrin.h>
 #include <sched.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
 
 #include <algorithm>
 #include <atomic>
@@ -104,7 +106,7 @@ inline v16 vexp(v16 x) {
 // 1 / d: AVX-512's 14-bit estimate and one Newton step (about 1 ulp; a
 // division of 16 floats costs several times as much), else a division.
 inline v16 vrecip(v16 d) {
-#ifdef __AVX512F__
+#if defined(__AVX512F__)
   const v16 r = reinterpret_cast<v16>(_mm512_rcp14_ps(reinterpret_cast<__m512>(d)));
   return r * (2.0f - d * r);
 #else
