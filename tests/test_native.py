@@ -173,3 +173,18 @@ def test_one_thread_and_two_give_the_same_bits(tmp_path):
     subprocess.run([sys.executable, "-c", code, path], env=env, check=True)
     outs.append(np.load(path))
   np.testing.assert_array_equal(outs[0], outs[1])
+
+
+def test_several_devices_keep_the_scan_runner():
+  # Sharded over devices, XLA would gather a custom call's operands onto each.
+  code = ("import jax, jax.numpy as jnp, rnn_zoo as rz\n"
+          "from rnn_zoo import native\n"
+          "cell = rz.LSTM(8); p = cell.init(jax.random.key(0), 3)\n"
+          "hlo = jax.jit(lambda p, x: rz.unroll(cell, p, x)[0]).lower(p, jnp.ones((2, 4, 3))).as_text()\n"
+          "print('custom call' if 'rnn_zoo_lstm' in hlo else 'scan')\n"
+          "print(native.status())\n")
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=2")
+  out = subprocess.run([sys.executable, "-c", code], env=env, check=True,
+                       capture_output=True, text=True).stdout.splitlines()
+  assert out[0] == "scan"
+  assert out[1].startswith("not used: the native kernel runs in a one-device process (2 devices")

@@ -140,16 +140,26 @@ def available() -> bool:
     return False
 
 
-def status() -> str:
-  """One line for a log: whether the kernels run here and, if not, why."""
+def _process_reason() -> str | None:
+  """Why the kernels cannot run in this process (backend, devices, build),
+  or None."""
   if jax.default_backend() != "cpu":
-    return f"not used on {jax.default_backend()}"
+    return f"the native kernel runs on the CPU, not {jax.default_backend()}"
   if jax.device_count() != 1:
-    return f"not used with {jax.device_count()} devices (the scan runner partitions)"
+    return (f"the native kernel runs in a one-device process ({jax.device_count()} "
+            "devices here: the scan runner partitions)")
   try:
     load()
   except UserError as e:
-    return "unavailable: " + str(e).splitlines()[0]
+    return str(e)
+  return None
+
+
+def status() -> str:
+  """One line for a log: whether the kernels run here and, if not, why."""
+  reason = _process_reason()
+  if reason is not None:
+    return "not used: " + reason.splitlines()[0]
   return "used for float32 LSTM and GRU layers without lengths or probes"
 
 
@@ -165,8 +175,8 @@ def why_not(cell, params, xs, carry0, mask=None, probes=None) -> str | None:
   """None if :func:`lstm_recurrence` / :func:`gru_recurrence` computes this
   recurrence, else why not.
 
-  They do for an ``rnn_zoo.LSTM`` or ``rnn_zoo.GRU`` in float32 (params, inputs and carry) on
-  the CPU, with no lengths mask or hidden probes and at least one step, in
+  They do for an ``rnn_zoo.LSTM`` or ``rnn_zoo.GRU`` in float32 (params,
+  inputs and carry) on the CPU, with no lengths mask or hidden probes and at least one step, in
   a process with one device (sharded over several, XLA would gather a custom
   call's operands onto each: the scan runner partitions instead), once the
   kernels are built here.
@@ -186,15 +196,7 @@ def why_not(cell, params, xs, carry0, mask=None, probes=None) -> str | None:
       return f"the native kernel is float32 only ({what} is {dt})"
   if xs.ndim != 3 or 0 in xs.shape:
     return f"the native kernel needs inputs with a step and a row, got {tuple(xs.shape)}"
-  if jax.default_backend() != "cpu":
-    return f"the native kernel runs on the CPU, not {jax.default_backend()}"
-  if jax.device_count() != 1:
-    return f"the native kernel runs in a one-device process ({jax.device_count()} devices here)"
-  try:
-    load()
-  except UserError as e:
-    return str(e)
-  return None
+  return _process_reason()
 
 
 def _call(name, outs, *args, batch_major):
