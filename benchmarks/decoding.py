@@ -155,4 +155,5 @@ def main(argv):
 
 if __name__ == "__main__":
   xla_config.use_recommended_cpu_flags()
+  xla_config.use_recommended_malloc()
   app.run(main)

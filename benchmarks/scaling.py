@@ -168,6 +168,7 @@ def main(argv):
     if v < 1:
       sys.exit(f"error: --{name} must be a positive int, got {v}")
   xla_config.use_recommended_cpu_flags()
+  xla_config.use_recommended_malloc()
   out = common.run_folder(_OUT.value, "scaling")
   B, I, H = _BATCH.value, _INPUT.value, _HIDDEN.value
   rows = []

@@ -90,8 +90,9 @@ _IMPLS = flags.DEFINE_list("impls", list(IMPLS),
                            "Implementations to time (rnn_zoo is always timed).")
 _XLA_DEFAULTS = flags.DEFINE_bool(
     "xla_defaults", False,
-    "Keep XLA's default CPU flags instead of rnn_zoo.xla_config's "
-    "recommended ones (applied to every implementation alike).")
+    "Keep XLA's default CPU flags and glibc's default malloc instead of "
+    "rnn_zoo.xla_config's recommended ones (applied to every implementation "
+    "alike, PyTorch included).")
 
 _CELLS_TIMED = {name: rz.make_cell(name, 2)
                 for name in ("lstm", "gru", "mingru", "minlstm", "lru")}
@@ -193,7 +194,9 @@ def report_markdown(results: dict) -> str:
       f"Command: `{results['command']}`  ",
       f"Date: {results['date']}  ",
       f"Device: {env['device_kind']} ({env['backend']}, {env['cpu_count']} cores), "
-      f"jax {env['jax']}, torch {env['torch']}, XLA_FLAGS=`{env['xla_flags']}`  ",
+      f"jax {env['jax']}, torch {env['torch']}, XLA_FLAGS=`{env['xla_flags']}`, "
+      f"malloc keeps freed memory (xla_config.use_recommended_malloc): "
+      f"{results.get('malloc_tuned', False)}  ",
       f"Measured float32 GEMM rate: {results['gemm_gflops']:.1f} GFLOP/s "
       f"(before) / {results['gemm_gflops_after']:.1f} (after)", "",
       "Times are medians of interleaved rounds of one jitted pass: `train` is "
@@ -272,8 +275,10 @@ def main(argv):
     if m not in MODES:
       sys.exit(f"error: --modes must name train or infer, got {m!r}")
   rounds = _ROUNDS.value or preset["rounds"]
+  malloc = False
   if not _XLA_DEFAULTS.value:
     xla_config.use_recommended_cpu_flags()
+    malloc = xla_config.use_recommended_malloc()
   have_torch = False
   if not _NO_TORCH.value:
     try:
@@ -329,7 +334,7 @@ def main(argv):
   results = {
       "command": "python -m benchmarks.throughput " + " ".join(sys.argv[1:]),
       "date": datetime.datetime.now().isoformat(timespec="seconds"),
-      "environment": common.environment(), "rounds": rounds,
+      "environment": common.environment(), "rounds": rounds, "malloc_tuned": malloc,
       "gemm_gflops": rate / 1e9, "gemm_gflops_after": gemm_rate() / 1e9,
       "rows": rows}
   (out / "results.json").write_text(json.dumps(results, indent=1))

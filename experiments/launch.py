@@ -78,6 +78,8 @@ def run(train: Callable[[], object]) -> None:
     added = xla_config.use_recommended_cpu_flags(
         cell=cell if isinstance(cell, str) else None)
     logging.info("XLA flags added for cell %r: %s", cell, " ".join(added) or "(none)")
+    logging.info("malloc keeps freed memory for reuse (xla_config.use_recommended_malloc): %s",
+                 xla_config.use_recommended_malloc())
     from rnn_zoo.errors import UserError  # pylint: disable=g-import-not-at-top
     from rnn_zoo.training import checkpoint, loop, preemption, sharding  # pylint: disable=g-import-not-at-top
     try:

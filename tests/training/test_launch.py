@@ -103,11 +103,19 @@ def test_binary_applies_the_xla_flags_measured_for_its_cell(tmp_path):
   want = " ".join(xla_config.recommended_cpu_flags("gru", "train"))
   assert f"XLA flags added for cell 'gru': {want}" in proc.stderr
   assert xla_config.XNN_GREEDY in want
+  assert "malloc keeps freed memory for reuse (xla_config.use_recommended_malloc): True" in proc.stderr
   # And it says whether the native kernels run (one CPU device here).
   from rnn_zoo import native  # pylint: disable=g-import-not-at-top
   if native.available():
     assert ("native CPU kernels (rnn_zoo.native): used for float32 LSTM and GRU"
             in proc.stderr)
+
+
+def test_recommended_malloc_applies_on_glibc():
+  from rnn_zoo import xla_config  # pylint: disable=g-import-not-at-top
+  import platform  # pylint: disable=g-import-not-at-top
+  applied = xla_config.use_recommended_malloc()
+  assert applied == (platform.system() == "Linux" and platform.libc_ver()[0] == "glibc")
 
 
 def test_recommended_cpu_flags_per_cell_and_mode(monkeypatch):
