@@ -188,3 +188,48 @@ def test_several_devices_keep_the_scan_runner():
                        capture_output=True, text=True).stdout.splitlines()
   assert out[0] == "scan"
   assert out[1].startswith("not used: the native kernel runs in a one-device process (2 devices")
+
+
+_TEAM_TEST = r"""
+#include "RNN_CC"
+#include <cstdio>
+#include <thread>
+// The team's joining rules, without XLA: helpers that start at once, helpers
+// that start only after the call would have finished (a busy pool), and a
+// "pool" that runs tasks inline must all give the single thread's bits.
+int main() {
+  int64_t B = 8, T = 50, H = 64;
+  std::vector<float> w(H*4*H), b(4*H, 0.1f), xp(T*B*4*H), h0(B*H), c0(B*H), cl(B*H);
+  for (auto& v : w) v = (rand() / (float)RAND_MAX - 0.5f) * 0.2f;
+  for (auto& v : xp) v = (rand() / (float)RAND_MAX - 0.5f);
+  Schedule now = [](std::function<void()> t) { std::thread(std::move(t)).detach(); };
+  Schedule late = [](std::function<void()> t) {
+    std::thread([t] { std::this_thread::sleep_for(std::chrono::milliseconds(50)); t(); }).detach(); };
+  Schedule inl = [](std::function<void()> t) { t(); };
+  std::vector<float> ref(T*B*H);
+  forward(w.data(), b.data(), xp.data(), h0.data(), c0.data(), T, B, H, false, ref.data(),
+          nullptr, nullptr, cl.data(), 1, nullptr);
+  int same = 0;
+  for (const Schedule* s : {&now, &late, &inl}) {
+    std::vector<float> y(T*B*H);
+    forward(w.data(), b.data(), xp.data(), h0.data(), c0.data(), T, B, H, false, y.data(),
+            nullptr, nullptr, cl.data(), 2, *s);
+    same += y == ref;
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the late helpers leave
+  printf("%d\n", same);
+}
+"""
+
+
+def test_helpers_that_start_late_or_inline_leave_the_call_to_the_others(tmp_path):
+  # XLA may run two of these calls at once on its pool, each waiting for a
+  # helper the other one's thread would have to run: a call must not wait
+  # for helpers that do not come.
+  src = tmp_path / "team_test.cc"
+  src.write_text(_TEAM_TEST.replace("RNN_CC", str(native.SOURCE)))
+  exe = tmp_path / "team_test"
+  subprocess.run(["g++", "-O1", "-std=c++17", "-pthread", "-march=native", "-isystem",
+                  jax.ffi.include_dir(), str(src), "-o", str(exe)], check=True)
+  out = subprocess.run([str(exe)], check=True, capture_output=True, text=True, timeout=60)
+  assert out.stdout.strip() == "3"

@@ -36,10 +36,12 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <memory>
 #include <thread>
 #include <vector>
 
@@ -194,10 +196,15 @@ struct Split {
 
 using Schedule = std::function<void(std::function<void()>)>;
 
-// Runs body(tid, split, barrier) on `want` threads: this one (tid 0) and
-// want - 1 tasks given to `schedule`. A task that `schedule` ran inline
-// (no pool) takes no part, and the team is the threads that do; the others
-// wait for the team's size before they start.
+// Runs body(tid, split, barrier) on up to `want` threads: this one (tid 0)
+// and the tasks given to `schedule` that start within kJoinWait. A task that
+// starts later (its pool's threads were busy: say, with another of these
+// calls that XLA ran at the same time, waiting for its own helpers) finds
+// the team closed and returns at once, so no call waits for a thread that
+// cannot come; one that runs inline (no pool) takes no part either. The
+// team's state is shared with the tasks, since late ones outlive the call.
+constexpr auto kJoinWait = std::chrono::milliseconds(2);
+
 template <class Body>
 void run_team(int64_t H, int want, const Schedule& schedule, Body body) {
   Split split{(H + kLanes - 1) / kLanes, 1};
@@ -207,33 +214,39 @@ void run_team(int64_t H, int want, const Schedule& schedule, Body body) {
     body(0, split, barrier);
     return;
   }
+  constexpr int kClosed = 1 << 30;
   struct State {
-    std::atomic<int> next_tid{1}, ran_inline{0}, finished{0};
+    std::atomic<int> joined{0};  // helpers in the team, | kClosed once closed
+    std::atomic<int> finished{0};
     std::atomic<bool> go{false};
-    int size = 1;
-    Barrier* barrier = nullptr;
-  } st;
+    std::function<void(int)> work;  // set before go
+  };
+  auto st = std::make_shared<State>();
   const std::thread::id caller = std::this_thread::get_id();
   for (int i = 1; i < want; ++i) {
-    schedule([&st, &split, &body, caller] {
-      if (std::this_thread::get_id() == caller) {  // ran inline: no pool
-        st.ran_inline.fetch_add(1);
-        return;
-      }
-      const int tid = st.next_tid.fetch_add(1);
-      spin_until([&] { return st.go.load(std::memory_order_acquire); });
-      body(tid, split, *st.barrier);
-      st.finished.fetch_add(1, std::memory_order_acq_rel);
+    schedule([st, caller] {
+      if (std::this_thread::get_id() == caller) return;  // ran inline: no pool
+      int n = st->joined.load();
+      do {
+        if (n & kClosed) return;  // too late: the team started without us
+      } while (!st->joined.compare_exchange_weak(n, n + 1));
+      spin_until([&] { return st->go.load(std::memory_order_acquire); });
+      st->work(n + 1);
+      st->finished.fetch_add(1, std::memory_order_acq_rel);
     });
   }
-  st.size = want - st.ran_inline.load();
-  split.threads = st.size;
-  Barrier barrier(st.size);
-  st.barrier = &barrier;
-  st.go.store(true, std::memory_order_release);
+  const auto deadline = std::chrono::steady_clock::now() + kJoinWait;
+  spin_until([&] {
+    return st->joined.load() == want - 1 || std::chrono::steady_clock::now() > deadline;
+  });
+  const int helpers = st->joined.fetch_or(kClosed) & ~kClosed;
+  split.threads = 1 + helpers;
+  Barrier barrier(split.threads);
+  st->work = [&](int tid) { body(tid, split, barrier); };
+  st->go.store(true, std::memory_order_release);
   body(0, split, barrier);
-  // The tasks read st, split and barrier: wait until they are done.
-  spin_until([&] { return st.finished.load(std::memory_order_acquire) == st.size - 1; });
+  // The helpers in the team read split, barrier and body: wait for them.
+  spin_until([&] { return st->finished.load(std::memory_order_acquire) == helpers; });
 }
 
 // Threads: RNN_ZOO_NATIVE_THREADS if set, else one per thread of XLA's pool
