@@ -100,21 +100,25 @@ def force_host_devices(n: int) -> bool:
 
 
 # glibc's mallopt parameters (malloc.h).
-_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD = -1, -2, -3
+_M_TRIM_THRESHOLD, _M_TOP_PAD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -2, -3, -8
 MALLOC_SETTINGS = {"mmap_threshold": 1 << 30, "trim_threshold": 1 << 30,
-                   "top_pad": 256 << 20}
+                   "top_pad": 256 << 20, "arena_max": 1}
 
 
 def use_recommended_malloc() -> bool:
   """Makes glibc's malloc keep and reuse freed memory instead of returning
   it to the system (``mallopt``: blocks up to 1 GiB from the heap, no
-  trimming below 1 GiB free, the heap grown 256 MiB at a time).
+  trimming below 1 GiB free, the heap grown 256 MiB at a time, one arena
+  for every thread: a thread's own arena holds at most 64 MiB, so XLA's
+  larger buffers, allocated on its pool's threads, were mmapped anyway).
 
   XLA:CPU allocates a program's buffers at each call; by default glibc
   serves blocks over 128 KiB (then up to 32 MiB) with fresh ``mmap``s, so
   every step of a training loop page-faults its buffers in again: the
   LSTM's native training step at 32x128x128x256 took 84-95 ms that way and
-  61-67 ms with this (2-core AMD EPYC VM, 2026-12-02; docs/performance.md).
+  61-67 ms with this (2-core AMD EPYC VM, 2026-12-02; docs/performance.md);
+  at 64x64x256x512 it took 30,000 page faults and 60 ms of system time per
+  step until the single arena (248 -> 218 ms).
   The price: the process keeps its peak memory. Any time before the work
   (the experiment binaries and benchmarks call it first thing). Returns
   whether it applied (glibc on Linux only; False elsewhere).
@@ -128,5 +132,6 @@ def use_recommended_malloc() -> bool:
     return False  # not glibc (musl has no mallopt)
   ok = [mallopt(_M_MMAP_THRESHOLD, MALLOC_SETTINGS["mmap_threshold"]),
         mallopt(_M_TRIM_THRESHOLD, MALLOC_SETTINGS["trim_threshold"]),
-        mallopt(_M_TOP_PAD, MALLOC_SETTINGS["top_pad"])]
+        mallopt(_M_TOP_PAD, MALLOC_SETTINGS["top_pad"]),
+        mallopt(_M_ARENA_MAX, MALLOC_SETTINGS["arena_max"])]
   return all(v == 1 for v in ok)

@@ -263,8 +263,17 @@ int wanted_threads(int64_t pool_threads) {
 // into its own core's cache).
 // Forward packing of a [H, q H] weight (q gate blocks of H columns):
 // wp[g - g0][k][gate][16] = w[k, gate*H + 16g + j] (0 past H).
-std::vector<float> pack_forward(const float* w, int64_t H, int q, int64_t g0, int64_t g1) {
-  std::vector<float> wp((g1 - g0) * H * q * kLanes, 0.0f);
+// Into a buffer each thread keeps between calls (no allocation, and no
+// page faults, per call).
+std::vector<float>& thread_buffer() {
+  thread_local std::vector<float> buffer;
+  return buffer;
+}
+
+const std::vector<float>& pack_forward(const float* w, int64_t H, int q, int64_t g0,
+                                       int64_t g1) {
+  std::vector<float>& wp = thread_buffer();
+  wp.assign((g1 - g0) * H * q * kLanes, 0.0f);
   for (int64_t g = g0; g < g1; ++g)
     for (int64_t k = 0; k < H; ++k)
       for (int gate = 0; gate < q; ++gate)
@@ -275,8 +284,10 @@ std::vector<float> pack_forward(const float* w, int64_t H, int q, int64_t g0, in
 }
 
 // Backward packing (the transpose): wt[g - g0][k][16] = w[16g + j, k], k < q H.
-std::vector<float> pack_backward(const float* w, int64_t H, int q, int64_t g0, int64_t g1) {
-  std::vector<float> wt((g1 - g0) * q * H * kLanes, 0.0f);
+const std::vector<float>& pack_backward(const float* w, int64_t H, int q, int64_t g0,
+                                        int64_t g1) {
+  std::vector<float>& wt = thread_buffer();
+  wt.assign((g1 - g0) * q * H * kLanes, 0.0f);
   for (int64_t g = g0; g < g1; ++g)
     for (int j = 0; j < kLanes && g * kLanes + j < H; ++j)
       for (int64_t k = 0; k < q * H; ++k)
@@ -340,7 +351,7 @@ void forward(const float* w, const float* bias, const float* xp, const float* h0
   if (cs == nullptr) std::memcpy(c_out, c0, sizeof(float) * B * H);
   run_team(H, threads, schedule, [&](int tid, const Split& split, Barrier& barrier) {
     const int64_t g0 = split.begin(tid), g1 = split.end(tid);
-    const std::vector<float> wp = pack_forward(w, H, 4, g0, g1);
+    const std::vector<float>& wp = pack_forward(w, H, 4, g0, g1);
     for (int64_t t = 0; t < T; ++t) {
       const float* h_prev = t == 0 ? h0 : ys + sy.at(t - 1, 0);
       const int64_t ldh = t == 0 ? H : sy.row;
@@ -399,7 +410,7 @@ void backward(const float* w, const float* acts, const float* cs, const float* c
   std::memcpy(dc0, dcT, sizeof(float) * B * H);
   run_team(H, threads, schedule, [&](int tid, const Split& split, Barrier& barrier) {
     const int64_t g0 = split.begin(tid), g1 = split.end(tid);
-    const std::vector<float> wt = pack_backward(w, H, 4, g0, g1);
+    const std::vector<float>& wt = pack_backward(w, H, 4, g0, g1);
     for (int64_t t = T - 1; t >= 0; --t) {
       const float* a_t = acts + t * B * G4;
       const float* c_t = cs + t * B * H;
@@ -453,7 +464,7 @@ void gru_forward(const float* w, const float* bias, const float* b_hn, const flo
   const int64_t row_blocks = (B + kMaxRows - 1) / kMaxRows;
   run_team(H, threads, schedule, [&](int tid, const Split& split, Barrier& barrier) {
     const int64_t g0 = split.begin(tid), g1 = split.end(tid);
-    const std::vector<float> wp = pack_forward(w, H, 3, g0, g1);
+    const std::vector<float>& wp = pack_forward(w, H, 3, g0, g1);
     for (int64_t t = 0; t < T; ++t) {
       const float* h_prev = t == 0 ? h0 : ys + sy.at(t - 1, 0);
       const int64_t ldh = t == 0 ? H : sy.row;
@@ -506,7 +517,7 @@ void gru_backward(const float* w, const float* acts, const float* h0, const floa
   std::vector<float> dhz(B * H);
   run_team(H, threads, schedule, [&](int tid, const Split& split, Barrier& barrier) {
     const int64_t g0 = split.begin(tid), g1 = split.end(tid);
-    const std::vector<float> wt = pack_backward(w, H, 3, g0, g1);
+    const std::vector<float>& wt = pack_backward(w, H, 3, g0, g1);
     for (int64_t t = T - 1; t >= 0; --t) {
       const float* a_t = acts + t * B * 4 * H;
       const float* h_prev = t == 0 ? h0 : ys + sy.at(t - 1, 0);
