@@ -1,4 +1,6 @@
-// The LSTM recurrence as XLA:CPU custom calls (jax.ffi), float32.
+// The LSTM and GRU recurrences as XLA:CPU custom calls (jax.ffi), float32.
+// (The comments below describe the LSTM; the GRU's kernels, further down,
+// are the same with 3 gate blocks and its own pointwise part.)
 //
 // What XLA's scan cannot express and oneDNN's (PyTorch's) CPU RNN kernel
 // does: the recurrent weight is packed once per call into the layout the
@@ -18,15 +20,19 @@
 // The threads are the calling thread and tasks on XLA's own intra-op pool
 // (no second pool competing with XLA's for the cores: with OpenMP, every
 // XLA thread that made the call got its own OpenMP workers, two of them
-// sometimes on one core, and a step's barrier then waited a time slice). The input projection xp = x W_ih + b and the weight gradient
-// dW_hh = sum_t h_{t-1}^T dz_t stay large XLA GEMMs outside (rnn_zoo/native).
+// sometimes on one core, and a step's barrier then waited a time slice).
+// The input projection xp = x W_ih (the bias is added here) and the weight
+// gradient dW_hh = sum_t h_{t-1}^T dz_t stay large XLA GEMMs outside
+// (rnn_zoo/native/__init__.py).
 //
 // Layouts (row-major): w_hh [H, 4H] with gate blocks i, f, g, o of H
-// columns (rnn_zoo.LSTM's); xp [T, B, 4H]; h, c [B, H].
+// columns (rnn_zoo.LSTM's); xp and ys [T, B, *] or, batch_major, the
+// caller's [B, T, *]; the saved activations and c [T, B, *]; h, c [B, H].
 //
 // Vectors are GCC vector extensions of 16 floats, so the file compiles for
 // any x86-64 target (-march=native picks AVX-512 or 2 x AVX2); exp is
-// Cephes' polynomial (about 2 ulp), sigmoid(z) = 1 / (1 + exp(-z)),
+// Cephes' polynomial (about 2 ulp), sigmoid(z) = 1 / (1 + exp(-z)) with 1/x
+// by AVX-512's estimate and a Newton step,
 // tanh(z) = 2 sigmoid(2z) - 1.
 
 #include <sched.h>
