@@ -473,11 +473,12 @@ def unroll(cell: Cell, params, xs: Array, *, initial_carry=None,
       ``initial_carry`` again (packed sequences, episodes), as Haiku's
       ``ResetCore``. Not with ``reverse`` (nor ``parallel="log"``); the fused
       backward pass does not apply.
-    native: the LSTM's native CPU kernel (:mod:`rnn_zoo.native`: packed
-      weights, gates finished in registers; forward and backward). None
-      (default): whenever it applies (``rnn_zoo.native.why_not`` says when:
-      an LSTM in float32 on a one-device CPU process, no lengths or
-      probes, and the fused runner otherwise in use). True: raise if it
+    native: the native CPU kernels of the LSTM and GRU
+      (:mod:`rnn_zoo.native`: packed weights, gates finished in registers;
+      forward and backward). None (default): whenever they apply
+      (``rnn_zoo.native.why_not`` says when: an LSTM or cuDNN-form GRU in
+      float32 on a one-device CPU process, no lengths or probes, and the
+      fused runner otherwise in use). True: raise if it
       does not apply. False: never (the scan runner, the portable
       reference; same values to float32 rounding, tested).
 

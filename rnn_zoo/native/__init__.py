@@ -243,6 +243,16 @@ def _last(ys, batch_major):
   return ys[:, -1] if batch_major else ys[-1]
 
 
+def _dw_hh(h0, ys, rows_du, batch_major):
+  """``dW_hh = sum_t h_{t-1}^T du_t``: one ``[H, T*B] x [T*B, G*H]`` GEMM
+  over the rows of ``du`` (in the layout of ``ys``)."""
+  t_axis = 1 if batch_major else 0
+  T, H = ys.shape[t_axis], ys.shape[-1]
+  h_prev = jnp.concatenate([jnp.expand_dims(h0, t_axis),
+                            jax.lax.slice_in_dim(ys, 0, T - 1, axis=t_axis)], t_axis)
+  return jnp.matmul(h_prev.reshape(-1, H).T, rows_du)
+
+
 def _fwd(w_hh, b, xp, h0, c0, batch_major):
   T, B = _dims(xp, batch_major)
   H = w_hh.shape[0]
@@ -264,13 +274,8 @@ def _bwd(batch_major, res, cotangents):
                         jax.ShapeDtypeStruct((B, H), jnp.float32),
                         jax.ShapeDtypeStruct((B, H), jnp.float32)),
                        w_hh, acts, cs, c0, dys, dhT, dcT, batch_major=batch_major)
-  # dW_hh = sum_t h_{t-1}^T dz_t: one [H, T*B] x [T*B, 4H] GEMM.
-  t_axis = 1 if batch_major else 0
-  h_prev = jnp.concatenate([jnp.expand_dims(h0, t_axis),
-                            jax.lax.slice_in_dim(ys, 0, T - 1, axis=t_axis)], t_axis)
   rows_dz = dz.reshape(T * B, 4 * H)
-  dw_hh = jnp.matmul(h_prev.reshape(T * B, H).T, rows_dz)
-  return dw_hh, rows_dz.sum(0), dz, dh0, dc0
+  return _dw_hh(h0, ys, rows_dz, batch_major), rows_dz.sum(0), dz, dh0, dc0
 
 
 lstm_recurrence.defvjp(_fwd, _bwd)
@@ -316,11 +321,8 @@ def _gru_bwd(batch_major, res, cotangents):
                       (_seq(batch_major, T, B, 3 * H), _seq(batch_major, T, B, H),
                        jax.ShapeDtypeStruct((B, H), jnp.float32)),
                       w_hh, acts, h0, ys, dys, dhT, batch_major=batch_major)
-  t_axis = 1 if batch_major else 0
-  h_prev = jnp.concatenate([jnp.expand_dims(h0, t_axis),
-                            jax.lax.slice_in_dim(ys, 0, T - 1, axis=t_axis)], t_axis)
   rows_du = du.reshape(T * B, 3 * H)
-  dw_hh = jnp.matmul(h_prev.reshape(T * B, H).T, rows_du)
+  dw_hh = _dw_hh(h0, ys, rows_du, batch_major)
   dxp = jnp.concatenate([du[..., :2 * H], dn], axis=-1)
   return (dw_hh, dxp.reshape(T * B, 3 * H).sum(0), rows_du[:, 2 * H:].sum(0), dxp, dh0)
 

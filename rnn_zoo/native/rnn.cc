@@ -266,16 +266,15 @@ int wanted_threads(int64_t pool_threads) {
 }
 
 // Each thread packs the groups g0 <= g < g1 it computes (in parallel, and
-// into its own core's cache).
-// Forward packing of a [H, q H] weight (q gate blocks of H columns):
-// wp[g - g0][k][gate][16] = w[k, gate*H + 16g + j] (0 past H).
-// Into a buffer each thread keeps between calls (no allocation, and no
-// page faults, per call).
+// into its own core's cache), into a buffer it keeps between calls (no
+// allocation, and no page faults, per call).
 std::vector<float>& thread_buffer() {
   thread_local std::vector<float> buffer;
   return buffer;
 }
 
+// Forward packing of a [H, q H] weight (q gate blocks of H columns):
+// wp[g - g0][k][gate][16] = w[k, gate*H + 16g + j] (0 past H).
 const std::vector<float>& pack_forward(const float* w, int64_t H, int q, int64_t g0,
                                        int64_t g1) {
   std::vector<float>& wp = thread_buffer();
