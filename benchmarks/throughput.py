@@ -19,8 +19,11 @@ for:
   fused backward), the portable reference the native kernels replace;
 * ``rnn_zoo[autodiff]``: the same runner with ``fused=False`` (plain
   autodiff of ``lax.scan``) — the ablation;
+* ``rnn_zoo[cudnn]`` (``--device=gpu``, LSTM, float32): the LSTM through
+  cuDNN (``cudnn=True``, :mod:`rnn_zoo.cudnn`);
 * ``flax``: ``nn.RNN(nn.OptimizedLSTMCell)`` / ``nn.RNN(nn.GRUCell)``;
-* ``torch``: ``nn.LSTM`` / ``nn.GRU`` (when torch is installed);
+* ``torch``: ``nn.LSTM`` / ``nn.GRU`` (when torch is installed; on the GPU
+  with ``--device=gpu``, where it runs cuDNN);
 * for ``mingru`` / ``minlstm`` / ``lru`` (no library ships them to compare
   with): ``rnn_zoo`` is the parallel (associative) scan, the default for
   these cells, and ``rnn_zoo[sequential]`` the same cell stepped by the
@@ -39,6 +42,14 @@ Usage::
   python -m benchmarks.throughput --cells=lstm --shapes=32x128x128x256
   python -m benchmarks.throughput --modes=infer --shapes=32x128x128x256x2  # 2 layers
   python -m benchmarks.throughput --cells=lstm,mingru,minlstm,lru --no_torch
+  python -m benchmarks.throughput --device=gpu              # scan, cuDNN, Flax, PyTorch CUDA
+  python -m benchmarks.throughput --device=gpu --dtype=bfloat16
+
+``--dtype=bfloat16`` computes the matmuls in bfloat16 with float32
+accumulation and carry (the cells' ``dtype``; Flax's cells' ``dtype``;
+PyTorch under ``torch.autocast``, whose output dtype the report gives).
+On ``--device=gpu`` the float32 rows use TF32 matmuls in JAX, cuDNN and
+PyTorch alike unless ``--precision=highest``.
 
 Writes ``results.json`` and ``report.md`` to ``--out`` (default
 ``runs/throughput/<timestamp>``).
@@ -46,6 +57,7 @@ Writes ``results.json`` and ``report.md`` to ``--out`` (default
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
@@ -85,9 +97,22 @@ _ROUNDS = flags.DEFINE_integer("rounds", None, "Timed rounds (default: preset's)
 _OUT = flags.DEFINE_string("out", None, "Run folder (default runs/throughput/<timestamp>).")
 _NO_TORCH = flags.DEFINE_bool("no_torch", False, "Skip the PyTorch anchor.")
 IMPLS = ("rnn_zoo", "rnn_zoo[scan]", "rnn_zoo[autodiff]", "rnn_zoo[sequential]",
-         "flax", "torch")
+         "rnn_zoo[cudnn]", "flax", "torch")
 _IMPLS = flags.DEFINE_list("impls", list(IMPLS),
                            "Implementations to time (rnn_zoo is always timed).")
+DEVICES = ("cpu", "gpu")
+_DEVICE = flags.DEFINE_enum(
+    "device", "cpu", list(DEVICES),
+    "Where everything runs: cpu (JAX kept on the CPU even where a GPU is "
+    "present) or gpu (JAX's GPU backend and PyTorch CUDA; fails without one).")
+DTYPES = ("float32", "bfloat16")
+_DTYPE = flags.DEFINE_enum("dtype", "float32", list(DTYPES),
+                           "Compute dtype of the matmuls (carry and accumulation "
+                           "stay float32).")
+_PRECISION = flags.DEFINE_enum(
+    "precision", "default", ["default", "highest"],
+    "float32 matmul precision: default (TF32 on recent NVIDIA GPUs, in JAX, "
+    "cuDNN and PyTorch alike) or highest (full float32 everywhere).")
 _XLA_DEFAULTS = flags.DEFINE_bool(
     "xla_defaults", False,
     "Keep XLA's default CPU flags and glibc's default malloc instead of "
@@ -106,10 +131,11 @@ LINEAR = tuple(name for name, c in _CELLS_TIMED.items()
 MODES = ("train", "infer")
 
 
-def gemm_rate(n: int = 2048, rounds: int = 7) -> float:
-  """This machine's float32 GEMM rate (FLOP/s) through XLA, median of rounds."""
-  a = jax.random.normal(jax.random.key(0), (n, n))
-  mm = jax.jit(lambda a: a @ a)
+def gemm_rate(n: int = 2048, rounds: int = 7, dtype=jnp.float32) -> float:
+  """This device's GEMM rate (FLOP/s) through XLA in ``dtype`` (float32
+  accumulation), median of rounds."""
+  a = jax.random.normal(jax.random.key(0), (n, n)).astype(dtype)
+  mm = jax.jit(lambda a: jnp.matmul(a, a, preferred_element_type=jnp.float32))
   mm(a).block_until_ready()
   times = []
   for _ in range(rounds):
@@ -119,11 +145,13 @@ def gemm_rate(n: int = 2048, rounds: int = 7) -> float:
   return 2 * n ** 3 / float(np.median(times))
 
 
-def make_zoo(cell_name, B, T, I, H, L, fused, mode, parallel=None, native=None):
+def make_zoo(cell_name, B, T, I, H, L, fused, mode, parallel=None, native=None,
+             cudnn=False, dtype="float32"):
   """``fused``: the LSTM/GRU's backward (None: the default); ``parallel``:
   the linear cells' runner (None: the parallel scan; False: sequential);
-  ``native``: the LSTM's native kernel (None: the default; False: the scan)."""
-  cell = rz.make_cell(cell_name, H)
+  ``native``: the LSTM's native kernel (None: the default; False: the scan);
+  ``cudnn``: the LSTM through cuDNN; ``dtype``: the compute dtype."""
+  cell = rz.make_cell(cell_name, H, dtype=jnp.dtype(dtype))
   model = rz.StackedRNN.of(cell, L) if L > 1 else cell
   params = model.init(jax.random.key(0), I)
   xs = jax.random.normal(jax.random.key(1), (B, T, I))
@@ -132,8 +160,9 @@ def make_zoo(cell_name, B, T, I, H, L, fused, mode, parallel=None, native=None):
   def forward(p, x):
     if L > 1:
       # StackedRNN runs each layer through rz.unroll (fused backward by default).
-      return model.apply(p, x, parallel=parallel, native=native)[0]
-    return rz.unroll(cell, p, x, fused=fused, parallel=parallel, native=native)[0]
+      return model.apply(p, x, parallel=parallel, native=native, cudnn=cudnn)[0]
+    return rz.unroll(cell, p, x, fused=fused, parallel=parallel, native=native,
+                     cudnn=cudnn)[0]
 
   if mode == "infer":
     step = jax.jit(forward)
@@ -143,9 +172,10 @@ def make_zoo(cell_name, B, T, I, H, L, fused, mode, parallel=None, native=None):
   return lambda: jax.block_until_ready(step(params, xs))
 
 
-def make_flax(cell_name, B, T, I, H, L, mode):
-  make_cell = (lambda: nn.OptimizedLSTMCell(H)) if cell_name == "lstm" else (
-      lambda: nn.GRUCell(H))
+def make_flax(cell_name, B, T, I, H, L, mode, dtype="float32"):
+  dt = jnp.dtype(dtype)
+  make_cell = (lambda: nn.OptimizedLSTMCell(H, dtype=dt)) if cell_name == "lstm" else (
+      lambda: nn.GRUCell(H, dtype=dt))
   model = nn.Sequential([nn.RNN(make_cell()) for _ in range(L)]) if L > 1 else nn.RNN(make_cell())
   xs = jax.random.normal(jax.random.key(1), (B, T, I))
   r = jax.random.normal(jax.random.key(2), (B, T, H))
@@ -158,23 +188,37 @@ def make_flax(cell_name, B, T, I, H, L, mode):
   return lambda: jax.block_until_ready(step(variables, xs))
 
 
-def make_torch(cell_name, B, T, I, H, L, mode):
+def make_torch(cell_name, B, T, I, H, L, mode, device="cpu", dtype="float32"):
+  """PyTorch's ``nn.LSTM`` / ``nn.GRU`` on ``device`` ("cpu" or "gpu":
+  CUDA); ``dtype="bfloat16"`` runs it under ``torch.autocast``. Returns the
+  timed function (which waits for the GPU) and the output's dtype."""
   import torch  # pylint: disable=g-import-not-at-top
+  dev = torch.device("cuda" if device == "gpu" else "cpu")
   module = (torch.nn.LSTM if cell_name == "lstm" else torch.nn.GRU)(
-      I, H, num_layers=L, batch_first=True)
-  xs = torch.randn(B, T, I, requires_grad=mode == "train")
-  r = torch.randn(B, T, H)
+      I, H, num_layers=L, batch_first=True).to(dev)
+  xs = torch.randn(B, T, I, device=dev, requires_grad=mode == "train")
+  r = torch.randn(B, T, H, device=dev)
+  autocast = (lambda: torch.autocast(dev.type, dtype=torch.bfloat16)) if (
+      dtype == "bfloat16") else contextlib.nullcontext
+  sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
 
   def train():
     module.zero_grad(set_to_none=True)
     xs.grad = None
-    out, _ = module(xs)
-    (out * r).sum().backward()
+    with autocast():
+      out, _ = module(xs)
+    (out.float() * r).sum().backward()
+    sync()
 
   def infer():
-    with torch.no_grad():
-      module(xs)
-  return train if mode == "train" else infer
+    with torch.no_grad(), autocast():
+      out, _ = module(xs)
+    sync()
+    return out
+
+  with torch.no_grad(), autocast():
+    out_dtype = str(module(xs)[0].dtype).replace("torch.", "")
+  return (train if mode == "train" else infer), out_dtype
 
 
 def flops(cell_name, shape, mode) -> int:
@@ -197,7 +241,14 @@ def report_markdown(results: dict) -> str:
       f"jax {env['jax']}, torch {env['torch']}, XLA_FLAGS=`{env['xla_flags']}`, "
       f"malloc keeps freed memory (xla_config.use_recommended_malloc): "
       f"{results.get('malloc_tuned', False)}  ",
-      f"Measured float32 GEMM rate: {results['gemm_gflops']:.1f} GFLOP/s "
+      f"Run on: {results.get('device', 'cpu')}, compute dtype "
+      f"{results.get('dtype', 'float32')} (carry and accumulation float32), "
+      f"float32 matmul precision {results.get('precision', 'default')}"
+      + (f", PyTorch TF32 switches {results['torch_tf32']}"
+         if results.get("torch_tf32") and results.get("device") == "gpu" else "")
+      + "  ",
+      f"Measured {results.get('dtype', 'float32')} GEMM rate: "
+      f"{results['gemm_gflops']:.1f} GFLOP/s "
       f"(before) / {results['gemm_gflops_after']:.1f} (after)", "",
       "Times are medians of interleaved rounds of one jitted pass: `train` is "
       "forward+backward (grads of params and inputs), `infer` the forward pass "
@@ -215,6 +266,19 @@ def report_markdown(results: dict) -> str:
           f"| {row['cell']} | {row['mode']} | {common.shape_name(row['shape'])} | {name} | "
           f"{m['ms']:.1f} | {m['tokens_per_s']:,.0f} | {ratio} | "
           f"{m['ms'] / row['floor_ms']:.2f} |")
+  torch_dtypes = {r["cell"]: r["torch_output_dtype"] for r in results["rows"]
+                  if r.get("torch_output_dtype")}
+  if torch_dtypes:
+    lines += ["", "PyTorch's output dtype: " + ", ".join(
+        f"{cell} {dt}" for cell, dt in torch_dtypes.items()) + "."]
+  cudnn_rows = [r for r in results["rows"]
+                if {"rnn_zoo[cudnn]", "torch"} <= set(r["impls"])]
+  if cudnn_rows:
+    lines += ["", "PyTorch's time over the zoo's cuDNN path's (> 1: the zoo is "
+              "faster): " + ", ".join(
+                  f"{r['mode']} {common.shape_name(r['shape'])} "
+                  f"{r['impls']['torch']['ms'] / r['impls']['rnn_zoo[cudnn]']['ms']:.2f}"
+                  for r in cudnn_rows) + "."]
   lines += ["", "FLOP floor per row: " + ", ".join(
       f"{r['cell']} {r['mode']} {common.shape_name(r['shape'])}: {r['floor_ms']:.1f} ms"
       for r in results["rows"]), ""]
@@ -257,6 +321,44 @@ def linear_vs_lstm(rows) -> list[dict]:
   return out
 
 
+def select_device(device: str) -> None:
+  """Keeps JAX on the CPU for ``cpu`` (before its backends start, so also
+  on a machine with a GPU); exits with one line when ``gpu`` has none."""
+  if device == "cpu":
+    jax.config.update("jax_platforms", "cpu")
+    return
+  backend = jax.default_backend()
+  if backend != "gpu":
+    sys.exit(f"error: --device=gpu but JAX sees no GPU here (its backend is "
+             f"{backend}): install a CUDA build of jaxlib (e.g. "
+             "pip install 'jax[cuda12]'), or run with --device=cpu")
+
+
+def torch_ready(device: str, precision: str) -> bool:
+  """Whether the PyTorch anchor can run on ``device`` (says why not); on
+  the GPU sets its TF32 switches to ``precision``, as JAX's."""
+  try:
+    import torch  # pylint: disable=g-import-not-at-top
+  except ImportError:
+    print("torch not installed: skipping the PyTorch anchor "
+          "(pip install -e '.[torch]')")
+    return False
+  if device == "gpu":
+    if not torch.cuda.is_available():
+      print(f"torch {torch.__version__} sees no CUDA GPU: skipping the PyTorch anchor")
+      return False
+    tf32 = precision == "default"
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+  return True
+
+
+def torch_tf32() -> dict:
+  import torch  # pylint: disable=g-import-not-at-top
+  return {"matmul": torch.backends.cuda.matmul.allow_tf32,
+          "cudnn": torch.backends.cudnn.allow_tf32}
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -275,51 +377,59 @@ def main(argv):
     if m not in MODES:
       sys.exit(f"error: --modes must name train or infer, got {m!r}")
   rounds = _ROUNDS.value or preset["rounds"]
+  device, dtype = _DEVICE.value, _DTYPE.value
+  select_device(device)
+  if _PRECISION.value == "highest":
+    jax.config.update("jax_default_matmul_precision", "highest")
   malloc = False
-  if not _XLA_DEFAULTS.value:
+  if device == "cpu" and not _XLA_DEFAULTS.value:
     xla_config.use_recommended_cpu_flags()
     malloc = xla_config.use_recommended_malloc()
   have_torch = False
-  if not _NO_TORCH.value:
-    try:
-      import torch  # pylint: disable=g-import-not-at-top,unused-import
-      have_torch = True
-    except ImportError:
-      print("torch not installed: skipping the PyTorch anchor "
-            "(pip install -e '.[torch]')")
+  if not _NO_TORCH.value and "torch" in _IMPLS.value:
+    have_torch = torch_ready(device, _PRECISION.value)
   out = pathlib.Path(_OUT.value or os.path.join(
       "runs", "throughput", datetime.datetime.now().strftime("%Y%m%d-%H%M%S")))
   out.mkdir(parents=True, exist_ok=True)
 
-  rate = gemm_rate()
-  print(f"float32 GEMM rate: {rate / 1e9:.1f} GFLOP/s")
+  rate = gemm_rate(dtype=jnp.dtype(dtype))
+  print(f"{dtype} GEMM rate on {jax.devices()[0].device_kind}: {rate / 1e9:.1f} GFLOP/s")
   rows = []
   for cell_name in _CELLS.value:
     for shape in shapes:
       B, T, I, H, L = shape
       for mode in _MODES.value:
-        fns = {"rnn_zoo": make_zoo(cell_name, B, T, I, H, L, None, mode)}
+        fns = {"rnn_zoo": make_zoo(cell_name, B, T, I, H, L, None, mode, dtype=dtype)}
+        torch_dtype = None
+        wanted = lambda impl: impl in _IMPLS.value
         if cell_name in LINEAR:
-          if "rnn_zoo[sequential]" in _IMPLS.value:
+          if wanted("rnn_zoo[sequential]"):
             # the ablation: the same cell stepped by the sequential scan
             fns["rnn_zoo[sequential]"] = make_zoo(cell_name, B, T, I, H, L, None,
-                                                  mode, parallel=False)
+                                                  mode, parallel=False, dtype=dtype)
         else:
-          if cell_name in ("lstm", "gru") and "rnn_zoo[scan]" in _IMPLS.value:
-            # the reference the native kernel replaces
+          if device == "cpu" and dtype == "float32" and wanted("rnn_zoo[scan]"):
+            # the reference the native kernel replaces (off the CPU, or in
+            # bfloat16, the default is this scan already)
             fns["rnn_zoo[scan]"] = make_zoo(cell_name, B, T, I, H, L, None, mode,
                                             native=False)
-          if L == 1 and "rnn_zoo[autodiff]" in _IMPLS.value:
+          if (device == "gpu" and cell_name == "lstm" and dtype == "float32"
+              and wanted("rnn_zoo[cudnn]")):
+            fns["rnn_zoo[cudnn]"] = make_zoo(cell_name, B, T, I, H, L, None, mode,
+                                             cudnn=True)
+          if L == 1 and wanted("rnn_zoo[autodiff]"):
             # the ablation: plain autodiff of the same scan
-            fns["rnn_zoo[autodiff]"] = make_zoo(cell_name, B, T, I, H, L, False, mode)
-          if "flax" in _IMPLS.value:
-            fns["flax"] = make_flax(cell_name, B, T, I, H, L, mode)
-          if have_torch and "torch" in _IMPLS.value:
-            fns["torch"] = make_torch(cell_name, B, T, I, H, L, mode)
+            fns["rnn_zoo[autodiff]"] = make_zoo(cell_name, B, T, I, H, L, False, mode,
+                                                dtype=dtype)
+          if wanted("flax"):
+            fns["flax"] = make_flax(cell_name, B, T, I, H, L, mode, dtype)
+          if have_torch:
+            fns["torch"], torch_dtype = make_torch(cell_name, B, T, I, H, L, mode,
+                                                   device, dtype)
         times = common.time_round_robin(fns, rounds)
         f = flops(cell_name, shape, mode)
         row = {"cell": cell_name, "mode": mode, "shape": list(shape), "flops": f,
-               "floor_ms": f / rate * 1e3, "impls": {}}
+               "floor_ms": f / rate * 1e3, "impls": {}, "torch_output_dtype": torch_dtype}
         for k, ts in times.items():
           ms = float(np.median(ts)) * 1e3
           row["impls"][k] = {"ms": ms, "tokens_per_s": B * T / ms * 1e3,
@@ -335,7 +445,10 @@ def main(argv):
       "command": "python -m benchmarks.throughput " + " ".join(sys.argv[1:]),
       "date": datetime.datetime.now().isoformat(timespec="seconds"),
       "environment": common.environment(), "rounds": rounds, "malloc_tuned": malloc,
-      "gemm_gflops": rate / 1e9, "gemm_gflops_after": gemm_rate() / 1e9,
+      "device": device, "dtype": dtype, "precision": _PRECISION.value,
+      "torch_tf32": torch_tf32() if have_torch else None,
+      "gemm_gflops": rate / 1e9,
+      "gemm_gflops_after": gemm_rate(dtype=jnp.dtype(dtype)) / 1e9,
       "rows": rows}
   (out / "results.json").write_text(json.dumps(results, indent=1))
   (out / "report.md").write_text(report_markdown(results))

@@ -16,6 +16,7 @@ gradient-flow diagnostics (:mod:`rnn_zoo.gradflow`), models and tasks
   (4, 20, 32)
 """
 
+from rnn_zoo import cudnn
 from rnn_zoo import data
 from rnn_zoo import decoding
 from rnn_zoo import gradflow
@@ -41,5 +42,5 @@ __all__ = [
     "UserError", "unroll", "unroll_with_carries", "python_unroll",
     "python_unroll_with_carries", "bidirectional", "StackedRNN",
     "truncated_bptt", "reverse_within_lengths", "nn", "interop", "gradflow",
-    "models", "data", "decoding", "parallel",
+    "models", "data", "decoding", "parallel", "cudnn",
 ]

@@ -25,6 +25,7 @@ from rnn_zoo.cells import base
 from rnn_zoo.cells.cell import Cell, PointwiseCell
 from rnn_zoo.cells.linear import LinearRecurrentCell
 from rnn_zoo import parallel as parallel_scan
+from rnn_zoo import cudnn as cudnn_kernels
 from rnn_zoo import native as native_kernels
 from rnn_zoo.fused import fused_recurrence, split_params
 from rnn_zoo import checks
@@ -242,10 +243,46 @@ def _run_native(cell, params, xs, initial_carry, reverse, time_major):
   return ys, carry
 
 
+def _run_cudnn(cell, params, xs, xs_t, initial_carry, lengths, reverse,
+               time_major, chunk, resets_t, probes_t, all_carries):
+  """An LSTM through :mod:`rnn_zoo.cudnn` (``xs_t``: the time-major inputs,
+  zero past the lengths)."""
+  if chunk:
+    reason = "cuDNN keeps what its backward pass needs itself (no remat)"
+  elif resets_t is not None:
+    reason = "cuDNN takes no resets"
+  elif all_carries:
+    reason = "cuDNN returns the final carry only, not the carry after every step"
+  else:
+    reason = cudnn_kernels.why_not(cell, params, xs, initial_carry, probes_t)
+  if reason:
+    raise UserError(f"cudnn=True cannot run here: {reason}")
+  if reverse:
+    xs_t = reverse_within_lengths(xs_t, lengths)
+  try:
+    ys_t, h, c = cudnn_kernels.lstm(params, xs_t, initial_carry.h,
+                                    initial_carry.c, lengths)
+  except TypeError as e:
+    if not _is_forward_mode_error(e):
+      raise
+    raise UserError("cudnn=True does not support forward-mode autodiff "
+                    "(jax.jvp, jax.jacfwd); pass cudnn=False") from e
+  if reverse:
+    ys_t = reverse_within_lengths(ys_t, lengths)
+  return (ys_t if time_major else jnp.swapaxes(ys_t, 0, 1)), base.LSTMCarry(h=h, c=c)
+
+
+def _check_cudnn(cudnn) -> bool:
+  if not isinstance(cudnn, bool):
+    raise UserError(f"cudnn must be True or False, got {cudnn!r}")
+  return cudnn
+
+
 def _run(cell: Cell, params, xs, *, initial_carry, lengths, reverse,
          time_major, unroll, remat, all_carries, hidden_probes, fused=None,
-         parallel=None, resets=None, native=None):
+         parallel=None, resets=None, native=None, cudnn=False):
   _check_cell(cell)
+  cudnn = _check_cudnn(cudnn)
   _check_inputs(cell, params, xs, time_major)
   _check_unroll(unroll)
   chunk = _check_remat(remat)
@@ -274,6 +311,9 @@ def _run(cell: Cell, params, xs, *, initial_carry, lengths, reverse,
     # Padding is unspecified (it may hold NaN): read zeros there instead, so
     # that nothing of it reaches values or gradients.
     xs_t = jnp.where(mask[..., None], xs_t, jnp.zeros((), xs_t.dtype))
+  if cudnn:
+    return _run_cudnn(cell, params, xs, xs_t, initial_carry, lengths, reverse,
+                      time_major, chunk, resets_t, probes_t, all_carries)
   can_fuse = (chunk == 0 and not all_carries and resets_t is None
               and isinstance(cell, PointwiseCell))
   if native is False:
@@ -424,7 +464,7 @@ def unroll(cell: Cell, params, xs: Array, *, initial_carry=None,
            remat: bool | str | int = False,
            hidden_probes: Array | None = None, fused: bool | None = None,
            parallel: bool | str | None = None, resets: Array | None = None,
-           native: bool | None = None):
+           native: bool | None = None, cudnn: bool = False):
   """Runs ``cell`` over a sequence with ``jax.lax.scan``.
 
   The input projection (``x_t W_ih + b`` for a :class:`ProjectedCell`) is
@@ -481,6 +521,15 @@ def unroll(cell: Cell, params, xs: Array, *, initial_carry=None,
       fused runner otherwise in use). True: raise if it
       does not apply. False: never (the scan runner, the portable
       reference; same values to float32 rounding, tested).
+    cudnn: run an LSTM through cuDNN on an NVIDIA GPU
+      (:mod:`rnn_zoo.cudnn`, ``jax.experimental.rnn``: the whole sequence
+      and its backward pass in cuDNN's kernels; lengths, reverse and any
+      initial carry as above). False (default): the scan runner. True:
+      raise if it does not apply (``rnn_zoo.cudnn.why_not`` says when: an
+      ``rnn_zoo.LSTM`` in float32 on a one-device GPU process, no probes,
+      resets or remat). Its float32 matmuls use TF32 unless JAX's default
+      matmul precision is ``"highest"``; ``rnn_zoo.cudnn.emulated()`` runs
+      the same path on JAX's reference implementation on any backend.
 
   Returns:
     ``(ys, final_carry)``; ``ys`` is ``[batch, time, hidden]``. The carry
@@ -492,7 +541,7 @@ def unroll(cell: Cell, params, xs: Array, *, initial_carry=None,
     Forward mode cannot go through its ``custom_vjp``: for ``jax.jvp``,
     ``jax.jacfwd`` and ``jax.hessian`` the defaults ``fused=None`` and
     ``native=None`` fall back to the plain scan by themselves (same values;
-    ``fused=True`` or ``native=True`` raises). The
+    ``fused=True``, ``native=True`` or ``cudnn=True`` raises). The
     linear function ``jax.linearize`` returns is evaluated after the runner
     has run, so it cannot fall back: pass ``fused=False`` for it (JAX's
     error then reads "can't apply forward-mode autodiff (jvp) to a
@@ -515,7 +564,8 @@ def unroll(cell: Cell, params, xs: Array, *, initial_carry=None,
   return _run(cell, params, xs, initial_carry=initial_carry, lengths=lengths,
               reverse=reverse, time_major=time_major, unroll=unroll,
               remat=remat, all_carries=False, hidden_probes=hidden_probes,
-              fused=fused, parallel=parallel, resets=resets, native=native)
+              fused=fused, parallel=parallel, resets=resets, native=native,
+              cudnn=cudnn)
 
 
 def unroll_with_carries(cell: Cell, params, xs: Array, *, initial_carry=None,

@@ -32,6 +32,8 @@ class RNN(nn.Module):
       ``jax.linearize``).
     native: the native CPU kernels of the LSTM and GRU (see
       :func:`rnn_zoo.unroll`; None: whenever they apply).
+    cudnn: run an LSTM through cuDNN on an NVIDIA GPU (see
+      :func:`rnn_zoo.unroll` and :mod:`rnn_zoo.cudnn`).
     return_carry: also return the final carries.
     learn_initial_carry: a learned initial state per layer (see
       :class:`rnn_zoo.StackedRNN`), used when no ``initial_carry`` is given.
@@ -54,6 +56,7 @@ class RNN(nn.Module):
   remat: Any = False
   fused: bool | None = None
   native: bool | None = None
+  cudnn: bool = False
   return_carry: bool = False
   learn_initial_carry: bool = False
 
@@ -75,5 +78,6 @@ class RNN(nn.Module):
                               deterministic=not use_dropout,
                               hidden_probes=hidden_probes,
                               time_major=self.time_major, unroll=self.unroll,
-                              remat=self.remat, fused=self.fused, native=self.native)
+                              remat=self.remat, fused=self.fused, native=self.native,
+                              cudnn=self.cudnn)
     return (ys, carries) if self.return_carry else ys

@@ -1,11 +1,13 @@
 """The benchmark scripts run end to end on tiny settings and write their reports."""
 
+import importlib.util
 import json
 import os
 import pathlib
 import subprocess
 import sys
 
+import jax
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -131,6 +133,27 @@ def test_throughput_tiny(tmp_path):
   assert "| lstm | infer | 2×5×3×4 | flax |" in report
   assert "| gru | infer | 2×5×3×4 | rnn_zoo[scan] |" in report
   assert "| gru | train | 2×5×3×4 ×2 layers | rnn_zoo |" in report
+
+
+def test_throughput_bfloat16_and_the_device_flag(tmp_path):
+  run("benchmarks.throughput", f"--out={tmp_path}", "--shapes=2x5x3x4",
+      "--rounds=1", "--dtype=bfloat16", "--cells=lstm", "--modes=train",
+      "--impls=rnn_zoo,rnn_zoo[scan],flax,torch")
+  results = json.loads((tmp_path / "results.json").read_text())
+  assert results["dtype"] == "bfloat16" and results["device"] == "cpu"
+  (row,) = results["rows"]
+  # In bfloat16 the default is the scan runner: no [scan] row beside it.
+  have_torch = importlib.util.find_spec("torch") is not None
+  assert set(row["impls"]) == {"rnn_zoo", "flax"} | ({"torch"} if have_torch else set())
+  report = (tmp_path / "report.md").read_text()
+  assert "compute dtype bfloat16" in report
+  if have_torch:
+    assert row["torch_output_dtype"] == "bfloat16"  # torch.autocast's LSTM
+    assert "PyTorch's output dtype: lstm bfloat16" in report
+  if jax.default_backend() != "gpu":
+    bad = run("benchmarks.throughput", f"--out={tmp_path}", "--device=gpu", check=False)
+    assert bad.returncode != 0
+    assert "--device=gpu but JAX sees no GPU here (its backend is cpu)" in bad.stderr
 
 
 def test_throughput_linear_cells_beside_the_lstm(tmp_path):
