@@ -383,3 +383,14 @@ def test_remat_memory_trains_in_child_processes(tmp_path):
   bad = run("benchmarks.remat_memory", f"--out={tmp_path}/bad", "--train_steps=-1",
             check=False)
   assert bad.returncode != 0 and "--train_steps must be >= 0, got -1" in bad.stderr
+
+
+def test_gpu_check_script_parses_and_names_tests_that_exist():
+  script = ROOT / "benchmarks" / "gpu_check.sh"
+  assert subprocess.run(["bash", "-n", str(script)]).returncode == 0
+  text = script.read_text()
+  for node in ("tests/test_cudnn.py",
+               "tests/cells/test_cells.py::test_bfloat16_compute_trains_in_a_jitted_step"):
+    assert node in text
+    path, _, name = node.partition("::")
+    assert (ROOT / path).exists() and (not name or f"def {name}(" in (ROOT / path).read_text())
