@@ -40,7 +40,12 @@ CELL_FIELDS = (
     ("lru_r_min", 0.9, "lru: smallest |lambda| at init (Orvieto et al.'s long-task ring)."),
     ("lru_r_max", 0.999, "lru: largest |lambda| at init."),
     ("lru_max_phase", 0.1 * math.pi, "lru: largest arg(lambda) at init (pi/10)."),
+    ("compute_dtype", "float32", "Matmul dtype: float32 | bfloat16 (carry, params, accumulation float32)."),
 )
+
+# What config.compute_dtype may name: the dtype of a cell's matmuls (the
+# cells' ``dtype``); bfloat16 for accelerators, on the scan runner.
+COMPUTE_DTYPES = ("float32", "bfloat16")
 
 # The optimization, logging and checkpoint block the training loop reads.
 TRAINING_FIELDS = (
@@ -89,26 +94,27 @@ def make_cell(config, t_max: int | None = None) -> rz.Cell:
   chrono initialization uses ``t_max`` (default ``config.seq_len``)."""
   checks.choice("config.cell", config.cell, rz.CELL_NAMES)
   checks.positive_int("config.hidden_size", config.hidden_size)
+  checks.choice("config.compute_dtype", config.compute_dtype, COMPUTE_DTYPES)
   H = config.hidden_size
+  make = lambda name, **kw: rz.make_cell(name, H, dtype=jnp.dtype(config.compute_dtype), **kw)
   if config.cell == "lstm":
     chrono = (config.seq_len if t_max is None else t_max) if config.chrono else None
-    return rz.make_cell("lstm", H, forget_bias=config.forget_bias,
-                        chrono_t_max=chrono)
+    return make("lstm", forget_bias=config.forget_bias, chrono_t_max=chrono)
   if config.cell == "gru":
     checks.choice("config.gru_variant", config.gru_variant, ("cudnn", "cho"))
-    return rz.make_cell("gru", H, variant=config.gru_variant)
+    return make("gru", variant=config.gru_variant)
   if config.cell == "irnn":
-    return rz.make_cell("irnn", H)
+    return make("irnn")
   if config.cell == "mingru":
-    return rz.make_cell("mingru", H)
+    return make("mingru")
   if config.cell == "minlstm":
-    return rz.make_cell("minlstm", H, forget_bias=config.forget_bias)
+    return make("minlstm", forget_bias=config.forget_bias)
   if config.cell == "lru":
-    return rz.make_cell("lru", H, r_min=config.lru_r_min, r_max=config.lru_r_max,
-                        max_phase=config.lru_max_phase)
+    return make("lru", r_min=config.lru_r_min, r_max=config.lru_r_max,
+                max_phase=config.lru_max_phase)
   checks.choice("config.recurrent_init", config.recurrent_init,
                 ("uniform", "orthogonal", "identity", "glorot_uniform"))
-  return rz.make_cell("rnn", H, recurrent_init=config.recurrent_init)
+  return make("rnn", recurrent_init=config.recurrent_init)
 
 
 def check_cell_fields(config) -> None:

@@ -106,6 +106,7 @@ def test_unknown_preset():
     ("--config.num_steps=-5", "error: config.num_steps must be a positive int, got -5"),
     ("--config.optimizer=lion", "error: config.optimizer must be one of ['sgd', 'momentum', 'rmsprop', 'adam', 'adamw', 'adagrad'], got 'lion'"),
     ("--config.task=sorting", "error: config.task must be one of ['adding', 'copy', 'variable_copy', 'digits', 'permuted_digits', 'mnist', 'permuted_mnist'], got 'sorting'"),
+    ("--config.compute_dtype=float16", "error: config.compute_dtype must be one of ['float32', 'bfloat16'], got 'float16'"),
 ])
 def test_bad_config_is_one_line_and_nonzero(tmp_path, override, message):
   proc = helpers.run(tmp_path / "w", override, check=False, timeout=120)
