@@ -2,7 +2,7 @@
 #   make demo   create .venv, install, run the main job on embedded defaults
 #   make test   create .venv, install with test extras, run the suite
 # make test installs the "test" extra (pytest, PyTorch CPU, scikit-learn),
-# so nothing is skipped; CI (.ci/run) runs exactly `make test`.
+# so nothing is skipped but the GPU (cuDNN) tests; CI (.ci/run) runs exactly `make test`.
 
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv

@@ -244,15 +244,13 @@ def _run_native(cell, params, xs, initial_carry, reverse, time_major):
 
 
 def _run_cudnn(cell, params, xs, xs_t, initial_carry, lengths, reverse,
-               time_major, chunk, resets_t, probes_t, all_carries):
+               time_major, chunk, resets_t, probes_t):
   """An LSTM through :mod:`rnn_zoo.cudnn` (``xs_t``: the time-major inputs,
   zero past the lengths)."""
   if chunk:
     reason = "cuDNN keeps what its backward pass needs itself (no remat)"
   elif resets_t is not None:
     reason = "cuDNN takes no resets"
-  elif all_carries:
-    reason = "cuDNN returns the final carry only, not the carry after every step"
   else:
     reason = cudnn_kernels.why_not(cell, params, xs, initial_carry, probes_t)
   if reason:
@@ -313,7 +311,7 @@ def _run(cell: Cell, params, xs, *, initial_carry, lengths, reverse,
     xs_t = jnp.where(mask[..., None], xs_t, jnp.zeros((), xs_t.dtype))
   if cudnn:
     return _run_cudnn(cell, params, xs, xs_t, initial_carry, lengths, reverse,
-                      time_major, chunk, resets_t, probes_t, all_carries)
+                      time_major, chunk, resets_t, probes_t)
   can_fuse = (chunk == 0 and not all_carries and resets_t is None
               and isinstance(cell, PointwiseCell))
   if native is False:
