@@ -88,6 +88,11 @@ def run(train: Callable[[], object]) -> None:
       if cell in ("lstm", "gru"):
         from rnn_zoo import native  # pylint: disable=g-import-not-at-top
         logging.info("native CPU kernels (rnn_zoo.native): %s", native.status())
+      import jax  # pylint: disable=g-import-not-at-top
+      if flags.FLAGS.config.get("compute_dtype") == "bfloat16" and jax.default_backend() == "cpu":
+        logging.warning("config.compute_dtype=bfloat16 on the CPU: the cell runs on the "
+                        "scan runner, not the float32 native kernels, and is slower "
+                        "than float32 (docs/performance.md)")
       train()
     except (UserError, checkpoint.CheckpointError) as e:
       _exit(f"error: {e}", 2)

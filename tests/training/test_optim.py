@@ -126,6 +126,7 @@ def test_bfloat16_compute_trains_in_the_binary(tmp_path):
                      "--config.num_steps=6", "--config.checkpoint_every=6",
                      "--config.eval_every=6", "--config.log_every=3")
   assert "Traceback" not in proc.stderr
+  assert "config.compute_dtype=bfloat16 on the CPU: the cell runs on the scan runner" in proc.stderr
   metrics = [json.loads(l) for l in (tmp_path / "bf16" / "metrics.jsonl").read_text().splitlines()]
   assert {m["split"] for m in metrics} == {"train", "eval"}
   assert all(np.isfinite(m["loss"]) for m in metrics)
