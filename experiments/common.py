@@ -41,6 +41,7 @@ CELL_FIELDS = (
     ("lru_r_max", 0.999, "lru: largest |lambda| at init."),
     ("lru_max_phase", 0.1 * math.pi, "lru: largest arg(lambda) at init (pi/10)."),
     ("compute_dtype", "float32", "Matmul dtype: float32 | bfloat16 (carry, params, accumulation float32)."),
+    ("cudnn", False, "lstm: run it through cuDNN on an NVIDIA GPU (rz.unroll(cudnn=True); float32, one device)."),
 )
 
 # What config.compute_dtype may name: the dtype of a cell's matmuls (the
@@ -121,6 +122,10 @@ def check_cell_fields(config) -> None:
   """The cell block's values (each error names the field and the value)."""
   checks.positive_int("config.num_layers", config.num_layers)
   checks.fraction("config.dropout_rate", config.dropout_rate)
+  checks.choice("config.cudnn", config.cudnn, (False, True))
+  if config.cudnn and config.cell != "lstm":
+    raise rz.UserError(f"config.cudnn=True runs an LSTM through cuDNN; got "
+                       f"cell={config.cell!r}")
 
 
 def field_comments(config_module) -> dict[str, str]:

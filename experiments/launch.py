@@ -88,6 +88,9 @@ def run(train: Callable[[], object]) -> None:
       if cell in ("lstm", "gru"):
         from rnn_zoo import native  # pylint: disable=g-import-not-at-top
         logging.info("native CPU kernels (rnn_zoo.native): %s", native.status())
+      if flags.FLAGS.config.get("cudnn"):
+        from rnn_zoo import cudnn  # pylint: disable=g-import-not-at-top
+        logging.info("cuDNN (rnn_zoo.cudnn): %s", cudnn.status())
       import jax  # pylint: disable=g-import-not-at-top
       if flags.FLAGS.config.get("compute_dtype") == "bfloat16" and jax.default_backend() == "cpu":
         logging.warning("config.compute_dtype=bfloat16 on the CPU: the cell runs on the "

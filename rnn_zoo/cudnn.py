@@ -28,20 +28,23 @@ back to the zoo's params.
 Without a GPU, :func:`emulated` runs the same path (packing, lengths,
 reversal, gradients) on JAX's own reference implementation of the cuDNN
 call (``jax.experimental.rnn.lstm_ref``) on any backend: the tests check it
-against the scan runner on the CPU, and against cuDNN on a GPU.
+against the scan runner on the CPU, and against cuDNN on a GPU. The
+environment variable ``RNN_ZOO_CUDNN_EMULATE=1`` turns it on for a whole
+process (an experiment binary with ``--config.cudnn=True`` on a CPU).
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import os
 
 import jax
 import jax.numpy as jnp
 
 from rnn_zoo.errors import UserError
 
-_emulation = {"on": False}
+_emulation = {"on": os.environ.get("RNN_ZOO_CUDNN_EMULATE", "") == "1"}
 
 
 @contextlib.contextmanager

@@ -193,3 +193,49 @@ def test_emulation_ends_with_its_block():
   with contextlib.suppress(RuntimeError), cudnn.emulated():
     raise RuntimeError
   assert not cudnn._emulation["on"]
+
+
+def _same_grads(loss, params, atol=2e-6):
+  with cudnn.emulated():
+    got = jax.jit(jax.grad(lambda p: loss(p, True)))(params)
+  want = jax.jit(jax.grad(lambda p: loss(p, False)))(params)
+  for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+    np.testing.assert_allclose(a, b, atol=atol, rtol=1e-4)
+
+
+def test_char_lm_with_truncated_bptt():
+  tokens = jax.random.randint(jax.random.key(1), (3, 12), 0, 9)
+  make = lambda use: rz.models.CharLM(vocab_size=9, cell=rz.LSTM(H), cudnn=use)
+  params = make(False).init(jax.random.key(0))
+
+  def loss(p, use):
+    logits, _ = make(use).apply(p, tokens[:, :-1], window=4)
+    return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, tokens[:, 1:]))
+
+  _same_grads(loss, params)
+
+
+def test_vqa_question_reader_with_lengths():
+  make = lambda use: rz.models.VQA(num_answers=5, question_vocab=11, cell=rz.LSTM(H),
+                                   fusion="concat", image_size=16, channels=(4, 4),
+                                   bidirectional=True, cudnn=use)
+  params = make(False).init(jax.random.key(0))
+  questions = jnp.array([[3, 4, 5, 0, 0], [7, 0, 0, 0, 0], [1, 2, 3, 4, 5]])
+
+  def loss(p, use):
+    return jnp.sum(jnp.sin(make(use).read(p, questions)))
+
+  _same_grads(loss, params)
+
+
+def test_sequence_model_probes_run_on_the_scan_runner():
+  """The gradient-flow probes need the scan runner: with them a cudnn=True
+  model runs there (here, off a GPU, it would raise otherwise)."""
+  model = rz.models.SequenceModel(rz.LSTM(H), output_size=1, num_layers=2, cudnn=True)
+  xs = jax.random.normal(jax.random.key(1), (B, T, I))
+  with cudnn.emulated():
+    params = model.init(jax.random.key(0), xs)
+  probes = (jnp.zeros((B, T, H)),) * 2
+  got = model.apply(params, xs, hidden_probes=probes)
+  want = model.clone(cudnn=False).apply(params, xs)
+  np.testing.assert_allclose(got, want, atol=1e-6)

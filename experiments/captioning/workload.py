@@ -84,6 +84,10 @@ def eval_splits(config, sources: dict) -> list[str]:
 
 def make_model(config, vocab_size: int) -> Captioner:
   common.check_cell_fields(config)
+  if config.cudnn:
+    raise UserError("config.cudnn=True: the captioning decoder steps its LSTM one "
+                    "token at a time (attention reads each step), and cuDNN runs "
+                    "whole sequences; leave it False")
   for field in ("embed_size", "max_length", "image_size"):
     checks.positive_int(f"config.{field}", config[field])
   return Captioner(

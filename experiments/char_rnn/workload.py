@@ -32,7 +32,7 @@ def make_char_lm(config, vocab_size: int) -> CharLM:
   checks.int_at_least("config.embed_size", config.embed_size, 0, "0: one-hot")
   return CharLM(vocab_size=vocab_size, cell=common.make_cell(config),
                 num_layers=config.num_layers, embed_size=config.embed_size or None,
-                dropout_rate=config.dropout_rate)
+                dropout_rate=config.dropout_rate, cudnn=config.cudnn)
 
 
 def check_prime(prime, name: str = "prime") -> None:

@@ -80,7 +80,7 @@ def _pixel_classification(config, cell) -> Workload:
   test_x, test_y = jnp.asarray(data["test_x"]), jnp.asarray(data["test_y"])
   model = SequenceModel(cell, output_size=10, num_layers=config.num_layers,
                         dropout_rate=config.dropout_rate, readout="last",
-                        block=config.block)
+                        block=config.block, cudnn=config.cudnn)
   B = config.batch_size
 
   def loss_fn(params, batch, key, train, hidden_probes=None):
@@ -120,7 +120,7 @@ def long_range(config) -> Workload:
   if config.task == "adding":
     model = SequenceModel(cell, output_size=1, num_layers=config.num_layers,
                           dropout_rate=config.dropout_rate, readout="last",
-                          block=config.block)
+                          block=config.block, cudnn=config.cudnn)
     make_batch = lambda key, step: synthetic.adding_batch(key, B, T)
     example = jnp.zeros((1, T, 2))
     baseline = synthetic.ADDING_BASELINE_MSE["le"]
@@ -136,7 +136,8 @@ def long_range(config) -> Workload:
     model = SequenceModel(cell, output_size=synthetic.COPY_VOCAB,
                           num_layers=config.num_layers,
                           dropout_rate=config.dropout_rate, readout="all",
-                          vocab_size=synthetic.COPY_VOCAB, block=config.block)
+                          vocab_size=synthetic.COPY_VOCAB, block=config.block,
+                          cudnn=config.cudnn)
     make_batch = lambda key, step: synthetic.copy_batch(key, B, T, variable=variable)
     example = jnp.zeros((1, T + 2 * synthetic.COPY_LENGTH), jnp.int32)
     baseline = synthetic.copy_baseline_loss(T)

@@ -74,7 +74,7 @@ def make_model(config, num_answers: int, question_vocab: int) -> VQA:
              channels=tuple(config.channels), skip=bool(config.skip), embed_size=config.embed_size,
              bidirectional=config.bidirectional, fusion_size=config.fusion_size,
              hops=config.hops, mlp_size=config.mlp_size, g_layers=config.g_layers,
-             g_size=config.g_size)
+             g_size=config.g_size, cudnn=config.cudnn)
 
 
 def vqa(config) -> Task:

@@ -45,6 +45,7 @@ class CharLM:
   num_layers: int = 2
   embed_size: int | None = None   # None: one-hot inputs of size vocab_size.
   dropout_rate: float = 0.0
+  cudnn: bool = False  # the LSTM layers through cuDNN (rnn_zoo.cudnn) in apply
 
   def __post_init__(self):
     base.check_positive_int("vocab_size", self.vocab_size)
@@ -115,7 +116,8 @@ class CharLM:
       raise UserError(f"key is required for dropout_rate={self.dropout_rate} "
                        "unless deterministic=True")
     k_stack, k_out = jax.random.split(key) if use_dropout else (key, None)
-    kw = dict(initial_carry=carry, key=k_stack, deterministic=deterministic)
+    kw = dict(initial_carry=carry, key=k_stack, deterministic=deterministic,
+              cudnn=self.cudnn)
     if window:
       ys, carry = truncated_bptt(self.stack, params["stack"], xs, window=window, **kw)
     else:

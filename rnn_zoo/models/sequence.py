@@ -43,6 +43,10 @@ class SequenceModel(nn.Module):
   ``hidden_probes`` (one entry per layer, or None) are passed to the
   recurrent layers: see :func:`rnn_zoo.unroll`.
 
+  ``cudnn``: run the (LSTM) recurrent layers through cuDNN on an NVIDIA GPU
+  (:mod:`rnn_zoo.cudnn`); a call with ``hidden_probes`` (the gradient-flow
+  diagnostics) runs them on the scan runner, which takes probes.
+
   Example:
     >>> import jax, jax.numpy as jnp, rnn_zoo as rz
     >>> model = rz.models.SequenceModel(rz.LSTM(16), output_size=1)
@@ -58,6 +62,7 @@ class SequenceModel(nn.Module):
   readout: str = "last"
   vocab_size: int | None = None
   block: str = "none"
+  cudnn: bool = False
 
   @nn.compact
   def __call__(self, inputs, *, deterministic: bool = True, hidden_probes=None):
@@ -65,6 +70,7 @@ class SequenceModel(nn.Module):
       raise UserError(f"readout must be one of {list(READOUTS)}, got {self.readout!r}")
     if self.block not in BLOCKS:
       raise UserError(f"block must be one of {list(BLOCKS)}, got {self.block!r}")
+    cudnn = self.cudnn and hidden_probes is None
     if jnp.issubdtype(inputs.dtype, jnp.integer):
       if self.vocab_size is None:
         raise UserError("vocab_size is required for integer (token) inputs")
@@ -72,12 +78,12 @@ class SequenceModel(nn.Module):
     else:
       xs = inputs
     if self.block == "residual_glu":
-      x = self._residual_blocks(xs, deterministic, hidden_probes)
+      x = self._residual_blocks(xs, deterministic, hidden_probes, cudnn)
       feats = x[:, -1] if self.readout == "last" else x
       return nn.Dense(self.output_size, name="head")(feats)
     ys, carries = RNN(self.cell, num_layers=self.num_layers,
                       dropout_rate=self.dropout_rate, return_carry=True,
-                      name="rnn")(xs, deterministic=deterministic,
+                      cudnn=cudnn, name="rnn")(xs, deterministic=deterministic,
                                   hidden_probes=hidden_probes)
     feats = carries[-1].h if self.readout == "last" else ys
     return nn.Dense(self.output_size, name="head")(feats)
@@ -94,13 +100,13 @@ class SequenceModel(nn.Module):
     x = nn.Dense(self.cell.hidden_size).apply({"params": p["encoder"]}, xs)
     return nn.LayerNorm().apply({"params": p["norm_0"]}, x)
 
-  def _residual_blocks(self, xs, deterministic, hidden_probes):
+  def _residual_blocks(self, xs, deterministic, hidden_probes, cudnn):
     """The ``residual_glu`` stack; layer i's params are ``rnn_{i}``."""
     H = self.cell.hidden_size
     x = nn.Dense(H, name="encoder")(xs)
     for i in range(self.num_layers):
       probes = None if hidden_probes is None else (hidden_probes[i],)
-      y = RNN(self.cell, name=f"rnn_{i}")(
+      y = RNN(self.cell, cudnn=cudnn, name=f"rnn_{i}")(
           nn.LayerNorm(name=f"norm_{i}")(x), deterministic=deterministic,
           hidden_probes=probes)
       a, b = jnp.split(nn.Dense(2 * H, name=f"glu_{i}")(nn.gelu(y)), 2, axis=-1)

@@ -86,6 +86,8 @@ class VQA:
     g_layers: ``relation``: layers of g.
     g_size: ``relation``: the width of g (it runs on every pair of regions of
       every question: its cost is L^2 g_size^2 per question and layer).
+    cudnn: read the question with an LSTM through cuDNN on an NVIDIA GPU
+      (:mod:`rnn_zoo.cudnn`).
   """
   num_answers: int
   question_vocab: int
@@ -101,6 +103,7 @@ class VQA:
   mlp_size: int = 256
   g_layers: int = 3
   g_size: int = 256
+  cudnn: bool = False
 
   def __post_init__(self):
     checks.positive_int("num_answers", self.num_answers)
@@ -185,10 +188,11 @@ class VQA:
     checks.ids_in_range("questions", questions, self.question_vocab, "question_vocab")
     lengths = jnp.sum(questions != 0, axis=1)
     xs = jnp.take(params["embed"], jnp.clip(questions, 0, self.question_vocab - 1), axis=0)
-    _, carry = unroll(self.cell, params["reader"], xs, lengths=lengths)
+    _, carry = unroll(self.cell, params["reader"], xs, lengths=lengths, cudnn=self.cudnn)
     q = carry.h if hasattr(carry, "h") else carry
     if self.bidirectional:
-      _, back = unroll(self.cell, params["reader_back"], xs, lengths=lengths, reverse=True)
+      _, back = unroll(self.cell, params["reader_back"], xs, lengths=lengths, reverse=True,
+                       cudnn=self.cudnn)
       q = jnp.concatenate([q, back.h if hasattr(back, "h") else back], axis=-1)
     return q
 

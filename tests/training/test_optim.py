@@ -1,7 +1,5 @@
 """Optimizers, schedules and clipping chosen by config."""
 
-import json
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -116,17 +114,3 @@ def test_clip_value_runs_in_the_binary(tmp_path):
                      "--config.checkpoint_every=5", "--config.eval_every=5")
   assert "Traceback" not in proc.stderr
 
-
-def test_bfloat16_compute_trains_in_the_binary(tmp_path):
-  """--config.compute_dtype=bfloat16 through the binary's jitted train and
-  eval steps (that the matmuls are then bfloat16 and the rest float32 is
-  tests/cells/test_cells.py's)."""
-  import helpers  # pylint: disable=g-import-not-at-top
-  proc = helpers.run(tmp_path / "bf16", "--config.compute_dtype=bfloat16",
-                     "--config.num_steps=6", "--config.checkpoint_every=6",
-                     "--config.eval_every=6", "--config.log_every=3")
-  assert "Traceback" not in proc.stderr
-  assert "config.compute_dtype=bfloat16 on the CPU: the cell runs on the scan runner" in proc.stderr
-  metrics = [json.loads(l) for l in (tmp_path / "bf16" / "metrics.jsonl").read_text().splitlines()]
-  assert {m["split"] for m in metrics} == {"train", "eval"}
-  assert all(np.isfinite(m["loss"]) for m in metrics)
