@@ -10,8 +10,10 @@ import numpy as np
 import pytest
 
 import helpers
+from experiments import common
 from experiments.captioning import config as cap_config
 from experiments.captioning import workload as cap_workload
+from experiments.long_range import config as lr_config
 import rnn_zoo as rz
 
 SHORT = ("--config.num_steps=6", "--config.checkpoint_every=6", "--config.eval_every=6",
@@ -64,11 +66,12 @@ def test_cudnn_off_a_gpu_is_one_line(tmp_path):
       "error: cudnn=True cannot run here: cuDNN runs on an NVIDIA GPU, not cpu")
 
 
-def test_cudnn_with_another_cell_is_one_line(tmp_path):
-  proc = _run(tmp_path / "w", "--config.cudnn=True", "--config.cell=gru", check=False)
-  assert proc.returncode == 2
-  assert proc.stderr.strip().splitlines()[-1] == (
-      "error: config.cudnn=True runs an LSTM through cuDNN; got cell='gru'")
+def test_cudnn_with_another_cell_is_refused():
+  c = lr_config.get_config("smoke")
+  c.cudnn, c.cell = True, "gru"
+  with pytest.raises(rz.UserError, match=r"^config.cudnn=True runs an LSTM through "
+                                         r"cuDNN; got cell='gru'$"):
+    common.check_cell_fields(c)
 
 
 def test_captioning_refuses_cudnn():
