@@ -74,7 +74,8 @@ def run(train: Callable[[], object]) -> None:
     _check_config_loaded()
     # Before the first JAX computation: the flags measured best for the
     # config's cell when it names one (rnn_zoo.xla_config.CELL_CPU_FLAGS).
-    cell = flags.FLAGS.config.get("cell") if "config" in flags.FLAGS else None
+    config = flags.FLAGS.config if "config" in flags.FLAGS else {}
+    cell = config.get("cell")
     added = xla_config.use_recommended_cpu_flags(
         cell=cell if isinstance(cell, str) else None)
     logging.info("XLA flags added for cell %r: %s", cell, " ".join(added) or "(none)")
@@ -88,11 +89,11 @@ def run(train: Callable[[], object]) -> None:
       if cell in ("lstm", "gru"):
         from rnn_zoo import native  # pylint: disable=g-import-not-at-top
         logging.info("native CPU kernels (rnn_zoo.native): %s", native.status())
-      if flags.FLAGS.config.get("cudnn"):
+      if config.get("cudnn"):
         from rnn_zoo import cudnn  # pylint: disable=g-import-not-at-top
         logging.info("cuDNN (rnn_zoo.cudnn): %s", cudnn.status())
       import jax  # pylint: disable=g-import-not-at-top
-      if flags.FLAGS.config.get("compute_dtype") == "bfloat16" and jax.default_backend() == "cpu":
+      if config.get("compute_dtype") == "bfloat16" and jax.default_backend() == "cpu":
         logging.warning("config.compute_dtype=bfloat16 on the CPU: the cell runs on the "
                         "scan runner, not the float32 native kernels, and is slower "
                         "than float32 (docs/performance.md)")
