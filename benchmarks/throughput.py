@@ -327,6 +327,8 @@ def select_device(device: str) -> None:
   if device == "cpu":
     jax.config.update("jax_platforms", "cpu")
     return
+  # PyTorch shares the GPU: JAX would otherwise take 75% of its memory at start.
+  os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
   backend = jax.default_backend()
   if backend != "gpu":
     sys.exit(f"error: --device=gpu but JAX sees no GPU here (its backend is "
