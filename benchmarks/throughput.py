@@ -397,13 +397,13 @@ def main(argv):
   rate = gemm_rate(dtype=jnp.dtype(dtype))
   print(f"{dtype} GEMM rate on {jax.devices()[0].device_kind}: {rate / 1e9:.1f} GFLOP/s")
   rows = []
+  wanted = lambda impl: impl in _IMPLS.value
   for cell_name in _CELLS.value:
     for shape in shapes:
       B, T, I, H, L = shape
       for mode in _MODES.value:
         fns = {"rnn_zoo": make_zoo(cell_name, B, T, I, H, L, None, mode, dtype=dtype)}
         torch_dtype = None
-        wanted = lambda impl: impl in _IMPLS.value
         if cell_name in LINEAR:
           if wanted("rnn_zoo[sequential]"):
             # the ablation: the same cell stepped by the sequential scan

@@ -36,7 +36,6 @@ process (an experiment binary with ``--config.cudnn=True`` on a CPU).
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 
 import jax
@@ -111,28 +110,23 @@ def _op():
   return jax_rnn.lstm
 
 
-@functools.lru_cache(maxsize=None)
-def _platform_reason_cached(backend: str, platform_version: str, devices: int) -> str | None:
-  if backend != "gpu":
-    return f"cuDNN runs on an NVIDIA GPU, not {backend}"
-  if "rocm" in platform_version.lower():
-    return "cuDNN runs on an NVIDIA GPU (this GPU runs ROCm)"
-  if devices != 1:
-    return (f"the cuDNN path runs in a one-device process ({devices} devices "
-            "here: the scan runner partitions)")
-  from jax.experimental import rnn as jax_rnn  # pylint: disable=g-import-not-at-top
-  if not hasattr(jax_rnn.gpu_rnn, "compute_rnn_workspace_reserve_space_sizes"):
-    return "this jaxlib's CUDA plugin has no cuDNN RNN kernels (jaxlib.gpu_rnn)"
-  return None
-
-
 def _platform_reason() -> str | None:
   """Why cuDNN cannot run in this process (backend, devices), or None."""
   if _emulation["on"]:
     return None
-  device = jax.devices()[0]
-  version = str(getattr(getattr(device, "client", None), "platform_version", ""))
-  return _platform_reason_cached(jax.default_backend(), version, jax.device_count())
+  backend = jax.default_backend()
+  if backend != "gpu":
+    return f"cuDNN runs on an NVIDIA GPU, not {backend}"
+  client = getattr(jax.devices()[0], "client", None)
+  if "rocm" in str(getattr(client, "platform_version", "")).lower():
+    return "cuDNN runs on an NVIDIA GPU (this GPU runs ROCm)"
+  if jax.device_count() != 1:
+    return (f"the cuDNN path runs in a one-device process ({jax.device_count()} "
+            "devices here: the scan runner partitions)")
+  from jax.experimental import rnn as jax_rnn  # pylint: disable=g-import-not-at-top
+  if not hasattr(jax_rnn.gpu_rnn, "compute_rnn_workspace_reserve_space_sizes"):
+    return "this jaxlib's CUDA plugin has no cuDNN RNN kernels (jaxlib.gpu_rnn)"
+  return None
 
 
 def status() -> str:
