@@ -222,18 +222,18 @@ def _parallel_states(cell, params, xp, h0, mask, probes_t, resets_t, mode):
 
 def _run_native(cell, params, xs, initial_carry, reverse, time_major):
   """An LSTM or GRU through :mod:`rnn_zoo.native`, in the caller's layout
-  (no transposes): the projection ``x W_ih`` here, the bias inside the
-  kernel."""
+  (no transposes): the GRU's projection ``x W_ih`` here, the LSTM's inside
+  its kernel; the bias inside the kernel."""
   t_axis = 0 if time_major else 1
   if reverse:
     xs = jnp.flip(xs, t_axis)
-  xp = base.matmul(xs, params["w_ih"], cell.dtype)
   if native_kernels.kind(cell) == "lstm":
-    ys, h, c = native_kernels.lstm_recurrence(
-        params["w_hh"], params["b"], xp, initial_carry.h, initial_carry.c,
-        not time_major)
+    ys, h, c = native_kernels.lstm_layer(
+        params["w_ih"], params["w_hh"], params["b"], xs, initial_carry.h,
+        initial_carry.c, not time_major)
     carry = base.LSTMCarry(h=h, c=c)
   else:
+    xp = base.matmul(xs, params["w_ih"], cell.dtype)
     ys, h = native_kernels.gru_recurrence(
         params["w_hh"], params["b"], params["b_hn"], xp, initial_carry.h,
         not time_major)

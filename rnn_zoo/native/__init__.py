@@ -6,7 +6,9 @@ units split between threads (the caller and XLA's own pool) with one
 barrier per step -- what oneDNN's RNN primitive (PyTorch's CPU
 ``nn.LSTM``) does and XLA's ``lax.scan`` cannot express. :func:`lstm_recurrence` and :func:`gru_recurrence` have the same
 values and gradients as ``rnn_zoo.fused.fused_recurrence`` (tested); the
-input projection and the weight gradients stay XLA GEMMs.
+LSTM's input projection ``x W_ih`` runs inside the forward kernel, in the
+same register tiles as ``h W_hh`` (:func:`lstm_layer`), and the weight
+gradients stay XLA GEMMs.
 
 The kernel is C++ compiled on first use with the machine's ``g++`` (about
 10 s; ``-O3 -march=native``) into ``$RNN_ZOO_CACHE/native``
@@ -46,6 +48,8 @@ CXXFLAGS = ("-O3", "-march=native", "-std=c++17", "-shared", "-fPIC", "-pthread"
 TARGETS = {
     "rnn_zoo_lstm_forward_infer": "RnnZooLstmForwardInfer",
     "rnn_zoo_lstm_forward_train": "RnnZooLstmForwardTrain",
+    "rnn_zoo_lstm_fused_forward_infer": "RnnZooLstmFusedForwardInfer",
+    "rnn_zoo_lstm_fused_forward_train": "RnnZooLstmFusedForwardTrain",
     "rnn_zoo_lstm_backward": "RnnZooLstmBackward",
     "rnn_zoo_gru_forward_infer": "RnnZooGruForwardInfer",
     "rnn_zoo_gru_forward_train": "RnnZooGruForwardTrain",
@@ -187,8 +191,8 @@ def why_not(cell, params, xs, carry0, mask=None, probes=None) -> str | None:
   if mask is not None or probes is not None:
     return "the native kernel takes no lengths or hidden_probes"
   f32 = jnp.dtype(jnp.float32)
-  dtypes = {"compute dtype": jnp.dtype(cell.dtype), "w_hh": params["w_hh"].dtype,
-            "b": params["b"].dtype,
+  dtypes = {"compute dtype": jnp.dtype(cell.dtype), "w_ih": params["w_ih"].dtype,
+            "w_hh": params["w_hh"].dtype, "b": params["b"].dtype,
             "inputs": xs.dtype}
   dtypes.update({f"carry {k}": v.dtype for k, v in carry0._asdict().items()})
   for what, dt in dtypes.items():
@@ -279,6 +283,57 @@ def _bwd(batch_major, res, cotangents):
 
 
 lstm_recurrence.defvjp(_fwd, _bwd)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(6,))
+def lstm_layer(w_ih, w_hh, b, xs, h0, c0, batch_major=False):
+  """An LSTM layer over its inputs: :func:`lstm_recurrence` with the input
+  projection ``xs W_ih`` computed inside the kernel, step by step in the
+  same register tiles as ``h_{t-1} W_hh`` (no ``[T, B, 4H]`` projection
+  written to memory and read back).
+
+  Args:
+    w_ih: ``[I, 4H]`` input weight; w_hh: ``[H, 4H]``; b: ``[4H]``.
+    xs: ``[T, B, I]``, or ``[B, T, I]`` with ``batch_major``.
+    h0, c0: ``[B, H]`` initial state.
+    batch_major: the layout of ``xs`` and of the outputs ``ys``.
+
+  Returns:
+    ``(ys, h_T, c_T)`` as :func:`lstm_recurrence`.
+  """
+  T, B = _dims(xs, batch_major)
+  H = w_hh.shape[0]
+  ys, c_last = _call("rnn_zoo_lstm_fused_forward_infer",
+                     (_seq(batch_major, T, B, H),
+                      jax.ShapeDtypeStruct((B, H), jnp.float32)),
+                     w_hh, w_ih, b, xs, h0, c0, batch_major=batch_major)
+  return ys, _last(ys, batch_major), c_last
+
+
+def _layer_fwd(w_ih, w_hh, b, xs, h0, c0, batch_major):
+  T, B = _dims(xs, batch_major)
+  H = w_hh.shape[0]
+  f32 = jnp.float32
+  ys, cs, acts = _call("rnn_zoo_lstm_fused_forward_train",
+                       (_seq(batch_major, T, B, H),
+                        jax.ShapeDtypeStruct((T, B, H), f32),
+                        jax.ShapeDtypeStruct((T, B, 4 * H), f32)),
+                       w_hh, w_ih, b, xs, h0, c0, batch_major=batch_major)
+  return (ys, _last(ys, batch_major), cs[-1]), (w_ih, xs, (w_hh, h0, c0, ys, cs, acts))
+
+
+def _layer_bwd(batch_major, res, cotangents):
+  w_ih, xs, rec_res = res
+  dw_hh, db, dxp, dh0, dc0 = _bwd(batch_major, rec_res, cotangents)
+  I = w_ih.shape[0]
+  # 2-D GEMMs over the flattened rows (XLA:CPU ran the 3-D ones slower).
+  rows_dxp = dxp.reshape(-1, dxp.shape[-1])
+  dw_ih = jnp.matmul(xs.reshape(-1, I).T, rows_dxp)
+  dxs = jnp.matmul(rows_dxp, w_ih.T).reshape(xs.shape)
+  return dw_ih, dw_hh, db, dxs, dh0, dc0
+
+
+lstm_layer.defvjp(_layer_fwd, _layer_bwd)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(5,))

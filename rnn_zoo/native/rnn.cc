@@ -124,15 +124,16 @@ inline v16 vrecip(v16 d) {
 inline v16 vsigmoid(v16 z) { return vrecip(1.0f + vexp(-z)); }
 inline v16 vtanh(v16 z) { return 2.0f * vrecip(1.0f + vexp(-2.0f * z)) - 1.0f; }
 
-// acc[r][v] = sum_k a[r * lda + k] * b[v][k * ldb .. + 16], for r < MR,
-// v < NV. The rows of a are prefetched 64 floats ahead: each step's h_{t-1}
+// acc[r][v] = (acc[r][v] if accumulate) + sum_k a[r * lda + k] *
+// b[v][k * ldb .. + 16], for r < MR, v < NV. The rows of a are prefetched 64 floats ahead: each step's h_{t-1}
 // rows were just written, half of them by another core, and the hardware
 // prefetcher alone left the FMAs waiting (3-6% of the forward step).
 template <int MR, int NV>
 inline void tile(const float* a, int64_t lda, int64_t K, const float* const* b,
-                 int64_t ldb, v16 (&acc)[kMaxRows][4]) {
-  for (int r = 0; r < MR; ++r)
-    for (int v = 0; v < NV; ++v) acc[r][v] = v16{};
+                 int64_t ldb, v16 (&acc)[kMaxRows][4], bool accumulate) {
+  if (!accumulate)
+    for (int r = 0; r < MR; ++r)
+      for (int v = 0; v < NV; ++v) acc[r][v] = v16{};
   auto step = [&](int64_t k) {
     v16 bv[NV];
     for (int v = 0; v < NV; ++v) bv[v] = load(b[v] + k * ldb);
@@ -151,14 +152,15 @@ inline void tile(const float* a, int64_t lda, int64_t K, const float* const* b,
 
 template <int NV>
 inline void tile_rows(int mr, const float* a, int64_t lda, int64_t K,
-                      const float* const* b, int64_t ldb, v16 (&acc)[kMaxRows][4]) {
+                      const float* const* b, int64_t ldb, v16 (&acc)[kMaxRows][4],
+                      bool accumulate = false) {
   switch (mr) {
-    case 6: return tile<6, NV>(a, lda, K, b, ldb, acc);
-    case 5: return tile<5, NV>(a, lda, K, b, ldb, acc);
-    case 4: return tile<4, NV>(a, lda, K, b, ldb, acc);
-    case 3: return tile<3, NV>(a, lda, K, b, ldb, acc);
-    case 2: return tile<2, NV>(a, lda, K, b, ldb, acc);
-    default: return tile<1, NV>(a, lda, K, b, ldb, acc);
+    case 6: return tile<6, NV>(a, lda, K, b, ldb, acc, accumulate);
+    case 5: return tile<5, NV>(a, lda, K, b, ldb, acc, accumulate);
+    case 4: return tile<4, NV>(a, lda, K, b, ldb, acc, accumulate);
+    case 3: return tile<3, NV>(a, lda, K, b, ldb, acc, accumulate);
+    case 2: return tile<2, NV>(a, lda, K, b, ldb, acc, accumulate);
+    default: return tile<1, NV>(a, lda, K, b, ldb, acc, accumulate);
   }
 }
 
@@ -275,24 +277,25 @@ int wanted_threads(int64_t pool_threads) {
 }
 
 // Each thread packs the groups g0 <= g < g1 it computes (in parallel, and
-// into its own core's cache), into a buffer it keeps between calls (no
-// allocation, and no page faults, per call).
-std::vector<float>& thread_buffer() {
-  thread_local std::vector<float> buffer;
-  return buffer;
+// into its own core's cache), into buffers it keeps between calls (no
+// allocation, and no page faults, per call): slot 0 the recurrent weight,
+// slot 1 the input weight of the fused projection.
+std::vector<float>& thread_buffer(int slot = 0) {
+  thread_local std::vector<float> buffers[2];
+  return buffers[slot];
 }
 
-// Forward packing of a [H, q H] weight (q gate blocks of H columns):
+// Forward packing of a [K, q H] weight (q gate blocks of H columns):
 // wp[g - g0][k][gate][16] = w[k, gate*H + 16g + j] (0 past H).
-const std::vector<float>& pack_forward(const float* w, int64_t H, int q, int64_t g0,
-                                       int64_t g1) {
-  std::vector<float>& wp = thread_buffer();
-  wp.assign((g1 - g0) * H * q * kLanes, 0.0f);
+const std::vector<float>& pack_forward(const float* w, int64_t K, int64_t H, int q,
+                                       int64_t g0, int64_t g1, int slot = 0) {
+  std::vector<float>& wp = thread_buffer(slot);
+  wp.assign((g1 - g0) * K * q * kLanes, 0.0f);
   for (int64_t g = g0; g < g1; ++g)
-    for (int64_t k = 0; k < H; ++k)
+    for (int64_t k = 0; k < K; ++k)
       for (int gate = 0; gate < q; ++gate)
         for (int j = 0; j < kLanes && g * kLanes + j < H; ++j)
-          wp[(((g - g0) * H + k) * q + gate) * kLanes + j] =
+          wp[(((g - g0) * K + k) * q + gate) * kLanes + j] =
               w[k * q * H + gate * H + g * kLanes + j];
   return wp;
 }
@@ -352,59 +355,85 @@ struct Seq {
   int64_t at(int64_t t, int64_t r) const { return t * step + r * row; }
 };
 
-// The forward recurrence over xp (x W_ih, without the bias b). acts (if not
-// null) gets [T, B, 4H] activations i, f, g, o and cs [T, B, H] every c_t
+// The forward recurrence over xp (x W_ih, without the bias b) or, with
+// w_ih, over the inputs x themselves ([T, B, I] or [B, T, I]): each step's
+// x_t W_ih is then computed in the same register tiles as h_{t-1} W_hh
+// (K = I, then K = H), so xp is never written to memory and read back,
+// and the projection runs at the tiles' rate. acts (if not null) gets
+// [T, B, 4H] activations i, f, g, o and cs [T, B, H] every c_t
 // (time-major); else c_out gets c_{T-1} only.
-void forward(const float* w, const float* bias, const float* xp, const float* h0,
-             const float* c0, int64_t T, int64_t B, int64_t H, bool batch_major,
-             float* ys, float* cs, float* acts, float* c_out, int threads,
-             const Schedule& schedule) {
+void forward(const float* w, const float* bias, const float* xp, const float* w_ih,
+             int64_t I, const float* h0, const float* c0, int64_t T, int64_t B,
+             int64_t H, bool batch_major, float* ys, float* cs, float* acts,
+             float* c_out, int threads, const Schedule& schedule) {
   const int64_t G4 = 4 * H;
-  const Seq sx(batch_major, T, B, G4), sy(batch_major, T, B, H);
+  const bool fused = w_ih != nullptr;
+  const Seq sx(batch_major, T, B, fused ? I : G4), sy(batch_major, T, B, H);
   const int64_t row_blocks = (B + kMaxRows - 1) / kMaxRows;  // of equal size <= 6
   if (cs == nullptr) std::memcpy(c_out, c0, sizeof(float) * B * H);
   run_team(H, threads, schedule, [&](int tid, const Split& split, Barrier& barrier) {
     const int64_t g0 = split.begin(tid), g1 = split.end(tid);
-    const std::vector<float>& wp = pack_forward(w, H, 4, g0, g1);
+    const std::vector<float>& wp = pack_forward(w, H, H, 4, g0, g1);
+    const float* wpi = fused ? pack_forward(w_ih, I, H, 4, g0, g1, 1).data() : nullptr;
     for (int64_t t = 0; t < T; ++t) {
       const float* h_prev = t == 0 ? h0 : ys + sy.at(t - 1, 0);
       const int64_t ldh = t == 0 ? H : sy.row;
       const float* c_prev = cs == nullptr ? c_out : (t == 0 ? c0 : cs + (t - 1) * B * H);
       float* c_now = cs == nullptr ? c_out : cs + t * B * H;
-      // This step's inputs of this thread's units into L2 now, while the
-      // tiles compute (and into L1 just before each row block's tile).
+      // This step's inputs (of this thread's units) into L2 now, while the
+      // tiles compute (and xp into L1 just before each row block's tile).
       for (int64_t row = 0; row < B; ++row) {
         const float* x = xp + sx.at(t, row);
-        for (int64_t g = g0; g < g1; ++g)
-          for (int q = 0; q < 4; ++q) __builtin_prefetch(x + q * H + g * kLanes, 0, 2);
+        if (fused) {
+          for (int64_t k = 0; k < I; k += kLanes) __builtin_prefetch(x + k, 0, 2);
+        } else {
+          for (int64_t g = g0; g < g1; ++g)
+            for (int q = 0; q < 4; ++q) __builtin_prefetch(x + q * H + g * kLanes, 0, 2);
+        }
       }
       for (int64_t g = g0; g < g1; ++g) {
         const int64_t u = g * kLanes;
         const int n = static_cast<int>(std::min<int64_t>(kLanes, H - u));
         const float* base = wp.data() + (g - g0) * H * 4 * kLanes;
         const float* b[4] = {base, base + kLanes, base + 2 * kLanes, base + 3 * kLanes};
+        const float* base_i = fused ? wpi + (g - g0) * I * 4 * kLanes : nullptr;
+        const float* bx[4] = {base_i, base_i + kLanes, base_i + 2 * kLanes,
+                              base_i + 3 * kLanes};
         const v16 bi = load_n(bias + u, n), bf = load_n(bias + H + u, n);
         const v16 bg = load_n(bias + 2 * H + u, n), bo = load_n(bias + 3 * H + u, n);
         for (int64_t blk = 0; blk < row_blocks; ++blk) {
           const int64_t r0 = B * blk / row_blocks;
           const int mr = static_cast<int>(B * (blk + 1) / row_blocks - r0);
           for (int r = 0; r < mr; ++r) {
-            const float* x = xp + sx.at(t, r0 + r) + u;
-            for (int q = 0; q < 4; ++q) __builtin_prefetch(x + q * H);
+            if (!fused) {
+              const float* x = xp + sx.at(t, r0 + r) + u;
+              for (int q = 0; q < 4; ++q) __builtin_prefetch(x + q * H);
+            }
             __builtin_prefetch(c_prev + (r0 + r) * H + u);
           }
           v16 acc[kMaxRows][4];
-          tile_rows<4>(mr, h_prev + r0 * ldh, ldh, H, b, 4 * kLanes, acc);
+          if (fused) {
+            tile_rows<4>(mr, xp + sx.at(t, r0), sx.row, I, bx, 4 * kLanes, acc);
+            tile_rows<4>(mr, h_prev + r0 * ldh, ldh, H, b, 4 * kLanes, acc, true);
+          } else {
+            tile_rows<4>(mr, h_prev + r0 * ldh, ldh, H, b, 4 * kLanes, acc);
+          }
           // Gate by gate over the rows: each loop has mr independent
           // dependency chains for the core to overlap (row by row, the
           // activations' long chains kept it waiting: 5-10% of the step).
           v16 z[4][kMaxRows], cn[kMaxRows];
+          for (int r = 0; r < mr; ++r)
+            for (int q = 0; q < 4; ++q) z[q][r] = acc[r][q];
+          if (!fused)
+            for (int r = 0; r < mr; ++r) {
+              const float* x = xp + sx.at(t, r0 + r) + u;
+              for (int q = 0; q < 4; ++q) z[q][r] += load_n(x + q * H, n);
+            }
           for (int r = 0; r < mr; ++r) {
-            const float* x = xp + sx.at(t, r0 + r) + u;
-            z[0][r] = acc[r][0] + load_n(x, n) + bi;
-            z[1][r] = acc[r][1] + load_n(x + H, n) + bf;
-            z[2][r] = acc[r][2] + load_n(x + 2 * H, n) + bg;
-            z[3][r] = acc[r][3] + load_n(x + 3 * H, n) + bo;
+            z[0][r] += bi;
+            z[1][r] += bf;
+            z[2][r] += bg;
+            z[3][r] += bo;
           }
           for (int r = 0; r < mr; ++r) {
             z[0][r] = vsigmoid(z[0][r]);
@@ -499,7 +528,7 @@ void gru_forward(const float* w, const float* bias, const float* b_hn, const flo
   const int64_t row_blocks = (B + kMaxRows - 1) / kMaxRows;
   run_team(H, threads, schedule, [&](int tid, const Split& split, Barrier& barrier) {
     const int64_t g0 = split.begin(tid), g1 = split.end(tid);
-    const std::vector<float>& wp = pack_forward(w, H, 3, g0, g1);
+    const std::vector<float>& wp = pack_forward(w, H, H, 3, g0, g1);
     for (int64_t t = 0; t < T; ++t) {
       const float* h_prev = t == 0 ? h0 : ys + sy.at(t - 1, 0);
       const int64_t ldh = t == 0 ? H : sy.row;
@@ -624,7 +653,7 @@ ffi::Error ForwardImpl(ffi::ThreadPool pool, F32 w, F32 b, F32 xp, F32 h0, F32 c
                        F32Out acts, bool train) {
   Dims d;
   if (ffi::Error e = check(w, xp, h0, c0, batch_major, &d); e.failure()) return e;
-  forward(w.typed_data(), b.typed_data(), xp.typed_data(), h0.typed_data(),
+  forward(w.typed_data(), b.typed_data(), xp.typed_data(), nullptr, 0, h0.typed_data(),
           c0.typed_data(), d.T, d.B, d.H, batch_major, ys->typed_data(),
           train ? cs->typed_data() : nullptr, train ? acts->typed_data() : nullptr,
           train ? nullptr : c_last->typed_data(), wanted_threads(pool.num_threads()),
@@ -641,6 +670,45 @@ ffi::Error ForwardInferImpl(ffi::ThreadPool pool, F32 w, F32 b, F32 xp, F32 h0, 
 ffi::Error ForwardTrainImpl(ffi::ThreadPool pool, F32 w, F32 b, F32 xp, F32 h0, F32 c0,
                             bool batch_major, F32Out ys, F32Out cs, F32Out acts) {
   return ForwardImpl(pool, w, b, xp, h0, c0, batch_major, ys, cs, cs, acts, true);
+}
+
+// The fused projection: w_ih [I, 4H] and the inputs x [T, B, I] or
+// (batch_major) [B, T, I] in place of xp.
+ffi::Error FusedForwardImpl(ffi::ThreadPool pool, F32 w, F32 w_ih, F32 b, F32 x, F32 h0,
+                            F32 c0, bool batch_major, F32Out ys, F32Out c_last,
+                            F32Out cs, F32Out acts, bool train) {
+  auto wd = w.dimensions(), id = w_ih.dimensions(), xd = x.dimensions();
+  if (wd.size() != 2 || wd[1] != 4 * wd[0])
+    return ffi::Error::InvalidArgument("w_hh must be [H, 4H]");
+  if (id.size() != 2 || id[1] != wd[1])
+    return ffi::Error::InvalidArgument("w_ih must be [I, 4H]");
+  if (xd.size() != 3 || xd[2] != id[0])
+    return ffi::Error::InvalidArgument("x must be [T, B, I] or [B, T, I]");
+  Dims d{batch_major ? xd[1] : xd[0], batch_major ? xd[0] : xd[1], wd[0]};
+  auto hd = h0.dimensions(), cd = c0.dimensions();
+  if (hd.size() != 2 || hd[0] != d.B || hd[1] != d.H || cd.size() != 2 ||
+      cd[0] != d.B || cd[1] != d.H)
+    return ffi::Error::InvalidArgument("h0 and c0 must be [B, H]");
+  forward(w.typed_data(), b.typed_data(), x.typed_data(), w_ih.typed_data(), id[0],
+          h0.typed_data(), c0.typed_data(), d.T, d.B, d.H, batch_major, ys->typed_data(),
+          train ? cs->typed_data() : nullptr, train ? acts->typed_data() : nullptr,
+          train ? nullptr : c_last->typed_data(), wanted_threads(pool.num_threads()),
+          pool_schedule(pool));
+  return ffi::Error::Success();
+}
+
+ffi::Error FusedForwardInferImpl(ffi::ThreadPool pool, F32 w, F32 w_ih, F32 b, F32 x,
+                                 F32 h0, F32 c0, bool batch_major, F32Out ys,
+                                 F32Out c_last) {
+  return FusedForwardImpl(pool, w, w_ih, b, x, h0, c0, batch_major, ys, c_last, c_last,
+                          c_last, false);
+}
+
+ffi::Error FusedForwardTrainImpl(ffi::ThreadPool pool, F32 w, F32 w_ih, F32 b, F32 x,
+                                 F32 h0, F32 c0, bool batch_major, F32Out ys, F32Out cs,
+                                 F32Out acts) {
+  return FusedForwardImpl(pool, w, w_ih, b, x, h0, c0, batch_major, ys, cs, cs, acts,
+                          true);
 }
 
 ffi::Error BackwardImpl(ffi::ThreadPool pool, F32 w, F32 acts, F32 cs, F32 c0, F32 dys,
@@ -715,6 +783,10 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(RnnZooLstmForwardInfer, ForwardInferImpl,
                               (bind_with_layout<5, 2>()));
 XLA_FFI_DEFINE_HANDLER_SYMBOL(RnnZooLstmForwardTrain, ForwardTrainImpl,
                               (bind_with_layout<5, 3>()));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(RnnZooLstmFusedForwardInfer, FusedForwardInferImpl,
+                              (bind_with_layout<6, 2>()));
+XLA_FFI_DEFINE_HANDLER_SYMBOL(RnnZooLstmFusedForwardTrain, FusedForwardTrainImpl,
+                              (bind_with_layout<6, 3>()));
 XLA_FFI_DEFINE_HANDLER_SYMBOL(RnnZooLstmBackward, BackwardImpl,
                               (bind_with_layout<7, 3>()));
 XLA_FFI_DEFINE_HANDLER_SYMBOL(RnnZooGruForwardInfer, GruForwardInferImpl,
