@@ -257,16 +257,25 @@ def _dw_hh(h0, ys, rows_du, batch_major):
   return jnp.matmul(h_prev.reshape(-1, H).T, rows_du)
 
 
-def _fwd(w_hh, b, xp, h0, c0, batch_major):
-  T, B = _dims(xp, batch_major)
+def _forward_train(target, seq, w_hh, *operands, batch_major):
+  """The training forward kernel ``target`` (over xp, or over the inputs
+  ``seq`` with the fused projection): the outputs and the residuals of
+  :func:`_bwd`."""
+  T, B = _dims(seq, batch_major)
   H = w_hh.shape[0]
   f32 = jnp.float32
-  ys, cs, acts = _call("rnn_zoo_lstm_forward_train",
+  ys, cs, acts = _call(target,
                        (_seq(batch_major, T, B, H),
                         jax.ShapeDtypeStruct((T, B, H), f32),
                         jax.ShapeDtypeStruct((T, B, 4 * H), f32)),
-                       w_hh, b, xp, h0, c0, batch_major=batch_major)
+                       w_hh, *operands, batch_major=batch_major)
+  h0, c0 = operands[-2:]
   return (ys, _last(ys, batch_major), cs[-1]), (w_hh, h0, c0, ys, cs, acts)
+
+
+def _fwd(w_hh, b, xp, h0, c0, batch_major):
+  return _forward_train("rnn_zoo_lstm_forward_train", xp, w_hh, b, xp, h0, c0,
+                        batch_major=batch_major)
 
 
 def _bwd(batch_major, res, cotangents):
@@ -311,15 +320,9 @@ def lstm_layer(w_ih, w_hh, b, xs, h0, c0, batch_major=False):
 
 
 def _layer_fwd(w_ih, w_hh, b, xs, h0, c0, batch_major):
-  T, B = _dims(xs, batch_major)
-  H = w_hh.shape[0]
-  f32 = jnp.float32
-  ys, cs, acts = _call("rnn_zoo_lstm_fused_forward_train",
-                       (_seq(batch_major, T, B, H),
-                        jax.ShapeDtypeStruct((T, B, H), f32),
-                        jax.ShapeDtypeStruct((T, B, 4 * H), f32)),
-                       w_hh, w_ih, b, xs, h0, c0, batch_major=batch_major)
-  return (ys, _last(ys, batch_major), cs[-1]), (w_ih, xs, (w_hh, h0, c0, ys, cs, acts))
+  out, rec_res = _forward_train("rnn_zoo_lstm_fused_forward_train", xs, w_hh, w_ih, b,
+                                xs, h0, c0, batch_major=batch_major)
+  return out, (w_ih, xs, rec_res)
 
 
 def _layer_bwd(batch_major, res, cotangents):
