@@ -7,8 +7,9 @@
 // inner product reads, and each step's gates are finished in registers, with
 // no [B, 4H] intermediate written out and read back:
 //
-//   forward, step t:  z = xp_t + h_{t-1} W_hh   (B x 4H, computed 16 hidden
-//                     units x 4 gates x up to 6 rows at a time)
+//   forward, step t:  z = x_t W_ih + h_{t-1} W_hh   (B x 4H, computed 16
+//                     hidden units x 4 gates x up to 6 rows at a time;
+//                     or z = xp_t + h_{t-1} W_hh over a given projection)
 //                     i, f, g, o = act(z);  c_t = f c_{t-1} + i g;
 //                     h_t = o tanh(c_t)       -- all in registers
 //   backward, step t: dz_t from dh_t, dc_t and the saved activations;
@@ -21,13 +22,16 @@
 // (no second pool competing with XLA's for the cores: with OpenMP, every
 // XLA thread that made the call got its own OpenMP workers, two of them
 // sometimes on one core, and a step's barrier then waited a time slice).
-// The input projection xp = x W_ih (the bias is added here) and the weight
-// gradient dW_hh = sum_t h_{t-1}^T dz_t stay large XLA GEMMs outside
+// The LSTM's input projection x_t W_ih runs in the same tiles (its packed
+// weight beside W_hh's), so no [T, B, 4H] projection is written to memory
+// and read back; the GRU's xp = x W_ih and the weight gradients
+// (dW_hh = sum_t h_{t-1}^T dz_t, dW_ih, dx) stay large XLA GEMMs outside
 // (rnn_zoo/native/__init__.py).
 //
 // Layouts (row-major): w_hh [H, 4H] with gate blocks i, f, g, o of H
-// columns (rnn_zoo.LSTM's); xp and ys [T, B, *] or, batch_major, the
-// caller's [B, T, *]; the saved activations and c [T, B, *]; h, c [B, H].
+// columns (rnn_zoo.LSTM's), w_ih [I, 4H] likewise; x, xp and ys [T, B, *]
+// or, batch_major, the caller's [B, T, *]; the saved activations and c
+// [T, B, *]; h, c [B, H].
 //
 // Vectors are GCC vector extensions of 16 floats, so the file compiles for
 // any x86-64 target (-march=native picks AVX-512 or 2 x AVX2); exp is
@@ -171,11 +175,20 @@ inline void cpu_relax() {
 }
 
 // Waits spinning, then yielding the core (a team member that lost its core
-// to another thread gets it back instead of the waiter burning it).
+// to another thread gets it back instead of the waiter burning it). The
+// spin is short: 64 pauses, about 1 us on AMD Zen 4 (a pause is ~64 cycles
+// there). When a team member is not running (its core taken by another
+// thread: right after an XLA scan program, presumably XLA's own pool
+// workers still spinning), each step's barrier costs the whole spin and a
+// switch: with 4000 pauses (~70 us) the LSTM's forward pass at
+// 16x256x32x64 took 15 ms instead of 1.5 in some calls after the scan
+// runner had run, with 256 5 ms, with 64 4 ms; while both run, the spin
+// length made no difference (paired A/B at two shapes).
+constexpr int kSpins = 64;
 template <class Done>
 inline void spin_until(Done done) {
   for (int spins = 0; !done(); ++spins) {
-    if (spins < 4000) {
+    if (spins < kSpins) {
       cpu_relax();
     } else {
       sched_yield();
