@@ -181,9 +181,10 @@ inline void cpu_relax() {
 // thread: right after an XLA scan program, presumably XLA's own pool
 // workers still spinning), each step's barrier costs the whole spin and a
 // switch: with 4000 pauses (~70 us) the LSTM's forward pass at
-// 16x256x32x64 took 15 ms instead of 1.5 in some calls after the scan
-// runner had run, with 256 5 ms, with 64 4 ms; while both run, the spin
-// length made no difference (paired A/B at two shapes).
+// 16x256x32x64 took 10-15 ms instead of 1.5 in some calls after the scan
+// runner had run, with 1000 pauses 9 ms, with 256 5 ms, with 64 at most
+// 4.4 ms (but such 2-3 ms calls came more often); while both run, the
+// spin length made no difference (paired A/B at two shapes).
 constexpr int kSpins = 64;
 template <class Done>
 inline void spin_until(Done done) {
