@@ -496,25 +496,36 @@ void backward(const float* w, const float* acts, const float* cs, const float* c
       for (int64_t g = g0; g < g1; ++g) {
         const int64_t u = g * kLanes;
         const int n = static_cast<int>(std::min<int64_t>(kLanes, H - u));
-        for (int64_t row = 0; row < B; ++row) {
-          if (row + 2 < B) {  // two rows ahead: the loop has no tile to hide misses
-            const float* a2 = a_t + (row + 2) * G4 + u;
+        // Rows in blocks: first every row's tanh(c_t) (independent chains the
+        // core overlaps; row by row, each row waited for its own), then the
+        // rest, which is short.
+        for (int64_t r0 = 0; r0 < B; r0 += kMaxRows) {
+          const int mr = static_cast<int>(std::min<int64_t>(kMaxRows, B - r0));
+          for (int r = 0; r < mr; ++r) {  // the next block's rows, ahead
+            const int64_t ahead = r0 + kMaxRows + r;
+            if (ahead >= B) break;
+            const float* a2 = a_t + ahead * G4 + u;
             for (int q = 0; q < 4; ++q) __builtin_prefetch(a2 + q * H);
-            __builtin_prefetch(c_t + (row + 2) * H + u);
-            __builtin_prefetch(dys + sy.at(t, row + 2) + u);
+            __builtin_prefetch(c_t + ahead * H + u);
+            __builtin_prefetch(dys + sy.at(t, ahead) + u);
           }
-          const float* a = a_t + row * G4 + u;
-          const v16 i = load_n(a, n), f = load_n(a + H, n);
-          const v16 gg = load_n(a + 2 * H, n), o = load_n(a + 3 * H, n);
-          const v16 tc = vtanh(load_n(c_t + row * H + u, n));
-          const v16 dh = load_n(dys + sy.at(t, row) + u, n) + load_n(dh0 + row * H + u, n);
-          const v16 dc = load_n(dc0 + row * H + u, n) + dh * o * (1.0f - tc * tc);
-          float* d = dz + sz.at(t, row) + u;
-          store_n(d, dc * gg * i * (1.0f - i), n);
-          store_n(d + H, dc * load_n(c_prev + row * H + u, n) * f * (1.0f - f), n);
-          store_n(d + 2 * H, dc * i * (1.0f - gg * gg), n);
-          store_n(d + 3 * H, dh * tc * o * (1.0f - o), n);
-          store_n(dc0 + row * H + u, dc * f, n);
+          v16 tcs[kMaxRows];
+          for (int r = 0; r < mr; ++r) tcs[r] = vtanh(load_n(c_t + (r0 + r) * H + u, n));
+          for (int r = 0; r < mr; ++r) {
+            const int64_t row = r0 + r;
+            const float* a = a_t + row * G4 + u;
+            const v16 i = load_n(a, n), f = load_n(a + H, n);
+            const v16 gg = load_n(a + 2 * H, n), o = load_n(a + 3 * H, n);
+            const v16 tc = tcs[r];
+            const v16 dh = load_n(dys + sy.at(t, row) + u, n) + load_n(dh0 + row * H + u, n);
+            const v16 dc = load_n(dc0 + row * H + u, n) + dh * o * (1.0f - tc * tc);
+            float* d = dz + sz.at(t, row) + u;
+            store_n(d, dc * gg * i * (1.0f - i), n);
+            store_n(d + H, dc * load_n(c_prev + row * H + u, n) * f * (1.0f - f), n);
+            store_n(d + 2 * H, dc * i * (1.0f - gg * gg), n);
+            store_n(d + 3 * H, dh * tc * o * (1.0f - o), n);
+            store_n(dc0 + row * H + u, dc * f, n);
+          }
         }
       }
       barrier.wait();
