@@ -211,6 +211,22 @@ int main() {
   Schedule late = [](std::function<void()> t) {
     std::thread([t] { std::this_thread::sleep_for(std::chrono::milliseconds(50)); t(); }).detach(); };
   Schedule inl = [](std::function<void()> t) { t(); };
+  // A helper started on the caller's CPU moves off it for the call and
+  // gets its own affinity back afterwards.
+  static std::atomic<int> restored{0};
+  Schedule here = [](std::function<void()> t) {
+    const int cpu = sched_getcpu();
+    std::thread([t, cpu] {
+      cpu_set_t one, before, after;
+      sched_getaffinity(0, sizeof(before), &before);
+      CPU_ZERO(&one);
+      CPU_SET(cpu, &one);
+      sched_setaffinity(0, sizeof(one), &one);  // onto the caller's CPU
+      sched_setaffinity(0, sizeof(before), &before);  // free again, still there
+      t();
+      sched_getaffinity(0, sizeof(after), &after);
+      restored += CPU_EQUAL(&before, &after);
+    }).detach(); };
   // The recurrence over xp, and the one that projects x itself (w_ih).
   std::vector<float> ref(T*B*H), ref_x(T*B*H);
   forward(w.data(), b.data(), xp.data(), nullptr, 0, h0.data(), c0.data(), T, B, H, false,
@@ -218,7 +234,7 @@ int main() {
   forward(w.data(), b.data(), x.data(), w_ih.data(), I, h0.data(), c0.data(), T, B, H, false,
           ref_x.data(), nullptr, nullptr, cl.data(), 1, nullptr);
   int same = 0;
-  for (const Schedule* s : {&now, &late, &inl}) {
+  for (const Schedule* s : {&now, &late, &inl, &here}) {
     std::vector<float> y(T*B*H), y_x(T*B*H);
     forward(w.data(), b.data(), xp.data(), nullptr, 0, h0.data(), c0.data(), T, B, H, false,
             y.data(), nullptr, nullptr, cl.data(), 2, *s);
@@ -227,6 +243,7 @@ int main() {
     same += (y == ref) + (y_x == ref_x);
   }
   std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the late helpers leave
+  same += restored == 2;
   printf("%d\n", same);
 }
 """
@@ -242,4 +259,4 @@ def test_helpers_that_start_late_or_inline_leave_the_call_to_the_others(tmp_path
   subprocess.run(["g++", "-O1", "-std=c++17", "-pthread", "-march=native", "-isystem",
                   jax.ffi.include_dir(), str(src), "-o", str(exe)], check=True)
   out = subprocess.run([str(exe)], check=True, capture_output=True, text=True, timeout=60)
-  assert out.stdout.strip() == "6"
+  assert out.stdout.strip() == "9"
