@@ -112,8 +112,10 @@ inline v16 vexp(v16 x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
-  v16i e = (__builtin_convertvector(n, v16i) + 127) << 23;
-  return p * reinterpret_cast<v16&>(e);
+  const v16i e = (__builtin_convertvector(n, v16i) + 127) << 23;
+  v16 scale;  // 2^n: e's bits as floats (memcpy: no type-punned reference)
+  std::memcpy(&scale, &e, sizeof(scale));
+  return p * scale;
 }
 // 1 / d: AVX-512's 14-bit estimate and one Newton step (about 1 ulp; a
 // division of 16 floats costs several times as much), else a division.
