@@ -131,9 +131,10 @@ inline v16 vsigmoid(v16 z) { return vrecip(1.0f + vexp(-z)); }
 inline v16 vtanh(v16 z) { return 2.0f * vrecip(1.0f + vexp(-2.0f * z)) - 1.0f; }
 
 // acc[r][v] = (acc[r][v] if accumulate) + sum_k a[r * lda + k] *
-// b[v][k * ldb .. + 16], for r < MR, v < NV. The rows of a are prefetched 64 floats ahead: each step's h_{t-1}
-// rows were just written, half of them by another core, and the hardware
-// prefetcher alone left the FMAs waiting (3-6% of the forward step).
+// b[v][k * ldb .. + 16], for r < MR, v < NV. The rows of a are prefetched
+// 64 floats ahead: each step's h_{t-1} rows were just written, half of them
+// by another core, and the hardware prefetcher alone left the FMAs waiting
+// (3-6% of the forward step).
 template <int MR, int NV>
 inline void tile(const float* a, int64_t lda, int64_t K, const float* const* b,
                  int64_t ldb, v16 (&acc)[kMaxRows][4], bool accumulate) {
@@ -245,7 +246,7 @@ class CpuMove {
  public:
   CpuMove(std::atomic<int>* cpus, int tid) {
 #if defined(__linux__)
-    const int cpu = sched_getcpu();
+    const int cpu = current_cpu();
     cpus[tid].store(cpu);
     bool shared = false;
     for (int i = 0; i < tid; ++i) shared |= cpus[i].load() == cpu;
@@ -425,14 +426,14 @@ struct Seq {
   int64_t at(int64_t t, int64_t r) const { return t * step + r * row; }
 };
 
-// The forward recurrence over xp (x W_ih, without the bias b) or, with
-// w_ih, over the inputs x themselves ([T, B, I] or [B, T, I]): each step's
+// The forward recurrence over `in`: xp (x W_ih, without the bias b) or, with
+// w_ih, the inputs x themselves ([T, B, I] or [B, T, I]): each step's
 // x_t W_ih is then computed in the same register tiles as h_{t-1} W_hh
 // (K = I, then K = H), so xp is never written to memory and read back,
 // and the projection runs at the tiles' rate. acts (if not null) gets
 // [T, B, 4H] activations i, f, g, o and cs [T, B, H] every c_t
 // (time-major); else c_out gets c_{T-1} only.
-void forward(const float* w, const float* bias, const float* xp, const float* w_ih,
+void forward(const float* w, const float* bias, const float* in, const float* w_ih,
              int64_t I, const float* h0, const float* c0, int64_t T, int64_t B,
              int64_t H, bool batch_major, float* ys, float* cs, float* acts,
              float* c_out, int threads, const Schedule& schedule) {
@@ -453,7 +454,7 @@ void forward(const float* w, const float* bias, const float* xp, const float* w_
       // This step's inputs (of this thread's units) into L2 now, while the
       // tiles compute (and xp into L1 just before each row block's tile).
       for (int64_t row = 0; row < B; ++row) {
-        const float* x = xp + sx.at(t, row);
+        const float* x = in + sx.at(t, row);
         if (fused) {
           for (int64_t k = 0; k < I; k += kLanes) __builtin_prefetch(x + k, 0, 2);
         } else {
@@ -476,14 +477,14 @@ void forward(const float* w, const float* bias, const float* xp, const float* w_
           const int mr = static_cast<int>(B * (blk + 1) / row_blocks - r0);
           for (int r = 0; r < mr; ++r) {
             if (!fused) {
-              const float* x = xp + sx.at(t, r0 + r) + u;
+              const float* x = in + sx.at(t, r0 + r) + u;
               for (int q = 0; q < 4; ++q) __builtin_prefetch(x + q * H);
             }
             __builtin_prefetch(c_prev + (r0 + r) * H + u);
           }
           v16 acc[kMaxRows][4];
           if (fused) {
-            tile_rows<4>(mr, xp + sx.at(t, r0), sx.row, I, bx, 4 * kLanes, acc);
+            tile_rows<4>(mr, in + sx.at(t, r0), sx.row, I, bx, 4 * kLanes, acc);
             tile_rows<4>(mr, h_prev + r0 * ldh, ldh, H, b, 4 * kLanes, acc, true);
           } else {
             tile_rows<4>(mr, h_prev + r0 * ldh, ldh, H, b, 4 * kLanes, acc);
@@ -496,7 +497,7 @@ void forward(const float* w, const float* bias, const float* xp, const float* w_
             for (int q = 0; q < 4; ++q) z[q][r] = acc[r][q];
           if (!fused)
             for (int r = 0; r < mr; ++r) {
-              const float* x = xp + sx.at(t, r0 + r) + u;
+              const float* x = in + sx.at(t, r0 + r) + u;
               for (int q = 0; q < 4; ++q) z[q][r] += load_n(x + q * H, n);
             }
           for (int r = 0; r < mr; ++r) {
