@@ -73,6 +73,34 @@ def test_values_and_gradients_match_the_scan_runner(name, shape, layout):
     np.testing.assert_allclose(a, b, atol=2e-5, rtol=2e-5)
 
 
+@pytest.mark.parametrize("batch_major", [False, True], ids=["time_major", "batch_major"])
+@pytest.mark.parametrize("with_x", [True, False], ids=["x", "no_x"])
+def test_weight_grads_match_a_float64_gemm(batch_major, with_x):
+  # 391 rows: a chunk of the kernel's rows (256), then a partial one;
+  # N = 136: full 64-column panels and a partial vector; I = 13: a register
+  # tile of C across x's and h's columns.
+  T, B, I, H, N = 23, 17, 13, 21, 136
+  k = jax.random.split(jax.random.key(3), 4)
+  lead = (B, T) if batch_major else (T, B)
+  xs = jax.random.normal(k[0], lead + (I,))
+  ys = jax.random.normal(k[1], lead + (H,))
+  d = jax.random.normal(k[2], lead + (N,))
+  h0 = jax.random.normal(k[3], (B, H))
+  out = jax.jit(lambda *a: native.weight_grads(*a, batch_major=batch_major))(
+      h0, ys, d, xs if with_x else None)
+  tm = (lambda a: np.swapaxes(np.asarray(a, np.float64), 0, 1)) if batch_major else (
+      lambda a: np.asarray(a, np.float64))
+  x64, y64, d64 = tm(xs), tm(ys), tm(d)
+  h_prev = np.concatenate([np.asarray(h0, np.float64)[None], y64[:-1]])
+  want = [np.einsum("tbh,tbn->hn", h_prev, d64), d64.sum((0, 1))]
+  if with_x:
+    want.insert(0, np.einsum("tbi,tbn->in", x64, d64))
+  assert len(out) == len(want)
+  for got, ref in zip(out, want):
+    assert got.shape == ref.shape and got.dtype == jnp.float32
+    np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-4)
+
+
 @pytest.mark.parametrize("name", sorted(CELLS))
 def test_it_is_the_default_and_not_with_lengths(name):
   cell = CELLS[name](8)

@@ -8,7 +8,7 @@ barrier per step -- what oneDNN's RNN primitive (PyTorch's CPU
 values and gradients as ``rnn_zoo.fused.fused_recurrence`` (tested); the
 LSTM's input projection ``x W_ih`` runs inside the forward kernel, in the
 same register tiles as ``h W_hh`` (:func:`lstm_layer`), and the weight
-gradients stay XLA GEMMs.
+gradients are one native GEMM over every step's rows (:func:`weight_grads`).
 
 The kernel is C++ compiled on first use with the machine's ``g++`` (about
 10 s; ``-O3 -march=native``) into ``$RNN_ZOO_CACHE/native``
@@ -54,6 +54,8 @@ TARGETS = {
     "rnn_zoo_gru_forward_infer": "RnnZooGruForwardInfer",
     "rnn_zoo_gru_forward_train": "RnnZooGruForwardTrain",
     "rnn_zoo_gru_backward": "RnnZooGruBackward",
+    "rnn_zoo_weight_grads": "RnnZooWeightGrads",
+    "rnn_zoo_recurrent_weight_grads": "RnnZooRecurrentWeightGrads",
 }
 
 _lock = threading.Lock()
@@ -247,14 +249,30 @@ def _last(ys, batch_major):
   return ys[:, -1] if batch_major else ys[-1]
 
 
-def _dw_hh(h0, ys, rows_du, batch_major):
-  """``dW_hh = sum_t h_{t-1}^T du_t``: one ``[H, T*B] x [T*B, G*H]`` GEMM
-  over the rows of ``du`` (in the layout of ``ys``)."""
-  t_axis = 1 if batch_major else 0
-  T, H = ys.shape[t_axis], ys.shape[-1]
-  h_prev = jnp.concatenate([jnp.expand_dims(h0, t_axis),
-                            jax.lax.slice_in_dim(ys, 0, T - 1, axis=t_axis)], t_axis)
-  return jnp.matmul(h_prev.reshape(-1, H).T, rows_du)
+def weight_grads(h0, ys, d, xs=None, batch_major=False):
+  """The weight gradients of a recurrence, in one native GEMM over every
+  step's rows: ``dW_hh = sum_t h_{t-1}^T d_t``, ``db = sum_t d_t`` and, with
+  ``xs``, ``dW_ih = sum_t x_t^T d_t``.
+
+  Args:
+    h0: ``[B, H]`` initial state (``h_{-1}``).
+    ys: ``[T, B, H]`` the outputs ``h_t`` (``[B, T, H]`` with ``batch_major``).
+    d: ``[T, B, N]`` the gradient of the pre-activations (``dz``; the
+      GRU's ``du``), in the layout of ``ys``.
+    xs: ``[T, B, I]`` the inputs, in the layout of ``ys``, or None.
+
+  Returns:
+    ``(dW_hh [H, N], db [N])``, or ``(dW_ih [I, N], dW_hh, db)`` with ``xs``.
+  """
+  H, N = ys.shape[-1], d.shape[-1]
+  f32 = jnp.float32
+  outs = (jax.ShapeDtypeStruct((H, N), f32), jax.ShapeDtypeStruct((N,), f32))
+  if xs is None:
+    return _call("rnn_zoo_recurrent_weight_grads", outs, h0, ys, d,
+                 batch_major=batch_major)
+  return _call("rnn_zoo_weight_grads",
+               (jax.ShapeDtypeStruct((xs.shape[-1], N), f32),) + outs, xs, h0, ys, d,
+               batch_major=batch_major)
 
 
 def _forward_train(target, seq, w_hh, *operands, batch_major):
@@ -278,17 +296,23 @@ def _fwd(w_hh, b, xp, h0, c0, batch_major):
                         batch_major=batch_major)
 
 
-def _bwd(batch_major, res, cotangents):
+def _backward(batch_major, res, cotangents):
+  """The backward kernel: ``dz`` (the layout of ``ys``), ``dh0``, ``dc0``."""
   w_hh, h0, c0, ys, cs, acts = res
   dys, dhT, dcT = cotangents
   T, B, H = cs.shape
-  dz, dh0, dc0 = _call("rnn_zoo_lstm_backward",
-                       (_seq(batch_major, T, B, 4 * H),
-                        jax.ShapeDtypeStruct((B, H), jnp.float32),
-                        jax.ShapeDtypeStruct((B, H), jnp.float32)),
-                       w_hh, acts, cs, c0, dys, dhT, dcT, batch_major=batch_major)
-  rows_dz = dz.reshape(T * B, 4 * H)
-  return _dw_hh(h0, ys, rows_dz, batch_major), rows_dz.sum(0), dz, dh0, dc0
+  return _call("rnn_zoo_lstm_backward",
+               (_seq(batch_major, T, B, 4 * H),
+                jax.ShapeDtypeStruct((B, H), jnp.float32),
+                jax.ShapeDtypeStruct((B, H), jnp.float32)),
+               w_hh, acts, cs, c0, dys, dhT, dcT, batch_major=batch_major)
+
+
+def _bwd(batch_major, res, cotangents):
+  dz, dh0, dc0 = _backward(batch_major, res, cotangents)
+  _, h0, _, ys, _, _ = res
+  dw_hh, db = weight_grads(h0, ys, dz, batch_major=batch_major)
+  return dw_hh, db, dz, dh0, dc0
 
 
 lstm_recurrence.defvjp(_fwd, _bwd)
@@ -327,12 +351,12 @@ def _layer_fwd(w_ih, w_hh, b, xs, h0, c0, batch_major):
 
 def _layer_bwd(batch_major, res, cotangents):
   w_ih, xs, rec_res = res
-  dw_hh, db, dxp, dh0, dc0 = _bwd(batch_major, rec_res, cotangents)
-  I = w_ih.shape[0]
-  # 2-D GEMMs over the flattened rows (XLA:CPU ran the 3-D ones slower).
-  rows_dxp = dxp.reshape(-1, dxp.shape[-1])
-  dw_ih = jnp.matmul(xs.reshape(-1, I).T, rows_dxp)
-  dxs = jnp.matmul(rows_dxp, w_ih.T).reshape(xs.shape)
+  dz, dh0, dc0 = _backward(batch_major, rec_res, cotangents)
+  _, h0, _, ys, _, _ = rec_res
+  dw_ih, dw_hh, db = weight_grads(h0, ys, dz, xs, batch_major=batch_major)
+  # dx = dz W_ih^T: a plain GEMM over the flattened rows (XLA:CPU ran it at
+  # 180-190 GFLOP/s; the 3-D form slower).
+  dxs = jnp.matmul(dz.reshape(-1, dz.shape[-1]), w_ih.T).reshape(xs.shape)
   return dw_ih, dw_hh, db, dxs, dh0, dc0
 
 
@@ -379,10 +403,10 @@ def _gru_bwd(batch_major, res, cotangents):
                       (_seq(batch_major, T, B, 3 * H), _seq(batch_major, T, B, H),
                        jax.ShapeDtypeStruct((B, H), jnp.float32)),
                       w_hh, acts, h0, ys, dys, dhT, batch_major=batch_major)
-  rows_du = du.reshape(T * B, 3 * H)
-  dw_hh = _dw_hh(h0, ys, rows_du, batch_major)
+  dw_hh, du_sum = weight_grads(h0, ys, du, batch_major=batch_major)
   dxp = jnp.concatenate([du[..., :2 * H], dn], axis=-1)
-  return (dw_hh, dxp.reshape(T * B, 3 * H).sum(0), rows_du[:, 2 * H:].sum(0), dxp, dh0)
+  db = jnp.concatenate([du_sum[:2 * H], dn.reshape(-1, H).sum(0)])
+  return dw_hh, db, du_sum[2 * H:], dxp, dh0
 
 
 gru_recurrence.defvjp(_gru_fwd, _gru_bwd)
