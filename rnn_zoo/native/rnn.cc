@@ -641,21 +641,27 @@ void backward(const float* w, const float* acts, const float* cs, const float* c
 // and D's roles), reading D's rows where they are (a panel with a partial
 // vector, past N % 16, is copied out first). Each element of C sums its
 // rows in the same order (the layout's) whatever the number of threads.
-// Measured and dropped (paired A/B, 2 threads): chunks of 128 or 256 rows
-// (1.07-1.10x the time of 512 at both shapes), blocks of 16-64 tiles of C
+// Measured (paired A/B, 2 threads, 32x128x128x256 and 64x64x256x512):
+// chunks of 128 rows took 1.07-1.09x the time of 256, and of 512 rows
+// 0.92-0.99x, but the longer sums doubled the largest gradient error
+// against float64 (5.7e-7 of the largest value against 2.4e-7, as with
+// XLA's GEMMs; benchmarks.scan_precision). Dropped: blocks of 16-64 tiles of C
 // so the block's packed A stays in L2 (1.03-1.08x), tiles of 8 x 3 and
 // 12 x 2 vectors (1.02-1.10x). A first version copied each 64-column
 // panel of D into a buffer: the copies took 7% of a one-thread profile.
-constexpr int64_t kChunk = 512;
+constexpr int64_t kChunk = 256;
 constexpr int kWRows = 6, kWVecs = 4;  // a tile of C: rows x 16-float vectors
 
 // c[r][v * 16 ..] (+)= sum_k ap[k][r] * dr[k][off + v * 16 ..], r < kWRows, v < NV.
+// The chunk's sum starts from zero and is added to c at the end: a sum over
+// all the rows in two levels (chunks, then the chunks' sums), not one chain
+// of T * B terms.
 template <int NV>
 inline void outer_tile(const float* ap, const float* const* dr, int64_t off, int64_t kc,
                        float* const* c, bool first) {
   v16 sum[kWRows][NV];  // local: see tile()
   for (int r = 0; r < kWRows; ++r)
-    for (int v = 0; v < NV; ++v) sum[r][v] = first ? v16{} : load(c[r] + v * kLanes);
+    for (int v = 0; v < NV; ++v) sum[r][v] = v16{};
   for (int64_t k = 0; k < kc; ++k) {
     const float* d = dr[k] + off;
     v16 dv[NV];
@@ -666,7 +672,8 @@ inline void outer_tile(const float* ap, const float* const* dr, int64_t off, int
     }
   }
   for (int r = 0; r < kWRows; ++r)
-    for (int v = 0; v < NV; ++v) store(c[r] + v * kLanes, sum[r][v]);
+    for (int v = 0; v < NV; ++v)
+      store(c[r] + v * kLanes, first ? sum[r][v] : load(c[r] + v * kLanes) + sum[r][v]);
 }
 
 void weight_grads(const float* x, int64_t I, const float* h0, const float* ys, int64_t H,
