@@ -4,11 +4,13 @@ The LSTM's and the GRU's recurrences (``rnn.cc``): the recurrent weight
 packed once per call, each step's gates finished in registers, the hidden
 units split between threads (the caller and XLA's own pool) with one
 barrier per step -- what oneDNN's RNN primitive (PyTorch's CPU
-``nn.LSTM``) does and XLA's ``lax.scan`` cannot express. :func:`lstm_recurrence` and :func:`gru_recurrence` have the same
-values and gradients as ``rnn_zoo.fused.fused_recurrence`` (tested); the
-LSTM's input projection ``x W_ih`` runs inside the forward kernel, in the
-same register tiles as ``h W_hh`` (:func:`lstm_layer`), and the weight
-gradients are one native GEMM over every step's rows (:func:`weight_grads`).
+``nn.LSTM``) does and XLA's ``lax.scan`` cannot express.
+:func:`lstm_recurrence` and :func:`gru_recurrence` have the same values and
+gradients as ``rnn_zoo.fused.fused_recurrence`` (tested); the LSTM's input
+projection ``x W_ih`` runs inside the forward kernel, in the same register
+tiles as ``h W_hh``, and ``dx = dz W_ih^T`` inside the backward kernel
+(:func:`lstm_layer`); the weight gradients are one native GEMM over every
+step's rows (:func:`weight_grads`).
 
 The kernel is C++ compiled on first use with the machine's ``g++`` (about
 10 s; ``-O3 -march=native``) into ``$RNN_ZOO_CACHE/native``
@@ -324,7 +326,9 @@ def lstm_layer(w_ih, w_hh, b, xs, h0, c0, batch_major=False):
   """An LSTM layer over its inputs: :func:`lstm_recurrence` with the input
   projection ``xs W_ih`` computed inside the kernel, step by step in the
   same register tiles as ``h_{t-1} W_hh`` (no ``[T, B, 4H]`` projection
-  written to memory and read back).
+  written to memory and read back); its gradient computes
+  ``dx = dz W_ih^T`` inside the backward kernel and the weight gradients
+  with :func:`weight_grads`.
 
   Args:
     w_ih: ``[I, 4H]`` input weight; w_hh: ``[H, 4H]``; b: ``[4H]``.
