@@ -17,9 +17,10 @@ pytestmark = pytest.mark.skipif(not native.available(),
                                 reason="no C++ compiler for the native kernel here")
 
 # (B, T, I, H): H a multiple of 16 and not; B a multiple of the 6-row tile and
-# not; one step; fewer units than one 16-lane group.
+# not; one step; fewer units than one 16-lane group; I over two 16-column
+# groups and a partial one (the LSTM's dx, split between the threads).
 SHAPES = [(3, 5, 4, 20), (8, 7, 3, 64), (13, 6, 5, 33), (6, 1, 2, 16), (2, 4, 3, 5),
-          (32, 3, 8, 256)]
+          (32, 3, 8, 256), (5, 4, 37, 24)]
 
 
 CELLS = {"lstm": rz.LSTM, "gru": rz.GRU}
