@@ -760,7 +760,7 @@ void weight_grads(const float* x, int64_t I, const float* h0, const float* ys, i
           // The next tile's rows of C into L2 now, for writing: C (3 MB at
           // 64x64x256x512) does not stay in cache between chunks, and its
           // loads and stores waited at each call's end (paired: 0.96-0.97x
-          // the time there, 0.99-1.0x at 32x128x128x256).
+          // the time there, 0.99-1.03x at 32x128x128x256).
           if (tile + 1 < tiles && (tile + 2) * kWRows <= M)
             for (int r = 0; r < kWRows; ++r)
               for (int v = 0; v < nv; ++v)

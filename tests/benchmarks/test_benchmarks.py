@@ -136,6 +136,27 @@ def test_throughput_tiny(tmp_path):
   assert "| gru | train | 2×5×3×4 ×2 layers | rnn_zoo |" in report
 
 
+def test_native_ab_times_two_builds_and_compares_their_bits(tmp_path):
+  # Both versions from the working tree: every kernel runs, and two loaded
+  # copies of one build give the same bits.
+  proc = run("benchmarks.native_ab", f"--out={tmp_path}", "--base=", "--new=",
+             "--shapes=3x5x20x24,7x3x5x17", "--rounds=2", "--threads=2")
+  results = json.loads((tmp_path / "results.json").read_text())
+  assert [(r["kernel"], r["shape"]) for r in results["rows"]] == [
+      (k, s) for k in ("forward", "forward_train", "backward", "weight_grads")
+      for s in ([3, 5, 20, 24], [7, 3, 5, 17])]
+  for r in results["rows"]:
+    assert r["max_abs_diff"] == 0.0 and r["base_ms"] > 0 and r["new_ms"] > 0
+    assert len(r["base_all_ms"]) == len(r["new_all_ms"]) == 2
+  assert "| weight_grads | 7×3×5×17 |" in (tmp_path / "report.md").read_text()
+  assert "new/base" in proc.stdout
+  bad = run("benchmarks.native_ab", f"--out={tmp_path}", "--base=no-such-revision",
+            check=False)
+  assert bad.returncode != 0 and "no rnn_zoo/native/rnn.cc at git revision" in bad.stderr
+  bad = run("benchmarks.native_ab", f"--out={tmp_path}", "--kernels=gemm", check=False)
+  assert bad.returncode != 0 and "--kernels must name kernels from" in bad.stderr
+
+
 def test_throughput_bfloat16_and_the_device_flag(tmp_path):
   run("benchmarks.throughput", f"--out={tmp_path}", "--shapes=2x5x3x4",
       "--rounds=1", "--dtype=bfloat16", "--cells=lstm", "--modes=train",
