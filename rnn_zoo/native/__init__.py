@@ -299,16 +299,21 @@ def _fwd(w_hh, b, xp, h0, c0, batch_major):
                         batch_major=batch_major)
 
 
-def _backward(batch_major, res, cotangents):
-  """The backward kernel: ``dz`` (the layout of ``ys``), ``dh0``, ``dc0``."""
+def _backward(batch_major, res, cotangents, w_ih=None, x_shape=None):
+  """The backward kernel: ``dz`` (the layout of ``ys``), ``dh0``, ``dc0``;
+  with ``w_ih``, ``dx = dz W_ih^T`` too (shape ``x_shape``, after ``dz``),
+  step by step beside ``dz_t W_hh^T``."""
   w_hh, h0, c0, ys, cs, acts = res
   dys, dhT, dcT = cotangents
   T, B, H = cs.shape
-  return _call("rnn_zoo_lstm_backward",
-               (_seq(batch_major, T, B, 4 * H),
-                jax.ShapeDtypeStruct((B, H), jnp.float32),
-                jax.ShapeDtypeStruct((B, H), jnp.float32)),
-               w_hh, acts, cs, c0, dys, dhT, dcT, batch_major=batch_major)
+  dz = _seq(batch_major, T, B, 4 * H)
+  state = jax.ShapeDtypeStruct((B, H), jnp.float32)
+  if w_ih is None:
+    return _call("rnn_zoo_lstm_backward", (dz, state, state),
+                 w_hh, acts, cs, c0, dys, dhT, dcT, batch_major=batch_major)
+  return _call("rnn_zoo_lstm_layer_backward",
+               (dz, jax.ShapeDtypeStruct(x_shape, jnp.float32), state, state),
+               w_hh, w_ih, acts, cs, c0, dys, dhT, dcT, batch_major=batch_major)
 
 
 def _bwd(batch_major, res, cotangents):
@@ -355,17 +360,9 @@ def _layer_fwd(w_ih, w_hh, b, xs, h0, c0, batch_major):
 
 
 def _layer_bwd(batch_major, res, cotangents):
-  w_ih, xs, (w_hh, h0, c0, ys, cs, acts) = res
-  dys, dhT, dcT = cotangents
-  T, B, H = cs.shape
-  f32 = jnp.float32
-  # dx = dz W_ih^T inside the backward kernel, step by step beside
-  # dz_t W_hh^T; then the weight gradients in one GEMM.
-  dz, dxs, dh0, dc0 = _call("rnn_zoo_lstm_layer_backward",
-                            (_seq(batch_major, T, B, 4 * H), jax.ShapeDtypeStruct(xs.shape, f32),
-                             jax.ShapeDtypeStruct((B, H), f32),
-                             jax.ShapeDtypeStruct((B, H), f32)),
-                            w_hh, w_ih, acts, cs, c0, dys, dhT, dcT, batch_major=batch_major)
+  w_ih, xs, rec_res = res
+  dz, dxs, dh0, dc0 = _backward(batch_major, rec_res, cotangents, w_ih, xs.shape)
+  _, h0, _, ys, _, _ = rec_res
   dw_ih, dw_hh, db = weight_grads(h0, ys, dz, xs, batch_major=batch_major)
   return dw_ih, dw_hh, db, dxs, dh0, dc0
 

@@ -633,7 +633,7 @@ void backward(const float* w, const float* acts, const float* cs, const float* c
 // columns; h_{-1} = h0) and D's rows d_{t,b} (N columns: dz, or the GRU's
 // du). XLA:CPU ran these transposed GEMMs at 130-155 GFLOP/s on 2 cores of
 // a 232 GFLOP/s machine at 32x128x128x256 (170-190 at 64x64x256x512);
-// this runs at 170-200.
+// this runs at 170-210.
 // Each thread computes its own 16-column groups of C; the rows go in
 // chunks of kChunk: the chunk's A packed as [6-row tile of C][k][6] (each
 // thread its own copy: A is narrow beside D), then each 6 x 64 tile of C
