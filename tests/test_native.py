@@ -102,6 +102,34 @@ def test_weight_grads_match_a_float64_gemm(batch_major, with_x):
     np.testing.assert_allclose(got, ref, rtol=1e-5, atol=1e-4)
 
 
+def test_lstm_recurrence_over_a_given_projection_matches_the_scan_runner():
+  # The public recurrence over xp = x W_ih (its own backward target, without
+  # dx, and the weight gradients without x).
+  B, T, I, H = 5, 7, 6, 20
+  cell = rz.LSTM(H)
+  k = jax.random.split(jax.random.key(4), 4)
+  p = _random_params(cell, k[0], I)
+  xs = jax.random.normal(k[1], (B, T, I))
+  h0, c0 = (0.5 * jax.random.normal(kk, (B, H)) for kk in jax.random.split(k[2]))
+  r = jax.random.normal(k[3], (B, T, H))
+
+  def loss_native(p, xs):
+    ys, h, c = native.lstm_recurrence(p["w_hh"], p["b"], xs @ p["w_ih"], h0, c0, True)
+    return jnp.sum(ys * r) + jnp.sum(jnp.sin(h)) + 2 * jnp.sum(jnp.sin(c))
+
+  def loss_scan(p, xs):
+    ys, carry = rz.unroll(cell, p, xs, initial_carry=rz.LSTMCarry(h=h0, c=c0),
+                          native=False)
+    return jnp.sum(ys * r) + jnp.sum(jnp.sin(carry.h)) + 2 * jnp.sum(jnp.sin(carry.c))
+
+  np.testing.assert_allclose(jax.jit(loss_native)(p, xs), jax.jit(loss_scan)(p, xs),
+                             rtol=2e-6)
+  g_n = jax.jit(jax.grad(loss_native, (0, 1)))(p, xs)
+  g_s = jax.jit(jax.grad(loss_scan, (0, 1)))(p, xs)
+  for a, b in zip(jax.tree.leaves(g_n), jax.tree.leaves(g_s)):
+    np.testing.assert_allclose(a, b, atol=2e-5, rtol=2e-5)
+
+
 @pytest.mark.parametrize("name", sorted(CELLS))
 def test_it_is_the_default_and_not_with_lengths(name):
   cell = CELLS[name](8)

@@ -651,7 +651,7 @@ void backward(const float* w, const float* acts, const float* cs, const float* c
 // ahead (1.10-1.21x). A first version copied each 64-column panel of D
 // into a buffer: the copies took 7% of a one-thread profile.
 constexpr int64_t kChunk = 256;
-constexpr int kWRows = 6, kWVecs = 4;  // a tile of C: rows x 16-float vectors
+constexpr int kWRows = kMaxRows, kWVecs = 4;  // a tile of C: rows x 16-float vectors
 
 // c[r][v * 16 ..] (+)= sum_k ap[k][r] * dr[k][off + v * 16 ..], r < kWRows, v < NV.
 // The chunk's sum starts from zero and is added to c at the end: a sum over
@@ -978,39 +978,45 @@ ffi::Error FusedForwardTrainImpl(ffi::ThreadPool pool, F32 w, F32 w_ih, F32 b, F
                           true);
 }
 
-ffi::Error BackwardImpl(ffi::ThreadPool pool, F32 w, F32 acts, F32 cs, F32 c0, F32 dys,
-                        F32 dhT, F32 dcT, bool batch_major, F32Out dz, F32Out dh0,
-                        F32Out dc0) {
+// The LSTM's backward pass; with w_ih [I, 4H] (the layer's), dx too, into
+// the layout of x.
+ffi::Error BackwardImpl(ffi::ThreadPool pool, F32 w, const F32* w_ih, F32 acts, F32 cs,
+                        F32 c0, F32 dys, F32 dhT, F32 dcT, bool batch_major, F32Out dz,
+                        F32Out* dx, F32Out dh0, F32Out dc0) {
   Dims d;
   if (ffi::Error e = check(w, *dz, dhT, c0, batch_major, &d); e.failure())
     return e;
+  int64_t I = 0;
+  if (w_ih != nullptr) {
+    auto id = w_ih->dimensions(), xd = (*dx)->dimensions();
+    if (id.size() != 2 || id[1] != 4 * d.H)
+      return ffi::Error::InvalidArgument("w_ih must be [I, 4H]");
+    if (xd.size() != 3 || xd[0] != dz->dimensions()[0] || xd[1] != dz->dimensions()[1] ||
+        xd[2] != id[0])
+      return ffi::Error::InvalidArgument("dx must be [T, B, I] or [B, T, I], as dz");
+    I = id[0];
+  }
   backward(w.typed_data(), acts.typed_data(), cs.typed_data(), c0.typed_data(),
            dys.typed_data(), dhT.typed_data(), dcT.typed_data(), d.T, d.B, d.H,
            batch_major, dz->typed_data(), dh0->typed_data(), dc0->typed_data(),
-           wanted_threads(pool.num_threads()), pool_schedule(pool));
+           wanted_threads(pool.num_threads()), pool_schedule(pool),
+           w_ih == nullptr ? nullptr : w_ih->typed_data(), I,
+           w_ih == nullptr ? nullptr : (*dx)->typed_data());
   return ffi::Error::Success();
 }
 
-// The LSTM layer's backward pass: BackwardImpl's, and dx from w_ih [I, 4H]
-// into the layout of x.
+ffi::Error RecurrenceBackwardImpl(ffi::ThreadPool pool, F32 w, F32 acts, F32 cs, F32 c0,
+                                  F32 dys, F32 dhT, F32 dcT, bool batch_major, F32Out dz,
+                                  F32Out dh0, F32Out dc0) {
+  return BackwardImpl(pool, w, nullptr, acts, cs, c0, dys, dhT, dcT, batch_major, dz,
+                      nullptr, dh0, dc0);
+}
+
 ffi::Error LayerBackwardImpl(ffi::ThreadPool pool, F32 w, F32 w_ih, F32 acts, F32 cs,
                              F32 c0, F32 dys, F32 dhT, F32 dcT, bool batch_major,
                              F32Out dz, F32Out dx, F32Out dh0, F32Out dc0) {
-  Dims d;
-  if (ffi::Error e = check(w, *dz, dhT, c0, batch_major, &d); e.failure())
-    return e;
-  auto id = w_ih.dimensions(), xd = dx->dimensions();
-  if (id.size() != 2 || id[1] != 4 * d.H)
-    return ffi::Error::InvalidArgument("w_ih must be [I, 4H]");
-  if (xd.size() != 3 || xd[0] != dz->dimensions()[0] || xd[1] != dz->dimensions()[1] ||
-      xd[2] != id[0])
-    return ffi::Error::InvalidArgument("dx must be [T, B, I] or [B, T, I], as dz");
-  backward(w.typed_data(), acts.typed_data(), cs.typed_data(), c0.typed_data(),
-           dys.typed_data(), dhT.typed_data(), dcT.typed_data(), d.T, d.B, d.H,
-           batch_major, dz->typed_data(), dh0->typed_data(), dc0->typed_data(),
-           wanted_threads(pool.num_threads()), pool_schedule(pool), w_ih.typed_data(),
-           id[0], dx->typed_data());
-  return ffi::Error::Success();
+  return BackwardImpl(pool, w, &w_ih, acts, cs, c0, dys, dhT, dcT, batch_major, dz, &dx,
+                      dh0, dc0);
 }
 
 ffi::Error GruForwardImpl(ffi::ThreadPool pool, F32 w, F32 b, F32 b_hn, F32 xp, F32 h0,
@@ -1123,7 +1129,7 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(RnnZooLstmFusedForwardInfer, FusedForwardInferImpl
                               (bind_with_layout<6, 2>()));
 XLA_FFI_DEFINE_HANDLER_SYMBOL(RnnZooLstmFusedForwardTrain, FusedForwardTrainImpl,
                               (bind_with_layout<6, 3>()));
-XLA_FFI_DEFINE_HANDLER_SYMBOL(RnnZooLstmBackward, BackwardImpl,
+XLA_FFI_DEFINE_HANDLER_SYMBOL(RnnZooLstmBackward, RecurrenceBackwardImpl,
                               (bind_with_layout<7, 3>()));
 XLA_FFI_DEFINE_HANDLER_SYMBOL(RnnZooLstmLayerBackward, LayerBackwardImpl,
                               (bind_with_layout<8, 4>()));
