@@ -9,9 +9,9 @@ inputs) and one forward pass of:
   backward); ``lstm[unroll=8]`` and ``lstm[remat=64]``: the same with
   ``unroll=8`` (compile time) and ``remat=64`` (memory);
 * ``mingru[seq]``: minGRU through the same sequential loop
-  (``parallel=False``);
+  (``impl="scan"``);
 * ``mingru[par]``, ``minlstm[par]``: the associative scan (the default);
-* ``mingru[log]``: the log-space scan (``parallel="log"``);
+* ``mingru[log]``: the log-space scan (``impl="parallel_log"``);
 * ``lru[seq]``, ``lru[par]``: the LRU through the sequential loop and its
   complex associative scan (``H/2`` complex modes);
 
@@ -52,12 +52,12 @@ IMPLS = {
     "lstm[unroll=8]": (lambda H: rz.LSTM(H), {"unroll": 8}),
     "lstm[remat=64]": (lambda H: rz.LSTM(H), {"remat": 64}),
     "gru": (lambda H: rz.GRU(H), {}),
-    "mingru[seq]": (lambda H: rz.MinGRU(H), {"parallel": False}),
-    "mingru[par]": (lambda H: rz.MinGRU(H), {"parallel": True}),
-    "mingru[log]": (lambda H: rz.MinGRU(H), {"parallel": "log"}),
-    "minlstm[par]": (lambda H: rz.MinLSTM(H), {"parallel": True}),
-    "lru[seq]": (lambda H: rz.LRU(H, r_min=0.9, r_max=0.999), {"parallel": False}),
-    "lru[par]": (lambda H: rz.LRU(H, r_min=0.9, r_max=0.999), {"parallel": True}),
+    "mingru[seq]": (lambda H: rz.MinGRU(H), {"impl": "scan"}),
+    "mingru[par]": (lambda H: rz.MinGRU(H), {"impl": "parallel"}),
+    "mingru[log]": (lambda H: rz.MinGRU(H), {"impl": "parallel_log"}),
+    "minlstm[par]": (lambda H: rz.MinLSTM(H), {"impl": "parallel"}),
+    "lru[seq]": (lambda H: rz.LRU(H, r_min=0.9, r_max=0.999), {"impl": "scan"}),
+    "lru[par]": (lambda H: rz.LRU(H, r_min=0.9, r_max=0.999), {"impl": "parallel"}),
 }
 
 _LENGTHS = flags.DEFINE_list("lengths", ["256", "1024", "4096", "16384"],

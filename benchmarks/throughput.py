@@ -15,19 +15,20 @@ for:
 * ``rnn_zoo``: :func:`rnn_zoo.unroll` with its defaults (for the LSTM and
   GRU on a one-device CPU process, the native kernels of
   :mod:`rnn_zoo.native`; otherwise the scan with the fused backward);
-* ``rnn_zoo[scan]``: the LSTM's and GRU's scan runner (``native=False``, the
-  fused backward), the portable reference the native kernels replace;
-* ``rnn_zoo[autodiff]``: the same runner with ``fused=False`` (plain
-  autodiff of ``lax.scan``) — the ablation;
+* ``rnn_zoo[scan]``: the LSTM's and GRU's scan runner with the fused
+  backward (``impl="fused"``), the portable reference the native kernels
+  replace;
+* ``rnn_zoo[autodiff]``: plain autodiff of ``lax.scan`` (``impl="scan"``)
+  — the ablation;
 * ``rnn_zoo[cudnn]`` (``--device=gpu``, LSTM, float32): the LSTM through
-  cuDNN (``cudnn=True``, :mod:`rnn_zoo.cudnn`);
+  cuDNN (``impl="cudnn"``, :mod:`rnn_zoo.cudnn`);
 * ``flax``: ``nn.RNN(nn.OptimizedLSTMCell)`` / ``nn.RNN(nn.GRUCell)``;
 * ``torch``: ``nn.LSTM`` / ``nn.GRU`` (when torch is installed; on the GPU
   with ``--device=gpu``, where it runs cuDNN);
 * for ``mingru`` / ``minlstm`` / ``lru`` (no library ships them to compare
   with): ``rnn_zoo`` is the parallel (associative) scan, the default for
   these cells, and ``rnn_zoo[sequential]`` the same cell stepped by the
-  ordinary scan (``parallel=False``); the report puts the zoo's LSTM time of
+  ordinary scan (``impl="scan"``); the report puts the zoo's LSTM time of
   the same shape and mode beside them when ``--cells`` includes ``lstm``;
 
 interleaved round by round (so drift hits all alike), reporting medians,
@@ -146,12 +147,9 @@ def gemm_rate(n: int = 2048, rounds: int = 7, dtype=jnp.float32) -> float:
   return 2 * n ** 3 / float(np.median(times))
 
 
-def make_zoo(cell_name, B, T, I, H, L, fused, mode, parallel=None, native=None,
-             cudnn=False, dtype="float32"):
-  """``fused``: the LSTM/GRU's backward (None: the default); ``parallel``:
-  the linear cells' runner (None: the parallel scan; False: sequential);
-  ``native``: the LSTM's native kernel (None: the default; False: the scan);
-  ``cudnn``: the LSTM through cuDNN; ``dtype``: the compute dtype."""
+def make_zoo(cell_name, B, T, I, H, L, mode, impl="auto", dtype="float32"):
+  """``impl``: the runner's implementation (:func:`rnn_zoo.unroll`);
+  ``dtype``: the compute dtype."""
   cell = rz.make_cell(cell_name, H, dtype=jnp.dtype(dtype))
   model = rz.StackedRNN.of(cell, L) if L > 1 else cell
   params = model.init(jax.random.key(0), I)
@@ -161,9 +159,8 @@ def make_zoo(cell_name, B, T, I, H, L, fused, mode, parallel=None, native=None,
   def forward(p, x):
     if L > 1:
       # StackedRNN runs each layer through rz.unroll (fused backward by default).
-      return model.apply(p, x, parallel=parallel, native=native, cudnn=cudnn)[0]
-    return rz.unroll(cell, p, x, fused=fused, parallel=parallel, native=native,
-                     cudnn=cudnn)[0]
+      return model.apply(p, x, impl=impl)[0]
+    return rz.unroll(cell, p, x, impl=impl)[0]
 
   if mode == "infer":
     step = jax.jit(forward)
@@ -403,27 +400,27 @@ def main(argv):
     for shape in shapes:
       B, T, I, H, L = shape
       for mode in _MODES.value:
-        fns = {"rnn_zoo": make_zoo(cell_name, B, T, I, H, L, None, mode, dtype=dtype)}
+        fns = {"rnn_zoo": make_zoo(cell_name, B, T, I, H, L, mode, dtype=dtype)}
         torch_dtype = None
         if cell_name in LINEAR:
           if wanted("rnn_zoo[sequential]"):
             # the ablation: the same cell stepped by the sequential scan
-            fns["rnn_zoo[sequential]"] = make_zoo(cell_name, B, T, I, H, L, None,
-                                                  mode, parallel=False, dtype=dtype)
+            fns["rnn_zoo[sequential]"] = make_zoo(cell_name, B, T, I, H, L, mode,
+                                                  impl="scan", dtype=dtype)
         else:
           if device == "cpu" and dtype == "float32" and wanted("rnn_zoo[scan]"):
             # the reference the native kernel replaces (off the CPU, or in
             # bfloat16, the default is this scan already)
-            fns["rnn_zoo[scan]"] = make_zoo(cell_name, B, T, I, H, L, None, mode,
-                                            native=False)
+            fns["rnn_zoo[scan]"] = make_zoo(cell_name, B, T, I, H, L, mode,
+                                            impl="fused")
           if (device == "gpu" and cell_name == "lstm" and dtype == "float32"
               and wanted("rnn_zoo[cudnn]")):
-            fns["rnn_zoo[cudnn]"] = make_zoo(cell_name, B, T, I, H, L, None, mode,
-                                             cudnn=True)
+            fns["rnn_zoo[cudnn]"] = make_zoo(cell_name, B, T, I, H, L, mode,
+                                             impl="cudnn")
           if L == 1 and wanted("rnn_zoo[autodiff]"):
             # the ablation: plain autodiff of the same scan
-            fns["rnn_zoo[autodiff]"] = make_zoo(cell_name, B, T, I, H, L, False, mode,
-                                                dtype=dtype)
+            fns["rnn_zoo[autodiff]"] = make_zoo(cell_name, B, T, I, H, L, mode,
+                                                impl="scan", dtype=dtype)
           if wanted("flax"):
             fns["flax"] = make_flax(cell_name, B, T, I, H, L, mode, dtype)
           if have_torch:

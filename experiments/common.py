@@ -41,7 +41,7 @@ CELL_FIELDS = (
     ("lru_r_max", 0.999, "lru: largest |lambda| at init."),
     ("lru_max_phase", 0.1 * math.pi, "lru: largest arg(lambda) at init (pi/10)."),
     ("compute_dtype", "float32", "Matmul dtype: float32 | bfloat16 (carry, params, accumulation float32)."),
-    ("cudnn", False, "lstm: run it through cuDNN on an NVIDIA GPU (rz.unroll(cudnn=True); float32, one device)."),
+    ("cudnn", False, "lstm: run it through cuDNN on an NVIDIA GPU (rz.unroll(impl='cudnn'); float32, one device)."),
 )
 
 # What config.compute_dtype may name: the dtype of a cell's matmuls (the

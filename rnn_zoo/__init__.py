@@ -1,7 +1,7 @@
 """rnn_zoo: a JAX/Flax model zoo of recurrent networks.
 
 Pure-function cells (:class:`SimpleRNN`, :class:`LSTM`, :class:`GRU`), one
-``lax.scan`` runner (:func:`unroll`) and what is built on it
+runner (:func:`unroll`, :mod:`rnn_zoo.runner`) and what is built on it
 (:func:`bidirectional`, :class:`StackedRNN`, :func:`truncated_bptt`), a Flax
 module (:class:`rnn_zoo.nn.RNN`), PyTorch interop (:mod:`rnn_zoo.interop`),
 gradient-flow diagnostics (:mod:`rnn_zoo.gradflow`), models and tasks
@@ -29,18 +29,19 @@ from rnn_zoo.cells import (CELL_NAMES, CELLS, GRU, LSTM, AttentionCarry, Attenti
                            LSTMCarry, LRU, MinGRU, MinLSTM, PointwiseCell, ProjectedCell, SimpleRNN,
                            make_cell)
 from rnn_zoo.errors import UserError
-from rnn_zoo.recurrence import (StackedRNN, bidirectional, python_unroll,
-                                python_unroll_with_carries,
-                                reverse_within_lengths, truncated_bptt, unroll,
-                                unroll_with_carries)
+from rnn_zoo import runner
+from rnn_zoo.runner import (IMPLS, StackedRNN, bidirectional, explain_impl,
+                            python_unroll, python_unroll_with_carries,
+                            reverse_within_lengths, truncated_bptt, unroll,
+                            unroll_with_carries)
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Cell", "ProjectedCell", "PointwiseCell", "SimpleRNN", "LSTM", "GRU",
     "GRUCho", "LinearRecurrentCell", "MinGRU", "MinLSTM", "LRU", "AttentionCell", "AttentionCarry", "HiddenCarry", "LSTMCarry", "CELLS", "CELL_NAMES", "make_cell",
-    "UserError", "unroll", "unroll_with_carries", "python_unroll",
+    "UserError", "unroll", "unroll_with_carries", "explain_impl", "IMPLS", "python_unroll",
     "python_unroll_with_carries", "bidirectional", "StackedRNN",
     "truncated_bptt", "reverse_within_lengths", "nn", "interop", "gradflow",
-    "models", "data", "decoding", "parallel", "cudnn",
+    "models", "data", "decoding", "parallel", "cudnn", "runner",
 ]

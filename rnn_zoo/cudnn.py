@@ -8,9 +8,9 @@ runner's contract: per-example lengths (outputs past a length are zero, the
 final carry is the one after the last valid step, also for length 0, which
 cuDNN itself cannot take), reversal within lengths, any initial carry, and
 gradients of params, inputs and initial carry.
-:func:`rnn_zoo.unroll` (``cudnn=True``) calls it.
+:func:`rnn_zoo.unroll` (``impl="cudnn"``) calls it.
 
-What it runs (:func:`why_not` says why not otherwise): an ``rnn_zoo.LSTM``
+What it runs (:func:`rnn_zoo.explain_impl` says why not otherwise): an ``rnn_zoo.LSTM``
 whose params, inputs, carry and compute dtype are float32 (cuDNN's binding
 in JAX takes nothing else: bfloat16 compute runs on the scan runner), on an
 NVIDIA GPU, in a process with one device (sharded over several, XLA would
@@ -50,7 +50,7 @@ _emulation = {"on": os.environ.get("RNN_ZOO_CUDNN_EMULATE", "") == "1"}
 def emulated():
   """Within it, the cuDNN path runs on JAX's reference implementation of
   the cuDNN call (``jax.experimental.rnn.lstm_ref`` over the same packed
-  weights) on any backend: a way to run ``cudnn=True`` code on a CPU.
+  weights) on any backend: a way to run ``impl="cudnn"`` code on a CPU.
 
   It is read when a function is traced: a function jitted inside keeps
   what it traced with.
@@ -60,7 +60,7 @@ def emulated():
     >>> cell = rz.LSTM(8)
     >>> params = cell.init(jax.random.key(0), input_size=3)
     >>> with rz.cudnn.emulated():
-    ...   ys, carry = rz.unroll(cell, params, jnp.ones((2, 5, 3)), cudnn=True,
+    ...   ys, carry = rz.unroll(cell, params, jnp.ones((2, 5, 3)), impl="cudnn",
     ...                         lengths=jnp.array([5, 0]))
     >>> ys.shape, float(abs(carry.h[1]).max())
     ((2, 5, 8), 0.0)
@@ -110,8 +110,10 @@ def _op():
   return jax_rnn.lstm
 
 
-def _platform_reason() -> str | None:
-  """Why cuDNN cannot run in this process (backend, devices), or None."""
+def platform_reason() -> str | None:
+  """Why cuDNN cannot run in this process (backend, devices, plugin), or
+  None (the cell, dtype and option checks are the runner's:
+  :func:`rnn_zoo.explain_impl`)."""
   if _emulation["on"]:
     return None
   backend = jax.default_backend()
@@ -132,39 +134,11 @@ def _platform_reason() -> str | None:
 def status() -> str:
   """One line for a log: whether the cuDNN path can run here and, if not,
   why."""
-  reason = _platform_reason()
+  reason = platform_reason()
   if reason is not None:
     return "not available: " + reason
-  return ("available (unroll(cudnn=True)) for float32 LSTM layers"
+  return ("available (unroll(impl='cudnn')) for float32 LSTM layers"
           + (" [emulated]" if _emulation["on"] else ""))
-
-
-def why_not(cell, params, xs, carry0, probes=None) -> str | None:
-  """None if :func:`lstm` runs this layer, else why not (a sentence).
-
-  Args:
-    cell, params: the layer.
-    xs: its inputs (any layout).
-    carry0: the initial carry.
-    probes: the runner's hidden probes, if any.
-  """
-  from rnn_zoo.cells.lstm import LSTM  # pylint: disable=g-import-not-at-top
-  if type(cell) is not LSTM:  # exact type: a subclass may change the step
-    return ("cuDNN runs rnn_zoo.LSTM only (jax.experimental.rnn has no other "
-            f"cell), not {type(cell).__name__}")
-  if probes is not None:
-    return "cuDNN takes no hidden_probes"
-  f32 = jnp.dtype(jnp.float32)
-  dtypes = {"compute dtype": jnp.dtype(cell.dtype), "w_ih": params["w_ih"].dtype,
-            "w_hh": params["w_hh"].dtype, "b": params["b"].dtype,
-            "inputs": xs.dtype, "carry h": carry0.h.dtype, "carry c": carry0.c.dtype}
-  for what, dt in dtypes.items():
-    if dt != f32:
-      return (f"jax.experimental.rnn is float32 only ({what} is {dt}; "
-              "bfloat16 compute runs on the scan runner)")
-  if 0 in xs.shape:
-    return f"cuDNN needs inputs with a step and a row, got {tuple(xs.shape)}"
-  return _platform_reason()
 
 
 def _precision():

@@ -30,7 +30,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from rnn_zoo.cells.cell import Cell
-from rnn_zoo.recurrence import unroll, unroll_with_carries
+from rnn_zoo.cells.linear import LinearRecurrentCell
+from rnn_zoo.runner import unroll, unroll_with_carries
 
 Array = jax.Array
 
@@ -89,11 +90,13 @@ def jacobian_norms(cell: Cell, params, xs: Array, positions: Sequence[int] | Arr
   positions = jnp.asarray(positions)
   zeros = jnp.zeros((B, T, H), xs.dtype)
 
+  linearizable = "parallel" if isinstance(cell, LinearRecurrentCell) else "scan"
+
   def final_h(probes):
     # Plain autodiff: forward mode (linearize) cannot go through the fused
-    # runner's custom VJP.
+    # or native runners' custom VJP (the parallel scan is plain autodiff).
     _, carry = unroll(cell, params, xs, hidden_probes=probes,
-                      initial_carry=initial_carry, fused=False)
+                      initial_carry=initial_carry, impl=linearizable)
     return carry.h
 
   _, jvp_fn = jax.linearize(final_h, zeros)

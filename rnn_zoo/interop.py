@@ -34,7 +34,7 @@ from rnn_zoo.cells.cell import Cell
 from rnn_zoo.cells.gru import GRU, GRUCho
 from rnn_zoo.cells.lstm import LSTM
 from rnn_zoo.cells.simple_rnn import SimpleRNN
-from rnn_zoo.recurrence import StackedRNN
+from rnn_zoo.runner import StackedRNN
 from rnn_zoo.errors import UserError
 
 

@@ -69,7 +69,8 @@ def _compare(layout, context, atol):
   r = jax.random.normal(jax.random.key(9), xs.shape[:2] + (H,))
 
   def run(p, xs, c0, use):
-    return rz.unroll(cell, p, xs, initial_carry=c0, cudnn=use, native=False, **kw)
+    return rz.unroll(cell, p, xs, initial_carry=c0, impl="cudnn" if use else "fused",
+                     **kw)
 
   def loss(p, xs, c0, use):
     ys, c = run(p, xs, c0, use)
@@ -107,7 +108,7 @@ def test_cudnn_matches_the_scan_runner_on_a_gpu(layout):
 @needs_gpu
 def test_cudnn_is_what_runs_on_a_gpu():
   cell, p, xs, _ = _setup()
-  hlo = jax.jit(lambda p, x: rz.unroll(cell, p, x, cudnn=True)[0]).lower(p, xs).as_text()
+  hlo = jax.jit(lambda p, x: rz.unroll(cell, p, x, impl="cudnn")[0]).lower(p, xs).as_text()
   assert "cudnn_rnn" in hlo
 
 
@@ -119,7 +120,7 @@ def test_a_bidirectional_stack_trains_through_it_like_the_scan():
   lengths = jnp.asarray(LENGTHS)
 
   def loss(p, use):
-    ys, _ = stack.apply(p, xs, lengths=lengths, cudnn=use)
+    ys, _ = stack.apply(p, xs, lengths=lengths, impl="cudnn" if use else "auto")
     return jnp.mean((ys - target) ** 2)
 
   with cudnn.emulated():
@@ -130,7 +131,7 @@ def test_a_bidirectional_stack_trains_through_it_like_the_scan():
 
 
 def test_flax_module_option_in_a_jitted_adam_step():
-  layer = rz.nn.RNN(rz.LSTM(H), num_layers=2, cudnn=True)
+  layer = rz.nn.RNN(rz.LSTM(H), num_layers=2, impl="cudnn")
   ref = rz.nn.RNN(rz.LSTM(H), num_layers=2)
   xs = jax.random.normal(jax.random.key(1), (B, T, I))
   target = jax.random.normal(jax.random.key(2), (B, T, H))
@@ -163,20 +164,20 @@ def test_flax_module_option_in_a_jitted_adam_step():
     (lambda: rz.LSTM(H), {"remat": 2}, "no remat"),
     (lambda: rz.LSTM(H), {"resets": jnp.zeros((B, T), bool)}, "no resets"),
 ])
-def test_cudnn_true_says_why_it_cannot_run(make, kw, match):
+def test_impl_cudnn_says_why_it_cannot_run(make, kw, match):
   cell = make()
   p = cell.init(jax.random.key(0), I)
   with cudnn.emulated():  # everything but the platform would do
-    with pytest.raises(ValueError, match=f"cudnn=True cannot run here: .*{match}"):
-      rz.unroll(cell, p, jnp.ones((B, T, I)), cudnn=True, **kw)
+    with pytest.raises(ValueError, match=f"impl='cudnn' cannot run here: .*{match}"):
+      rz.unroll(cell, p, jnp.ones((B, T, I)), impl="cudnn", **kw)
 
 
 @pytest.mark.skipif(ON_GPU, reason="checks the message off a GPU")
 def test_off_a_gpu_it_names_the_backend():
   cell, p, xs, _ = _setup()
-  with pytest.raises(ValueError, match="cudnn=True cannot run here: cuDNN runs on an "
+  with pytest.raises(ValueError, match="impl='cudnn' cannot run here: cuDNN runs on an "
                                        "NVIDIA GPU, not cpu"):
-    rz.unroll(cell, p, xs, cudnn=True)
+    rz.unroll(cell, p, xs, impl="cudnn")
   assert cudnn.status() == "not available: cuDNN runs on an NVIDIA GPU, not cpu"
   with cudnn.emulated():
     assert cudnn.status().endswith("[emulated]")
@@ -186,6 +187,8 @@ def test_bad_value():
   cell, p, xs, _ = _setup()
   with pytest.raises(ValueError, match="cudnn must be True or False, got 'yes'"):
     rz.unroll(cell, p, xs, cudnn="yes")
+  with pytest.raises(ValueError, match=r"impl must be one of \['auto', .*\], got 'cuda'"):
+    rz.unroll(cell, p, xs, impl="cuda")
 
 
 def test_emulation_ends_with_its_block():

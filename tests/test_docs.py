@@ -10,7 +10,8 @@ import pytest
 
 MODULES = ["rnn_zoo", "rnn_zoo.cells", "rnn_zoo.cells.attention", "rnn_zoo.nn.encoders",
            "rnn_zoo.cells.simple_rnn", "rnn_zoo.cells.lstm",
-           "rnn_zoo.cells.gru", "rnn_zoo.cells.linear", "rnn_zoo.parallel", "rnn_zoo.recurrence", "rnn_zoo.nn.recurrent",
+           "rnn_zoo.cells.gru", "rnn_zoo.cells.linear", "rnn_zoo.parallel", "rnn_zoo.runner.api", "rnn_zoo.runner.inputs",
+           "rnn_zoo.runner.select", "rnn_zoo.runner.stack", "rnn_zoo.nn.recurrent",
            "rnn_zoo.interop", "rnn_zoo.decoding", "rnn_zoo.models.sequence",
            "rnn_zoo.models.char_lm", "rnn_zoo.cudnn"]
 DOCS = pathlib.Path(__file__).parent.parent / "docs"

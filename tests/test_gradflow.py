@@ -152,7 +152,7 @@ def test_parameter_sensitivity_against_per_example_gradients(x64, name):
   def norms(b, t):
     def readout(p, c0):
       x = jax.lax.dynamic_slice_in_dim(xs, b, 1)
-      ys, _ = rz.unroll(cell, p, x, initial_carry=c0, parallel=False)
+      ys, _ = rz.unroll(cell, p, x, initial_carry=c0, impl="scan")
       return ys[0, t] @ v
     gp, gc = jax.grad(readout, argnums=(0, 1))(p, c0)
     return (jnp.linalg.norm(gp["w_hh"] if "w_hh" in p else flat(gp)),

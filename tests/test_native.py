@@ -26,8 +26,8 @@ SHAPES = [(3, 5, 4, 20), (8, 7, 3, 64), (13, 6, 5, 33), (6, 1, 2, 16), (2, 4, 3,
 CELLS = {"lstm": rz.LSTM, "gru": rz.GRU}
 
 
-def _run(cell, p, xs, init, native_flag, **kw):
-  return rz.unroll(cell, p, xs, initial_carry=init, native=native_flag, **kw)
+def _run(cell, p, xs, init, impl, **kw):
+  return rz.unroll(cell, p, xs, initial_carry=init, impl=impl, **kw)
 
 
 def _random_params(cell, key, I):
@@ -59,17 +59,17 @@ def test_values_and_gradients_match_the_scan_runner(name, shape, layout):
       for z, kk in zip(zeros, jax.random.split(k[2], len(zeros)))])
   r = jax.random.normal(k[4], xs.shape[:2] + (H,))
 
-  def loss(p, xs, init, flag):
-    ys, carry = _run(cell, p, xs, init, flag, **kw)
+  def loss(p, xs, init, impl):
+    ys, carry = _run(cell, p, xs, init, impl, **kw)
     return jnp.sum(ys * r) + sum(jnp.sum(jnp.sin(c) * (i + 1))
                                  for i, c in enumerate(carry))
 
-  out_n = jax.jit(lambda *a: _run(cell, *a, True, **kw))(p, xs, init)
-  out_s = jax.jit(lambda *a: _run(cell, *a, False, **kw))(p, xs, init)
+  out_n = jax.jit(lambda *a: _run(cell, *a, "native", **kw))(p, xs, init)
+  out_s = jax.jit(lambda *a: _run(cell, *a, "fused", **kw))(p, xs, init)
   for a, b in zip(jax.tree.leaves(out_n), jax.tree.leaves(out_s)):
     np.testing.assert_allclose(a, b, atol=2e-6, rtol=2e-6)
-  g_n = jax.jit(jax.grad(lambda *a: loss(*a, True), (0, 1, 2)))(p, xs, init)
-  g_s = jax.jit(jax.grad(lambda *a: loss(*a, False), (0, 1, 2)))(p, xs, init)
+  g_n = jax.jit(jax.grad(lambda *a: loss(*a, "native"), (0, 1, 2)))(p, xs, init)
+  g_s = jax.jit(jax.grad(lambda *a: loss(*a, "fused"), (0, 1, 2)))(p, xs, init)
   for a, b in zip(jax.tree.leaves(g_n), jax.tree.leaves(g_s)):
     np.testing.assert_allclose(a, b, atol=2e-5, rtol=2e-5)
 
@@ -119,7 +119,7 @@ def test_lstm_recurrence_over_a_given_projection_matches_the_scan_runner():
 
   def loss_scan(p, xs):
     ys, carry = rz.unroll(cell, p, xs, initial_carry=rz.LSTMCarry(h=h0, c=c0),
-                          native=False)
+                          impl="fused")
     return jnp.sum(ys * r) + jnp.sum(jnp.sin(carry.h)) + 2 * jnp.sum(jnp.sin(carry.c))
 
   np.testing.assert_allclose(jax.jit(loss_native)(p, xs), jax.jit(loss_scan)(p, xs),
@@ -142,7 +142,7 @@ def test_it_is_the_default_and_not_with_lengths(name):
   assert f"rnn_zoo_{name}_" not in hlo(
       lambda p, x: rz.unroll(cell, p, x, lengths=jnp.array([4, 2]))[0])
   assert f"rnn_zoo_{name}_" not in hlo(
-      lambda p, x: rz.unroll(cell, p, x, native=False)[0])
+      lambda p, x: rz.unroll(cell, p, x, impl="fused")[0])
   grad_hlo = hlo(jax.grad(lambda p, x: jnp.sum(rz.unroll(cell, p, x)[0])))
   # The LSTM's backward kernel computes dx too; the weight gradients are
   # one native GEMM for both cells.
@@ -159,10 +159,10 @@ def test_a_stack_trains_through_it_like_the_scan(name):
   xs = jax.random.normal(jax.random.key(1), (7, 9, 5))
   target = jax.random.normal(jax.random.key(2), (7, 9, 24))
 
-  def loss(p, flag):
-    return jnp.mean((stack.apply(p, xs, native=flag)[0] - target) ** 2)
+  def loss(p, impl):
+    return jnp.mean((stack.apply(p, xs, impl=impl)[0] - target) ** 2)
 
-  grads = [jax.jit(jax.grad(loss), static_argnums=1)(p, flag) for flag in (None, False)]
+  grads = [jax.jit(jax.grad(loss), static_argnums=1)(p, impl) for impl in ("auto", "fused")]
   for a, b in zip(jax.tree.leaves(grads[0]), jax.tree.leaves(grads[1])):
     np.testing.assert_allclose(a, b, atol=1e-6, rtol=1e-5)
 
@@ -172,8 +172,8 @@ def test_vmap_runs_each_member(name):
   cell = CELLS[name](16)
   ps = jax.vmap(lambda k: cell.init(k, 3))(jax.random.split(jax.random.key(0), 3))
   xs = jax.random.normal(jax.random.key(1), (3, 2, 5, 3))
-  f = lambda flag: jax.jit(jax.vmap(lambda p, x: rz.unroll(cell, p, x, native=flag)[0]))
-  np.testing.assert_allclose(f(True)(ps, xs), f(False)(ps, xs), atol=2e-6)
+  f = lambda impl: jax.jit(jax.vmap(lambda p, x: rz.unroll(cell, p, x, impl=impl)[0]))
+  np.testing.assert_allclose(f("native")(ps, xs), f("fused")(ps, xs), atol=2e-6)
 
 
 @pytest.mark.parametrize("what, make, match", [
@@ -182,26 +182,28 @@ def test_vmap_runs_each_member(name):
     ("lengths", lambda: (rz.LSTM(8), {"lengths": jnp.array([4, 1])}),
      "no lengths or hidden_probes"),
     ("bfloat16", lambda: (rz.LSTM(8, dtype=jnp.bfloat16), {}), "float32 only"),
-    ("fused=False", lambda: (rz.LSTM(8), {"fused": False}), "replaces the fused runner"),
+    ("remat", lambda: (rz.LSTM(8), {"remat": 2}), "the native kernel does not combine with remat"),
+    ("resets", lambda: (rz.LSTM(8), {"resets": jnp.zeros((2, 4), bool)}),
+     "the native kernel takes no resets"),
 ])
 def test_native_true_says_why_it_cannot_run(what, make, match):
   del what
   cell, kw = make()
   p = cell.init(jax.random.key(0), 3)
-  with pytest.raises(ValueError, match=f"native=True cannot run here: .*{match}"):
-    rz.unroll(cell, p, jnp.ones((2, 4, 3)), native=True, **kw)
+  with pytest.raises(ValueError, match=f"impl='native' cannot run here: .*{match}"):
+    rz.unroll(cell, p, jnp.ones((2, 4, 3)), impl="native", **kw)
 
 
 def test_forward_mode_falls_back_to_the_scan():
   cell = rz.LSTM(8)
   p = cell.init(jax.random.key(0), 3)
   x = jnp.ones((2, 4, 3))
-  f = lambda flag: lambda x: jnp.sum(rz.unroll(cell, p, x, native=flag)[0])
-  _, t_default = jax.jvp(f(None), (x,), (x,))
-  _, t_scan = jax.jvp(f(False), (x,), (x,))
+  f = lambda impl: lambda x: jnp.sum(rz.unroll(cell, p, x, impl=impl)[0])
+  _, t_default = jax.jvp(f("auto"), (x,), (x,))
+  _, t_scan = jax.jvp(f("scan"), (x,), (x,))
   np.testing.assert_allclose(t_default, t_scan, rtol=1e-6)
-  with pytest.raises(ValueError, match="native=True does not support forward-mode"):
-    jax.jvp(f(True), (x,), (x,))
+  with pytest.raises(ValueError, match="impl='native' does not support forward-mode"):
+    jax.jvp(f("native"), (x,), (x,))
 
 
 def test_a_failed_build_is_a_clear_error_and_the_runner_falls_back(tmp_path, monkeypatch):
@@ -213,8 +215,9 @@ def test_a_failed_build_is_a_clear_error_and_the_runner_falls_back(tmp_path, mon
     native.load()
   cell = rz.LSTM(8)
   p = cell.init(jax.random.key(0), 3)
-  assert "building the native recurrence kernels failed" in native.why_not(
-      cell, p, jnp.ones((4, 2, 32)), cell.initial_carry((2,)))
+  assert "building the native recurrence kernels failed" in native.load_error()
+  impl, why = rz.explain_impl(cell, p, jnp.ones((2, 4, 3)))
+  assert impl == "fused" and "building the native recurrence kernels failed" in why
   ys, _ = rz.unroll(cell, p, jnp.ones((2, 4, 3)))  # the scan runner, silently
   assert ys.shape == (2, 4, 8)
 
@@ -227,7 +230,7 @@ def test_one_thread_and_two_give_the_same_bits(tmp_path):
           "out = []\n"
           "for cell in (rz.LSTM(80), rz.GRU(80)):\n"
           "  p = cell.init(jax.random.key(0), 7)\n"
-          "  g, gx = jax.jit(jax.grad(lambda p, xs: (rz.unroll(cell, p, xs, native=True)[0] ** 2).sum(), (0, 1)))(p, xs)\n"
+          "  g, gx = jax.jit(jax.grad(lambda p, xs: (rz.unroll(cell, p, xs, impl='native')[0] ** 2).sum(), (0, 1)))(p, xs)\n"
           "  out += [np.asarray(g[k]).ravel() for k in sorted(g)] + [np.asarray(gx).ravel()]\n"
           "np.save(__import__('sys').argv[1], np.concatenate(out))\n")
   outs = []

@@ -10,7 +10,7 @@
 * :class:`PointwiseCell`: a projected cell whose step is one recurrent
   matmul ``u = h W_hh`` followed by elementwise work ``pointwise(xp, u)``.
   Implement ``pointwise`` (and, for speed, a closed-form ``pointwise_vjp``);
-  the runner then uses the hand-written backward pass of :mod:`rnn_zoo.fused`.
+  the runner then uses the hand-written backward pass of :mod:`rnn_zoo.runner.fused`.
 """
 
 from __future__ import annotations
@@ -136,7 +136,7 @@ class PointwiseCell(ProjectedCell):
   """A projected cell whose step is ``pointwise(xp_t, h_{t-1} W_hh)``.
 
   Subclasses implement ``init``, ``initial_carry`` and ``pointwise``; the
-  runner's fused backward pass (:mod:`rnn_zoo.fused`) applies to them.
+  runner's fused backward pass (:mod:`rnn_zoo.runner.fused`) applies to them.
   """
 
   @abc.abstractmethod

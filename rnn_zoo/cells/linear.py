@@ -10,7 +10,7 @@ no gates at all. What is left is a diagonal linear recurrence
 
 so a whole sequence can run with a parallel scan (log depth in T) instead
 of a loop of T dependent steps: :func:`rnn_zoo.unroll` does so for every
-:class:`LinearRecurrentCell` (``parallel=``). Step by step they are ordinary
+:class:`LinearRecurrentCell` (``impl="parallel"``). Step by step they are ordinary
 zoo cells (generation, the sequential runner).
 """
 
@@ -64,9 +64,9 @@ class LinearRecurrentCell(ProjectedCell):
     """``(a, b)``, each ``[..., H]``, from the projected input ``[..., G*H]``."""
 
   def log_coefficients(self, params, xp: Array) -> tuple[Array, Array]:
-    """``(log a, log b)`` computed stably (for ``parallel="log"``)."""
-    raise UserError(f'parallel="log" needs log_coefficients, which '
-                    f'{type(self).__name__} does not have; use parallel=True')
+    """``(log a, log b)`` computed stably (for ``impl="parallel_log"``)."""
+    raise UserError(f'impl="parallel_log" needs log_coefficients, which '
+                    f'{type(self).__name__} does not have; use impl="parallel"')
 
   def step_projected(self, params, carry, xp):
     a, b = self.coefficients(params, xp)
@@ -101,7 +101,7 @@ class MinGRU(LinearRecurrentCell):
     h_t = (1 - z_t) * h_{t-1} + z_t * h~_t,   y_t = h_t
 
   Params: ``w_ih [I, 2H]`` (blocks z, h), ``b [2H]`` (zeros). The
-  log-space form (``parallel="log"``) uses ``log(1 - z) = -softplus(k_z)``,
+  log-space form (``impl="parallel_log"``) uses ``log(1 - z) = -softplus(k_z)``,
   ``log z = -softplus(-k_z)`` and ``log g``.
 
   Example:
@@ -109,7 +109,7 @@ class MinGRU(LinearRecurrentCell):
     >>> cell = rz.MinGRU(8)
     >>> params = cell.init(jax.random.key(0), input_size=3)
     >>> ys, _ = rz.unroll(cell, params, jnp.ones((2, 5, 3)))   # parallel scan
-    >>> ys_seq, _ = rz.unroll(cell, params, jnp.ones((2, 5, 3)), parallel=False)
+    >>> ys_seq, _ = rz.unroll(cell, params, jnp.ones((2, 5, 3)), impl="scan")
     >>> bool(jnp.allclose(ys, ys_seq, atol=1e-6))
     True
   """
@@ -189,7 +189,7 @@ class LRU(LinearRecurrentCell):
   the next layer's input projection or the model's head provides the ``C``
   part (``Re(C h) = C_re Re h - C_im Im h``); the skip ``D x_t`` is not in
   the cell. ``rnn_zoo.unroll`` runs it with the associative scan on complex
-  numbers (``parallel=True``, the default) or step by step; there is no
+  numbers (``impl="parallel"``, what ``"auto"`` picks) or step by step; there is no
   log-space form (``lambda`` is complex).
 
   Init: ``|lambda|`` uniform on the ring ``[r_min, r_max]`` (in the sense of
@@ -210,7 +210,7 @@ class LRU(LinearRecurrentCell):
     >>> bool(jnp.all((lam >= 0.9) & (lam <= 0.999)))
     True
     >>> ys, _ = rz.unroll(cell, params, jnp.ones((2, 5, 3)))     # parallel scan
-    >>> ys_seq, _ = rz.unroll(cell, params, jnp.ones((2, 5, 3)), parallel=False)
+    >>> ys_seq, _ = rz.unroll(cell, params, jnp.ones((2, 5, 3)), impl="scan")
     >>> ys.shape, bool(jnp.allclose(ys, ys_seq, atol=1e-5))
     ((2, 5, 8), True)
   """

@@ -40,7 +40,7 @@ from rnn_zoo.cells.cell import Cell
 from rnn_zoo.data.captions import NULL
 from rnn_zoo.errors import UserError
 from rnn_zoo.nn.encoders import ConvEncoder, num_locations, with_coordinates
-from rnn_zoo.recurrence import StackedRNN
+from rnn_zoo.runner import StackedRNN
 
 MODES = ("plain", "soft", "hard")
 ENCODERS = ("cnn", "features")

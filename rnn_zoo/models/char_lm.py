@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from rnn_zoo import checks
 from rnn_zoo.cells import base
 from rnn_zoo.cells.cell import Cell, ProjectedCell
-from rnn_zoo.recurrence import StackedRNN, truncated_bptt
+from rnn_zoo.runner import StackedRNN, truncated_bptt
 from rnn_zoo.errors import UserError
 
 
@@ -117,7 +117,7 @@ class CharLM:
                        "unless deterministic=True")
     k_stack, k_out = jax.random.split(key) if use_dropout else (key, None)
     kw = dict(initial_carry=carry, key=k_stack, deterministic=deterministic,
-              cudnn=self.cudnn)
+              impl="cudnn" if self.cudnn else "auto")
     if window:
       ys, carry = truncated_bptt(self.stack, params["stack"], xs, window=window, **kw)
     else:

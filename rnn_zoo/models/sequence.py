@@ -70,7 +70,7 @@ class SequenceModel(nn.Module):
       raise UserError(f"readout must be one of {list(READOUTS)}, got {self.readout!r}")
     if self.block not in BLOCKS:
       raise UserError(f"block must be one of {list(BLOCKS)}, got {self.block!r}")
-    cudnn = self.cudnn and hidden_probes is None
+    impl = "cudnn" if self.cudnn and hidden_probes is None else "auto"
     if jnp.issubdtype(inputs.dtype, jnp.integer):
       if self.vocab_size is None:
         raise UserError("vocab_size is required for integer (token) inputs")
@@ -78,12 +78,12 @@ class SequenceModel(nn.Module):
     else:
       xs = inputs
     if self.block == "residual_glu":
-      x = self._residual_blocks(xs, deterministic, hidden_probes, cudnn)
+      x = self._residual_blocks(xs, deterministic, hidden_probes, impl)
       feats = x[:, -1] if self.readout == "last" else x
       return nn.Dense(self.output_size, name="head")(feats)
     ys, carries = RNN(self.cell, num_layers=self.num_layers,
                       dropout_rate=self.dropout_rate, return_carry=True,
-                      cudnn=cudnn, name="rnn")(xs, deterministic=deterministic,
+                      impl=impl, name="rnn")(xs, deterministic=deterministic,
                                   hidden_probes=hidden_probes)
     feats = carries[-1].h if self.readout == "last" else ys
     return nn.Dense(self.output_size, name="head")(feats)
@@ -100,13 +100,13 @@ class SequenceModel(nn.Module):
     x = nn.Dense(self.cell.hidden_size).apply({"params": p["encoder"]}, xs)
     return nn.LayerNorm().apply({"params": p["norm_0"]}, x)
 
-  def _residual_blocks(self, xs, deterministic, hidden_probes, cudnn):
+  def _residual_blocks(self, xs, deterministic, hidden_probes, impl):
     """The ``residual_glu`` stack; layer i's params are ``rnn_{i}``."""
     H = self.cell.hidden_size
     x = nn.Dense(H, name="encoder")(xs)
     for i in range(self.num_layers):
       probes = None if hidden_probes is None else (hidden_probes[i],)
-      y = RNN(self.cell, cudnn=cudnn, name=f"rnn_{i}")(
+      y = RNN(self.cell, impl=impl, name=f"rnn_{i}")(
           nn.LayerNorm(name=f"norm_{i}")(x), deterministic=deterministic,
           hidden_probes=probes)
       a, b = jnp.split(nn.Dense(2 * H, name=f"glu_{i}")(nn.gelu(y)), 2, axis=-1)

@@ -42,7 +42,7 @@ from rnn_zoo import checks
 from rnn_zoo.cells.cell import Cell
 from rnn_zoo.errors import UserError
 from rnn_zoo.nn.encoders import ConvEncoder, num_locations, with_coordinates
-from rnn_zoo.recurrence import unroll
+from rnn_zoo.runner import unroll
 
 FUSIONS = ("concat", "product", "attention", "relation")
 
@@ -188,11 +188,12 @@ class VQA:
     checks.ids_in_range("questions", questions, self.question_vocab, "question_vocab")
     lengths = jnp.sum(questions != 0, axis=1)
     xs = jnp.take(params["embed"], jnp.clip(questions, 0, self.question_vocab - 1), axis=0)
-    _, carry = unroll(self.cell, params["reader"], xs, lengths=lengths, cudnn=self.cudnn)
+    impl = "cudnn" if self.cudnn else "auto"
+    _, carry = unroll(self.cell, params["reader"], xs, lengths=lengths, impl=impl)
     q = carry.h if hasattr(carry, "h") else carry
     if self.bidirectional:
       _, back = unroll(self.cell, params["reader_back"], xs, lengths=lengths, reverse=True,
-                       cudnn=self.cudnn)
+                       impl=impl)
       q = jnp.concatenate([q, back.h if hasattr(back, "h") else back], axis=-1)
     return q
 

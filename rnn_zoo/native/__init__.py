@@ -6,7 +6,7 @@ units split between threads (the caller and XLA's own pool) with one
 barrier per step -- what oneDNN's RNN primitive (PyTorch's CPU
 ``nn.LSTM``) does and XLA's ``lax.scan`` cannot express.
 :func:`lstm_recurrence` and :func:`gru_recurrence` have the same values and
-gradients as ``rnn_zoo.fused.fused_recurrence`` (tested); the LSTM's input
+gradients as ``rnn_zoo.runner.fused.fused_recurrence`` (tested); the LSTM's input
 projection ``x W_ih`` runs inside the forward kernel, in the same register
 tiles as ``h W_hh``, and ``dx = dz W_ih^T`` inside the backward kernel
 (:func:`lstm_layer`); the weight gradients are one native GEMM over every
@@ -149,6 +149,16 @@ def available() -> bool:
     return False
 
 
+def load_error() -> str | None:
+  """Why the kernels cannot be loaded here (builds them on first use), or
+  None; never raises."""
+  try:
+    load()
+  except UserError as e:
+    return str(e)
+  return None
+
+
 def _process_reason() -> str | None:
   """Why the kernels cannot run in this process (backend, devices, build),
   or None."""
@@ -157,11 +167,7 @@ def _process_reason() -> str | None:
   if jax.device_count() != 1:
     return (f"the native kernel runs in a one-device process ({jax.device_count()} "
             "devices here: the scan runner partitions)")
-  try:
-    load()
-  except UserError as e:
-    return str(e)
-  return None
+  return load_error()
 
 
 def status() -> str:
@@ -170,42 +176,6 @@ def status() -> str:
   if reason is not None:
     return "not used: " + reason.splitlines()[0]
   return "used for float32 LSTM and GRU layers without lengths or probes"
-
-
-def kind(cell) -> str | None:
-  """"lstm" or "gru" for the cells the native kernels run, else None."""
-  from rnn_zoo.cells.gru import GRU  # pylint: disable=g-import-not-at-top
-  from rnn_zoo.cells.lstm import LSTM  # pylint: disable=g-import-not-at-top
-  # Exact types: a subclass may change the step.
-  return {LSTM: "lstm", GRU: "gru"}.get(type(cell))
-
-
-def why_not(cell, params, xs, carry0, mask=None, probes=None) -> str | None:
-  """None if :func:`lstm_recurrence` / :func:`gru_recurrence` computes this
-  recurrence, else why not.
-
-  They do for an ``rnn_zoo.LSTM`` or ``rnn_zoo.GRU`` in float32 (params,
-  inputs and carry) on the CPU, with no lengths mask or hidden probes and at least one step, in
-  a process with one device (sharded over several, XLA would gather a custom
-  call's operands onto each: the scan runner partitions instead), once the
-  kernels are built here.
-  """
-  if kind(cell) is None:
-    return ("the native kernels run rnn_zoo.LSTM and rnn_zoo.GRU (variant "
-            f"'cudnn') only, not {type(cell).__name__}")
-  if mask is not None or probes is not None:
-    return "the native kernel takes no lengths or hidden_probes"
-  f32 = jnp.dtype(jnp.float32)
-  dtypes = {"compute dtype": jnp.dtype(cell.dtype), "w_ih": params["w_ih"].dtype,
-            "w_hh": params["w_hh"].dtype, "b": params["b"].dtype,
-            "inputs": xs.dtype}
-  dtypes.update({f"carry {k}": v.dtype for k, v in carry0._asdict().items()})
-  for what, dt in dtypes.items():
-    if dt != f32:
-      return f"the native kernel is float32 only ({what} is {dt})"
-  if xs.ndim != 3 or 0 in xs.shape:
-    return f"the native kernel needs inputs with a step and a row, got {tuple(xs.shape)}"
-  return _process_reason()
 
 
 def _call(name, outs, *args, batch_major):

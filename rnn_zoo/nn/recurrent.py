@@ -8,7 +8,7 @@ import flax.linen as nn
 import jax
 
 from rnn_zoo.cells.cell import Cell
-from rnn_zoo.recurrence import StackedRNN
+from rnn_zoo.runner import StackedRNN
 
 
 class RNN(nn.Module):
@@ -28,12 +28,11 @@ class RNN(nn.Module):
     time_major: layout of inputs and outputs.
     unroll: ``lax.scan`` unroll factor.
     remat: gradient checkpointing (see :func:`rnn_zoo.unroll`).
-    fused: the runner's fused backward (see :func:`rnn_zoo.unroll`; False for
-      ``jax.linearize``).
-    native: the native CPU kernels of the LSTM and GRU (see
-      :func:`rnn_zoo.unroll`; None: whenever they apply).
-    cudnn: run an LSTM through cuDNN on an NVIDIA GPU (see
-      :func:`rnn_zoo.unroll` and :mod:`rnn_zoo.cudnn`).
+    impl: the runner's implementation (see :func:`rnn_zoo.unroll`:
+      ``"auto"``, ``"scan"`` (e.g. for ``jax.linearize``), ``"fused"``,
+      ``"native"``, ``"cudnn"``, ``"parallel"``, ``"parallel_log"``).
+    fused, native, cudnn: deprecated aliases of ``impl`` (see
+      :func:`rnn_zoo.unroll`); None: not given.
     return_carry: also return the final carries.
     learn_initial_carry: a learned initial state per layer (see
       :class:`rnn_zoo.StackedRNN`), used when no ``initial_carry`` is given.
@@ -54,9 +53,10 @@ class RNN(nn.Module):
   time_major: bool = False
   unroll: int = 1
   remat: Any = False
+  impl: str = "auto"
   fused: bool | None = None
   native: bool | None = None
-  cudnn: bool = False
+  cudnn: bool | None = None
   return_carry: bool = False
   learn_initial_carry: bool = False
 
@@ -65,6 +65,10 @@ class RNN(nn.Module):
                          bidirectional=self.bidirectional, merge=self.merge,
                          dropout_rate=self.dropout_rate,
                          learn_initial_carry=self.learn_initial_carry)
+
+  def _legacy_flags(self) -> dict:
+    return {k: v for k, v in (("fused", self.fused), ("native", self.native),
+                              ("cudnn", self.cudnn)) if v is not None}
 
   @nn.compact
   def __call__(self, xs: jax.Array, *, initial_carry=None, lengths=None,
@@ -78,6 +82,6 @@ class RNN(nn.Module):
                               deterministic=not use_dropout,
                               hidden_probes=hidden_probes,
                               time_major=self.time_major, unroll=self.unroll,
-                              remat=self.remat, fused=self.fused, native=self.native,
-                              cudnn=self.cudnn)
+                              remat=self.remat, impl=self.impl,
+                              **self._legacy_flags())
     return (ys, carries) if self.return_carry else ys

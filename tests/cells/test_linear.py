@@ -16,12 +16,12 @@ from rnn_zoo import parallel
 B, T, I, H = 3, 33, 4, 5
 CELLS = {"mingru": lambda **kw: rz.MinGRU(H, **kw),
          "minlstm": lambda **kw: rz.MinLSTM(H, **kw)}
-MODES = [True, "log"]
+MODES = ["parallel", "parallel_log"]
 
 
 H_LRU = 6  # 3 complex modes
 # (cell, parallel mode): the LRU has no log-space form.
-CELL_MODES = [(n, m) for n in sorted(CELLS) for m in MODES] + [("lru", True)]
+CELL_MODES = [(n, m) for n in sorted(CELLS) for m in MODES] + [("lru", "parallel")]
 
 
 def setup(name, dtype=jnp.float64, T=T, **kw):
@@ -52,8 +52,8 @@ def test_parallel_equals_sequential_float64(x64, name, mode, options):
   if kw.get("time_major"):
     xs = jnp.swapaxes(xs, 0, 1)
   want = rz.python_unroll_with_carries(cell, p, xs, **kw)
-  seq = rz.unroll_with_carries(cell, p, xs, parallel=False, **kw)
-  got = jax.jit(lambda p, xs: rz.unroll_with_carries(cell, p, xs, parallel=mode, **kw))(p, xs)
+  seq = rz.unroll_with_carries(cell, p, xs, impl="scan", **kw)
+  got = jax.jit(lambda p, xs: rz.unroll_with_carries(cell, p, xs, impl=mode, **kw))(p, xs)
   close(seq, want, 1e-12)
   close(got, want, 1e-10)
 
@@ -68,13 +68,13 @@ def test_parallel_gradients_float64(x64, name, mode):
   lengths = jnp.array([T, 20, 1])
   w = jax.random.normal(jax.random.key(9), (B, T, H), jnp.float64)
 
-  def loss(p, xs, h0, probes, parallel):
+  def loss(p, xs, h0, probes, impl):
     ys, c = rz.unroll(cell, p, xs, initial_carry=h0, lengths=lengths,
-                      hidden_probes=probes, parallel=parallel)
+                      hidden_probes=probes, impl=impl)
     return jnp.sum(w * jnp.sin(ys)) + jnp.sum(c.h ** 2)
 
   args = (p, xs, h0, jnp.zeros((B, T, H), jnp.float64))
-  want = jax.grad(loss, argnums=(0, 1, 2, 3))(*args, False)
+  want = jax.grad(loss, argnums=(0, 1, 2, 3))(*args, "scan")
   got = jax.jit(jax.grad(loss, argnums=(0, 1, 2, 3)), static_argnums=4)(*args, mode)
   close(got, want, 1e-10)
   assert float(jnp.abs(want[3]).max()) > 0  # the probes see a gradient
@@ -85,12 +85,12 @@ def test_default_is_the_associative_scan_and_stacks_run_it():
   cell, p, xs, _ = setup("mingru", jnp.float32)
   jaxpr = str(jax.make_jaxpr(lambda p, xs: rz.unroll(cell, p, xs))(p, xs))
   assert "scan[" not in jaxpr  # no sequential loop
-  seq = str(jax.make_jaxpr(lambda p, xs: rz.unroll(cell, p, xs, parallel=False))(p, xs))
+  seq = str(jax.make_jaxpr(lambda p, xs: rz.unroll(cell, p, xs, impl="scan"))(p, xs))
   assert "scan[" in seq
   stack = rz.StackedRNN((rz.MinGRU(H), rz.MinLSTM(H)))
   sp = stack.init(jax.random.key(0), I)
   a, _ = stack.apply(sp, xs)
-  b, _ = stack.apply(sp, xs, parallel=False)
+  b, _ = stack.apply(sp, xs, impl="scan")
   np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
   # Step by step (generation) is the sequential cell.
   carry, ys = stack.initial_carry((B,)), []
@@ -107,15 +107,15 @@ def test_float32_error_of_the_scans(name):
   state's scale at this length)."""
   with jax.enable_x64(True):
     cell64, p64, xs64, _ = setup(name, jnp.float64, T=4096)
-    ref = np.asarray(rz.unroll(cell64, p64, xs64, parallel=False)[0])
+    ref = np.asarray(rz.unroll(cell64, p64, xs64, impl="scan")[0])
   cell = CELLS[name]()
   p = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), p64)
   xs = jnp.asarray(xs64, jnp.float32)
   scale = np.abs(ref).max()
-  err = {m: float(np.abs(np.asarray(rz.unroll(cell, p, xs, parallel=m)[0]) - ref).max()) / scale
-         for m in (False, True, "log")}
-  assert err[False] < 1e-5 and err[True] < 1e-5, err
-  assert err["log"] < 1e-3, err
+  err = {m: float(np.abs(np.asarray(rz.unroll(cell, p, xs, impl=m)[0]) - ref).max()) / scale
+         for m in ("scan", "parallel", "parallel_log")}
+  assert err["scan"] < 1e-5 and err["parallel"] < 1e-5, err
+  assert err["parallel_log"] < 1e-3, err
 
 
 @pytest.mark.parametrize("name", ["mingru", "lstm", "gru_cho"])
@@ -131,15 +131,17 @@ def test_resets_restart_from_the_initial_carry(name):
   ys, final = rz.unroll(cell, p, xs, initial_carry=h0, resets=resets)
   # The scan runner, as resets use (the LSTM's native kernel differs in the
   # last bits).
-  plain, _ = rz.unroll(cell, p, xs, initial_carry=h0, native=False)
+  plain, _ = rz.unroll(cell, p, xs, initial_carry=h0,
+                       impl="fused" if name == "lstm" else "auto")
   np.testing.assert_allclose(ys[2], plain[2], rtol=1e-6)  # no reset
   np.testing.assert_allclose(ys[1], plain[1], rtol=1e-6)  # reset at 0 = start
   first = lambda c: jax.tree.map(lambda a: a[:1], c)
-  fresh, _ = rz.unroll(cell, p, xs[:1, 5:], initial_carry=first(h0), native=False)
+  fresh, _ = rz.unroll(cell, p, xs[:1, 5:], initial_carry=first(h0),
+                       impl="fused" if name == "lstm" else "auto")
   np.testing.assert_allclose(ys[0, 5:], fresh[0], rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(ys[0, :5], plain[0, :5], rtol=1e-6)
   if name == "mingru":
-    seq, fseq = rz.unroll(cell, p, xs, initial_carry=h0, resets=resets, parallel=False)
+    seq, fseq = rz.unroll(cell, p, xs, initial_carry=h0, resets=resets, impl="scan")
     np.testing.assert_allclose(ys, seq, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(final.h, fseq.h, rtol=1e-5, atol=1e-6)
   # Under jit, and through a gradient.
@@ -167,12 +169,14 @@ def test_linear_scan_building_blocks(x64):
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    ({"parallel": "fast"}, "parallel must be None, True, False or one of"),
-    ({"parallel": True, "remat": 4}, "does not combine with remat"),
+    ({"impl": "fast"}, "impl must be one of ['auto', 'scan', 'fused'"),
+    ({"parallel": "fast"}, "parallel must be None, True, False or 'log'"),
+    ({"impl": "parallel", "remat": 4}, "does not combine with remat"),
     ({"resets": jnp.zeros((B, T))}, "resets must be a bool array, got dtype float32"),
     ({"resets": jnp.zeros((T, B), bool)}, "resets must be a bool array of shape (3, 33)"),
     ({"resets": jnp.zeros((B, T), bool), "reverse": True}, "not supported with reverse"),
-    ({"resets": jnp.zeros((B, T), bool), "parallel": "log"}, 'parallel="log"'),
+    ({"resets": jnp.zeros((B, T), bool), "impl": "parallel_log"},
+     "resets do not combine with the log-space scan"),
 ])
 def test_errors(kwargs, message):
   cell, p, xs, _ = setup("mingru", jnp.float32)
@@ -185,9 +189,10 @@ def test_parallel_needs_a_linear_cell():
   cell = rz.LSTM(H)
   p = cell.init(jax.random.key(0), I)
   with pytest.raises(ValueError, match="needs a LinearRecurrentCell"):
-    rz.unroll(cell, p, jnp.ones((B, T, I)), parallel=True)
-  with pytest.raises(ValueError, match="no remat, resets or all carries"):
-    rz.unroll(cell, p, jnp.ones((B, T, I)), fused=True, resets=jnp.zeros((B, T), bool))
+    rz.unroll(cell, p, jnp.ones((B, T, I)), impl="parallel")
+  with pytest.raises(ValueError, match="impl='fused' cannot run here: the fused "
+                     "backward pass takes no resets"):
+    rz.unroll(cell, p, jnp.ones((B, T, I)), impl="fused", resets=jnp.zeros((B, T), bool))
 
 
 def test_make_cell_and_config_names():
@@ -243,8 +248,8 @@ def test_lru_is_its_equations(x64):
     u = np.asarray(xs[:, t]) @ q["w_ih"] + q["b"]
     h = lam * h + np.exp(q["gamma_log"]) * (u[:, :n] + 1j * u[:, n:])
     want.append(np.concatenate([h.real, h.imag], -1))
-  for parallel in (True, False):
-    ys, c = rz.unroll(cell, p, xs, initial_carry=h0, parallel=parallel)
+  for impl in ("parallel", "scan"):
+    ys, c = rz.unroll(cell, p, xs, initial_carry=h0, impl=impl)
     np.testing.assert_allclose(ys, np.stack(want, 1), rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(c.h, want[-1], rtol=1e-12, atol=1e-12)
 
@@ -272,18 +277,18 @@ def test_lru_float32_error_and_resets():
   scale); resets in the complex scan equal resets in the loop."""
   with jax.enable_x64(True):
     cell64, p64, xs64, _ = setup("lru", jnp.float64, T=4096, r_min=0.9, r_max=0.999)
-    ref = np.asarray(rz.unroll(cell64, p64, xs64, parallel=False)[0])
+    ref = np.asarray(rz.unroll(cell64, p64, xs64, impl="scan")[0])
   cell = rz.LRU(H_LRU, r_min=0.9, r_max=0.999)
   p = jax.tree.map(lambda a: jnp.asarray(a, jnp.float32), p64)
   xs = jnp.asarray(xs64, jnp.float32)
   scale = np.abs(ref).max()
-  for m in (False, True):
-    err = float(np.abs(np.asarray(rz.unroll(cell, p, xs, parallel=m)[0]) - ref).max()) / scale
+  for m in ("scan", "parallel"):
+    err = float(np.abs(np.asarray(rz.unroll(cell, p, xs, impl=m)[0]) - ref).max()) / scale
     assert err < 1e-4, (m, err)
   resets = jnp.zeros((B, 12), bool).at[0, 5].set(True)
   h0 = rz.HiddenCarry(jax.random.normal(jax.random.key(4), (B, H_LRU)))
   a, fa = rz.unroll(cell, p, xs[:, :12], initial_carry=h0, resets=resets)
-  b, fb = rz.unroll(cell, p, xs[:, :12], initial_carry=h0, resets=resets, parallel=False)
+  b, fb = rz.unroll(cell, p, xs[:, :12], initial_carry=h0, resets=resets, impl="scan")
   np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
   fresh, _ = rz.unroll(cell, p, xs[:1, 5:12], initial_carry=rz.HiddenCarry(h0.h[:1]))
   np.testing.assert_allclose(a[0, 5:], fresh[0], rtol=1e-5, atol=1e-5)
@@ -301,5 +306,5 @@ def test_lru_errors(make, message):
   assert message in str(e.value)
   cell = rz.LRU(4)
   p = cell.init(jax.random.key(0), 2)
-  with pytest.raises(ValueError, match='parallel="log" needs log_coefficients'):
-    rz.unroll(cell, p, jnp.ones((1, 3, 2)), parallel="log")
+  with pytest.raises(ValueError, match='needs log_coefficients, which LRU does not have'):
+    rz.unroll(cell, p, jnp.ones((1, 3, 2)), impl="parallel_log")

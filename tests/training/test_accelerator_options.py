@@ -63,7 +63,7 @@ def test_cudnn_off_a_gpu_is_one_line(tmp_path):
   proc = _run(tmp_path / "w", "--config.cudnn=True", check=False)
   assert proc.returncode == 2
   assert proc.stderr.strip().splitlines()[-1] == (
-      "error: cudnn=True cannot run here: cuDNN runs on an NVIDIA GPU, not cpu")
+      "error: impl='cudnn' cannot run here: cuDNN runs on an NVIDIA GPU, not cpu")
 
 
 def test_cudnn_with_another_cell_is_refused():

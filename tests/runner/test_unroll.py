@@ -58,7 +58,7 @@ def test_lengths_semantics_by_hand():
   # Example 1 (length 3) equals running its first 3 steps alone (through
   # the scan runner, as lengths are; the native kernel differs in the last
   # bits).
-  ys1, c1 = rz.unroll(cell, p, xs[1:2, :3], native=False)
+  ys1, c1 = rz.unroll(cell, p, xs[1:2, :3], impl="fused")
   np.testing.assert_allclose(ys[1, :3], ys1[0], rtol=1e-6)
   np.testing.assert_array_equal(ys[1, 3:], 0.0)
   np.testing.assert_allclose(carry.h[1], c1.h[0], rtol=1e-6)
@@ -340,13 +340,13 @@ def test_fused_backward_equals_autodiff(name, options, x64):
   r = jax.random.normal(jax.random.key(5), (B, T, H), jnp.float64)
   probes = jnp.zeros((B, T, H), jnp.float64) if kw.pop("probes", False) else None
 
-  def loss(p, xs, init, probes, fused):
-    ys, c = rz.unroll(cell, p, xs, initial_carry=init, fused=fused,
+  def loss(p, xs, init, probes, impl):
+    ys, c = rz.unroll(cell, p, xs, initial_carry=init, impl=impl,
                       hidden_probes=probes, **kw)
     return jnp.sum(ys * r) + sum(jnp.sum(jnp.cos(a)) for a in c)
 
-  v_f, g_f = jax.value_and_grad(loss, (0, 1, 2, 3))(p, xs, init, probes, True)
-  v_p, g_p = jax.value_and_grad(loss, (0, 1, 2, 3))(p, xs, init, probes, False)
+  v_f, g_f = jax.value_and_grad(loss, (0, 1, 2, 3))(p, xs, init, probes, "fused")
+  v_p, g_p = jax.value_and_grad(loss, (0, 1, 2, 3))(p, xs, init, probes, "scan")
   np.testing.assert_allclose(v_f, v_p, rtol=1e-12)
   assert_trees_close(g_f, g_p, rtol=1e-10, atol=1e-12)
 
@@ -354,8 +354,9 @@ def test_fused_backward_equals_autodiff(name, options, x64):
 def test_fused_refuses_what_it_cannot_do():
   cell = rz.GRU(H, variant="cho")
   p = cell.init(jax.random.key(0), I)
-  with pytest.raises(ValueError, match="fused=True needs a PointwiseCell"):
-    rz.unroll(cell, p, jnp.ones((B, T, I)), fused=True)
+  with pytest.raises(ValueError, match="impl='fused' cannot run here: the fused "
+                     "backward pass needs a PointwiseCell"):
+    rz.unroll(cell, p, jnp.ones((B, T, I)), impl="fused")
 
 
 # -- hardening: no silent wrong results ------------------------------------------
@@ -375,8 +376,8 @@ def test_python_reference_probes_and_carries_time_major():
 
 
 @pytest.mark.parametrize("name", ["lstm", "gru_cudnn", "gru_cho", "rnn_tanh"])
-@pytest.mark.parametrize("fused", [None, False])
-def test_nan_in_padding_reaches_neither_values_nor_gradients(name, fused):
+@pytest.mark.parametrize("impl", ["auto", "scan"])
+def test_nan_in_padding_reaches_neither_values_nor_gradients(name, impl):
   cell, p, xs = setup(name)
   lengths = jnp.array([7, 3, 0])
   pad = jnp.arange(T)[None, :, None] >= lengths[:, None, None]
@@ -384,7 +385,7 @@ def test_nan_in_padding_reaches_neither_values_nor_gradients(name, fused):
   clean = jnp.where(pad, 0.0, xs)
 
   def loss(p, xs, reverse):
-    ys, carry = rz.unroll(cell, p, xs, lengths=lengths, reverse=reverse, fused=fused)
+    ys, carry = rz.unroll(cell, p, xs, lengths=lengths, reverse=reverse, impl=impl)
     return jnp.sum(ys ** 2) + jnp.sum(carry.h)
 
   for reverse in (False, True):
@@ -420,12 +421,12 @@ def test_truncated_bptt_on_an_empty_sequence():
 @pytest.mark.parametrize("how", ["jvp", "jacfwd", "linearize", "hessian"])
 def test_forward_mode_autodiff_through_the_runner(how):
   """jvp, jacfwd and hessian work with default arguments (the runner falls
-  back to the plain scan); jax.linearize's linear function needs fused=False
+  back to the plain scan); jax.linearize's linear function needs impl="scan"
   (as unroll's docstring says). All agree with reverse mode."""
   cell, p, xs = setup("lstm")
   stack = rz.StackedRNN.of(cell, 2)
   sp = stack.init(jax.random.key(3), I)
-  kw = {"fused": False} if how == "linearize" else {}
+  kw = {"impl": "scan"} if how == "linearize" else {}
   layer = rz.nn.RNN(cell, num_layers=2, **kw)
   variables = layer.init(jax.random.key(4), xs)
   fns = {
@@ -449,8 +450,8 @@ def test_forward_mode_autodiff_through_the_runner(how):
       np.testing.assert_allclose(hess, hess.T, rtol=1e-3, atol=1e-5, err_msg=name)
       col = jax.jvp(jax.grad(f), (x,), (jnp.zeros_like(x).at[0, 0, 0].set(1.0),))[1]
       np.testing.assert_allclose(hess[:, 0], np.asarray(col).ravel(), rtol=1e-4, atol=1e-6)
-  with pytest.raises(ValueError, match="fused=True does not support forward-mode autodiff"):
-    jax.jvp(lambda x: jnp.sum(rz.unroll(cell, p, x, fused=True)[0]), (x,), (x,))
+  with pytest.raises(ValueError, match="impl='fused' does not support forward-mode autodiff"):
+    jax.jvp(lambda x: jnp.sum(rz.unroll(cell, p, x, impl="fused")[0]), (x,), (x,))
 
 
 def test_a_generic_cell_needs_only_init_carry_and_step():

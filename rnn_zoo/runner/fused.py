@@ -136,3 +136,15 @@ def _bwd(cell, unroll, res, cotangents):
 
 
 fused_recurrence.defvjp(_fwd, _bwd)
+
+
+def run(cell, params, prep):
+  """``impl="fused"``: the runner's contract (see :mod:`rnn_zoo.runner`)."""
+  xs_t = prep.in_run_order(prep.inputs_t())
+  probes_t = None if prep.probes_t is None else prep.in_run_order(prep.probes_t)
+  mask = prep.mask  # symmetric under the within-length reversal
+  xp = cell.input_projection(params, xs_t)
+  w_hh, small = split_params(params)
+  ys, carry = fused_recurrence(cell, w_hh, small, xp, prep.carry0, mask,
+                               probes_t, prep.unroll)
+  return prep.finish(ys), carry, None
