@@ -214,9 +214,19 @@ def make_torch(cell_name, B, T, I, H, L, mode, device="cpu", dtype="float32"):
     sync()
     return out
 
-  with torch.no_grad(), autocast():
-    out_dtype = str(module(xs)[0].dtype).replace("torch.", "")
+  try:
+    with torch.no_grad(), autocast():
+      out_dtype = str(module(xs)[0].dtype).replace("torch.", "")
+  except RuntimeError as e:
+    # oneDNN has no bfloat16 LSTM on CPUs without AVX-512 ("could not create
+    # a primitive descriptor"): no anchor to time, said in the report.
+    raise TorchUnavailable(f"torch {dtype} {cell_name} on {dev.type}: "
+                           f"{str(e).splitlines()[0]}") from e
   return (train if mode == "train" else infer), out_dtype
+
+
+class TorchUnavailable(RuntimeError):
+  """PyTorch cannot run this anchor here (the message says why)."""
 
 
 def flops(cell_name, shape, mode) -> int:
@@ -269,6 +279,10 @@ def report_markdown(results: dict) -> str:
   if torch_dtypes:
     lines += ["", "PyTorch's output dtype: " + ", ".join(
         f"{cell} {dt}" for cell, dt in torch_dtypes.items()) + "."]
+  missing = sorted({r["torch_unavailable"] for r in results["rows"]
+                    if r.get("torch_unavailable")})
+  if missing:
+    lines += ["", "No PyTorch row where it cannot run here: " + "; ".join(missing) + "."]
   cudnn_rows = [r for r in results["rows"]
                 if {"rnn_zoo[cudnn]", "torch"} <= set(r["impls"])]
   if cudnn_rows:
@@ -401,7 +415,7 @@ def main(argv):
       B, T, I, H, L = shape
       for mode in _MODES.value:
         fns = {"rnn_zoo": make_zoo(cell_name, B, T, I, H, L, mode, dtype=dtype)}
-        torch_dtype = None
+        torch_dtype = torch_missing = None
         if cell_name in LINEAR:
           if wanted("rnn_zoo[sequential]"):
             # the ablation: the same cell stepped by the sequential scan
@@ -424,12 +438,17 @@ def main(argv):
           if wanted("flax"):
             fns["flax"] = make_flax(cell_name, B, T, I, H, L, mode, dtype)
           if have_torch:
-            fns["torch"], torch_dtype = make_torch(cell_name, B, T, I, H, L, mode,
-                                                   device, dtype)
+            try:
+              fns["torch"], torch_dtype = make_torch(cell_name, B, T, I, H, L, mode,
+                                                     device, dtype)
+            except TorchUnavailable as e:
+              torch_missing = str(e)
+              print(f"no torch row: {torch_missing}", flush=True)
         times = common.time_round_robin(fns, rounds)
         f = flops(cell_name, shape, mode)
         row = {"cell": cell_name, "mode": mode, "shape": list(shape), "flops": f,
-               "floor_ms": f / rate * 1e3, "impls": {}, "torch_output_dtype": torch_dtype}
+               "floor_ms": f / rate * 1e3, "impls": {}, "torch_output_dtype": torch_dtype,
+               "torch_unavailable": torch_missing}
         for k, ts in times.items():
           ms = float(np.median(ts)) * 1e3
           row["impls"][k] = {"ms": ms, "tokens_per_s": B * T / ms * 1e3,

@@ -62,5 +62,5 @@ def log_linear_scan(log_a: Array, log_b: Array, h0: Array | None = None) -> Arra
   log_b = jnp.maximum(log_b, LOG_ZERO)
   h = jnp.exp(a_star + jax.lax.cumlogsumexp(log_b - a_star, axis=0))
   if h0 is not None:
-    h = h + jnp.exp(a_star) * h0
+    h = h + jnp.exp(a_star) * h0[None]
   return h

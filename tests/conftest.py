@@ -1,7 +1,6 @@
 """Shared fixtures: small shapes, float64 where finite differences need it."""
 
 import os
-import sys
 
 # Tests compile many small programs; optimizations cost more than they save.
 os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
@@ -14,12 +13,16 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(_ROOT, ".cache", "jax_tests"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
 
+# Implicit rank promotion (adding a [T] to a [B, T] by broadcasting) hides
+# shape bugs: an error in the suite and in the binaries it starts, as in
+# Equinox's and big_vision's suites.
+os.environ.setdefault("JAX_NUMPY_RANK_PROMOTION", "raise")
+
 import jax  # noqa: E402
 import pytest  # noqa: E402
 
-# Make tests/zoo_helpers.py importable from every test folder.
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-
+# tests/ and tests/training/ are on the path through setup.cfg's
+# [tool:pytest] pythonpath (zoo_helpers, helpers).
 from zoo_helpers import CELL_FACTORIES  # noqa: E402
 
 
@@ -32,3 +35,9 @@ def cell_name(request):
 def x64():
   with jax.enable_x64(True):
     yield
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+  """A tfds data dir for the generated datasets, one per test module."""
+  return tmp_path_factory.mktemp("tfds")

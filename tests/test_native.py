@@ -2,6 +2,7 @@
 scan runner."""
 
 import os
+import pathlib
 import subprocess
 import sys
 
@@ -325,3 +326,39 @@ def test_helpers_that_start_late_or_inline_leave_the_call_to_the_others(tmp_path
                   jax.ffi.include_dir(), str(src), "-o", str(exe)], check=True)
   out = subprocess.run([str(exe)], check=True, capture_output=True, text=True, timeout=60)
   assert out.stdout.strip() == "9"
+
+
+def test_the_explicit_build_step(tmp_path, monkeypatch, capsys):
+  from rnn_zoo.native.__main__ import main  # pylint: disable=g-import-not-at-top
+  assert main(["status"]) == 0
+  assert capsys.readouterr().out.strip() == (
+      "rnn_zoo.native: used for float32 LSTM and GRU layers without lengths or probes")
+  assert main(["frobnicate"]) == 2
+  # A fresh cache: the step compiles the library there (and registers
+  # nothing: this process keeps the kernels it has).
+  monkeypatch.setenv("RNN_ZOO_CACHE", str(tmp_path))
+  assert main(["build"]) == 0
+  out = capsys.readouterr().out.strip()
+  assert out.startswith(f"rnn_zoo.native: built {tmp_path}")
+  assert pathlib.Path(out.split("built ", 1)[1]).is_file()
+  monkeypatch.setenv("RNN_ZOO_CACHE", str(tmp_path / "other"))
+  monkeypatch.setenv("CXX", "/bin/false")
+  assert main(["build"]) == 1
+  err = capsys.readouterr().err.strip()
+  assert err.startswith("rnn_zoo.native: not built: building the native recurrence "
+                        "kernels failed") and "\n" not in err
+
+
+def test_off_by_default_where_untested(monkeypatch):
+  monkeypatch.setattr(native, "_state", {})
+  monkeypatch.setattr(native.platform, "machine", lambda: "aarch64")
+  monkeypatch.delenv("RNN_ZOO_NATIVE_UNTESTED", raising=False)
+  assert native.load_error() == (
+      "the native kernels are tested on x86-64 Linux only, not aarch64 linux "
+      "(RNN_ZOO_NATIVE_UNTESTED=1 builds them anyway)")
+  cell = rz.LSTM(8)
+  p = cell.init(jax.random.key(0), 3)
+  impl, why = rz.explain_impl(cell, p, jnp.ones((2, 4, 3)))
+  assert impl == "fused" and "tested on x86-64 Linux only" in why
+  monkeypatch.setenv("RNN_ZOO_NATIVE_UNTESTED", "1")
+  assert native.untested_platform() is None

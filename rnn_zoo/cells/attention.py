@@ -168,7 +168,8 @@ class AttentionCell(Cell):
     if not jnp.issubdtype(features.dtype, jnp.floating):
       raise UserError(f"features must be floating, got dtype {features.dtype}")
     features = features.astype(carry.features.dtype)
-    projected = base.matmul(features, params["att"]["w_feat"], self.dtype) + params["att"]["b"]
+    projected = base.matmul(features, params["att"]["w_feat"], self.dtype)
+    projected = projected + base.at_rank(params["att"]["b"], projected.ndim)
     carry = carry._replace(features=features, projected=projected.astype(features.dtype))
     if self.mode == "hard":
       if key is None:
@@ -210,7 +211,7 @@ class AttentionCell(Cell):
       context = jnp.where(soft[..., None], context, picked)
       location = jnp.where(soft, -1, loc)
     if self.gate:
-      beta = jax.nn.sigmoid(h @ params["gate"]["w"] + params["gate"]["b"])
+      beta = jax.nn.sigmoid(base.affine(h, params["gate"]["w"], params["gate"]["b"]))
       context = beta[..., None] * context
     return alpha, context, location, key
 
@@ -277,7 +278,13 @@ def reinforce_surrogate(log_probs: Array, reward: Array, baseline: Array) -> Arr
   Returns:
     ``[B]`` surrogate losses.
   """
-  advantage = jax.lax.stop_gradient(reward - baseline)
+  try:  # broadcast explicitly (no implicit rank promotion)
+    shape = jnp.broadcast_shapes(jnp.shape(reward), jnp.shape(baseline))
+  except ValueError as e:
+    raise UserError(f"reward {list(jnp.shape(reward))} and baseline "
+                    f"{list(jnp.shape(baseline))} do not broadcast together") from e
+  advantage = jax.lax.stop_gradient(
+      jnp.broadcast_to(reward, shape) - jnp.broadcast_to(baseline, shape))
   if advantage.shape == log_probs.shape and log_probs.ndim > 1:
     return -(advantage * log_probs).reshape(log_probs.shape[0], -1).sum(-1)
   lp = log_probs.reshape(log_probs.shape[0], -1).sum(-1)

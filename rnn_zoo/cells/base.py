@@ -106,6 +106,20 @@ def sigmoid(x: Array) -> Array:
   return 0.5 * jnp.tanh(0.5 * x) + 0.5
 
 
+def at_rank(a: Array, ndim: int) -> Array:
+  """``a`` with leading unit axes up to rank ``ndim``: a bias ``[G*H]``
+  broadcast against ``[T, B, G*H]`` explicitly (the suite runs with
+  ``jax_numpy_rank_promotion="raise"``)."""
+  a = jnp.asarray(a)
+  return a.reshape((1,) * (ndim - a.ndim) + a.shape)
+
+
+def affine(x: Array, w: Array, b: Array) -> Array:
+  """``x @ w + b`` with the bias broadcast explicitly (:func:`at_rank`)."""
+  y = x @ w
+  return y + at_rank(b, y.ndim)
+
+
 def matmul(x: Array, w: Array, dtype) -> Array:
   """``x @ w`` computed in ``dtype`` with float32 (or wider) accumulation.
 

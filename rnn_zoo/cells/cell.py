@@ -69,7 +69,9 @@ class Cell(abc.ABC):
     accepts anything)."""
 
   def input_size_of(self, params) -> int | None:
-    """The input size I the params were made for (None: unknown)."""
+    """The input size I the params were made for (None: unknown); reads
+    params that :meth:`check_params` has accepted (the runner checks once,
+    then asks)."""
     return None
 
   def input_projection(self, params, x: Array) -> Array:
@@ -116,12 +118,12 @@ class ProjectedCell(Cell):
     base.check_params(self, params, self.param_shapes(input_size))
 
   def input_size_of(self, params) -> int:
-    self.check_params(params)
     return int(params["w_ih"].shape[0])
 
   def input_projection(self, params, x: Array) -> Array:
     """``x @ w_ih + b``: ``[..., I] -> [..., G*H]``; hoisted out of the scan."""
-    return base.matmul(x, params["w_ih"], self.dtype) + params["b"]
+    xw = base.matmul(x, params["w_ih"], self.dtype)
+    return xw + base.at_rank(params["b"], xw.ndim)
 
   @abc.abstractmethod
   def step_projected(self, params, carry, xp: Array):

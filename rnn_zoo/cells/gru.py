@@ -100,7 +100,7 @@ class GRU(PointwiseCell):
     H, h = self.hidden_size, carry.h
     rz = base.sigmoid(xp[..., :2 * H] + u[..., :2 * H])  # one op for r and z
     r, z = rz[..., :H], rz[..., H:]
-    n = jnp.tanh(xp[..., 2 * H:] + r * (u[..., 2 * H:] + params["b_hn"]))
+    n = jnp.tanh(xp[..., 2 * H:] + r * (u[..., 2 * H:] + base.at_rank(params["b_hn"], u.ndim)))
     h_new = ((1.0 - z) * n + z * h).astype(h.dtype)
     return base.HiddenCarry(h_new), h_new
 
@@ -108,7 +108,7 @@ class GRU(PointwiseCell):
     H, h = self.hidden_size, carry.h
     rz = base.sigmoid(xp[..., :2 * H] + u[..., :2 * H])
     r, z = rz[..., :H], rz[..., H:]
-    hn = u[..., 2 * H:] + params["b_hn"]
+    hn = u[..., 2 * H:] + base.at_rank(params["b_hn"], u.ndim)
     n = jnp.tanh(xp[..., 2 * H:] + r * hn)
     dh = dcarry.h + dy
     dn_pre = dh * (1.0 - z) * (1.0 - n * n)

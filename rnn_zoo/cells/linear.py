@@ -266,7 +266,7 @@ class LRU(LinearRecurrentCell):
     N = self.modes
     lam = self.eigenvalues(params)
     u = xp[..., :N] + 1j * xp[..., N:]
-    return jnp.broadcast_to(lam, u.shape), jnp.exp(params["gamma_log"]) * u
+    return jnp.broadcast_to(lam, u.shape), base.at_rank(jnp.exp(params["gamma_log"]), u.ndim) * u
 
   def to_scan(self, h):
     return h[..., :self.modes] + 1j * h[..., self.modes:]

@@ -101,7 +101,7 @@ class LSTM(PointwiseCell):
     scale = jnp.concatenate([jnp.full((2 * H,), 0.5, z.dtype),
                              jnp.ones((H,), z.dtype),
                              jnp.full((H,), 0.5, z.dtype)])
-    a = jnp.tanh(z * scale)
+    a = jnp.tanh(z * base.at_rank(scale, z.ndim))
     return (0.5 * a[..., :H] + 0.5, 0.5 * a[..., H:2 * H] + 0.5,
             a[..., 2 * H:3 * H], 0.5 * a[..., 3 * H:] + 0.5)
 

@@ -35,6 +35,7 @@ import optax
 
 from rnn_zoo import checks
 from rnn_zoo.cells import attention as attention_lib
+from rnn_zoo.cells import base
 from rnn_zoo.cells.attention import AttentionCell
 from rnn_zoo.cells.cell import Cell
 from rnn_zoo.data.captions import NULL
@@ -209,8 +210,8 @@ class Captioner:
     B = feats.shape[0]
     mean = feats.mean(axis=1)
     carry = list(self.stack.initial_carry((B,)))
-    h0 = mean @ params["init_h"]["w"] + params["init_h"]["b"]
-    c0 = mean @ params["init_c"]["w"] + params["init_c"]["b"]
+    h0 = base.affine(mean, params["init_h"]["w"], params["init_h"]["b"])
+    c0 = base.affine(mean, params["init_c"]["w"], params["init_c"]["b"])
 
     def seed(c):
       if self.init_state == "zeros":
@@ -233,7 +234,7 @@ class Captioner:
       x = h
     else:
       x = jnp.concatenate([h, carry0.context], axis=-1)
-    return x @ params["out"]["w"] + params["out"]["b"]
+    return base.affine(x, params["out"]["w"], params["out"]["b"])
 
   def _check_tokens(self, tokens, name):
     if not jnp.issubdtype(tokens.dtype, jnp.integer):

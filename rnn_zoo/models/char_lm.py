@@ -125,7 +125,7 @@ class CharLM:
     if use_dropout:  # also on the top layer's output, as char-rnn does
       keep = 1.0 - self.dropout_rate
       ys = jnp.where(jax.random.bernoulli(k_out, keep, ys.shape), ys / keep, 0.0)
-    return ys @ params["head"]["w"] + params["head"]["b"], carry
+    return base.affine(ys, params["head"]["w"], params["head"]["b"]), carry
 
   def step(self, params, carry, tokens):
     """One token per sequence: ``tokens [B] -> (carry, logits [B, V])``.
@@ -140,6 +140,7 @@ class CharLM:
       carry, y = self.stack.step(params["stack"], carry, self.embed(params, tokens))
     else:
       cell, p = self.cell, params["stack"]["layer_0"]
-      xp = self._rows(p["w_ih"], tokens).astype(cell.dtype) + p["b"]
+      xp = self._rows(p["w_ih"], tokens).astype(cell.dtype)
+      xp = xp + base.at_rank(p["b"], xp.ndim)
       carry, y = self.stack.step(params["stack"], carry, xp, projected=True)
-    return carry, y @ params["head"]["w"] + params["head"]["b"]
+    return carry, base.affine(y, params["head"]["w"], params["head"]["b"])

@@ -39,6 +39,7 @@ import numpy as np
 import optax
 
 from rnn_zoo import checks
+from rnn_zoo.cells import base
 from rnn_zoo.cells.cell import Cell
 from rnn_zoo.errors import UserError
 from rnn_zoo.nn.encoders import ConvEncoder, num_locations, with_coordinates
@@ -59,7 +60,7 @@ def _mlp_init(key, sizes: Sequence[int]) -> list:
 
 def _mlp(layers: list, x, final_relu: bool = False):
   for i, layer in enumerate(layers):
-    x = x @ layer["w"] + layer["b"]
+    x = base.affine(x, layer["w"], layer["b"])
     if i < len(layers) - 1 or final_relu:
       x = jax.nn.relu(x)
   return x
@@ -204,18 +205,18 @@ class VQA:
     if self.fusion == "concat":
       return jnp.concatenate([regions.reshape(B, -1), q], axis=-1), None
     if self.fusion == "product":
-      img = jnp.tanh(regions.reshape(B, -1) @ params["image_proj"]["w"]
-                     + params["image_proj"]["b"])
-      que = jnp.tanh(q @ params["question_proj"]["w"] + params["question_proj"]["b"])
+      img = jnp.tanh(base.affine(regions.reshape(B, -1), params["image_proj"]["w"],
+                                 params["image_proj"]["b"]))
+      que = jnp.tanh(base.affine(q, params["question_proj"]["w"], params["question_proj"]["b"]))
       return img * que, None
     if self.fusion == "attention":
-      u = jnp.tanh(q @ params["question_proj"]["w"] + params["question_proj"]["b"])
-      values = regions @ params["value_proj"]["w"] + params["value_proj"]["b"]
+      u = jnp.tanh(base.affine(q, params["question_proj"]["w"], params["question_proj"]["b"]))
+      values = base.affine(regions, params["value_proj"]["w"], params["value_proj"]["b"])
       maps = []
       for hop in params["hops"]:
-        h = jnp.tanh(regions @ hop["image"]["w"] + hop["image"]["b"]
-                     + (u @ hop["query"]["w"] + hop["query"]["b"])[:, None, :])
-        p = jax.nn.softmax((h @ hop["score"]["w"] + hop["score"]["b"])[..., 0], axis=-1)
+        h = jnp.tanh(base.affine(regions, hop["image"]["w"], hop["image"]["b"])
+                     + (base.affine(u, hop["query"]["w"], hop["query"]["b"]))[:, None, :])
+        p = jax.nn.softmax((base.affine(h, hop["score"]["w"], hop["score"]["b"]))[..., 0], axis=-1)
         u = u + jnp.einsum("bl,blf->bf", p, values)
         maps.append(p)
       return u, jnp.stack(maps, axis=1)
@@ -225,7 +226,7 @@ class VQA:
     R = regions.shape[-1]
     w_i, w_j, w_q = first["w"][:R], first["w"][R:2 * R], first["w"][2 * R:]
     pre = ((regions @ w_i)[:, :, None, :] + (regions @ w_j)[:, None, :, :]
-           + (q @ w_q + first["b"])[:, None, None, :])
+           + (base.affine(q, w_q, first["b"]))[:, None, None, :])
     g = jax.nn.relu(pre)
     g = _mlp(rest, g, final_relu=True) if rest else g
     return g.sum(axis=(1, 2)), None

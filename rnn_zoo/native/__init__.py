@@ -111,6 +111,41 @@ def _build(cxx: str, path: pathlib.Path) -> None:
         os.unlink(tmp)
 
 
+TESTED_PLATFORMS = (("linux", "x86_64"),)
+"""Where the test suite runs the kernels: (sys.platform, machine)."""
+
+
+def untested_platform() -> str | None:
+  """Why the kernels are off on this platform by default, or None.
+
+  They are on only where the suite tests them (x86-64 Linux); elsewhere
+  ``RNN_ZOO_NATIVE_UNTESTED=1`` builds them anyway, at the user's risk.
+  """
+  here = (sys.platform, platform.machine())
+  if here in TESTED_PLATFORMS or os.environ.get("RNN_ZOO_NATIVE_UNTESTED") == "1":
+    return None
+  return (f"the native kernels are tested on x86-64 Linux only, not {here[1]} "
+          f"{here[0]} (RNN_ZOO_NATIVE_UNTESTED=1 builds them anyway)")
+
+
+def build() -> pathlib.Path:
+  """Compiles the kernels for this machine if its cache has none (the
+  explicit step that ``make`` and ``python -m rnn_zoo.native build`` run;
+  otherwise the first traced call builds them) and returns the library's
+  path; registers nothing. Raises :class:`rnn_zoo.UserError` saying why
+  they cannot be built here."""
+  untested = untested_platform()
+  if untested:
+    raise UserError(untested)
+  cxx = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
+  if not cxx:
+    raise UserError("the native kernels need a C++ compiler (g++): none on PATH")
+  path = _library_path(cxx)
+  if not path.exists():
+    _build(cxx, path)
+  return path
+
+
 def load() -> ctypes.CDLL:
   """Builds (once per machine) and registers the kernels; returns the
   library. Raises :class:`rnn_zoo.UserError` if they cannot be had here."""
@@ -120,15 +155,7 @@ def load() -> ctypes.CDLL:
     if "error" in _state:
       raise UserError(_state["error"])
     try:
-      if platform.machine() not in ("x86_64", "AMD64", "aarch64", "arm64"):
-        raise UserError(f"the native kernels are not built for {platform.machine()}")
-      cxx = os.environ.get("CXX") or shutil.which("g++") or shutil.which("c++")
-      if not cxx:
-        raise UserError("the native kernels need a C++ compiler (g++): none on PATH")
-      path = _library_path(cxx)
-      if not path.exists():
-        _build(cxx, path)
-      lib = ctypes.CDLL(str(path))
+      lib = ctypes.CDLL(str(build()))
       for name, symbol in TARGETS.items():
         jax.ffi.register_ffi_target(name, jax.ffi.pycapsule(getattr(lib, symbol)),
                                     platform="cpu")

@@ -31,7 +31,7 @@ def _states(cell, params, xp, h0, mask, probes_t, resets_t):
   a, b = cell.coefficients(params, xp)
   z0 = cell.to_scan(h0)  # the LRU's complex state; the others' own
   if resets_t is not None:
-    b = b + jnp.where(_col(resets_t), a * z0, 0.0)
+    b = b + jnp.where(_col(resets_t), a * z0[None], 0.0)
     a = jnp.where(_col(resets_t), 0.0, a)
   if probes_t is not None:
     b = b + cell.to_scan(probes_t)

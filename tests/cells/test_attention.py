@@ -123,7 +123,7 @@ def test_reinforce_estimate_is_unbiased():
   p["att"]["v"] = p["att"]["v"] * 3.0                      # a non-uniform alpha
   feats = jnp.array([[[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]])
   x = jnp.ones((1, 1))
-  reward = lambda z: jnp.sum(z * jnp.array([2.0, -1.0]), -1)  # R(s) = 2, -1, 1
+  reward = lambda z: z @ jnp.array([2.0, -1.0])  # R(s) = 2, -1, 1
   base_carry = att.initial_carry((1,))
 
   def surrogate(att_params, key):
@@ -162,8 +162,8 @@ def test_reinforce_with_rewards_to_go_is_unbiased_over_two_steps():
   p["att"]["v"] = p["att"]["v"] * 3.0
   feats = jnp.array([[[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]])
   xs = jnp.ones((1, 2, 1))
-  r1 = lambda z: jnp.sum(z * jnp.array([2.0, -1.0]), -1)     # 2, -1, 1
-  r2 = lambda z: jnp.sum(z * jnp.array([-1.0, 3.0]), -1)     # -1, 3, 2
+  r1 = lambda z: z @ jnp.array([2.0, -1.0])   # 2, -1, 1
+  r2 = lambda z: z @ jnp.array([-1.0, 3.0])   # -1, 3, 2
   base_carry = att.initial_carry((1,))
 
   def run(att_params, key):

@@ -83,9 +83,9 @@ def test_residual_glu_block_structure_probes_and_errors():
     p["params"][f"glu_{i}"]["kernel"] = jnp.zeros_like(p["params"][f"glu_{i}"]["kernel"])
     p["params"][f"glu_{i}"]["bias"] = jnp.zeros_like(p["params"][f"glu_{i}"]["bias"])
   enc = p["params"]["encoder"]
-  x_last = xs[:, -1] @ enc["kernel"] + enc["bias"]
+  x_last = xs[:, -1] @ enc["kernel"] + enc["bias"][None]
   head = p["params"]["head"]
-  np.testing.assert_allclose(model.apply(p, xs), x_last @ head["kernel"] + head["bias"],
+  np.testing.assert_allclose(model.apply(p, xs), x_last @ head["kernel"] + head["bias"][None],
                              rtol=1e-5, atol=1e-6)
   # One probe per recurrent layer: dL/dh_t of each block's recurrence.
   probes = (jnp.zeros((4, 9, 8)), jnp.zeros((4, 9, 8)))

@@ -193,3 +193,16 @@ def test_the_runner_logs_its_choice(caplog):
     rz.unroll(GRU, p, xs, lengths=jnp.array([5, 3]))
   assert any("unroll(GRU): fused: the native kernel takes no lengths" in r.getMessage()
              for r in caplog.records)
+
+
+@pytest.mark.parametrize("impl", ["auto", "fused", "scan"])
+def test_params_are_checked_once_per_call(monkeypatch, impl):
+  calls = []
+  original = rz.LSTM.check_params
+  monkeypatch.setattr(rz.LSTM, "check_params",
+                      lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+  p, xs = _setup(LSTM)
+  rz.unroll(LSTM, p, xs, impl=impl)
+  assert len(calls) == 1
+  with pytest.raises(rz.UserError, match=r"params\['w_hh'\] of LSTM must have shape"):
+    rz.unroll(LSTM, dict(p, w_hh=p["w_hh"][:3]), xs, impl=impl)
