@@ -1,6 +1,8 @@
 # Everything a fresh machine needs, from Python 3.11 and make alone.
 #   make demo   create .venv, install, run the main job on embedded defaults
-#   make test   create .venv, install with test extras, run the suite
+#   make test   create .venv, install with test extras, run the suite (CI)
+#   make check  the fast tier for the edit-test loop (no binaries,
+#               subprocesses or benchmark runs; under 3 minutes on 2 cores)
 # make test installs the "test" extra (pytest, PyTorch CPU, scikit-learn),
 # so nothing is skipped but the GPU (cuDNN) tests; CI (.ci/run) runs exactly `make test`.
 
@@ -12,7 +14,7 @@ PYTEST_ARGS ?= -n 2
 comma := ,
 STAMP := $(VENV)/.installed-$(subst $(comma),_,$(EXTRAS))
 
-.PHONY: demo test venv benchmark clean
+.PHONY: demo test check native venv benchmark clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +22,7 @@ $(VENV)/bin/python:
 
 $(STAMP): $(VENV)/bin/python setup.cfg pyproject.toml
 	$(VENV)/bin/python -m pip install -e ".[$(EXTRAS)]"
+	-$(VENV)/bin/python -m rnn_zoo.native build
 	touch $@
 
 venv: $(STAMP)
@@ -34,10 +37,20 @@ TEST_STAMP := $(VENV)/.installed-$(subst $(comma),_,$(TEST_EXTRAS))
 
 $(TEST_STAMP): $(VENV)/bin/python setup.cfg pyproject.toml
 	$(VENV)/bin/python -m pip install -e ".[$(TEST_EXTRAS)]"
+	-$(VENV)/bin/python -m rnn_zoo.native build
 	touch $@
 
 test: $(TEST_STAMP)
-	$(VENV)/bin/python -m pytest $(PYTEST_ARGS) tests
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS) --durations=15 tests
+
+check: $(TEST_STAMP)
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS) -m "not slow" tests
+
+# The native CPU kernels (rnn_zoo.native): built by the install steps above
+# (a failure there leaves the scan runner, with the reason printed); again
+# on demand, e.g. after changing rnn.cc.
+native: $(STAMP)
+	$(VENV)/bin/python -m rnn_zoo.native build
 
 clean:
 	rm -rf $(VENV) build *.egg-info

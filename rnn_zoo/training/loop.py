@@ -163,7 +163,7 @@ def make_train_step(workload: Workload, optimizer, config):
         step=state.step + 1, params=params, opt_state=opt_state, carry=carry,
         nonfinite_steps=state.nonfinite_steps + (~finite).astype(jnp.int32))
     metrics = {"loss": loss, **aux, **stats, "finite": finite.astype(jnp.float32),
-               "learning_rate": schedule(state.step)}
+               "learning_rate": optim.applied_learning_rate(state.opt_state, schedule)}
     return new_state, metrics
 
   return train_step

@@ -76,6 +76,19 @@ def make_optimizer(config) -> optax.GradientTransformation:
   return optax.chain(*parts, _base_optimizer(config, sched))
 
 
+def applied_learning_rate(opt_state, schedule: optax.Schedule) -> jax.Array:
+  """The learning rate the next update applies: ``schedule`` at the
+  optimizer's own count (``optax.ScaleByScheduleState``), which stops where
+  a skipped non-finite step keeps the old optimizer state, unlike the train
+  state's step."""
+  states = [s for s in jax.tree.leaves(
+      opt_state, is_leaf=lambda x: isinstance(x, optax.ScaleByScheduleState))
+            if isinstance(s, optax.ScaleByScheduleState)]
+  if len(states) != 1:
+    raise ValueError(f"expected one schedule state in the optimizer state, found {len(states)}")
+  return schedule(states[0].count)
+
+
 def clip_stats(grads, *, clip_norm: float, clip_value: float) -> dict:
   """What the optimizer's clipping does to ``grads`` (jittable).
 

@@ -104,7 +104,13 @@ def test_grid_benchmark_tiny(tmp_path):
   run("benchmarks.grid", f"--out={tmp_path}", "--runs=2", "--steps=4",
       "--seq_len=6", "--hidden=4", "--batch=4")
   results = json.loads((tmp_path / "results.json").read_text())
-  assert results["runs"] == 2 and results["speedup"] > 0
+  assert results["runs"] == 2
+  # The speedup is the ratio of the two times the report gives.
+  (t_single, t_grid) = results["seconds"].values()
+  assert t_single > 0 and t_grid > 0
+  assert results["speedup"] == pytest.approx(t_single / t_grid)
+  assert results["model_steps_per_s"] == pytest.approx(
+      {k: 2 * 4 / v for k, v in results["seconds"].items()})
   assert results["max_relative_final_loss_gap"] < 1e-3
   assert "| grid (train_group, " in (tmp_path / "report.md").read_text()
 
@@ -240,8 +246,10 @@ def test_sampling_tiny(tmp_path):
   assert "speedup" not in proc.stderr
   try:
     import torch  # pylint: disable=g-import-not-at-top,unused-import
-    assert all(r["torch_cells_ms"] > 0 and r["torch_lstm_vs_scan"] > 0
-               for r in results["rows"])
+    for r in results["rows"]:
+      assert r["torch_cells_ms"] > 0 and r["scan_ms"] > 0
+      for how in ("cells", "lstm"):
+        assert r[f"torch_{how}_vs_scan"] == pytest.approx(r[f"torch_{how}_ms"] / r["scan_ms"])
   except ImportError:
     assert "torch_lstm_ms" not in results["rows"][0]
 
@@ -254,10 +262,13 @@ def test_char_rnn_throughput_tiny(tmp_path):
   try:
     import torch  # pylint: disable=g-import-not-at-top,unused-import
     assert impls == ["rnn_zoo", "torch"]
-    assert results["rows"][1]["x_anchor"] > 0
+    zoo, anchor = results["rows"]
+    assert anchor["x_anchor"] == pytest.approx(anchor["ms_per_step"] / zoo["ms_per_step"])
   except ImportError:
     assert impls == ["rnn_zoo"]
-  assert all(r["chars_per_s"] > 0 and r["vocab"] > 50 for r in results["rows"])
+  for r in results["rows"]:
+    assert r["vocab"] > 50
+    assert r["chars_per_s"] == pytest.approx(4 * 10 / (r["ms_per_step"] / 1e3))
   assert "| 4×10×8 | " in (tmp_path / "report.md").read_text()
 
 

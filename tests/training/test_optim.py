@@ -114,3 +114,32 @@ def test_clip_value_runs_in_the_binary(tmp_path):
                      "--config.checkpoint_every=5", "--config.eval_every=5")
   assert "Traceback" not in proc.stderr
 
+
+
+@pytest.mark.parametrize("name", training.OPTIMIZERS)
+def test_the_logged_learning_rate_is_the_one_applied_after_a_skipped_step(name):
+  """nonfinite=skip keeps the old optimizer state, so its schedule count
+  stops while the train state's step goes on: the logged rate follows the
+  optimizer (the update applied at step 2 uses the rate of count 1)."""
+  from rnn_zoo.training import loop  # pylint: disable=g-import-not-at-top
+  c = cfg(optimizer=name, schedule="step", learning_rate=1.0, decay_every=1,
+          decay_factor=0.5, warmup_steps=0, nonfinite="skip", clip_norm=0.0,
+          clip_value=0.0)
+  g = jnp.array([3.0, -4.0])
+  w = loop.Workload(
+      init_params=lambda key: {"w": jnp.zeros_like(g)},
+      loss_fn=lambda p, batch, key, train: (jnp.sum(p["w"] * g) * batch["x"], {}),
+      train_batch=lambda key, step: {"x": jnp.ones(())},
+      eval_batch=lambda key, i: {"x": jnp.ones(())},
+      shape_fields=())
+  opt = training.make_optimizer(c)
+  state = jax.jit(lambda: loop.initial_state(w, opt, c, jax.random.key(0),
+                                             jax.random.key(1)))()
+  step = jax.jit(loop.make_train_step(w, opt, c), donate_argnums=0)
+  rates = []
+  for x in (1.0, np.nan, 1.0, 1.0):
+    state, m = step(state, {"x": jnp.asarray(x, jnp.float32)})
+    rates.append(float(m["learning_rate"]))
+  assert int(state.step) == 4 and int(state.nonfinite_steps) == 1
+  # Counts 0, 1 (skipped: not applied), 1, 2.
+  assert rates == [1.0, 0.5, 0.5, 0.25]
