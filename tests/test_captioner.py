@@ -207,3 +207,44 @@ def test_bad_inputs():
     m.apply(p, images(2), CAPS)
   with pytest.raises(ValueError, match="mode must be one of"):
     rz.models.Captioner(vocab_size=V, cell=rz.LSTM(4), mode="glance")
+
+
+def test_submodules_are_built_once_per_model(monkeypatch):
+  """The stack, the attention cell and the CNN are built (and validated) on
+  first use, not on every access; a model with other fields builds its own."""
+  model = rz.models.Captioner(vocab_size=V, cell=rz.LSTM(16), mode="soft",
+                              image_size=16, channels=(4, 8))
+  built = []
+  original = rz.AttentionCell.wrap
+  monkeypatch.setattr(rz.AttentionCell, "wrap",
+                      lambda *a, **k: built.append(1) or original(*a, **k))
+  params = model.init(jax.random.key(0))
+  images = jnp.zeros((2, 16, 16, 3))
+  captions = jnp.array([[START, 5, END], [START, 6, END]])
+  model.loss(params, images, captions)
+  model.loss(params, images, captions)
+  assert model.stack is model.stack and model.cnn is model.cnn
+  assert len(built) == 1
+  other = model.__class__(**{**{f: getattr(model, f) for f in model.__dataclass_fields__},
+                             "mode": "hard"})
+  assert other.attention_cell.mode == "hard" and len(built) == 2
+  assert hash(other) != hash(model) and other != model
+
+
+@pytest.mark.parametrize("mode", ["soft", "hard"])
+def test_a_given_carry_skips_the_encoder_and_gives_the_same_maps(mode, monkeypatch):
+  model = rz.models.Captioner(vocab_size=V, cell=rz.LSTM(16), mode=mode,
+                              image_size=16, channels=(4, 8))
+  params = model.init(jax.random.key(0))
+  images = jax.random.uniform(jax.random.key(1), (2, 16, 16, 3))
+  captions = jnp.array([[START, 5, 7, END], [START, 6, END, NULL]])
+  key = jax.random.key(2)
+  want = model.attention_maps(params, images, captions, key=key)
+  carry = model.initial_carry(params, images, key=key)
+  encoded = []
+  original = model.__class__.encode
+  monkeypatch.setattr(model.__class__, "encode",
+                      lambda self, *a: encoded.append(1) or original(self, *a))
+  got = model.attention_maps(params, images, captions, carry=carry)
+  assert not encoded
+  np.testing.assert_array_equal(got, want)

@@ -144,3 +144,20 @@ def test_bad_inputs():
     small("sum")
   with pytest.raises(ValueError, match="hops must be one of"):
     small("attention", hops=3)
+
+
+def test_the_bidirectional_reader_is_rz_bidirectional():
+  """read() runs the question through rz.bidirectional: its final carries,
+  forward then backward, concatenated."""
+  model = rz.models.VQA(num_answers=5, question_vocab=11, cell=rz.GRU(6),
+                        fusion="concat", image_size=16, channels=(4, 4),
+                        bidirectional=True)
+  params = model.init(jax.random.key(0))
+  questions = jnp.array([[3, 4, 5, 0, 0], [7, 0, 0, 0, 0]])
+  xs = jnp.take(params["embed"], questions, axis=0)
+  lengths = jnp.array([3, 1])
+  _, fwd = rz.unroll(model.cell, params["reader"], xs, lengths=lengths)
+  _, back = rz.python_unroll(model.cell, params["reader_back"], xs, lengths=lengths,
+                             reverse=True)
+  np.testing.assert_allclose(model.read(params, questions),
+                             jnp.concatenate([fwd.h, back.h], axis=-1), atol=1e-6)

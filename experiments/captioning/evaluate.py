@@ -67,7 +67,8 @@ def captioner_fn(model, *, decoding_mode: str, max_length: int, beam_size: int =
     if model.mode == "plain":
       return tokens, None
     read = jnp.concatenate([prompt, tokens], axis=1)
-    return tokens, model.attention_maps(params, images, read, key=init_key)
+    # The decoder's initial carry holds the encoded images: no second CNN pass.
+    return tokens, model.attention_maps(params, images, read, carry=carry)
 
   return run
 

@@ -26,6 +26,7 @@ padding; the decoder reads ``captions[:, :-1]`` and predicts
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Sequence
 
 import jax
@@ -136,6 +137,7 @@ class Captioner:
       raise UserError(f"entropy_penalty must be a number >= 0, got {self.entropy_penalty!r}")
 
   # -- structure ---------------------------------------------------------------
+  # The submodules are built (and validated) once per model, on first use.
   @property
   def locations(self) -> int:
     if self.encoder == "cnn":
@@ -148,11 +150,11 @@ class Captioner:
       return self.feature_shape[1]
     return self.channels[-1] + (2 if self.local_features else 0)
 
-  @property
+  @functools.cached_property
   def cnn(self) -> ConvEncoder:
     return ConvEncoder(channels=self.channels, local=self.local_features)
 
-  @property
+  @functools.cached_property
   def attention_cell(self) -> AttentionCell | None:
     if self.mode == "plain":
       return None
@@ -162,7 +164,7 @@ class Captioner:
                               query=self.attention_query,
                               feed_context=self.feed_context)
 
-  @property
+  @functools.cached_property
   def stack(self) -> StackedRNN:
     first = self.attention_cell or self.cell
     return StackedRNN((first,) + (self.cell,) * (self.num_layers - 1))
@@ -249,14 +251,17 @@ class Captioner:
     carry, h = self.stack.step(params["stack"], carry, x)
     return carry, self._logits(params, h, carry[0])
 
-  def apply(self, params, images, captions, *, key=None):
+  def apply(self, params, images, captions, *, key=None, carry=None):
     """Teacher forcing: ``(logits [B, T, V], carries of the first layer for
-    every step)`` for captions ``[B, T + 1]``."""
+    every step)`` for captions ``[B, T + 1]``. ``carry``: the
+    :meth:`initial_carry` of these images when the caller has it already
+    (the images are then not encoded again; ``key`` is not used)."""
     if getattr(captions, "ndim", None) != 2 or captions.shape[1] < 2:
       raise UserError(f"captions must be int [batch, time >= 2] (<START> ... <END>), "
                       f"got shape {tuple(getattr(captions, 'shape', ()))}")
     self._check_tokens(captions, "captions")
-    carry = self.initial_carry(params, images, key=key)
+    if carry is None:
+      carry = self.initial_carry(params, images, key=key)
     if captions.shape[0] != jax.tree.leaves(carry)[0].shape[0]:
       raise UserError(f"images and captions disagree on the batch: "
                       f"{jax.tree.leaves(carry)[0].shape[0]} vs {captions.shape[0]}")
@@ -314,11 +319,13 @@ class Captioner:
       metrics["reward"] = reward.mean()
     return loss, metrics
 
-  def attention_maps(self, params, images, captions, *, key=None) -> jax.Array:
-    """``[B, T, L]`` attention weights while reading ``captions`` (soft/hard)."""
+  def attention_maps(self, params, images, captions, *, key=None,
+                     carry=None) -> jax.Array:
+    """``[B, T, L]`` attention weights while reading ``captions`` (soft/hard;
+    ``carry`` as in :meth:`apply`)."""
     if self.mode == "plain":
       raise UserError("mode='plain' has no attention")
-    return self.apply(params, images, captions, key=key)[1].alpha
+    return self.apply(params, images, captions, key=key, carry=carry)[1].alpha
 
 
 __all__ = ["Captioner", "MODES", "ENCODERS", "INIT_STATES", "REINFORCE_REWARDS"]

@@ -9,6 +9,7 @@ with truncated BPTT); ``step`` advances one token, for
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 
 import jax
@@ -53,7 +54,7 @@ class CharLM:
     if self.embed_size is not None:
       base.check_positive_int("embed_size", self.embed_size)
 
-  @property
+  @functools.cached_property
   def stack(self) -> StackedRNN:
     return StackedRNN.of(self.cell, self.num_layers, dropout_rate=self.dropout_rate)
 

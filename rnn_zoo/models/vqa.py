@@ -31,6 +31,7 @@ cross-entropy.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Sequence
 
 import jax
@@ -43,7 +44,7 @@ from rnn_zoo.cells import base
 from rnn_zoo.cells.cell import Cell
 from rnn_zoo.errors import UserError
 from rnn_zoo.nn.encoders import ConvEncoder, num_locations, with_coordinates
-from rnn_zoo.runner import unroll
+from rnn_zoo.runner import bidirectional, unroll
 
 FUSIONS = ("concat", "product", "attention", "relation")
 
@@ -119,7 +120,7 @@ class VQA:
       checks.positive_int("channels", c)
 
   # -- structure ---------------------------------------------------------------
-  @property
+  @functools.cached_property
   def cnn(self) -> ConvEncoder:
     return ConvEncoder(channels=self.channels, first_stride=2, skip=self.skip)
 
@@ -190,13 +191,12 @@ class VQA:
     lengths = jnp.sum(questions != 0, axis=1)
     xs = jnp.take(params["embed"], jnp.clip(questions, 0, self.question_vocab - 1), axis=0)
     impl = "cudnn" if self.cudnn else "auto"
-    _, carry = unroll(self.cell, params["reader"], xs, lengths=lengths, impl=impl)
-    q = carry.h if hasattr(carry, "h") else carry
-    if self.bidirectional:
-      _, back = unroll(self.cell, params["reader_back"], xs, lengths=lengths, reverse=True,
-                       impl=impl)
-      q = jnp.concatenate([q, back.h if hasattr(back, "h") else back], axis=-1)
-    return q
+    if not self.bidirectional:
+      _, carry = unroll(self.cell, params["reader"], xs, lengths=lengths, impl=impl)
+      return carry.h
+    both = {"forward": params["reader"], "backward": params["reader_back"]}
+    _, (fwd, back) = bidirectional(self.cell, both, xs, lengths=lengths, impl=impl)
+    return jnp.concatenate([fwd.h, back.h], axis=-1)
 
   # -- fusion ------------------------------------------------------------------
   def fuse(self, params, regions, q):
