@@ -48,7 +48,9 @@ from rnn_zoo import checks
 from rnn_zoo import gradflow
 from rnn_zoo.errors import UserError
 from rnn_zoo.training import optim
+from rnn_zoo.training import loop
 from rnn_zoo.training.loop import Workload
+from rnn_zoo.training.state import TrainState
 
 # Config fields that may differ between the runs of one group: they change
 # the initial params or the optimizer's hyperparameters, never a shape or the
@@ -109,7 +111,7 @@ def make_optimizer(config, learning_rate=None, max_norm=None
   def build(learning_rate, max_norm):
     parts = [optax.clip(config.clip_value)] if config.clip_value else []
     parts.append(optax.clip_by_global_norm(max_norm))
-    return optax.chain(*parts, optim._base_optimizer(config, learning_rate))  # pylint: disable=protected-access
+    return optax.chain(*parts, optim.base_optimizer(config, learning_rate))
   return optax.inject_hyperparams(build)(learning_rate=learning_rate,
                                          max_norm=max_norm)
 
@@ -220,23 +222,26 @@ def train_group(configs: Sequence, make_workload: Callable[[Any], Workload], *,
   state = jax.device_put(_stack(runs), shard)
   del runs
 
+  # The loop's own train and eval steps, vmapped over the runs.
+  train_step = loop.make_train_step(w, optimizer, c0)
+  eval_step = loop.make_eval_step(w)
+
   def step_one(run, step):
     batch = w.train_batch(jax.random.fold_in(jax.random.wrap_key_data(run["k_data"]), step), step)
-    key = jax.random.fold_in(jax.random.wrap_key_data(run["k_train"]), step)
-    (loss, _), grads = jax.value_and_grad(
-        lambda p: w.loss_fn(p, batch, key, True), has_aux=True)(run["params"])
-    norm = optax.tree.norm(grads)
-    updates, opt_state = optimizer.update(grads, run["opt_state"], run["params"])
-    params = optax.apply_updates(run["params"], updates)
-    return {**run, "params": params, "opt_state": opt_state}, (loss, norm)
+    state = TrainState(step=step, params=run["params"], opt_state=run["opt_state"],
+                       key=run["k_train"], nonfinite_steps=jnp.zeros((), jnp.int32),
+                       carry=None)
+    state, metrics = train_step(state, batch)
+    return ({**run, "params": state.params, "opt_state": state.opt_state},
+            (metrics["loss"], metrics["grad_norm"]))
 
   num_eval = c0.eval_batches
 
   def eval_one(run):
     k_eval = jax.random.wrap_key_data(run["k_eval"])
     def one(i):
-      loss, aux = w.loss_fn(run["params"], w.eval_batch(jax.random.fold_in(k_eval, i), i),
-                            jax.random.key(0), False)
+      loss, (aux, _) = eval_step(run["params"],
+                                 w.eval_batch(jax.random.fold_in(k_eval, i), i))
       return {"loss": loss, **aux}
     per = jax.lax.map(one, jnp.arange(num_eval))
     return jax.tree.map(lambda x: jnp.mean(x, axis=0), per)
@@ -246,7 +251,7 @@ def train_group(configs: Sequence, make_workload: Callable[[Any], Workload], *,
     batch = w.eval_batch(jax.random.fold_in(k_eval, 0), 0)
     probes = tuple(jnp.zeros(s) for s in w.hidden_shapes(batch))
     norms = gradflow.hidden_grad_norms(
-        lambda pr: w.loss_fn(run["params"], batch, jax.random.key(0), False,
+        lambda pr: w.loss_fn(run["params"], batch, loop.eval_key(), False,
                              hidden_probes=pr)[0], probes)
     horizon = gradflow.steps_in_the_past(norms[-1], 1e-2)
     return norms, horizon

@@ -120,6 +120,29 @@ def carried_loss(workload: Workload):
   return loss
 
 
+EVAL_SEED = 0
+"""Evaluation is deterministic, but a loss may still draw (hard attention's
+sampled locations): every evaluation, of every run, draws from
+``jax.random.key(EVAL_SEED)``, so that evaluations compare across steps,
+runs and resumptions."""
+
+
+def eval_key() -> jax.Array:
+  """The key every evaluation's loss gets (see :data:`EVAL_SEED`)."""
+  return jax.random.key(EVAL_SEED)
+
+
+def make_eval_step(workload: Workload):
+  """``(params, batch, carry=None) -> (loss, (metrics, carry))``: the held-out
+  loss, as the loop jits it and the grid vmaps it."""
+  loss_fn = carried_loss(workload)
+
+  def eval_step(params, batch, carry=None):
+    return loss_fn(params, batch, eval_key(), False, carry)
+
+  return eval_step
+
+
 def initial_state(workload: Workload, optimizer, config, k_init, k_train) -> TrainState:
   """The train state at step 0 (traceable: jit it with ``out_shardings``)."""
   params = workload.init_params(k_init)
@@ -132,6 +155,10 @@ def initial_state(workload: Workload, optimizer, config, k_init, k_train) -> Tra
 
 
 def make_train_step(workload: Workload, optimizer, config):
+  """``(state, batch) -> (state, metrics)``: one update, as the loop jits it
+  (with donation) and the grid vmaps it over runs. ``optimizer`` is
+  :func:`rnn_zoo.training.optim.make_optimizer`'s (or the grid's, whose
+  hyperparameters are state)."""
   skip = config.nonfinite == "skip"
   clip_norm, clip_value = config.clip_norm, config.clip_value
   schedule = optim.make_schedule(config)
@@ -196,17 +223,9 @@ def train_and_evaluate(config, workdir: str, workload: Workload) -> dict:
     return _train_and_evaluate(config, workdir, workload, watcher)
 
 
-def _train_and_evaluate(config, workdir: str, workload: Workload,
-                        watcher: preemption.PreemptionWatcher) -> dict:
-  mesh = shard_lib.make_mesh()
-  shard_lib.check_batch_size(config.batch_size, mesh)
-  data_sharding = shard_lib.batch_sharding(mesh)
-  config_dict = config.to_dict()
-
-  root = jax.random.key(config.seed)
-  k_init, k_train, k_data, k_eval = jax.random.split(root, 4)
-  optimizer = optim.make_optimizer(config)
-
+def _restore_or_init(config, workdir, workload, optimizer, k_init, k_train, mesh):
+  """The train state (restored from the latest good checkpoint, else fresh),
+  the step it is at, the checkpointer and the state's shardings."""
   def init_state():
     return initial_state(workload, optimizer, config, k_init, k_train)
 
@@ -219,54 +238,102 @@ def _train_and_evaluate(config, workdir: str, workload: Workload,
       os.path.join(workdir, "checkpoints"), save_every=config.checkpoint_every,
       keep=config.keep_checkpoints, async_save=config.async_checkpoint)
   state, restored_step, _ = checkpointer.restore_latest(
-      abstract, config_dict, workload.shape_fields, vocab=workload.vocab)
+      abstract, config.to_dict(), workload.shape_fields, vocab=workload.vocab)
   if workload.info and jax.process_index() == 0:
     logging.info("data: %s", ", ".join(f"{k} {v}" for k, v in workload.info.items()))
   if state is None:
-    state = jax.jit(init_state, out_shardings=shardings)()
-    start = 0
     logging.info("starting from scratch in %s", workdir)
-  else:
-    start = int(restored_step)
-    logging.info("resumed from the checkpoint at step %d in %s", start, workdir)
-    saved_steps = (checkpointer.saved_config or {}).get("num_steps")
-    if saved_steps is not None and saved_steps != config.num_steps:
-      logging.warning(
-          "config.num_steps changed on resume: the checkpoints were made with "
-          "num_steps=%s, this run asks for num_steps=%s; schedules that depend "
-          "on it (cosine) change from step %d on", saved_steps, config.num_steps,
-          start)
+    return jax.jit(init_state, out_shardings=shardings)(), 0, checkpointer, shardings
+  start = int(restored_step)
+  logging.info("resumed from the checkpoint at step %d in %s", start, workdir)
+  saved_steps = (checkpointer.saved_config or {}).get("num_steps")
+  if saved_steps is not None and saved_steps != config.num_steps:
+    logging.warning(
+        "config.num_steps changed on resume: the checkpoints were made with "
+        "num_steps=%s, this run asks for num_steps=%s; schedules that depend "
+        "on it (cosine) change from step %d on", saved_steps, config.num_steps,
+        start)
+  return state, start, checkpointer, shardings
 
-  writer = metrics_lib.MetricWriter(workdir, resume_step=start)
-  progress = metrics_lib.Progress(start, config.num_steps)
 
+def _batch_fns(workload, k_data, k_eval, data_sharding):
+  """``(step -> train batch, i -> held-out batch)``, placed on the mesh."""
   if workload.host_data:
     # Read on the host (grain, files): each process places its own rows.
-    batch_fn = lambda step: shard_lib.place_host_batch(
-        workload.train_batch(None, step), data_sharding)
-    eval_batch_fn = lambda i: shard_lib.place_host_batch(
-        workload.eval_batch(None, i), data_sharding)
-  else:
-    batch_fn = jax.jit(
-        lambda step: workload.train_batch(jax.random.fold_in(k_data, step), step),
-        out_shardings=data_sharding)
-    eval_batch_fn = jax.jit(
-        lambda i: workload.eval_batch(jax.random.fold_in(k_eval, i), i),
-        out_shardings=data_sharding)
-  train_step = jax.jit(make_train_step(workload, optimizer, config),
-                       donate_argnums=0)
+    return (lambda step: shard_lib.place_host_batch(
+                workload.train_batch(None, step), data_sharding),
+            lambda i: shard_lib.place_host_batch(
+                workload.eval_batch(None, i), data_sharding))
+  return (jax.jit(lambda step: workload.train_batch(jax.random.fold_in(k_data, step), step),
+                  out_shardings=data_sharding),
+          jax.jit(lambda i: workload.eval_batch(jax.random.fold_in(k_eval, i), i),
+                  out_shardings=data_sharding))
+
+
+class _LogWindow:
+  """The (step, metrics) of the train steps not yet in a log row. A
+  checkpoint made on a signal between two log steps carries them over to the
+  resumed run (float32 on the device, restored as float32: their means are
+  the ones an uninterrupted run computes)."""
+
+  def __init__(self, config, checkpointer, writer, progress):
+    self.config, self.checkpointer = config, checkpointer
+    self.writer, self.progress = writer, progress
+    self.pending = [(int(st), {k: np.float32(v) for k, v in m.items()})
+                    for st, m in checkpointer.log_window]
+
+  def add(self, step, metrics):
+    self.pending.append((step, metrics))
+
+  def fetched(self):
+    """The window as host floats (what a checkpoint on a signal keeps)."""
+    return [(st, {k: float(v) for k, v in jax.device_get(m).items()})
+            for st, m in self.pending]
+
+  def flush(self, step):
+    """Fetches the window's metrics (one sync), checks them, logs their mean."""
+    if not self.pending:
+      return
+    fetched = jax.device_get([m for _, m in self.pending])
+    steps = [s for s, _ in self.pending]
+    self.pending.clear()
+    for s, m in zip(steps, fetched):
+      if self.config.nonfinite == "stop" and not m["finite"]:
+        self._stop(s, m)
+    mean = {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0]
+            if k not in ("finite", "clipped")}
+    mean["clipped_fraction"] = float(np.mean([m["clipped"] for m in fetched]))
+    mean["grad_norm_max"] = float(np.max([m["grad_norm"] for m in fetched]))
+    mean["nonfinite_steps"] = float(len(fetched) - np.sum([m["finite"] for m in fetched]))
+    self.writer.write(step, mean)
+    self.writer.write_trace(steps, {"grad_norm": [m["grad_norm"] for m in fetched],
+                                    "loss": [m["loss"] for m in fetched]})
+    self.progress.report(step, {k: mean[k] for k in ("loss", "grad_norm",
+                                                      "clipped_fraction")})
+
+  def _stop(self, step, m):
+    self.checkpointer.wait()  # a save still in flight is good: let it land
+    good = self.checkpointer.latest_good_step()
+    where = (f"step {good} in {self.checkpointer.directory}" if good is not None
+             else "none")
+    raise NonFiniteError(
+        f"non-finite loss or gradient at step {step} (loss={float(m['loss'])}, "
+        f"grad_norm={float(m['grad_norm'])}); last good checkpoint: {where}. "
+        "Restarting resumes from it; set config.nonfinite='skip' to skip "
+        "such updates instead.")
+
+
+def _make_evaluate(workload, config, eval_batch_fn, eval_carry, writer):
+  """``(params, step, write=True) -> metrics``: the held-out loss and
+  metrics, averaged over the evaluation batches in order (a stateful
+  model's carry flowing across them)."""
+  eval_step = jax.jit(make_eval_step(workload))
   num_eval = workload.eval_batches or config.eval_batches
-  loss_fn = carried_loss(workload)
-  eval_step = jax.jit(lambda params, batch, carry: loss_fn(
-      params, batch, jax.random.key(0), False, carry))
-  eval_carry = jax.jit(lambda: init_state().carry, out_shardings=shardings.carry)
-  sample_every = config.sample_every if workload.sample else 0
-  k_sample = jax.random.fold_in(root, 1)
 
   def evaluate(params, step, write=True):
     sums = {}
     carry = eval_carry()
-    for i in range(num_eval):  # in order, a stateful model's carry flowing across
+    for i in range(num_eval):
       loss, (aux, carry) = eval_step(params, eval_batch_fn(i), carry)
       for k, v in {"loss": loss, **aux}.items():
         sums[k] = sums.get(k, 0.0) + v
@@ -278,65 +345,57 @@ def _train_and_evaluate(config, workdir: str, workload: Workload,
                    " ".join(f"{k} {v:.4g}" for k, v in result.items()))
     return result
 
+  return evaluate
+
+
+def _make_show_sample(workload, workdir, k_sample):
   def show_sample(params, step):
     text = workload.sample(params, jax.random.fold_in(k_sample, step))
     if jax.process_index() == 0:
       logging.info("sample at step %d:\n%s", step, text)
       with open(os.path.join(workdir, "samples.txt"), "a", encoding="utf-8") as f:
         f.write(f"===== step {step} =====\n{text}\n")
+  return show_sample
 
-  # (step, metrics) not yet in a log row; a checkpoint made on a signal
-  # between two log steps carries them over to the resumed run.
-  # Metrics are float32 on the device: restored as float32, their means are
-  # the ones an uninterrupted run computes.
-  pending: list[tuple[int, dict]] = [
-      (int(st), {k: np.float32(v) for k, v in m.items()})
-      for st, m in checkpointer.log_window]
 
-  def flush(step):
-    """Fetches pending metrics (one sync), checks them, logs their mean."""
-    if not pending:
-      return
-    fetched = jax.device_get([m for _, m in pending])
-    steps = [s for s, _ in pending]
-    pending.clear()
-    for s, m in zip(steps, fetched):
-      if config.nonfinite == "stop" and not m["finite"]:
-        checkpointer.wait()  # a save still in flight is good: let it land
-        good = checkpointer.latest_good_step()
-        where = (f"step {good} in {checkpointer.directory}" if good is not None
-                 else "none")
-        raise NonFiniteError(
-            f"non-finite loss or gradient at step {s} (loss={float(m['loss'])}, "
-            f"grad_norm={float(m['grad_norm'])}); last good checkpoint: {where}. "
-            "Restarting resumes from it; set config.nonfinite='skip' to skip "
-            "such updates instead.")
-    keys = fetched[0].keys()
-    mean = {k: float(np.mean([m[k] for m in fetched])) for k in keys
-            if k not in ("finite", "clipped")}
-    mean["clipped_fraction"] = float(np.mean([m["clipped"] for m in fetched]))
-    mean["grad_norm_max"] = float(np.max([m["grad_norm"] for m in fetched]))
-    mean["nonfinite_steps"] = float(len(fetched) - np.sum([m["finite"] for m in fetched]))
-    writer.write(step, mean)
-    writer.write_trace(steps, {"grad_norm": [m["grad_norm"] for m in fetched],
-                               "loss": [m["loss"] for m in fetched]})
-    progress.report(step, {k: mean[k] for k in ("loss", "grad_norm", "clipped_fraction")})
+def _train_and_evaluate(config, workdir: str, workload: Workload,
+                        watcher: preemption.PreemptionWatcher) -> dict:
+  mesh = shard_lib.make_mesh()
+  shard_lib.check_batch_size(config.batch_size, mesh)
+  data_sharding = shard_lib.batch_sharding(mesh)
+  config_dict = config.to_dict()
+
+  root = jax.random.key(config.seed)
+  k_init, k_train, k_data, k_eval = jax.random.split(root, 4)
+  optimizer = optim.make_optimizer(config)
+  state, start, checkpointer, shardings = _restore_or_init(
+      config, workdir, workload, optimizer, k_init, k_train, mesh)
+  writer = metrics_lib.MetricWriter(workdir, resume_step=start)
+  progress = metrics_lib.Progress(start, config.num_steps)
+  batch_fn, eval_batch_fn = _batch_fns(workload, k_data, k_eval, data_sharding)
+  train_step = jax.jit(make_train_step(workload, optimizer, config),
+                       donate_argnums=0)
+  eval_carry = jax.jit(lambda: initial_state(workload, optimizer, config, k_init,
+                                             k_train).carry,
+                       out_shardings=shardings.carry)
+  evaluate = _make_evaluate(workload, config, eval_batch_fn, eval_carry, writer)
+  sample_every = config.sample_every if workload.sample else 0
+  show_sample = _make_show_sample(workload, workdir, jax.random.fold_in(root, 1))
+  window = _LogWindow(config, checkpointer, writer, progress)
 
   eval_result = {}
   try:
     for step in range(start, config.num_steps):
       state, m = train_step(state, batch_fn(step))
       s = step + 1
-      pending.append((s, m))
+      window.add(s, m)
       if watcher.should_stop(s) and s < config.num_steps:
-        window = [(st, {k: float(v) for k, v in jax.device_get(mm).items()})
-                  for st, mm in pending]
         _save_and_stop(s, state, checkpointer, config_dict, workload, watcher,
-                       window)
+                       window.fetched())
       last = s == config.num_steps
       saving = last or s % config.checkpoint_every == 0
       if saving or last or s % config.log_every == 0:
-        flush(s)
+        window.flush(s)
       if last or s % config.eval_every == 0:
         eval_result = evaluate(state.params, s)
       if sample_every and (last or s % sample_every == 0):

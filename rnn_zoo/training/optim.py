@@ -43,7 +43,9 @@ def make_schedule(config) -> optax.Schedule:
   return main
 
 
-def _base_optimizer(config, sched) -> optax.GradientTransformation:
+def base_optimizer(config, sched) -> optax.GradientTransformation:
+  """``config.optimizer`` at learning rate ``sched`` (a schedule or a
+  number), without the clipping :func:`make_optimizer` chains before it."""
   name = config.optimizer
   if name == "sgd":
     return optax.sgd(sched)
@@ -73,7 +75,7 @@ def make_optimizer(config) -> optax.GradientTransformation:
     parts.append(optax.clip(config.clip_value))
   if config.clip_norm:
     parts.append(optax.clip_by_global_norm(config.clip_norm))
-  return optax.chain(*parts, _base_optimizer(config, sched))
+  return optax.chain(*parts, base_optimizer(config, sched))
 
 
 def applied_learning_rate(opt_state, schedule: optax.Schedule) -> jax.Array:
@@ -81,6 +83,9 @@ def applied_learning_rate(opt_state, schedule: optax.Schedule) -> jax.Array:
   optimizer's own count (``optax.ScaleByScheduleState``), which stops where
   a skipped non-finite step keeps the old optimizer state, unlike the train
   state's step."""
+  if isinstance(opt_state, (optax.InjectHyperparamsState,
+                            optax.InjectStatefulHyperparamsState)):  # the grid's
+    return jnp.asarray(opt_state.hyperparams["learning_rate"])
   states = [s for s in jax.tree.leaves(
       opt_state, is_leaf=lambda x: isinstance(x, optax.ScaleByScheduleState))
             if isinstance(s, optax.ScaleByScheduleState)]
