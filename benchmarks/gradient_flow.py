@@ -268,6 +268,7 @@ def init_diagnostics(cell: str, T: int, preset: dict, precision: str = "float64"
   import numpy as np  # pylint: disable=g-import-not-at-top
   from experiments.long_range import workload  # pylint: disable=g-import-not-at-top
   from rnn_zoo import gradflow  # pylint: disable=g-import-not-at-top
+  from rnn_zoo.training import loop  # pylint: disable=g-import-not-at-top
 
   config = make_config(cell, "adding", T, preset)
   w = workload.long_range(config)
@@ -277,13 +278,13 @@ def init_diagnostics(cell: str, T: int, preset: dict, precision: str = "float64"
   def probe_norms(params, batch):
     probes = tuple(jnp.zeros(s, batch["inputs"].dtype) for s in w.hidden_shapes(batch))
     return gradflow.hidden_grad_norms(
-        lambda pr: w.loss_fn(params, batch, jax.random.key(0), False,
+        lambda pr: w.loss_fn(params, batch, loop.eval_key(), False,
                              hidden_probes=pr)[0], probes)
 
   # What the diagnostic costs: the probe gradient against one training
   # forward+backward (gradient of the same loss with respect to the params).
   norms32 = jax.jit(probe_norms)
-  grad = jax.jit(jax.grad(lambda p, b: w.loss_fn(p, b, jax.random.key(0), False)[0]))
+  grad = jax.jit(jax.grad(lambda p, b: w.loss_fn(p, b, loop.eval_key(), False)[0]))
   t_grad = _median_time(lambda: jax.block_until_ready(grad(params32, batch32)))
   t_probe = _median_time(lambda: jax.block_until_ready(norms32(params32, batch32)))
   positions = np.unique(np.linspace(0, T - 1, preset['jacobian_positions']).astype(int))

@@ -19,6 +19,7 @@ from rnn_zoo import checks
 from rnn_zoo.data import captions as captions_lib
 from rnn_zoo.errors import UserError
 from rnn_zoo.models.captioner import Captioner
+from rnn_zoo.training import loop
 from rnn_zoo.training.loop import Workload
 
 SHAPE_FIELDS = ("dataset", "data_config", "coco_train", "image_size", "max_length",
@@ -140,7 +141,8 @@ def captioning(config) -> Task:
     return {"image": batch["image"], "tokens": batch["tokens"]}
 
   def loss_fn(params, batch, key, train, carry=None):
-    kw = {"key": key if key is not None else jax.random.key(0)}
+    # No key (a caller outside the loop): the loop's evaluation key.
+    kw = {"key": key if key is not None else loop.eval_key()}
     if hard:   # the carry: the baseline on every example ([B], or [B, T] to go)
       kw["baseline"] = jnp.mean(carry, axis=0)
     loss, metrics = model.loss(params, batch["image"], batch["tokens"], **kw)
