@@ -49,7 +49,7 @@ from rnn_zoo import native
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 HARNESS = pathlib.Path(__file__).with_name("native_ab_harness.cc")
-SOURCE = "rnn_zoo/native/rnn.cc"
+SOURCE = "rnn_zoo/native/rnn.cc"   # includes the other sources of its folder
 KERNELS = ("forward", "forward_train", "backward", "weight_grads")
 
 _BASE = flags.DEFINE_string("base", "HEAD", "Git revision of the base version "
@@ -65,31 +65,47 @@ _THREADS = flags.DEFINE_integer("threads", None, "Kernel threads (default: one p
 _OUT = flags.DEFINE_string("out", None, "Run folder (default runs/native_ab/<timestamp>).")
 
 
-def source_at(revision: str) -> str:
-  """rnn.cc at ``revision`` ("" : the working tree's)."""
+def _git(*args: str) -> subprocess.CompletedProcess:
+  return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True,
+                        check=False)
+
+
+def source_at(revision: str) -> dict[str, str]:
+  """The native sources at ``revision`` ("" : the working tree's): rnn.cc
+  and the headers beside it, by file name."""
+  folder = pathlib.PurePosixPath(SOURCE).parent
   if not revision:
-    return (ROOT / SOURCE).read_text()
-  proc = subprocess.run(["git", "show", f"{revision}:{SOURCE}"], cwd=ROOT,
-                        capture_output=True, text=True, check=False)
+    return {p.name: p.read_text() for p in sorted((ROOT / folder).iterdir())
+            if p.suffix in (".cc", ".h")}
+  proc = _git("show", f"{revision}:{SOURCE}")
   if proc.returncode != 0:
     raise ValueError(f"--base/--new: no {SOURCE} at git revision {revision!r} "
                      f"({proc.stderr.strip()})")
-  return proc.stdout
+  names = _git("ls-tree", "--name-only", revision, f"{folder}/").stdout.split()
+  sources = {}
+  for path in names:
+    if pathlib.PurePosixPath(path).suffix in (".cc", ".h"):
+      sources[pathlib.PurePosixPath(path).name] = _git("show", f"{revision}:{path}").stdout
+  return sources
 
 
-def features(source: str) -> dict[str, bool]:
-  """Which of the harness's kernels ``source`` has."""
-  return {"weight_grads": "void weight_grads(" in source,
-          "backward_dx": "float* dx = nullptr" in source}
+def features(sources: dict[str, str]) -> dict[str, bool]:
+  """Which of the harness's kernels the sources have."""
+  text = "\n".join(sources.values())
+  return {"weight_grads": "void weight_grads(" in text,
+          "backward_dx": "float* dx = nullptr" in text}
 
 
-def build(source: str, folder: pathlib.Path, name: str) -> ctypes.CDLL:
-  """The harness over ``source``, built as the library builds rnn.cc."""
-  src = folder / f"{name}_rnn.cc"
-  src.write_text(source)
+def build(sources: dict[str, str], folder: pathlib.Path, name: str) -> ctypes.CDLL:
+  """The harness over ``sources``, built as the library builds rnn.cc."""
+  tree = folder / name
+  tree.mkdir()
+  for file_name, text in sources.items():
+    (tree / file_name).write_text(text)
+  src = tree / "rnn.cc"
   lib = folder / f"{name}.so"
   cxx = os.environ.get("CXX") or "g++"
-  has = features(source)
+  has = features(sources)
   cmd = [cxx, *native.CXXFLAGS, "-isystem", jax.ffi.include_dir(),
          f"-DRNN_CC=\"{src}\"", f"-DRNN_HAS_WEIGHT_GRADS={int(has['weight_grads'])}",
          f"-DRNN_HAS_BACKWARD_DX={int(has['backward_dx'])}", str(HARNESS), "-o", str(lib)]

@@ -258,74 +258,20 @@ def test_several_devices_keep_the_scan_runner():
   assert out[1].startswith("not used: the native kernel runs in a one-device process (2 devices")
 
 
-_TEAM_TEST = r"""
-#include "RNN_CC"
-#include <cstdio>
-#include <thread>
-// The team's joining rules, without XLA: helpers that start at once, helpers
-// that start only after the call would have finished (a busy pool), and a
-// "pool" that runs tasks inline must all give the single thread's bits.
-int main() {
-  int64_t B = 8, T = 50, H = 64, I = 24;
-  std::vector<float> w(H*4*H), b(4*H, 0.1f), xp(T*B*4*H), h0(B*H), c0(B*H), cl(B*H);
-  std::vector<float> w_ih(I*4*H), x(T*B*I);
-  for (auto& v : w) v = (rand() / (float)RAND_MAX - 0.5f) * 0.2f;
-  for (auto& v : xp) v = (rand() / (float)RAND_MAX - 0.5f);
-  for (auto& v : w_ih) v = (rand() / (float)RAND_MAX - 0.5f) * 0.2f;
-  for (auto& v : x) v = (rand() / (float)RAND_MAX - 0.5f);
-  Schedule now = [](std::function<void()> t) { std::thread(std::move(t)).detach(); };
-  Schedule late = [](std::function<void()> t) {
-    std::thread([t] { std::this_thread::sleep_for(std::chrono::milliseconds(50)); t(); }).detach(); };
-  Schedule inl = [](std::function<void()> t) { t(); };
-  // A helper started on the caller's CPU moves off it for the call and
-  // gets its own affinity back afterwards.
-  static std::atomic<int> restored{0};
-  Schedule here = [](std::function<void()> t) {
-    const int cpu = sched_getcpu();
-    std::thread([t, cpu] {
-      cpu_set_t one, before, after;
-      sched_getaffinity(0, sizeof(before), &before);
-      CPU_ZERO(&one);
-      CPU_SET(cpu, &one);
-      sched_setaffinity(0, sizeof(one), &one);  // onto the caller's CPU
-      sched_setaffinity(0, sizeof(before), &before);  // free again, still there
-      t();
-      sched_getaffinity(0, sizeof(after), &after);
-      restored += CPU_EQUAL(&before, &after);
-    }).detach(); };
-  // The recurrence over xp, and the one that projects x itself (w_ih).
-  std::vector<float> ref(T*B*H), ref_x(T*B*H);
-  forward(w.data(), b.data(), xp.data(), nullptr, 0, h0.data(), c0.data(), T, B, H, false,
-          ref.data(), nullptr, nullptr, cl.data(), 1, nullptr);
-  forward(w.data(), b.data(), x.data(), w_ih.data(), I, h0.data(), c0.data(), T, B, H, false,
-          ref_x.data(), nullptr, nullptr, cl.data(), 1, nullptr);
-  int same = 0;
-  for (const Schedule* s : {&now, &late, &inl, &here}) {
-    std::vector<float> y(T*B*H), y_x(T*B*H);
-    forward(w.data(), b.data(), xp.data(), nullptr, 0, h0.data(), c0.data(), T, B, H, false,
-            y.data(), nullptr, nullptr, cl.data(), 2, *s);
-    forward(w.data(), b.data(), x.data(), w_ih.data(), I, h0.data(), c0.data(), T, B, H,
-            false, y_x.data(), nullptr, nullptr, cl.data(), 2, *s);
-    same += (y == ref) + (y_x == ref_x);
-  }
-  std::this_thread::sleep_for(std::chrono::milliseconds(100));  // the late helpers leave
-  same += restored == 2;
-  printf("%d\n", same);
-}
-"""
-
-
 def test_helpers_that_start_late_or_inline_leave_the_call_to_the_others(tmp_path):
   # XLA may run two of these calls at once on its pool, each waiting for a
   # helper the other one's thread would have to run: a call must not wait
   # for helpers that do not come.
-  src = tmp_path / "team_test.cc"
-  src.write_text(_TEAM_TEST.replace("RNN_CC", str(native.SOURCE)))
+  src = pathlib.Path(__file__).parent / "native" / "team_test.cc"
   exe = tmp_path / "team_test"
   subprocess.run(["g++", "-O1", "-std=c++17", "-pthread", "-march=native", "-isystem",
-                  jax.ffi.include_dir(), str(src), "-o", str(exe)], check=True)
-  out = subprocess.run([str(exe)], check=True, capture_output=True, text=True, timeout=60)
-  assert out.stdout.strip() == "9"
+                  jax.ffi.include_dir(), "-I", str(native.SOURCE.parent), str(src),
+                  "-o", str(exe)], check=True)
+  out = subprocess.run([str(exe)], check=False, capture_output=True, text=True, timeout=60)
+  checks = dict(line.rsplit(" ", 1) for line in out.stdout.splitlines())
+  assert len(checks) == 9 and out.returncode == 0, out.stdout
+  assert set(checks.values()) == {"ok"}, out.stdout
+  assert checks["helpers_on_callers_cpu_get_their_affinity_back"] == "ok"
 
 
 def test_the_explicit_build_step(tmp_path, monkeypatch, capsys):

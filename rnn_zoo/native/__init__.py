@@ -12,7 +12,9 @@ tiles as ``h W_hh``, and ``dx = dz W_ih^T`` inside the backward kernel
 (:func:`lstm_layer`); the weight gradients are one native GEMM over every
 step's rows (:func:`weight_grads`).
 
-The kernel is C++ compiled on first use with the machine's ``g++`` (about
+The kernels are C++ (``rnn.cc`` and the headers beside it), compiled by
+``python -m rnn_zoo.native build`` (``make`` runs it) or on first use with
+the machine's ``g++`` (about
 10 s; ``-O3 -march=native``) into ``$RNN_ZOO_CACHE/native``
 (default ``~/.cache/rnn_zoo/native``), keyed by the source, the compiler
 flags, the JAX version and the CPU, then loaded and registered with XLA.
@@ -46,6 +48,14 @@ import jax.numpy as jnp
 from rnn_zoo.errors import UserError
 
 SOURCE = pathlib.Path(__file__).with_name("rnn.cc")
+"""The one translation unit; it includes the headers beside it, one per
+concern: simd.h (vectors, math, register tiles), team.h (the thread team),
+pack.h (weight packing, layouts), lstm.h, gru.h, weight_grads.h."""
+
+
+def sources() -> list[pathlib.Path]:
+  """Every native source file (rnn.cc and its headers)."""
+  return sorted(p for p in SOURCE.parent.iterdir() if p.suffix in (".cc", ".h"))
 CXXFLAGS = ("-O3", "-march=native", "-std=c++17", "-shared", "-fPIC", "-pthread")
 TARGETS = {
     "rnn_zoo_lstm_forward_infer": "RnnZooLstmForwardInfer",
@@ -84,7 +94,7 @@ def _cpu_key() -> str:
 
 def _library_path(cxx: str) -> pathlib.Path:
   h = hashlib.sha256()
-  for part in (SOURCE.read_bytes(), " ".join(CXXFLAGS).encode(), cxx.encode(),
+  for part in (*(p.read_bytes() for p in sources()), " ".join(CXXFLAGS).encode(), cxx.encode(),
                jax.__version__.encode(), _cpu_key().encode(), sys.platform.encode()):
     h.update(part)
     h.update(b"\0")
