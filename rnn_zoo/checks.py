@@ -54,6 +54,20 @@ def fraction(name: str, value: Any) -> None:
     raise UserError(f"{name} must be in [0, 1), got {value!r}")
 
 
+def take_rows(table: Any, ids: Any) -> Any:
+  """``table[ids]`` (rows of an embedding or a weight) with NaN rows for ids
+  outside ``[0, len(table))``: the one token guard of the models. Concrete
+  ids are checked before (:func:`ids_in_range`, an error naming them); under
+  ``jit`` a bad id poisons the loss, which the training loop's non-finite
+  check stops on, instead of reading a clamped or wrapped-around row
+  (``jnp.take`` wraps -1 to the last row)."""
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  size = table.shape[0]
+  valid = (ids >= 0) & (ids < size)
+  rows = jnp.take(table, jnp.clip(ids, 0, size - 1), axis=0)
+  return jnp.where(valid[..., None], rows, jnp.asarray(jnp.nan, rows.dtype))
+
+
 def ids_in_range(name: str, ids: Any, size: int, size_name: str = "vocab_size") -> None:
   """Concrete integer ids lie in ``[0, size)`` (JAX clamps out-of-range
   indices silently). Traced ids (under ``jit``) are not checked here."""

@@ -161,3 +161,34 @@ def test_the_bidirectional_reader_is_rz_bidirectional():
                              reverse=True)
   np.testing.assert_allclose(model.read(params, questions),
                              jnp.concatenate([fwd.h, back.h], axis=-1), atol=1e-6)
+
+
+def test_one_token_guard_for_every_model_under_jit():
+  """Ids outside the vocabulary raise when concrete (each model's own
+  message) and give NaN under jit, in the char LM, the captioner and the
+  VQA reader alike (never a clamped or wrapped-around row)."""
+  from rnn_zoo.data.captions import START  # pylint: disable=g-import-not-at-top
+  lm = rz.models.CharLM(vocab_size=5, cell=rz.GRU(4), embed_size=3)
+  lp = lm.init(jax.random.key(0))
+  cap = rz.models.Captioner(vocab_size=9, cell=rz.GRU(4), mode="plain", encoder="features",
+                            feature_shape=(1, 3), embed_size=4)
+  cp = cap.init(jax.random.key(1))
+  vqa = rz.models.VQA(num_answers=5, question_vocab=11, cell=rz.GRU(6), fusion="concat",
+                      image_size=16, channels=(4, 4))
+  vp = vqa.init(jax.random.key(2))
+  feats = jnp.ones((1, 3))
+  runs = {
+      "lm": lambda ids: lm.apply(lp, ids)[0],
+      # (the last word of a caption is only a target: the ids go before it)
+      "captioner": lambda ids: cap.apply(cp, feats, jnp.concatenate(
+          [jnp.full((1, 1), START), ids, jnp.ones((1, 1), ids.dtype)], axis=1))[0],
+      "vqa": lambda ids: vqa.read(vp, ids),
+  }
+  for name, run in runs.items():
+    good = run(jnp.array([[1, 2]]))
+    assert np.isfinite(np.asarray(good)).all(), name
+    for bad in (-1, 99):
+      ids = jnp.array([[1, bad]])
+      with pytest.raises(ValueError, match="must lie in"):
+        run(ids)
+      assert np.isnan(np.asarray(jax.jit(run)(ids))).any(), (name, bad)

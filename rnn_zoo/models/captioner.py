@@ -247,7 +247,7 @@ class Captioner:
     """One word per caption: ``tokens [B] -> (carry, logits [B, V])`` (for
     :mod:`rnn_zoo.decoding`: greedy, sampling, beam search)."""
     self._check_tokens(tokens, "tokens")
-    x = jnp.take(params["embed"], jnp.clip(tokens, 0, self.vocab_size - 1), axis=0)
+    x = checks.take_rows(params["embed"], tokens)
     carry, h = self.stack.step(params["stack"], carry, x)
     return carry, self._logits(params, h, carry[0])
 
@@ -265,7 +265,7 @@ class Captioner:
     if captions.shape[0] != jax.tree.leaves(carry)[0].shape[0]:
       raise UserError(f"images and captions disagree on the batch: "
                       f"{jax.tree.leaves(carry)[0].shape[0]} vs {captions.shape[0]}")
-    xs = jnp.take(params["embed"], captions[:, :-1], axis=0)      # [B, T, E]
+    xs = checks.take_rows(params["embed"], captions[:, :-1])     # [B, T, E]
 
     def body(c, x):
       c, h = self.stack.step(params["stack"], c, x)

@@ -96,10 +96,8 @@ class CharLM:
     return jnp.where(self._valid(tokens)[..., None], x, jnp.nan)
 
   def _rows(self, table, tokens):
-    """``table[tokens]`` with NaN rows for invalid ids (``jnp.take`` would
-    wrap -1 around to the last row)."""
-    rows = jnp.take(table, jnp.clip(tokens, 0, self.vocab_size - 1), axis=0)
-    return jnp.where(self._valid(tokens)[..., None], rows, jnp.nan)
+    """``table[tokens]`` with NaN rows for invalid ids (:func:`checks.take_rows`)."""
+    return checks.take_rows(table, tokens)
 
   def apply(self, params, tokens, carry=None, *, window: int | None = None,
             key=None, deterministic: bool = True):

@@ -189,7 +189,7 @@ class VQA:
                       f"{tuple(getattr(questions, 'shape', ()))}")
     checks.ids_in_range("questions", questions, self.question_vocab, "question_vocab")
     lengths = jnp.sum(questions != 0, axis=1)
-    xs = jnp.take(params["embed"], jnp.clip(questions, 0, self.question_vocab - 1), axis=0)
+    xs = checks.take_rows(params["embed"], questions)
     impl = "cudnn" if self.cudnn else "auto"
     if not self.bidirectional:
       _, carry = unroll(self.cell, params["reader"], xs, lengths=lengths, impl=impl)
