@@ -62,7 +62,7 @@ def decoder(key):
   params = {"embed": jax.random.normal(k1, (V, _EMBED.value)) * 0.1,
             "cell": cell.init(k2, _EMBED.value),
             "out_w": jax.random.normal(k3, (_HIDDEN.value, V)) * 0.05}
-  end_bias = jnp.zeros((V,)).at[END].set(1.0)
+  end_bias = jnp.zeros((1, V)).at[0, END].set(1.0)
 
   def step(p, carry, tokens):
     lstm, t = carry

@@ -54,7 +54,7 @@ def parts(B, T, I, H, with_torch: bool) -> dict:
   xp = jax.random.normal(jax.random.key(2), (T, B, 4 * H))
   h0 = jax.random.normal(jax.random.key(3), (B, H)) * 0.1
   forward = jax.jit(lambda p, x: rz.unroll(cell, p, x)[0])
-  project = jax.jit(lambda p, x: x.reshape(B * T, I) @ p["w_ih"] + p["b"])
+  project = jax.jit(lambda p, x: x.reshape(B * T, I) @ p["w_ih"] + p["b"][None])
   # W_hh's gate blocks are orthogonal (the LSTM's init), so h keeps its
   # norm through the chain: no overflow, and no denormals (which XLA flushes
   # to zero and PyTorch computes slowly).

@@ -150,7 +150,9 @@ def captioning(config) -> Task:
       return loss, metrics
     reward = metrics.pop("reward_to_go") if to_go else metrics["reward"]
     decay = config.baseline_decay
-    new = decay * carry + (1.0 - decay) * jax.lax.stop_gradient(reward)
+    # The same moving average on every example's row ([T] to go: per step).
+    reward = jnp.broadcast_to(jax.lax.stop_gradient(reward), carry.shape)
+    new = decay * carry + (1.0 - decay) * reward
     return loss, (metrics, new if train else carry)
 
   def param_groups(grads):
