@@ -41,3 +41,17 @@ def x64():
 def data_dir(tmp_path_factory):
   """A tfds data dir for the generated datasets, one per test module."""
   return tmp_path_factory.mktemp("tfds")
+
+
+_SLOW_LIST = os.path.join(os.path.dirname(os.path.abspath(__file__)), "slow_tests.txt")
+
+
+def pytest_collection_modifyitems(config, items):
+  """Marks the measured-slow tests of tests/slow_tests.txt slow (make check
+  leaves them out; make test runs them)."""
+  del config
+  with open(_SLOW_LIST, encoding="utf-8") as f:
+    slow = {line.strip() for line in f if line.strip() and not line.startswith("#")}
+  for item in items:
+    if item.nodeid in slow:
+      item.add_marker(pytest.mark.slow)

@@ -67,6 +67,7 @@ def _window_losses(w, params, batches, carry):
   return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cell", ["lstm", "mingru", "lru"])
 def test_carried_state_equals_one_pass_over_the_whole_stream(tmp_path, cell):
   c = small_config(tmp_path, cell=cell)

@@ -34,6 +34,7 @@ def test_every_docs_page_is_linked_from_the_readme():
     assert f"(docs/{page})" in readme, page
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("page", ["library.md", "gradient_flow.md", "captioning.md",
                                   "vqa.md", "parallel_scan.md"])
 def test_docs_python_blocks_run(page):

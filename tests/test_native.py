@@ -223,6 +223,7 @@ def test_a_failed_build_is_a_clear_error_and_the_runner_falls_back(tmp_path, mon
   assert ys.shape == (2, 4, 8)
 
 
+@pytest.mark.slow
 def test_one_thread_and_two_give_the_same_bits(tmp_path):
   # Each hidden unit's arithmetic does not depend on how units are split
   # between threads: a race between the threads would show up here.
@@ -243,6 +244,7 @@ def test_one_thread_and_two_give_the_same_bits(tmp_path):
   np.testing.assert_array_equal(outs[0], outs[1])
 
 
+@pytest.mark.slow
 def test_several_devices_keep_the_scan_runner():
   # Sharded over devices, XLA would gather a custom call's operands onto each.
   code = ("import jax, jax.numpy as jnp, rnn_zoo as rz\n"
@@ -258,6 +260,7 @@ def test_several_devices_keep_the_scan_runner():
   assert out[1].startswith("not used: the native kernel runs in a one-device process (2 devices")
 
 
+@pytest.mark.slow
 def test_helpers_that_start_late_or_inline_leave_the_call_to_the_others(tmp_path):
   # XLA may run two of these calls at once on its pool, each waiting for a
   # helper the other one's thread would have to run: a call must not wait
@@ -274,6 +277,7 @@ def test_helpers_that_start_late_or_inline_leave_the_call_to_the_others(tmp_path
   assert checks["helpers_on_callers_cpu_get_their_affinity_back"] == "ok"
 
 
+@pytest.mark.slow
 def test_the_explicit_build_step(tmp_path, monkeypatch, capsys):
   from rnn_zoo.native.__main__ import main  # pylint: disable=g-import-not-at-top
   assert main(["status"]) == 0

@@ -44,6 +44,7 @@ def test_sample_batch_is_a_function_of_the_key(digits):
   assert a["inputs"].shape == (16, 64, 1) and a["targets"].shape == (16,)
 
 
+@pytest.mark.slow
 def test_an_lstm_learns_digits_well_above_chance(digits, tmp_path):
   from experiments.long_range import config as lr_config
   from rnn_zoo import training
@@ -94,6 +95,7 @@ def test_mnist_idx_errors_name_the_file(tmp_path):
     pixels.load_mnist(data_dir=str(tmp_path))
 
 
+@pytest.mark.slow
 def test_mnist_task_trains_through_the_binary(tmp_path):
   """The mnist and permuted_mnist tasks (T=784) through the jitted train
   step of the long_range binary, from IDX files."""

@@ -28,6 +28,7 @@ def test_train_jobs_per_task_cells():
   assert all("cells" not in j for j in jobs)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stop", [False, True])
 def test_stop_when_solved(tmp_path, monkeypatch, stop):
   """With stop_when_solved, a group stops at the first evaluation where

@@ -202,6 +202,7 @@ def test_make_cell_and_config_names():
   np.testing.assert_array_equal(p["b"], [2.0] * 4 + [0.0] * 8)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("cell,block", [("mingru", "none"), ("minlstm", "none"),
                                         ("lru", "none"), ("lru", "residual_glu")])
 def test_config_cell_trains_through_the_jitted_loop(tmp_path, cell, block):

@@ -16,6 +16,9 @@ from experiments.captioning import workload as cap_workload
 from experiments.long_range import config as lr_config
 import rnn_zoo as rz
 
+pytestmark = pytest.mark.slow  # runs the binaries
+
+
 SHORT = ("--config.num_steps=6", "--config.checkpoint_every=6", "--config.eval_every=6",
          "--config.log_every=3")
 

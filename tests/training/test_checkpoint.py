@@ -129,6 +129,7 @@ def test_every_reader_falls_back_over_a_damaged_newest_checkpoint(tmp_path, capl
     ckpt_lib.load_latest(str(tmp_path))
 
 
+@pytest.mark.slow
 def test_all_checkpoints_damaged_is_one_line_in_the_binary(tmp_path):
   helpers.run(tmp_path, "--config.num_steps=20", "--config.checkpoint_every=10")
   for step in (10, 20):

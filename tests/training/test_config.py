@@ -85,6 +85,7 @@ def assert_fields_commented(config_module, c):
     assert comments.get(key), f"config field {key} has no comment"
 
 
+@pytest.mark.slow
 def test_every_key_is_read(tmp_path):
   """One real run reads the loop's fields; the options of each branch
   (cells, optimizers, schedules) are read when that branch is chosen."""
@@ -108,6 +109,7 @@ def test_unknown_preset():
     ("--config.task=sorting", "error: config.task must be one of ['adding', 'copy', 'variable_copy', 'digits', 'permuted_digits', 'mnist', 'permuted_mnist'], got 'sorting'"),
     ("--config.compute_dtype=float16", "error: config.compute_dtype must be one of ['float32', 'bfloat16'], got 'float16'"),
 ])
+@pytest.mark.slow
 def test_bad_config_is_one_line_and_nonzero(tmp_path, override, message):
   proc = helpers.run(tmp_path / "w", override, check=False, timeout=120)
   assert proc.returncode == 2
@@ -133,6 +135,7 @@ def test_char_rnn_presets_build_and_every_field_is_commented(preset):
     cr_config.get_config("big")
 
 
+@pytest.mark.slow
 def test_char_rnn_every_key_is_read(tmp_path):
   read = fields_read(tmp_path, cr_config.get_config, cr_workload.char_rnn,
                      {"num_steps": 2, "checkpoint_every": 1, "sample_every": 1},

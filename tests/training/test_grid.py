@@ -59,6 +59,7 @@ def assert_close(a, b, rtol=2e-4, atol=2e-5):
     np.testing.assert_allclose(x, y, rtol=rtol, atol=atol)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("steps_per_call", [EVAL_EVERY, 3])
 def test_group_matches_runs_one_at_a_time(one_at_a_time, steps_per_call):
   results = grid.train_group(configs(), workload.long_range,
@@ -77,6 +78,7 @@ def test_group_matches_runs_one_at_a_time(one_at_a_time, steps_per_call):
   assert len(set(np.round(finals, 6))) == len(finals)
 
 
+@pytest.mark.slow
 def test_diagnostics_during_training():
   cs = configs()[:2]
   results = grid.train_group(cs, workload.long_range, diagnose_every=2 * EVAL_EVERY)
@@ -99,6 +101,7 @@ def test_diagnostics_during_training():
     assert r["diagnostics"][0][2] == int(gradflow.steps_in_the_past(want[0], 1e-2))
 
 
+@pytest.mark.slow
 def test_on_eval_stops_the_group_early(one_at_a_time):
   """on_eval returning True stops every run there: what was trained up to
   then is what the runs made one at a time had at that step."""

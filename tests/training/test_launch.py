@@ -9,6 +9,9 @@ import pytest
 import helpers
 
 
+pytestmark = pytest.mark.slow  # runs the binaries
+
+
 def run_launch(body: str):
   code = ("import sys; sys.argv = ['prog']\n"
           "from experiments import launch\n"

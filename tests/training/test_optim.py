@@ -107,6 +107,7 @@ def test_clipping_values_in_the_jitted_step(clip_norm, clip_value, want):
   assert metrics[0]["clipped"] == (0.0 if clip_norm == 10.0 else 1.0)
 
 
+@pytest.mark.slow
 def test_clip_value_runs_in_the_binary(tmp_path):
   """The command of the issue: --config.clip_value crashed every run."""
   import helpers  # pylint: disable=g-import-not-at-top
