@@ -132,19 +132,25 @@ def test_lstm_recurrence_over_a_given_projection_matches_the_scan_runner():
 
 
 @pytest.mark.parametrize("name", sorted(CELLS))
-def test_it_is_the_default_and_not_with_lengths(name):
+def test_it_is_the_default_on_avx512_and_not_with_lengths(name):
+  """impl="auto" runs the kernels on the CPUs they are tuned for (AVX-512),
+  the fused scan elsewhere; impl="native" runs them on any x86-64 CPU."""
   cell = CELLS[name](8)
   p = cell.init(jax.random.key(0), 3)
   xs = jnp.ones((2, 4, 3))
   hlo = lambda f: jax.jit(f).lower(p, xs).as_text()
   # The LSTM's forward kernel computes the input projection itself.
   target = f"rnn_zoo_{name}_" + ("fused_forward" if name == "lstm" else "forward")
-  assert target + "_infer" in hlo(lambda p, x: rz.unroll(cell, p, x)[0])
+  default = hlo(lambda p, x: rz.unroll(cell, p, x)[0])
+  avx512 = "avx512f" in open("/proc/cpuinfo").read().split()
+  assert native.untuned_cpu() is None if avx512 else "tuned for AVX-512" in native.untuned_cpu()
+  assert (target + "_infer" in default) == avx512
+  assert target + "_infer" in hlo(lambda p, x: rz.unroll(cell, p, x, impl="native")[0])
   assert f"rnn_zoo_{name}_" not in hlo(
       lambda p, x: rz.unroll(cell, p, x, lengths=jnp.array([4, 2]))[0])
   assert f"rnn_zoo_{name}_" not in hlo(
       lambda p, x: rz.unroll(cell, p, x, impl="fused")[0])
-  grad_hlo = hlo(jax.grad(lambda p, x: jnp.sum(rz.unroll(cell, p, x)[0])))
+  grad_hlo = hlo(jax.grad(lambda p, x: jnp.sum(rz.unroll(cell, p, x, impl="native")[0])))
   # The LSTM's backward kernel computes dx too; the weight gradients are
   # one native GEMM for both cells.
   backward = "rnn_zoo_lstm_layer_backward" if name == "lstm" else "rnn_zoo_gru_backward"
@@ -163,7 +169,7 @@ def test_a_stack_trains_through_it_like_the_scan(name):
   def loss(p, impl):
     return jnp.mean((stack.apply(p, xs, impl=impl)[0] - target) ** 2)
 
-  grads = [jax.jit(jax.grad(loss), static_argnums=1)(p, impl) for impl in ("auto", "fused")]
+  grads = [jax.jit(jax.grad(loss), static_argnums=1)(p, impl) for impl in ("native", "fused")]
   for a, b in zip(jax.tree.leaves(grads[0]), jax.tree.leaves(grads[1])):
     np.testing.assert_allclose(a, b, atol=1e-6, rtol=1e-5)
 
@@ -280,9 +286,11 @@ def test_helpers_that_start_late_or_inline_leave_the_call_to_the_others(tmp_path
 @pytest.mark.slow
 def test_the_explicit_build_step(tmp_path, monkeypatch, capsys):
   from rnn_zoo.native.__main__ import main  # pylint: disable=g-import-not-at-top
-  assert main(["status"]) == 0
-  assert capsys.readouterr().out.strip() == (
-      "rnn_zoo.native: used for float32 LSTM and GRU layers without lengths or probes")
+  untuned = native.untuned_cpu()
+  assert main(["status"]) == (0 if untuned is None else 1)
+  assert capsys.readouterr().out.strip() == "rnn_zoo.native: " + (
+      "used for float32 LSTM and GRU layers without lengths or probes"
+      if untuned is None else f"not used: {untuned}")
   assert main(["frobnicate"]) == 2
   # A fresh cache: the step compiles the library there (and registers
   # nothing: this process keeps the kernels it has).

@@ -45,15 +45,17 @@ _RUN = {
 def current_platform(cell, req: Request) -> Platform:
   """The facts of this process that :func:`select_impl` reads. The native
   library is loaded (built on first use) only when the call could use it."""
-  native_error = None
+  native_error = native_untuned = None
   maybe_native = (req.impl in ("auto", "native") and "native" not in req.excluded
                   and native_kind(cell) is not None)
   backend, count = jax.default_backend(), jax.device_count()
   if maybe_native and backend == "cpu" and count == 1:
     native_error = native_kernels.load_error()
+    native_untuned = native_kernels.untuned_cpu()
   cudnn_error = cudnn_kernels.platform_reason() if req.impl == "cudnn" else None
   return Platform(backend=backend, device_count=count,
-                  native_error=native_error, cudnn_error=cudnn_error)
+                  native_error=native_error, cudnn_error=cudnn_error,
+                  native_untuned=native_untuned)
 
 
 def _is_forward_mode_error(e: Exception) -> bool:

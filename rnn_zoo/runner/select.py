@@ -65,6 +65,8 @@ class Platform(NamedTuple):
   native_error: str | None = None  # why the native kernels cannot load here
   cudnn_error: str | None = None   # why cuDNN cannot run here (backend,
                                    # plugin), None where it can
+  native_untuned: str | None = None  # why "auto" skips the native kernels on
+                                     # this CPU though they can run (no AVX-512)
 
 
 def _cell_class(cell) -> str:
@@ -214,7 +216,7 @@ def _auto(cell, req: Request, platform: Platform) -> tuple[str, str]:
       return "parallel", ("a LinearRecurrentCell: the associative scan (log "
                           "depth in time)")
   native_why = ("excluded by native=False" if "native" in req.excluded
-                else _native_reason(cell, req, platform))
+                else _native_reason(cell, req, platform) or platform.native_untuned)
   if native_why is None:
     return "native", (f"an rnn_zoo.{_cell_class(cell)} in float32 on a "
                       "one-device CPU process: the native kernels apply")

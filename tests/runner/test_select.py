@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import rnn_zoo as rz
+from rnn_zoo import native
 from rnn_zoo.runner.select import (Platform, Request, from_legacy_flags,
                                    select_impl)
 
@@ -20,6 +21,7 @@ GPU = Platform(backend="gpu", cudnn_error=None)
 TWO = Platform(device_count=2)
 NO_BUILD = Platform(native_error="building the native recurrence kernels failed")
 NO_CUDNN = Platform(cudnn_error="cuDNN runs on an NVIDIA GPU, not cpu")
+AVX2 = Platform(native_untuned="the native kernels are tuned for AVX-512 and this CPU has none")
 
 # (cell, request, platform, impl, a phrase of the reason)
 AUTO = [
@@ -32,6 +34,8 @@ AUTO = [
     (LSTM, Request(), GPU, "fused", "runs on the CPU, not gpu"),
     (LSTM, Request(), TWO, "fused", "one-device process (2 devices"),
     (LSTM, Request(), NO_BUILD, "fused", "building the native recurrence kernels failed"),
+    (LSTM, Request(), AVX2, "fused", "tuned for AVX-512"),
+    (GRU, Request(lengths=True), AVX2, "fused", "takes no lengths"),
     (LSTM, Request(remat_chunk=1), CPU, "scan", "does not combine with remat"),
     (LSTM, Request(remat_chunk=8), CPU, "scan", "does not combine with remat"),
     (LSTM, Request(resets=True), CPU, "scan", "takes no resets"),
@@ -84,7 +88,8 @@ def test_an_explicit_impl_that_cannot_run_says_why(cell, req, platform, why):
 
 
 @pytest.mark.parametrize("cell, req, platform", [
-    (LSTM, Request(impl="native"), CPU), (LSTM, Request(impl="cudnn"), GPU),
+    (LSTM, Request(impl="native"), CPU), (LSTM, Request(impl="native"), AVX2),
+    (LSTM, Request(impl="cudnn"), GPU),
     (RNN, Request(impl="fused", lengths=True, probes=True, reverse=True), CPU),
     (CHO, Request(impl="scan", remat_chunk=4), CPU),
     (MIN, Request(impl="parallel_log", lengths=True), CPU),
@@ -142,7 +147,12 @@ def test_explain_impl_matches_what_unroll_runs():
   p, xs = _setup(LSTM)
   hlo = lambda **kw: jax.jit(lambda p, x: rz.unroll(LSTM, p, x, **kw)[0]).lower(p, xs).as_text()
   impl, why = rz.explain_impl(LSTM, p, xs)
-  assert impl == "native" and "rnn_zoo_lstm_fused_forward_infer" in hlo()
+  if native.untuned_cpu() is None:  # an AVX-512 CPU
+    assert impl == "native" and "rnn_zoo_lstm_fused_forward_infer" in hlo()
+  else:
+    assert impl == "fused" and why.startswith("the native kernels are tuned for AVX-512")
+    assert "rnn_zoo_lstm" not in hlo()
+  assert "rnn_zoo_lstm_fused_forward_infer" in hlo(impl="native")
   lengths = jnp.array([5, 2])
   assert rz.explain_impl(LSTM, p, xs, lengths=lengths).impl == "fused"
   assert "rnn_zoo_lstm" not in hlo(lengths=lengths)

@@ -110,8 +110,10 @@ def test_binary_applies_the_xla_flags_measured_for_its_cell(tmp_path):
   # And it says whether the native kernels run (one CPU device here).
   from rnn_zoo import native  # pylint: disable=g-import-not-at-top
   if native.available():
-    assert ("native CPU kernels (rnn_zoo.native): used for float32 LSTM and GRU"
-            in proc.stderr)
+    assert f"native CPU kernels (rnn_zoo.native): {native.status()}" in proc.stderr
+    assert native.status().startswith("used for float32 LSTM and GRU"
+                                      if native.untuned_cpu() is None else
+                                      "not used: the native kernels are tuned for AVX-512")
 
 
 def test_recommended_malloc_applies_on_glibc():
