@@ -236,9 +236,6 @@ def _auto(cell, req: Request, platform: Platform) -> tuple[str, str]:
 # --------------------------------------------------------------------------
 # The deprecated flags (fused=, native=, cudnn=, parallel=).
 
-_LEGACY = ("fused", "native", "cudnn", "parallel")
-
-
 def from_legacy_flags(impl: str, *, fused=None, native=None, cudnn=None,
                       parallel=None, stacklevel: int = 3) -> tuple[str, frozenset]:
   """Maps the deprecated flags onto ``(impl, excluded)`` with a warning.
@@ -254,12 +251,12 @@ def from_legacy_flags(impl: str, *, fused=None, native=None, cudnn=None,
   if not given:
     return impl, frozenset()
   for name, value in given.items():
-    ok = (value in (True, False, "log") if name == "parallel"
-          else isinstance(value, (bool, np.bool_)))
+    ok = isinstance(value, (bool, np.bool_)) or (name == "parallel" and value == "log")
     if not ok:
       allowed = "None, True, False or 'log'" if name == "parallel" else "True or False"
       raise UserError(f"{name} must be {allowed}, got {value!r} (deprecated: "
                       "use impl=)")
+    given[name] = value if value == "log" else bool(value)
   wanted = [f"{k}={v!r}" for k, v in given.items()]
   asked = {("parallel_log" if v == "log" else k) for k, v in given.items()
            if v is True or v == "log"}
@@ -270,9 +267,7 @@ def from_legacy_flags(impl: str, *, fused=None, native=None, cudnn=None,
     raise UserError(f"{', '.join(wanted)} (deprecated flags) contradict each "
                     f"other or impl={impl!r}; pass impl= alone")
   new = asked.pop() if asked else impl
-  if new == "parallel_log":
-    hint = 'impl="parallel_log"'
-  elif new != "auto":
+  if new != "auto":
     hint = f'impl="{new}"'
   else:
     hint = ('impl="auto", or impl= naming the implementation you want '

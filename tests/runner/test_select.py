@@ -117,6 +117,8 @@ def test_bad_impl_and_bad_cell():
     ({"parallel": "log"}, "parallel_log", set()),
     ({"parallel": False}, "auto", {"parallel"}),
     ({"native": False, "parallel": False}, "auto", {"native", "parallel"}),
+    ({"native": np.True_}, "native", set()),
+    ({"fused": np.False_}, "auto", {"fused", "native"}),
 ])
 def test_deprecated_flags_map_onto_impl_with_a_warning(flags, impl, excluded):
   with pytest.warns(DeprecationWarning, match="is deprecated and will be removed in the next "
@@ -128,6 +130,8 @@ def test_no_flags_no_warning_and_contradictions_refused():
   with warnings.catch_warnings():
     warnings.simplefilter("error")
     assert from_legacy_flags("scan") == ("scan", frozenset())
+  with pytest.raises(rz.UserError, match=r"^parallel must be None, True, False or 'log', got 1 "):
+    from_legacy_flags("auto", parallel=1)
   for flags, impl in [({"native": True, "fused": False}, "auto"),
                       ({"native": True, "cudnn": True}, "auto"),
                       ({"native": True}, "scan")]:
