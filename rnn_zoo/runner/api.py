@@ -24,8 +24,8 @@ from rnn_zoo.runner import native as native_impl
 from rnn_zoo.runner import parallel as parallel_impl
 from rnn_zoo.runner import scan as scan_impl
 from rnn_zoo.runner.inputs import Prepared, prepare
-from rnn_zoo.runner.select import (Choice, Platform, Request, from_legacy_flags,
-                                   native_kind, select_impl)
+from rnn_zoo.runner.select import (Choice, Platform, Request, check_impl,
+                                   from_legacy_flags, native_kind, select_impl)
 
 Array = jax.Array
 
@@ -71,26 +71,23 @@ def _is_forward_mode_error(e: Exception) -> bool:
       "forward-mode autodiff" in str(e) or "cannot be differentiated" in str(e))
 
 
-def _choose(cell, params, xs, impl, legacy, kwargs) -> tuple[Prepared, Choice]:
+def _choose(cell, params, xs, impl, legacy, kwargs) -> tuple[Prepared, Request, Choice]:
   impl, excluded = from_legacy_flags(impl, stacklevel=5, **legacy)
-  if impl not in _RUN and impl != "auto":
-    raise UserError(f"impl must be one of {['auto', *_RUN]}, got {impl!r}")
+  check_impl(impl)
   prep = prepare(cell, params, xs, **kwargs)
   req = prep.request(cell, params, impl, excluded)
-  chosen, reason = select_impl(cell, req, current_platform(cell, req))
-  return prep, Choice(chosen, reason)
+  return prep, req, Choice(*select_impl(cell, req, current_platform(cell, req)))
 
 
 def _run(cell, params, xs, impl, legacy, **kwargs):
-  asked = impl
-  prep, choice = _choose(cell, params, xs, impl, legacy, kwargs)
+  prep, req, choice = _choose(cell, params, xs, impl, legacy, kwargs)
   log.debug("unroll(%s): %s", type(cell).__name__, choice)
   try:
     return _RUN[choice.impl](cell, params, prep)
   except (TypeError, ValueError) as e:
     if choice.impl not in ("fused", "native", "cudnn") or not _is_forward_mode_error(e):
       raise
-    if asked != "auto" or legacy.get("fused") or legacy.get("native") or legacy.get("cudnn"):
+    if req.impl != "auto":  # asked for by name (or by a deprecated flag)
       raise UserError(
           f"impl={choice.impl!r} does not support forward-mode autodiff "
           '(jax.jvp, jax.jacfwd); pass impl="auto" or impl="scan"') from e
@@ -124,8 +121,7 @@ def explain_impl(cell: Cell, params, xs: Array, *, impl: str = "auto",
   """
   legacy = {k: kwargs.pop(k) for k in ("fused", "native", "cudnn", "parallel")
             if k in kwargs}
-  kwargs.setdefault("all_carries", False)
-  return _choose(cell, params, xs, impl, legacy, kwargs)[1]
+  return _choose(cell, params, xs, impl, legacy, kwargs)[2]
 
 
 def unroll(cell: Cell, params, xs: Array, *, initial_carry=None,

@@ -17,19 +17,13 @@ import numpy as np
 
 from rnn_zoo.cells.cell import Cell
 from rnn_zoo.errors import UserError
-from rnn_zoo.runner.select import Request, dtype_reason
+from rnn_zoo.runner.select import Request, check_cell, dtype_reason
 
 Array = jax.Array
 
 
 def _is_concrete(x) -> bool:
   return not isinstance(x, jax.core.Tracer)
-
-
-def check_cell(cell) -> None:
-  if not isinstance(cell, Cell):
-    raise UserError(
-        f"cell must be an rnn_zoo cell (SimpleRNN, LSTM, GRU, ...), got {cell!r}")
 
 
 def check_xs(xs, time_major: bool) -> None:

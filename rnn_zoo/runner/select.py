@@ -24,14 +24,15 @@ The implementations (``impl=``):
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
 from typing import Any, NamedTuple
 
 import numpy as np
 
 from rnn_zoo.cells.cell import Cell, PointwiseCell
+from rnn_zoo.cells.gru import GRU
 from rnn_zoo.cells.linear import LinearRecurrentCell
+from rnn_zoo.cells.lstm import LSTM
 from rnn_zoo.errors import UserError
 
 IMPLS = ("auto", "scan", "fused", "native", "cudnn", "parallel", "parallel_log")
@@ -75,8 +76,6 @@ def _cell_class(cell) -> str:
 
 def native_kind(cell) -> str | None:
   """``"lstm"`` or ``"gru"`` for the cells the native kernels run."""
-  from rnn_zoo.cells.gru import GRU  # pylint: disable=g-import-not-at-top
-  from rnn_zoo.cells.lstm import LSTM  # pylint: disable=g-import-not-at-top
   return {LSTM: "lstm", GRU: "gru"}.get(type(cell))
 
 
@@ -160,12 +159,15 @@ def _has_log_coefficients(cell) -> bool:
   return type(cell).log_coefficients is not LinearRecurrentCell.log_coefficients
 
 
-def _check_request(cell, req: Request) -> None:
+def check_cell(cell) -> None:
   if not isinstance(cell, Cell):
     raise UserError(
         f"cell must be an rnn_zoo cell (SimpleRNN, LSTM, GRU, ...), got {cell!r}")
-  if req.impl not in IMPLS:
-    raise UserError(f"impl must be one of {list(IMPLS)}, got {req.impl!r}")
+
+
+def check_impl(impl) -> None:
+  if impl not in IMPLS:
+    raise UserError(f"impl must be one of {list(IMPLS)}, got {impl!r}")
 
 
 def select_impl(cell: Cell, options: Request,
@@ -191,7 +193,8 @@ def select_impl(cell: Cell, options: Request,
     >>> select_impl(rz.LSTM(8), Request(lengths=True), Platform())
     ('fused', 'the native kernel takes no lengths or hidden_probes; the fused backward pass applies')
   """
-  _check_request(cell, options)
+  check_cell(cell)
+  check_impl(options.impl)
   req, impl = options, options.impl
   if impl == "auto":
     return _auto(cell, req, devices)
@@ -280,14 +283,10 @@ def from_legacy_flags(impl: str, *, fused=None, native=None, cudnn=None,
   return new, excluded
 
 
-@dataclasses.dataclass(frozen=True)
-class Choice:
+class Choice(NamedTuple):
   """What :func:`rnn_zoo.explain_impl` returns: the implementation and why."""
   impl: str
   reason: str
-
-  def __iter__(self):  # unpacks as (impl, reason)
-    return iter((self.impl, self.reason))
 
   def __str__(self) -> str:
     return f"{self.impl}: {self.reason}"

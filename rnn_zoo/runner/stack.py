@@ -14,7 +14,8 @@ from rnn_zoo.cells import base
 from rnn_zoo.cells.cell import Cell
 from rnn_zoo.errors import UserError
 from rnn_zoo.runner.api import unroll
-from rnn_zoo.runner.inputs import check_cell, check_inputs
+from rnn_zoo.runner.inputs import check_inputs
+from rnn_zoo.runner.select import check_cell
 
 Array = jax.Array
 

@@ -128,6 +128,96 @@ def _fetch(tree):
   return jax.device_get(tree)
 
 
+def _initial_runs(padded, workloads, c0, shard):
+  """Every run's params, optimizer state and keys, stacked along the runs
+  axis and placed on ``shard``: one compiled init per init variant (the
+  config but seed, lr and clip)."""
+  def init_one(wl, seed, lr, max_norm):
+    k_init, k_train, k_data, k_eval = jax.random.split(jax.random.key(seed), 4)
+    params = wl.init_params(k_init)
+    opt = make_optimizer(c0, learning_rate=lr, max_norm=max_norm)
+    return {"params": params, "opt_state": opt.init(params),
+            "k_train": jax.random.key_data(k_train),
+            "k_data": jax.random.key_data(k_data),
+            "k_eval": jax.random.key_data(k_eval)}
+
+  inits, runs = {}, []
+  for c, wl in zip(padded, workloads):
+    variant = json.dumps({k: c.get(k) for k in INIT_FIELDS}, default=str)
+    if variant not in inits:
+      inits[variant] = jax.jit(functools.partial(init_one, wl))
+    runs.append(inits[variant](c.seed, c.learning_rate,
+                               c.clip_norm if c.clip_norm else math.inf))
+  shapes = {jax.tree.structure(r) for r in runs}
+  leaf_shapes = {tuple((x.shape, x.dtype) for x in jax.tree.leaves(r)) for r in runs}
+  if len(shapes) > 1 or len(leaf_shapes) > 1:
+    raise UserError("the runs of a group must have params of the same shapes "
+                    "(a field outside VARYING_FIELDS changed the model)")
+  return jax.device_put(_stack(runs), shard)
+
+
+def _make_chunk(w, optimizer, c0, diagnose_every):
+  """``chunk(state, start, do_diag, do_eval, k)``: one dispatch of the group:
+  the loop's train and eval steps (and the diagnostics) vmapped over the
+  runs."""
+  # The loop's own train and eval steps, vmapped over the runs.
+  train_step = loop.make_train_step(w, optimizer, c0)
+  eval_step = loop.make_eval_step(w)
+
+  def step_one(run, step):
+    batch = w.train_batch(jax.random.fold_in(jax.random.wrap_key_data(run["k_data"]), step), step)
+    state = TrainState(step=step, params=run["params"], opt_state=run["opt_state"],
+                       key=run["k_train"], nonfinite_steps=jnp.zeros((), jnp.int32),
+                       carry=None)
+    state, metrics = train_step(state, batch)
+    return ({**run, "params": state.params, "opt_state": state.opt_state},
+            (metrics["loss"], metrics["grad_norm"]))
+
+  num_eval = c0.eval_batches
+
+  def eval_one(run):
+    k_eval = jax.random.wrap_key_data(run["k_eval"])
+    def one(i):
+      loss, (aux, _) = eval_step(run["params"],
+                                 w.eval_batch(jax.random.fold_in(k_eval, i), i))
+      return {"loss": loss, **aux}
+    per = jax.lax.map(one, jnp.arange(num_eval))
+    return jax.tree.map(lambda x: jnp.mean(x, axis=0), per)
+
+  def diag_one(run):
+    k_eval = jax.random.wrap_key_data(run["k_eval"])
+    batch = w.eval_batch(jax.random.fold_in(k_eval, 0), 0)
+    probes = tuple(jnp.zeros(s) for s in w.hidden_shapes(batch))
+    norms = gradflow.hidden_grad_norms(
+        lambda pr: w.loss_fn(run["params"], batch, loop.eval_key(), False,
+                             hidden_probes=pr)[0], probes)
+    horizon = gradflow.steps_in_the_past(norms[-1], 1e-2)
+    return norms, horizon
+
+  def skipped(fn):
+    """Zeros shaped like ``fn``'s result: the branch of a ``lax.cond`` not
+    taken."""
+    return lambda st: jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype),
+                                   jax.eval_shape(fn, st))
+
+  def chunk(state, start, do_diag, do_eval, k):
+    """One dispatch: the diagnostics on the state it starts from (when
+    asked), k train steps, the evaluation of the state it ends with (when
+    asked). One program for all three, so a group compiles once."""
+    diag = None
+    if diagnose_every:
+      diag_all = jax.vmap(diag_one)
+      diag = jax.lax.cond(do_diag, diag_all, skipped(diag_all), state)
+    def body(st, s):
+      return jax.vmap(step_one, in_axes=(0, None))(st, s)
+    state, metrics = jax.lax.scan(body, state, start + jnp.arange(k))
+    eval_all = jax.vmap(eval_one)
+    ev = jax.lax.cond(do_eval, eval_all, skipped(eval_all), state)
+    return state, metrics, ev, diag
+
+  return chunk
+
+
 def train_group(configs: Sequence, make_workload: Callable[[Any], Workload], *,
                 steps_per_call: int | None = None, diagnose_every: int = 0,
                 mesh: Mesh | None = None, keep_params: bool = False,
@@ -195,87 +285,8 @@ def train_group(configs: Sequence, make_workload: Callable[[Any], Workload], *,
     raise UserError("diagnose_every needs a workload with hidden_shapes")
   optimizer = make_optimizer(c0)
   shard = NamedSharding(mesh, P(axis))
-
-  def init_one(wl, seed, lr, max_norm):
-    k_init, k_train, k_data, k_eval = jax.random.split(jax.random.key(seed), 4)
-    params = wl.init_params(k_init)
-    opt = make_optimizer(c0, learning_rate=lr, max_norm=max_norm)
-    return {"params": params, "opt_state": opt.init(params),
-            "k_train": jax.random.key_data(k_train),
-            "k_data": jax.random.key_data(k_data),
-            "k_eval": jax.random.key_data(k_eval)}
-
-  # One compiled init per init variant (the config but seed, lr and clip);
-  # the runs are stacked, then placed along the runs axis.
-  inits, runs = {}, []
-  for c, wl in zip(padded, workloads):
-    variant = json.dumps({k: c.get(k) for k in INIT_FIELDS}, default=str)
-    if variant not in inits:
-      inits[variant] = jax.jit(functools.partial(init_one, wl))
-    runs.append(inits[variant](c.seed, c.learning_rate,
-                               c.clip_norm if c.clip_norm else math.inf))
-  shapes = {jax.tree.structure(r) for r in runs}
-  leaf_shapes = {tuple((x.shape, x.dtype) for x in jax.tree.leaves(r)) for r in runs}
-  if len(shapes) > 1 or len(leaf_shapes) > 1:
-    raise UserError("the runs of a group must have params of the same shapes "
-                    "(a field outside VARYING_FIELDS changed the model)")
-  state = jax.device_put(_stack(runs), shard)
-  del runs
-
-  # The loop's own train and eval steps, vmapped over the runs.
-  train_step = loop.make_train_step(w, optimizer, c0)
-  eval_step = loop.make_eval_step(w)
-
-  def step_one(run, step):
-    batch = w.train_batch(jax.random.fold_in(jax.random.wrap_key_data(run["k_data"]), step), step)
-    state = TrainState(step=step, params=run["params"], opt_state=run["opt_state"],
-                       key=run["k_train"], nonfinite_steps=jnp.zeros((), jnp.int32),
-                       carry=None)
-    state, metrics = train_step(state, batch)
-    return ({**run, "params": state.params, "opt_state": state.opt_state},
-            (metrics["loss"], metrics["grad_norm"]))
-
-  num_eval = c0.eval_batches
-
-  def eval_one(run):
-    k_eval = jax.random.wrap_key_data(run["k_eval"])
-    def one(i):
-      loss, (aux, _) = eval_step(run["params"],
-                                 w.eval_batch(jax.random.fold_in(k_eval, i), i))
-      return {"loss": loss, **aux}
-    per = jax.lax.map(one, jnp.arange(num_eval))
-    return jax.tree.map(lambda x: jnp.mean(x, axis=0), per)
-
-  def diag_one(run):
-    k_eval = jax.random.wrap_key_data(run["k_eval"])
-    batch = w.eval_batch(jax.random.fold_in(k_eval, 0), 0)
-    probes = tuple(jnp.zeros(s) for s in w.hidden_shapes(batch))
-    norms = gradflow.hidden_grad_norms(
-        lambda pr: w.loss_fn(run["params"], batch, loop.eval_key(), False,
-                             hidden_probes=pr)[0], probes)
-    horizon = gradflow.steps_in_the_past(norms[-1], 1e-2)
-    return norms, horizon
-
-  def skipped(fn):
-    """Zeros shaped like ``fn``'s result: the branch of a ``lax.cond`` not
-    taken."""
-    return lambda st: jax.tree.map(lambda a: jnp.zeros(a.shape, a.dtype),
-                                   jax.eval_shape(fn, st))
-
-  def chunk(state, start, do_diag, do_eval, k):
-    """One dispatch: the diagnostics on the state it starts from (when
-    asked), k train steps, the evaluation of the state it ends with (when
-    asked). One program for all three, so a group compiles once."""
-    diag = None
-    if diagnose_every:
-      diag_all = jax.vmap(diag_one)
-      diag = jax.lax.cond(do_diag, diag_all, skipped(diag_all), state)
-    def body(st, s):
-      return jax.vmap(step_one, in_axes=(0, None))(st, s)
-    state, metrics = jax.lax.scan(body, state, start + jnp.arange(k))
-    eval_all = jax.vmap(eval_one)
-    ev = jax.lax.cond(do_eval, eval_all, skipped(eval_all), state)
-    return state, metrics, ev, diag
+  state = _initial_runs(padded, workloads, c0, shard)
+  chunk = _make_chunk(w, optimizer, c0, diagnose_every)
 
   # k is static: one program for the usual chunk, one for a shorter last one.
   chunk_fn = jax.jit(chunk, static_argnums=4, donate_argnums=0,
