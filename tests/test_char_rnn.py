@@ -232,6 +232,24 @@ def test_stdlib_corpus_is_deterministic_english():
   assert len(short) == 1000 and "first 1,000 characters" in desc
 
 
+def test_stdlib_corpus_is_kept_in_the_cache_and_remade_when_damaged(tmp_path, monkeypatch):
+  monkeypatch.setenv("RNN_ZOO_CACHE", str(tmp_path))
+  max_chars = 50_000  # another size than the default's, so lru_cache is bypassed
+  fresh = text_lib._parse_stdlib_corpus(max_chars)  # pylint: disable=protected-access
+  assert text_lib.stdlib_corpus.__wrapped__(max_chars) == fresh
+  (stored,) = (tmp_path / "corpora").glob("stdlib-*.json")
+  assert text_lib.stdlib_corpus.__wrapped__(max_chars) == fresh  # read back
+  damaged = stored.read_text().replace("the", "teh", 1)
+  stored.write_text(damaged)
+  assert text_lib.stdlib_corpus.__wrapped__(max_chars) == fresh  # digest caught it
+  assert stored.read_text() != damaged  # and the file was remade
+  stored.write_text("{not json")
+  assert text_lib.stdlib_corpus.__wrapped__(max_chars) == fresh
+  monkeypatch.setenv("RNN_ZOO_CACHE", str(tmp_path / "file"))
+  (tmp_path / "file").write_text("")  # a cache that cannot be made costs time only
+  assert text_lib.stdlib_corpus.__wrapped__(max_chars) == fresh
+
+
 def test_tiny_shakespeare_fails_fast_offline():
   start = time.monotonic()
   with pytest.raises(ValueError, match=r"tiny_shakespeare.*--config.corpus=path/to/input.txt"):

@@ -8,7 +8,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1] / "rnn_zoo"
 
 # Lower number: lower layer. A unit is rnn_zoo.<first component>.
 LAYERS = [
-    ["errors"],
+    ["errors", "cache"],
     ["checks", "xla_config"],
     ["cells", "parallel", "native", "cudnn", "decoding"],
     ["runner"],

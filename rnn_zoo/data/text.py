@@ -24,10 +24,14 @@ from __future__ import annotations
 import ast
 import dataclasses
 import functools
+import hashlib
+import json
 import os
+import sys
 import sysconfig
 
 import numpy as np
+from rnn_zoo import cache
 from rnn_zoo import checks
 from rnn_zoo.data import catalog
 from rnn_zoo.errors import UserError
@@ -35,6 +39,7 @@ from rnn_zoo.errors import UserError
 UNK = "<unk>"
 STDLIB_CHARS = 1_000_000
 CORPORA = ("stdlib", "pydoc_topics", "tiny_shakespeare")
+_CORPUS_FORMAT = 1  # bump when _parse_stdlib_corpus changes its output
 
 
 def default_corpus() -> tuple[str, str]:
@@ -49,7 +54,30 @@ def stdlib_corpus(max_chars: int = STDLIB_CHARS) -> tuple[str, str]:
   """``(text, description)``: the pydoc topics, then standard-library
   docstrings (modules, classes, functions; 40 characters or more; tests,
   ``idlelib`` and ``lib2to3`` left out), in sorted file order, cut at
-  ``max_chars``. Deterministic for a given Python version."""
+  ``max_chars``. Deterministic for a given Python version.
+
+  Parsing the standard library takes seconds, so the text is kept in the
+  zoo's cache (:mod:`rnn_zoo.cache`, ``corpora/``) under a key of the
+  Python build, the library's path and ``max_chars``, with its SHA-256: a
+  file that does not match is made anew.
+  """
+  key = hashlib.sha256(repr((_CORPUS_FORMAT, sys.version, sysconfig.get_paths()["stdlib"],
+                             max_chars)).encode()).hexdigest()[:16]
+  path = cache.root() / "corpora" / f"stdlib-{key}.json"
+  try:
+    stored = json.loads(path.read_text(encoding="utf-8"))
+    if hashlib.sha256(stored["text"].encode()).hexdigest() == stored["sha256"]:
+      return stored["text"], stored["description"]
+  except (OSError, ValueError, KeyError, TypeError):
+    pass
+  text, desc = _parse_stdlib_corpus(max_chars)
+  cache.write_atomically(path, json.dumps(
+      {"sha256": hashlib.sha256(text.encode()).hexdigest(), "description": desc,
+       "text": text}).encode())
+  return text, desc
+
+
+def _parse_stdlib_corpus(max_chars: int) -> tuple[str, str]:
   topics, _ = default_corpus()
   parts, total = [topics], len(topics)
   root = sysconfig.get_paths()["stdlib"]

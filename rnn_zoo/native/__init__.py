@@ -45,6 +45,7 @@ import threading
 import jax
 import jax.numpy as jnp
 
+from rnn_zoo import cache
 from rnn_zoo.errors import UserError
 
 SOURCE = pathlib.Path(__file__).with_name("rnn.cc")
@@ -76,9 +77,7 @@ _state: dict = {}
 
 
 def cache_dir() -> pathlib.Path:
-  root = os.environ.get("RNN_ZOO_CACHE") or os.path.join(
-      os.path.expanduser("~"), ".cache", "rnn_zoo")
-  return pathlib.Path(root) / "native"
+  return cache.root() / "native"
 
 
 def _cpu_key() -> str:

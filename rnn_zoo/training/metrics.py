@@ -32,6 +32,26 @@ def _truncate(path: str, keep) -> None:
     f.writelines(kept)
 
 
+def summary_writer_class():
+  """tensorboardX's ``SummaryWriter``, imported without PyTorch.
+
+  tensorboardX imports ``torch`` at import time when it is installed, only to
+  accept torch tensors (which the zoo never passes): 1.6-3 s of every binary
+  start. Unless the process already imported torch, the import runs with
+  ``torch`` marked absent, and the mark is removed afterwards, so later
+  ``import torch`` works as usual.
+  """
+  if "torch" in sys.modules or "tensorboardX" in sys.modules:
+    from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+    return SummaryWriter
+  sys.modules["torch"] = None  # `import torch` raises ImportError
+  try:
+    from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+  finally:
+    del sys.modules["torch"]
+  return SummaryWriter
+
+
 class MetricWriter:
   """Writes scalars to ``workdir/tensorboard`` and ``workdir/metrics.jsonl``."""
 
@@ -45,8 +65,7 @@ class MetricWriter:
     _truncate(self.path, lambda d: d["step"] <= resume_step)
     _truncate(os.path.join(workdir, "trace.jsonl"),
               lambda d: d["steps"][-1] <= resume_step)
-    from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
-    self._tb = SummaryWriter(os.path.join(workdir, "tensorboard"))
+    self._tb = summary_writer_class()(os.path.join(workdir, "tensorboard"))
 
   def write(self, step: int, scalars: dict, split: str = "train") -> None:
     if not self.active:
