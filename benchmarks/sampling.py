@@ -120,7 +120,7 @@ def main(argv):
       print("torch not installed: skipping the PyTorch anchors (pip install -e '.[torch]')")
       no_torch = True
   lm = rz.models.CharLM(vocab_size=V, cell=rz.LSTM(_HIDDEN.value), num_layers=2)
-  params = lm.init(jax.random.key(0))
+  params = lm.init(key=jax.random.key(0))
   L = _LENGTH.value
   rows = []
   for B in batches:

@@ -76,7 +76,7 @@ def main(argv):
   for fusion in _FUSIONS.value:
     config = vqa_config.get_config(fusion)
     model = workload.make_model(config, len(soc.ANSWERS), len(soc.QUESTION_WORDS))
-    params = model.init(jax.random.key(0))
+    params = model.init(key=jax.random.key(0))
     state = (params, opt.init(params))
     sizes[fusion] = int(sum(x.size for x in jax.tree.leaves(params)))
 

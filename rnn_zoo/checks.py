@@ -79,3 +79,20 @@ def ids_in_range(name: str, ids: Any, size: int, size_name: str = "vocab_size") 
   if bad.size:
     raise UserError(f"{name} must lie in [0, {size_name}={size}), got "
                     f"{sorted(set(bad.tolist()))[:10]}")
+
+
+def use_dropout(rate: float, deterministic: bool | None, *, has_key: bool) -> bool:
+  """The zoo's one dropout rule, for every ``apply``/``step``/``__call__``
+  that takes ``deterministic``: None (every default) means dropout exactly
+  when randomness is given (a ``key``, or a Flax ``"dropout"`` RNG stream);
+  True means none; False means dropout, and then the key is required."""
+  if deterministic is not None and not isinstance(deterministic, (bool, np.bool_)):
+    raise UserError(f"deterministic must be None, True or False, got {deterministic!r}")
+  if rate <= 0 or deterministic:
+    return False
+  if deterministic is None:
+    return has_key
+  if not has_key:
+    raise UserError(f"key is required for dropout_rate={rate} with "
+                    "deterministic=False, got key=None")
+  return True

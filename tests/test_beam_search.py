@@ -139,7 +139,7 @@ def test_jitted_loop_equals_python_loop_and_jit_works():
 
 def test_char_lm_beam_search():
   lm_model = rz.models.CharLM(vocab_size=6, cell=rz.LSTM(8), num_layers=2)
-  p = lm_model.init(jax.random.key(0))
+  p = lm_model.init(key=jax.random.key(0))
   out = decoding.beam_search(lm_model.step, p, lm_model.initial_carry(2),
                              jnp.array([[1, 2], [3, 4]]), beam_size=3, max_length=5,
                              end_token=0)

@@ -37,7 +37,7 @@ def loss_kw(mode):
 @pytest.mark.parametrize("mode", ["plain", "soft", "hard"])
 def test_padding_does_not_count_and_the_first_loss_is_ln_v(mode):
   m = model(mode)
-  p = m.init(jax.random.key(0))
+  p = m.init(key=jax.random.key(0))
   _, met = m.loss(p, images(), CAPS, **loss_kw(mode))
   assert float(met["nll_per_word"]) == pytest.approx(np.log(V), rel=0.02)
   longer = jnp.concatenate([CAPS, jnp.full((3, 3), NULL)], axis=1)
@@ -51,7 +51,7 @@ def test_padding_does_not_count_and_the_first_loss_is_ln_v(mode):
 @pytest.mark.parametrize("mode", ["plain", "soft"])
 def test_teacher_forcing_equals_stepping(mode):
   m = model(mode, num_layers=2)
-  p = m.init(jax.random.key(0))
+  p = m.init(key=jax.random.key(0))
   logits, firsts = m.apply(p, images(), CAPS)
   carry = m.initial_carry(p, images())
   for t in range(CAPS.shape[1] - 1):
@@ -65,7 +65,7 @@ def test_teacher_forcing_equals_stepping(mode):
 @pytest.mark.parametrize("mode", ["plain", "soft", "hard"])
 def test_decoding_starts_at_start_and_stops_at_end(mode):
   m = model(mode)
-  p = m.init(jax.random.key(0))
+  p = m.init(key=jax.random.key(0))
   # Make <END> the likeliest word after the second one.
   carry = m.initial_carry(p, images(), key=jax.random.key(3))
   prompt = jnp.full((3, 1), START)
@@ -105,13 +105,13 @@ def train(m, p, steps, baseline=-5.0):
                                         ("hard", "after")])
 def test_each_mode_learns_a_batch_through_a_jitted_step(mode, query):
   m = model(mode, attention_query=query)
-  _, history = train(m, m.init(jax.random.key(0)), 60)
+  _, history = train(m, m.init(key=jax.random.key(0)), 60)
   assert float(history[-1]["nll_per_word"]) < 0.5 * float(history[0]["nll_per_word"])
 
 
 def test_hard_attention_with_rewards_to_go_learns_a_batch_through_a_jitted_step():
   m = model("hard", reinforce_reward="to_go")
-  p = m.init(jax.random.key(0))
+  p = m.init(key=jax.random.key(0))
   T = CAPS.shape[1] - 1
   _, history = train(m, p, 60, baseline=np.full((T,), -2.0))
   assert float(history[-1]["nll_per_word"]) < 0.5 * float(history[0]["nll_per_word"])
@@ -130,7 +130,7 @@ def test_hard_attention_with_rewards_to_go_learns_a_batch_through_a_jitted_step(
 @pytest.mark.parametrize("mode", ["soft", "hard"])
 def test_entropy_penalty_adds_the_maps_entropy_and_sharpens_them_under_jit(mode):
   base, sharp = model(mode), model(mode, entropy_penalty=0.5)
-  p = base.init(jax.random.key(0))
+  p = base.init(key=jax.random.key(0))
   kw = loss_kw(mode)
   l0, met = base.loss(p, images(), CAPS, **kw)
   l1, _ = sharp.loss(p, images(), CAPS, **kw)
@@ -146,7 +146,7 @@ def test_entropy_penalty_adds_the_maps_entropy_and_sharpens_them_under_jit(mode)
 
 def test_zeros_init_state_sees_the_image_only_through_attention():
   m = model("soft", init_state="zeros")
-  p = m.init(jax.random.key(0))
+  p = m.init(key=jax.random.key(0))
   carry = m.initial_carry(p, images())
   assert float(jnp.abs(carry[0].h).max()) == 0.0
   assert float(jnp.abs(carry[0].inner.c).max()) == 0.0
@@ -164,7 +164,7 @@ def test_zeros_init_state_sees_the_image_only_through_attention():
 
 def test_hard_attention_gradient_has_the_reinforce_term():
   m = model("hard", expectation_prob=0.0)
-  p = m.init(jax.random.key(0))
+  p = m.init(key=jax.random.key(0))
   g_hi = jax.grad(lambda p: m.loss(p, images(), CAPS, key=jax.random.key(1),
                                    baseline=jnp.float32(10.0))[0])(p)
   g_lo = jax.grad(lambda p: m.loss(p, images(), CAPS, key=jax.random.key(1),
@@ -180,12 +180,12 @@ def test_hard_attention_gradient_has_the_reinforce_term():
 def test_precomputed_features():
   vec = rz.models.Captioner(vocab_size=V, cell=rz.GRU(8), mode="plain", encoder="features",
                             feature_shape=(1, 6))
-  p = vec.init(jax.random.key(0))
+  p = vec.init(key=jax.random.key(0))
   loss, _ = vec.loss(p, jnp.ones((3, 6)), CAPS)
   assert np.isfinite(float(loss))
   grid = rz.models.Captioner(vocab_size=V, cell=rz.GRU(8), mode="soft", encoder="features",
                              feature_shape=(4, 6))
-  pg = grid.init(jax.random.key(0))
+  pg = grid.init(key=jax.random.key(0))
   _, firsts = grid.apply(pg, jnp.ones((3, 4, 6)), CAPS)
   assert firsts.alpha.shape == (3, 5, 4)
   with pytest.raises(ValueError, match=r"features must have shape \[batch, 4, 6\], got \(3, 5, 6\)"):
@@ -194,7 +194,7 @@ def test_precomputed_features():
 
 def test_bad_inputs():
   m = model("soft")
-  p = m.init(jax.random.key(0))
+  p = m.init(key=jax.random.key(0))
   with pytest.raises(ValueError, match=r"images must be \[batch, 16, 16, 3\], got shape \(3, 8, 8, 3\)"):
     m.apply(p, jnp.ones((3, 8, 8, 3)), CAPS)
   with pytest.raises(ValueError, match="images must be floating"):
@@ -218,7 +218,7 @@ def test_submodules_are_built_once_per_model(monkeypatch):
   original = rz.AttentionCell.wrap
   monkeypatch.setattr(rz.AttentionCell, "wrap",
                       lambda *a, **k: built.append(1) or original(*a, **k))
-  params = model.init(jax.random.key(0))
+  params = model.init(key=jax.random.key(0))
   images = jnp.zeros((2, 16, 16, 3))
   captions = jnp.array([[START, 5, END], [START, 6, END]])
   model.loss(params, images, captions)
@@ -235,7 +235,7 @@ def test_submodules_are_built_once_per_model(monkeypatch):
 def test_a_given_carry_skips_the_encoder_and_gives_the_same_maps(mode, monkeypatch):
   model = rz.models.Captioner(vocab_size=V, cell=rz.LSTM(16), mode=mode,
                               image_size=16, channels=(4, 8))
-  params = model.init(jax.random.key(0))
+  params = model.init(key=jax.random.key(0))
   images = jax.random.uniform(jax.random.key(1), (2, 16, 16, 3))
   captions = jnp.array([[START, 5, 7, END], [START, 6, END, NULL]])
   key = jax.random.key(2)

@@ -17,7 +17,7 @@ from rnn_zoo import decoding
 def test_apply_equals_stepping_token_by_token(embed_size, cell):
   lm = rz.models.CharLM(vocab_size=11, cell=rz.make_cell(cell, 16), num_layers=2,
                         embed_size=embed_size)
-  p = lm.init(jax.random.key(0))
+  p = lm.init(key=jax.random.key(0))
   p["head"]["w"] = p["head"]["w"] * 100  # make logits non-trivial
   toks = jax.random.randint(jax.random.key(1), (3, 9), 0, 11)
   logits, carry = lm.apply(p, toks)
@@ -34,7 +34,7 @@ def test_apply_equals_stepping_token_by_token(embed_size, cell):
 def test_first_loss_is_ln_vocab():
   V = 65
   lm = rz.models.CharLM(vocab_size=V, cell=rz.GRU(32))
-  p = lm.init(jax.random.key(0))
+  p = lm.init(key=jax.random.key(0))
   toks = jax.random.randint(jax.random.key(1), (8, 40), 0, V)
   logits, _ = lm.apply(p, toks[:, :-1])
   loss = optax.softmax_cross_entropy_with_integer_labels(logits, toks[:, 1:]).mean()
@@ -43,7 +43,7 @@ def test_first_loss_is_ln_vocab():
 
 def test_out_of_range_tokens_are_an_error():
   lm = rz.models.CharLM(vocab_size=5, cell=rz.GRU(4))
-  p = lm.init(jax.random.key(0))
+  p = lm.init(key=jax.random.key(0))
   with pytest.raises(ValueError, match=r"tokens must lie in \[0, vocab_size=5\), got \[5\]"):
     lm.apply(p, jnp.array([[0, 5]]))
   with pytest.raises(ValueError, match=r"tokens must lie in \[0, vocab_size=5\), got \[-1\]"):
@@ -57,7 +57,7 @@ def test_out_of_range_tokens_are_an_error():
 
 def test_generation_with_the_lm_is_reproducible():
   lm = rz.models.CharLM(vocab_size=9, cell=rz.LSTM(8), num_layers=1)
-  p = lm.init(jax.random.key(0))
+  p = lm.init(key=jax.random.key(0))
   prompt = jnp.array([[1, 2, 3]] * 4)
   kw = dict(length=30, key=jax.random.key(5), temperature=1.0)
   a, _ = decoding.generate(lm.step, p, lm.initial_carry(4), prompt, **kw)
@@ -71,7 +71,7 @@ def test_out_of_range_tokens_under_jit_are_nan(embed_size):
   """Under jit ids cannot be checked: they give NaN, never a clamped row,
   a wrapped-around -1 or an all-zero one-hot."""
   lm = rz.models.CharLM(vocab_size=5, cell=rz.LSTM(4), embed_size=embed_size)
-  p = lm.init(jax.random.key(0))
+  p = lm.init(key=jax.random.key(0))
   logits, _ = jax.jit(lm.apply)(p, jnp.array([[0, 1, 2], [3, 5, 4]]))
   assert np.isfinite(np.asarray(logits[0])).all()
   assert np.isnan(np.asarray(logits[1, 1:])).all()   # from the bad id on
@@ -88,7 +88,7 @@ def test_out_of_range_tokens_under_jit_are_nan(embed_size):
 
 def test_generate_checks_its_options_against_the_model():
   lm = rz.models.CharLM(vocab_size=5, cell=rz.GRU(4), num_layers=1)
-  p = lm.init(jax.random.key(0))
+  p = lm.init(key=jax.random.key(0))
   kw = dict(length=3, key=jax.random.key(0))
   with pytest.raises(ValueError, match="top_k must be at most the vocabulary size 5, got 6"):
     decoding.generate(lm.step, p, lm.initial_carry(1), jnp.array([[1]]), top_k=6, **kw)
@@ -101,7 +101,7 @@ def test_generate_checks_its_options_against_the_model():
 def test_stack_step_is_the_lm_step():
   """CharLM.step goes through StackedRNN.step and equals apply token by token."""
   lm = rz.models.CharLM(vocab_size=7, cell=rz.GRU(5), num_layers=3)
-  p = lm.init(jax.random.key(0))
+  p = lm.init(key=jax.random.key(0))
   toks = jnp.array([[1, 4, 6, 0], [2, 2, 3, 5]])
   logits, final = lm.apply(p, toks)
   carry = lm.initial_carry(2)

@@ -73,7 +73,7 @@ def test_carried_state_equals_one_pass_over_the_whole_stream(tmp_path, cell):
   c = small_config(tmp_path, cell=cell)
   w = workloads.char_rnn(c)
   lm = workloads.make_char_lm(c, text_lib.Vocab.from_json(w.vocab).size)
-  params = lm.init(jax.random.key(1))
+  params = lm.init(key=jax.random.key(1))
   params["head"]["w"] = params["head"]["w"] * 50   # make the state matter
   batches = [w.train_batch(None, s) for s in range(3)]
   stateful = _window_losses(w, params, batches, w.init_carry(c.batch_size))
@@ -142,7 +142,7 @@ def test_sampler_argmax_seed_and_prime(tmp_path):
   w = workloads.char_rnn(c)
   vocab = text_lib.Vocab.from_json(w.vocab)
   lm = workloads.make_char_lm(c, vocab.size)
-  params = lm.init(jax.random.key(3))
+  params = lm.init(key=jax.random.key(3))
   params["head"]["w"] = params["head"]["w"] * 100
   greedy = workloads.make_sampler(lm, vocab, length=30, temperature=0)
   out = greedy(params, "the ", jax.random.key(0))[0]
@@ -178,7 +178,7 @@ def test_sampler_bad_arguments(tmp_path, kw, message):
   with pytest.raises(ValueError, match=message):
     workloads.make_sampler(lm, vocab, **args)
   with pytest.raises(ValueError, match="prime must be a non-empty string"):
-    workloads.make_sampler(lm, vocab, length=5, temperature=1.0)(lm.init(jax.random.key(0)), "", None)
+    workloads.make_sampler(lm, vocab, length=5, temperature=1.0)(lm.init(key=jax.random.key(0)), "", None)
 
 
 @pytest.mark.parametrize("overrides,message", [

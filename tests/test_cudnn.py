@@ -209,7 +209,7 @@ def _same_grads(loss, params, atol=2e-6):
 def test_char_lm_with_truncated_bptt():
   tokens = jax.random.randint(jax.random.key(1), (3, 12), 0, 9)
   make = lambda use: rz.models.CharLM(vocab_size=9, cell=rz.LSTM(H), cudnn=use)
-  params = make(False).init(jax.random.key(0))
+  params = make(False).init(key=jax.random.key(0))
 
   def loss(p, use):
     logits, _ = make(use).apply(p, tokens[:, :-1], window=4)
@@ -222,7 +222,7 @@ def test_vqa_question_reader_with_lengths():
   make = lambda use: rz.models.VQA(num_answers=5, question_vocab=11, cell=rz.LSTM(H),
                                    fusion="concat", image_size=16, channels=(4, 4),
                                    bidirectional=True, cudnn=use)
-  params = make(False).init(jax.random.key(0))
+  params = make(False).init(key=jax.random.key(0))
   questions = jnp.array([[3, 4, 5, 0, 0], [7, 0, 0, 0, 0], [1, 2, 3, 4, 5]])
 
   def loss(p, use):

@@ -30,7 +30,7 @@ def batch(n=12, seed=0):
                                        ("attention", {"skip": True}), ("relation", {})])
 def test_each_fusion_learns_a_batch_through_a_jitted_step(fusion, kw):
   model = small(fusion, **kw)
-  params = model.init(jax.random.key(0))
+  params = model.init(key=jax.random.key(0))
   images, questions, answers = batch()
   opt = optax.adam(3e-3)
   state = opt.init(params)
@@ -61,7 +61,7 @@ def test_grouped_questions_equal_one_image_per_question(fusion):
   """``[B, Q, Lq]`` questions (each image encoded once) give what repeating
   every image Q times gives; the loss takes ``[B, Q]`` answers."""
   model = small(fusion)
-  params = model.init(jax.random.key(3))
+  params = model.init(key=jax.random.key(3))
   images, questions, answers = batch(12)
   grouped = questions.reshape(4, 3, 6)
   logits, maps = jax.jit(model.apply)(params, images[:4], grouped)
@@ -83,7 +83,7 @@ def test_grouped_questions_equal_one_image_per_question(fusion):
 
 def test_relation_first_layer_split_equals_the_pairwise_mlp():
   model = small("relation")
-  params = model.init(jax.random.key(1))
+  params = model.init(key=jax.random.key(1))
   images, questions, _ = batch()
   regions = model.regions(params, images)
   q = model.read(params, questions)
@@ -97,7 +97,7 @@ def test_relation_first_layer_split_equals_the_pairwise_mlp():
 
 def test_padding_is_not_read():
   model = small("concat")
-  params = model.init(jax.random.key(2))
+  params = model.init(key=jax.random.key(2))
   q = jnp.asarray([[3, 4, 5, 0, 0, 0]], jnp.int32)
   longer = jnp.asarray([[3, 4, 5, 0, 0, 0, 0, 0]], jnp.int32)
   np.testing.assert_allclose(model.read(params, q), model.read(params, longer), rtol=1e-6)
@@ -108,9 +108,9 @@ def test_skip_regions_carry_the_first_block_pooled():
   """``skip=True``: each region is the plain model's features, the first
   block's map max-pooled over the region, then (x, y); the same CNN."""
   plain, skip = small("attention"), small("attention", skip=True)
-  params = skip.init(jax.random.key(4))
+  params = skip.init(key=jax.random.key(4))
   shapes = lambda p: jax.tree.map(jnp.shape, p["cnn"])
-  assert shapes(params) == shapes(plain.init(jax.random.key(4)))
+  assert shapes(params) == shapes(plain.init(key=jax.random.key(4)))
   images = batch(2)[0]
   regions = skip.regions(params, images)
   assert regions.shape == (2, skip.locations, 8 + 8 + 2) and skip.region_size == 18
@@ -130,7 +130,7 @@ def test_skip_regions_carry_the_first_block_pooled():
 
 def test_bad_inputs():
   model = small("attention")
-  params = model.init(jax.random.key(0))
+  params = model.init(key=jax.random.key(0))
   images, questions, _ = batch(2)
   with pytest.raises(ValueError, match=r"images must be \[batch, 19, 19, 3\], got shape \(2, 20, 20, 3\)"):
     model.apply(params, jnp.zeros((2, 20, 20, 3)), questions)
@@ -152,7 +152,7 @@ def test_the_bidirectional_reader_is_rz_bidirectional():
   model = rz.models.VQA(num_answers=5, question_vocab=11, cell=rz.GRU(6),
                         fusion="concat", image_size=16, channels=(4, 4),
                         bidirectional=True)
-  params = model.init(jax.random.key(0))
+  params = model.init(key=jax.random.key(0))
   questions = jnp.array([[3, 4, 5, 0, 0], [7, 0, 0, 0, 0]])
   xs = jnp.take(params["embed"], questions, axis=0)
   lengths = jnp.array([3, 1])
@@ -169,13 +169,13 @@ def test_one_token_guard_for_every_model_under_jit():
   VQA reader alike (never a clamped or wrapped-around row)."""
   from rnn_zoo.data.captions import START  # pylint: disable=g-import-not-at-top
   lm = rz.models.CharLM(vocab_size=5, cell=rz.GRU(4), embed_size=3)
-  lp = lm.init(jax.random.key(0))
+  lp = lm.init(key=jax.random.key(0))
   cap = rz.models.Captioner(vocab_size=9, cell=rz.GRU(4), mode="plain", encoder="features",
                             feature_shape=(1, 3), embed_size=4)
-  cp = cap.init(jax.random.key(1))
+  cp = cap.init(key=jax.random.key(1))
   vqa = rz.models.VQA(num_answers=5, question_vocab=11, cell=rz.GRU(6), fusion="concat",
                       image_size=16, channels=(4, 4))
-  vp = vqa.init(jax.random.key(2))
+  vp = vqa.init(key=jax.random.key(2))
   feats = jnp.ones((1, 3))
   runs = {
       "lm": lambda ids: lm.apply(lp, ids)[0],

@@ -165,7 +165,7 @@ def captioning(config) -> Task:
   info = {"data": description, "vocab_size": vocab.size,
           **{f"{k}_images": len(v) for k, v in sources.items()}}
   workload = Workload(
-      init_params=model.init, loss_fn=loss_fn,
+      init_params=lambda key: model.init(key=key), loss_fn=loss_fn,
       train_batch=lambda key, step: strip(train[int(step)]),
       eval_batch=lambda key, i: strip(val[int(i) % n_val]),
       shape_fields=SHAPE_FIELDS, vocab=vocab.to_json(), param_groups=param_groups,

@@ -7,12 +7,10 @@ are shared with the sample binary and the benchmark.
 
 from __future__ import annotations
 
-import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from experiments import common
 from rnn_zoo import checks
@@ -117,13 +115,8 @@ def char_rnn(config) -> Workload:
     reset = batch["reset"]
     carry = jax.tree.map(
         lambda c: jnp.where(reset.reshape((-1,) + (1,) * (c.ndim - 1)), 0, c), carry)
-    logits, carry = lm.apply(params, batch["inputs"], carry, key=key,
-                             deterministic=not train)
-    ce = optax.softmax_cross_entropy_with_integer_labels(logits, batch["targets"])
-    loss = jnp.mean(ce)
-    acc = jnp.mean(jnp.argmax(logits, -1) == batch["targets"])
-    return loss, ({"nats_per_char": loss, "bits_per_char": loss / math.log(2),
-                   "accuracy": acc}, carry)
+    return lm.loss(params, batch["inputs"], batch["targets"], carry, key=key,
+                   deterministic=not train)
 
   def param_groups(grads):
     return {"embed_head": {k: v for k, v in grads.items() if k != "stack"},
@@ -131,7 +124,7 @@ def char_rnn(config) -> Workload:
                for i in range(config.num_layers)}}
 
   return Workload(
-      init_params=lm.init,
+      init_params=lambda key: lm.init(key=key),
       loss_fn=loss_fn,
       train_batch=lambda key, step: windows(tr_in, tr_tg, step, n_train),
       eval_batch=lambda key, i: windows(va_in, va_tg, i, n_val),

@@ -117,7 +117,7 @@ def vqa(config) -> Task:
   info = {"data": description, "answers": len(answers), "question_words": len(words),
           **{f"{k}_questions": len(v) for k, v in sources.items()}}
   workload = Workload(
-      init_params=model.init, loss_fn=loss_fn,
+      init_params=lambda key: model.init(key=key), loss_fn=loss_fn,
       train_batch=lambda key, step: strip(train[int(step)]),
       eval_batch=lambda key, i: strip(val_batches[int(i) % n_val]),
       shape_fields=SHAPE_FIELDS,

@@ -41,6 +41,7 @@ from rnn_zoo.cells.attention import AttentionCell
 from rnn_zoo.cells.cell import Cell
 from rnn_zoo.data.captions import NULL
 from rnn_zoo.errors import UserError
+from rnn_zoo.models import protocol
 from rnn_zoo.nn.encoders import ConvEncoder, num_locations, with_coordinates
 from rnn_zoo.runner import StackedRNN
 
@@ -169,7 +170,8 @@ class Captioner:
     first = self.attention_cell or self.cell
     return StackedRNN((first,) + (self.cell,) * (self.num_layers - 1))
 
-  def init(self, key: jax.Array) -> dict:
+  @protocol.keyword_key
+  def init(self, *, key: jax.Array) -> dict:
     k_cnn, k_stack, k_emb, k_h, k_c, k_out = jax.random.split(key, 6)
     D, H, V = self.feature_size, self.cell.hidden_size, self.vocab_size
     params = {"stack": self.stack.init(k_stack, self.embed_size),
@@ -251,11 +253,16 @@ class Captioner:
     carry, h = self.stack.step(params["stack"], carry, x)
     return carry, self._logits(params, h, carry[0])
 
-  def apply(self, params, images, captions, *, key=None, carry=None):
+  def apply(self, params, images, captions, *, key=None,
+            deterministic: bool | None = None, carry=None):
     """Teacher forcing: ``(logits [B, T, V], carries of the first layer for
     every step)`` for captions ``[B, T + 1]``. ``carry``: the
     :meth:`initial_carry` of these images when the caller has it already
-    (the images are then not encoded again; ``key`` is not used)."""
+    (the images are then not encoded again; ``key`` is not used). ``key``
+    samples hard attention's locations (required for ``mode="hard"``); the
+    model has no dropout, so ``deterministic`` (the protocol's,
+    :mod:`rnn_zoo.models.protocol`) changes nothing."""
+    protocol.check_no_randomness(self, key, deterministic)
     if getattr(captions, "ndim", None) != 2 or captions.shape[1] < 2:
       raise UserError(f"captions must be int [batch, time >= 2] (<START> ... <END>), "
                       f"got shape {tuple(getattr(captions, 'shape', ()))}")

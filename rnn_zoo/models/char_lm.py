@@ -14,12 +14,14 @@ import math
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from rnn_zoo import checks
 from rnn_zoo.cells import base
 from rnn_zoo.cells.cell import Cell, ProjectedCell
-from rnn_zoo.runner import StackedRNN, truncated_bptt
 from rnn_zoo.errors import UserError
+from rnn_zoo.models import protocol
+from rnn_zoo.runner import StackedRNN, truncated_bptt
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,7 +38,7 @@ class CharLM:
   Example:
     >>> import jax, jax.numpy as jnp, rnn_zoo as rz
     >>> lm = rz.models.CharLM(vocab_size=20, cell=rz.LSTM(32), num_layers=2)
-    >>> params = lm.init(jax.random.key(0))
+    >>> params = lm.init(key=jax.random.key(0))
     >>> logits, carry = lm.apply(params, jnp.zeros((4, 50), jnp.int32))
     >>> logits.shape
     (4, 50, 20)
@@ -58,7 +60,8 @@ class CharLM:
   def stack(self) -> StackedRNN:
     return StackedRNN.of(self.cell, self.num_layers, dropout_rate=self.dropout_rate)
 
-  def init(self, key: jax.Array) -> dict:
+  @protocol.keyword_key
+  def init(self, *, key: jax.Array) -> dict:
     k_emb, k_stack, k_head = jax.random.split(key, 3)
     in_size = self.embed_size or self.vocab_size
     H, V = self.cell.hidden_size, self.vocab_size
@@ -100,22 +103,22 @@ class CharLM:
     return checks.take_rows(table, tokens)
 
   def apply(self, params, tokens, carry=None, *, window: int | None = None,
-            key=None, deterministic: bool = True):
+            key=None, deterministic: bool | None = None):
     """Logits ``[B, T, V]`` for tokens ``[B, T]`` and the final carry.
 
     With ``window``, gradients are cut every ``window`` steps (truncated
-    BPTT) while the carry flows through.
+    BPTT) while the carry flows through. Dropout follows the zoo's rule
+    (:mod:`rnn_zoo.models.protocol`): with ``deterministic=None`` it is on
+    exactly when ``key`` is given.
     """
     self.check_tokens(tokens)
     xs = self.embed(params, tokens)
     if carry is None:
       carry = self.initial_carry(tokens.shape[0])
-    use_dropout = self.dropout_rate > 0 and not deterministic
-    if use_dropout and key is None:
-      raise UserError(f"key is required for dropout_rate={self.dropout_rate} "
-                       "unless deterministic=True")
-    k_stack, k_out = jax.random.split(key) if use_dropout else (key, None)
-    kw = dict(initial_carry=carry, key=k_stack, deterministic=deterministic,
+    use_dropout = checks.use_dropout(self.dropout_rate, deterministic,
+                                     has_key=key is not None)
+    k_stack, k_out = jax.random.split(key) if use_dropout else (None, None)
+    kw = dict(initial_carry=carry, key=k_stack, deterministic=not use_dropout,
               impl="cudnn" if self.cudnn else "auto")
     if window:
       ys, carry = truncated_bptt(self.stack, params["stack"], xs, window=window, **kw)
@@ -125,6 +128,23 @@ class CharLM:
       keep = 1.0 - self.dropout_rate
       ys = jnp.where(jax.random.bernoulli(k_out, keep, ys.shape), ys / keep, 0.0)
     return base.affine(ys, params["head"]["w"], params["head"]["b"]), carry
+
+  def loss(self, params, tokens, targets, carry=None, *, key=None,
+           deterministic: bool | None = None, window: int | None = None):
+    """``(mean cross-entropy in nats, (metrics, final carry))`` of next-token
+    prediction: ``targets [B, T]`` for ``tokens [B, T]`` (``carry``, ``key``,
+    ``deterministic`` and ``window`` as in :meth:`apply`). The metrics are
+    ``nats_per_char``, ``bits_per_char`` and ``accuracy``."""
+    logits, carry = self.apply(params, tokens, carry, window=window, key=key,
+                               deterministic=deterministic)
+    if tuple(getattr(targets, "shape", ())) != tuple(tokens.shape):
+      raise UserError(f"targets must have the shape of tokens {tuple(tokens.shape)}, "
+                      f"got {tuple(getattr(targets, 'shape', ()))}")
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
+    loss = jnp.mean(ce)
+    acc = jnp.mean(jnp.argmax(logits, -1) == targets)
+    return loss, ({"nats_per_char": loss, "bits_per_char": loss / math.log(2),
+                   "accuracy": acc}, carry)
 
   def step(self, params, carry, tokens):
     """One token per sequence: ``tokens [B] -> (carry, logits [B, V])``.

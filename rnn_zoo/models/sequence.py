@@ -6,6 +6,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from rnn_zoo import checks
 from rnn_zoo.cells.cell import Cell
 from rnn_zoo.nn.recurrent import RNN
 from rnn_zoo.errors import UserError
@@ -65,12 +66,15 @@ class SequenceModel(nn.Module):
   cudnn: bool = False
 
   @nn.compact
-  def __call__(self, inputs, *, deterministic: bool = True, hidden_probes=None):
+  def __call__(self, inputs, *, deterministic: bool | None = None, hidden_probes=None):
     if self.readout not in READOUTS:
       raise UserError(f"readout must be one of {list(READOUTS)}, got {self.readout!r}")
     if self.block not in BLOCKS:
       raise UserError(f"block must be one of {list(BLOCKS)}, got {self.block!r}")
     impl = "cudnn" if self.cudnn and hidden_probes is None else "auto"
+    # The zoo's dropout rule: None drops out exactly when a "dropout" stream is given.
+    deterministic = not checks.use_dropout(self.dropout_rate, deterministic,
+                                           has_key=self.has_rng("dropout"))
     if jnp.issubdtype(inputs.dtype, jnp.integer):
       if self.vocab_size is None:
         raise UserError("vocab_size is required for integer (token) inputs")

@@ -43,6 +43,7 @@ from rnn_zoo import checks
 from rnn_zoo.cells import base
 from rnn_zoo.cells.cell import Cell
 from rnn_zoo.errors import UserError
+from rnn_zoo.models import protocol
 from rnn_zoo.nn.encoders import ConvEncoder, num_locations, with_coordinates
 from rnn_zoo.runner import bidirectional, unroll
 
@@ -137,7 +138,8 @@ class VQA:
   def question_size(self) -> int:
     return self.cell.hidden_size * (2 if self.bidirectional else 1)
 
-  def init(self, key: jax.Array) -> dict:
+  @protocol.keyword_key
+  def init(self, *, key: jax.Array) -> dict:
     ks = iter(jax.random.split(key, 12))
     S, R, L, Q = self.image_size, self.region_size, self.locations, self.question_size
     F, M = self.fusion_size, self.mlp_size
@@ -231,13 +233,17 @@ class VQA:
     g = _mlp(rest, g, final_relu=True) if rest else g
     return g.sum(axis=(1, 2)), None
 
-  def apply(self, params, images, questions):
-    """``(logits, attention maps or None)``.
+  def apply(self, params, images, questions, *, key=None,
+            deterministic: bool | None = None):
+    """``(logits, attention maps or None)``. The model has no randomness:
+    ``key`` and ``deterministic`` (the protocol's,
+    :mod:`rnn_zoo.models.protocol`) change nothing.
 
     ``questions`` ``[B, Lq]`` (one per image): logits ``[B, num_answers]``,
     maps ``[B, hops, L]``. ``[B, Q, Lq]`` (Q questions per image, the image
     encoded once for all of them): logits ``[B, Q, num_answers]``, maps
     ``[B, Q, hops, L]``."""
+    protocol.check_no_randomness(self, key, deterministic)
     regions = self.regions(params, images)
     grouped = getattr(questions, "ndim", None) == 3
     B, Q = (questions.shape[0], questions.shape[1]) if grouped else (None, 1)
@@ -256,10 +262,10 @@ class VQA:
       maps = None if maps is None else maps.reshape((B, Q) + maps.shape[1:])
     return logits, maps
 
-  def loss(self, params, images, questions, answers):
+  def loss(self, params, images, questions, answers, *, key=None):
     """``(mean cross-entropy, {"accuracy"})``; ``answers`` ``[B]`` or, with
     grouped questions ``[B, Q, Lq]``, ``[B, Q]``."""
-    logits, _ = self.apply(params, images, questions)
+    logits, _ = self.apply(params, images, questions, key=key)
     if logits.shape[:-1] != tuple(answers.shape):
       raise UserError(f"answers must be {list(logits.shape[:-1])} for these questions, "
                       f"got {list(answers.shape)}")

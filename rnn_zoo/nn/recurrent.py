@@ -7,6 +7,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 
+from rnn_zoo import checks
 from rnn_zoo.cells.cell import Cell
 from rnn_zoo.runner import StackedRNN
 
@@ -23,8 +24,9 @@ class RNN(nn.Module):
     num_layers: number of stacked layers.
     bidirectional: run each layer both ways.
     merge: ``"concat"`` or ``"sum"`` of the two directions.
-    dropout_rate: dropout between layers (uses the ``"dropout"`` RNG stream
-      when ``deterministic`` is False).
+    dropout_rate: dropout between layers, from the ``"dropout"`` RNG stream
+      (``deterministic=None``, the default: exactly when that stream is
+      given; True: never; False: always, the stream required).
     time_major: layout of inputs and outputs.
     unroll: ``lax.scan`` unroll factor.
     remat: gradient checkpointing (see :func:`rnn_zoo.unroll`).
@@ -72,10 +74,11 @@ class RNN(nn.Module):
 
   @nn.compact
   def __call__(self, xs: jax.Array, *, initial_carry=None, lengths=None,
-               deterministic: bool = True, hidden_probes=None):
+               deterministic: bool | None = None, hidden_probes=None):
     stack = self._stack()
     params = self.param("stack", lambda key: stack.init(key, xs.shape[-1]))
-    use_dropout = self.dropout_rate > 0 and not deterministic
+    use_dropout = checks.use_dropout(self.dropout_rate, deterministic,
+                                     has_key=self.has_rng("dropout"))
     key = self.make_rng("dropout") if use_dropout else None
     ys, carries = stack.apply(params, xs, initial_carry=initial_carry,
                               lengths=lengths, key=key,

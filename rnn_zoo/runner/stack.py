@@ -88,8 +88,9 @@ class StackedRNN:
     bidirectional: run every layer in both directions.
     merge: ``"concat"`` or ``"sum"`` of the two directions.
     dropout_rate: dropout on the inputs of layers 1..L-1 (between layers, as
-      PyTorch's ``dropout=``), applied when a key is given and
-      ``deterministic`` is False.
+      PyTorch's ``dropout=``), applied when a key is given (the zoo's rule,
+      :func:`rnn_zoo.checks.use_dropout`: ``deterministic=None``, the
+      default, drops out exactly when a key is given).
     learn_initial_carry: a learnable initial state: every layer's carry at
       t=0 is a parameter (``params["initial_carry"]``, one carry per layer
       without batch dims, zeros at init) broadcast over the batch whenever
@@ -180,7 +181,7 @@ class StackedRNN:
                         zeros, tuple(params["initial_carry"]))
 
   def apply(self, params, xs: Array, *, initial_carry=None, lengths=None,
-            key: Array | None = None, deterministic: bool = False,
+            key: Array | None = None, deterministic: bool | None = None,
             hidden_probes: Sequence[Array | None] | None = None, **kwargs):
     """Runs all layers; returns ``(ys, final_carries)``.
 
@@ -189,9 +190,9 @@ class StackedRNN:
       xs: ``[batch, time, input]`` (or time-major via ``time_major=True``).
       initial_carry: a tuple with one carry per layer, or None for zeros.
       lengths: optional ``[batch]`` valid lengths, used by every layer.
-      key: PRNG key for dropout between layers; required when
-        ``dropout_rate > 0`` and not ``deterministic``.
-      deterministic: disable dropout (evaluation).
+      key: PRNG key for dropout between layers.
+      deterministic: None (default): dropout exactly when ``key`` is given;
+        True: none (evaluation); False: dropout, ``key`` required.
       hidden_probes: optional, one entry per layer (an array shaped like that
         layer's unidirectional outputs, or None): zero probes whose gradient
         is ``dL/dh_t`` of that layer (not with ``bidirectional``).
@@ -231,7 +232,7 @@ class StackedRNN:
     return xs, tuple(carries)
 
   def step(self, params, carry: tuple, x: Array, *, projected: bool = False,
-           key: Array | None = None, deterministic: bool = True):
+           key: Array | None = None, deterministic: bool | None = None):
     """One time step through every layer: ``(carries, y)``.
 
     What a decoder (char LM, captioner, VQA question reader) calls once per
@@ -243,9 +244,9 @@ class StackedRNN:
       x: ``[*batch, input]`` this step's input; with ``projected``, the first
         layer's ``cells[0].input_projection`` of it instead (e.g. a row of
         ``w_ih`` looked up for a one-hot token).
-      key: dropout key between layers (as :meth:`apply`), needed when
-        ``dropout_rate > 0`` and not ``deterministic``.
-      deterministic: disable dropout (the default: decoding).
+      key: dropout key between layers (as :meth:`apply`).
+      deterministic: as :meth:`apply` (None: dropout exactly when ``key`` is
+        given, so decoding without a key is deterministic).
 
     Returns:
       ``(new_carries, y)`` with ``y`` ``[*batch, H_last]``.
@@ -279,13 +280,8 @@ class StackedRNN:
       new.append(c)
     return tuple(new), x
 
-  def _use_dropout(self, key, deterministic: bool) -> bool:
-    use = self.dropout_rate > 0 and not deterministic
-    if use and key is None:
-      raise UserError(
-          f"key is required for dropout_rate={self.dropout_rate} unless "
-          "deterministic=True, got key=None")
-    return use
+  def _use_dropout(self, key, deterministic: bool | None) -> bool:
+    return checks.use_dropout(self.dropout_rate, deterministic, has_key=key is not None)
 
   def _dropout(self, xs, key, layer: int):
     """Inverted dropout on the inputs of ``layer`` (>= 1)."""

@@ -151,8 +151,11 @@ def test_stack_dropout_between_layers():
   mask = jax.random.bernoulli(jax.random.fold_in(jax.random.key(5), 1), 0.5, h0.shape)
   want, _ = rz.unroll(rz.SimpleRNN(H), p["layer_1"], jnp.where(mask, h0 / 0.5, 0.0))
   np.testing.assert_allclose(a, want, rtol=1e-6)
+  # The zoo's rule: without a key the default is deterministic; asked for
+  # dropout without a key is an error.
+  np.testing.assert_array_equal(stack.apply(p, xs)[0], det)
   with pytest.raises(ValueError, match="key is required for dropout_rate=0.5"):
-    stack.apply(p, xs)
+    stack.apply(p, xs, deterministic=False)
 
 
 @pytest.mark.parametrize("remat", [True, 3, 7, 10])
@@ -486,7 +489,7 @@ def test_a_generic_cell_needs_only_init_carry_and_step():
     carry, y = stack.step(sp, carry, xs[:, t])
   np.testing.assert_allclose(y, ys[:, -1], rtol=1e-5, atol=1e-6)
   lm = rz.models.CharLM(vocab_size=6, cell=cell, num_layers=1)
-  lp = lm.init(jax.random.key(3))
+  lp = lm.init(key=jax.random.key(3))
   logits, _ = lm.apply(lp, jnp.array([[1, 2, 3]]))
   c, l0 = lm.step(lp, lm.initial_carry(1), jnp.array([1]))
   np.testing.assert_allclose(l0, logits[:, 0], rtol=1e-5, atol=1e-6)
