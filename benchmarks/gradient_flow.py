@@ -416,7 +416,6 @@ def job_config(job: dict, preset: dict):
 
 def summarize_run(job: dict, r: dict, seconds: float, preset: dict) -> dict:
   """One run's row of results.json, from :func:`grid.train_group`'s result."""
-  from rnn_zoo.data import synthetic  # pylint: disable=g-import-not-at-top
   task, T = job["task"], job["T"]
   baseline = task_baseline(task, T)
   evals = [(s, m["loss"]) for s, m in r["eval"]]
@@ -984,7 +983,6 @@ def compare_published(results: dict) -> list[dict]:
   """Each published finding checked against this run's numbers: what we
   measured, whether it agrees, and (where it does not) the budget beside
   theirs. Findings whose settings this run did not include say so."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
   agg = [a for a in aggregate(results["train"]) if a["clip_norm"] != 0]
   batch = results["preset_values"]["batch"]
   get = lambda task, T, cell: next(

@@ -26,7 +26,6 @@ import sys
 from absl import app
 from absl import flags
 import jax
-import jax.numpy as jnp
 import numpy as np
 import optax
 

@@ -21,6 +21,7 @@ from rnn_zoo import data
 from rnn_zoo import decoding
 from rnn_zoo import gradflow
 from rnn_zoo import interop
+from rnn_zoo import metrics
 from rnn_zoo import models
 from rnn_zoo import nn
 from rnn_zoo import parallel
@@ -43,5 +44,5 @@ __all__ = [
     "UserError", "unroll", "unroll_with_carries", "explain_impl", "IMPLS", "python_unroll",
     "python_unroll_with_carries", "bidirectional", "StackedRNN",
     "truncated_bptt", "reverse_within_lengths", "nn", "interop", "gradflow",
-    "models", "data", "decoding", "parallel", "cudnn", "runner",
+    "models", "data", "decoding", "metrics", "parallel", "cudnn", "runner",
 ]

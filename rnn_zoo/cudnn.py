@@ -41,7 +41,6 @@ import os
 import jax
 import jax.numpy as jnp
 
-from rnn_zoo.errors import UserError
 
 _emulation = {"on": os.environ.get("RNN_ZOO_CUDNN_EMULATE", "") == "1"}
 

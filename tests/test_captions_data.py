@@ -8,6 +8,8 @@ import pytest
 
 from rnn_zoo.data import captions
 from rnn_zoo.data import shapes
+from rnn_zoo.data import shape_language
+from rnn_zoo.metrics import attention_maps
 
 
 def test_scenes_are_deterministic_and_vary():
@@ -28,7 +30,7 @@ def test_every_reference_caption_is_true_of_its_scene(split):
     counts.add(len(objs))
     assert len(scene.captions) == shapes.NUM_REFERENCES
     for c in scene.captions:
-      truth = shapes.caption_truth(c, objs)
+      truth = shape_language.caption_truth(c, objs)
       assert truth["parsed"] and truth["true"], (c, objs)
     # Masks: one per object, disjoint, at least a third of each object
     # visible, none for absent objects; the object's colour where visible.
@@ -58,7 +60,7 @@ def test_held_out_pairs_appear_only_in_the_compositional_split():
 def test_caption_truth_catches_false_and_unparsable_captions():
   objs = [{"shape": "circle", "colour": "red", "size": "small", "x": 10, "y": 10},
           {"shape": "square", "colour": "blue", "size": "large", "x": 12, "y": 40}]
-  t = lambda c: shapes.caption_truth(c, objs)
+  t = lambda c: shape_language.caption_truth(c, objs)
   assert t("a small red circle above a large blue square")["true"]
   assert t("a red circle above a blue square")["named"] == {0, 1}
   assert not t("a red circle below a blue square")["true"]          # wrong relation
@@ -71,7 +73,7 @@ def test_caption_truth_catches_false_and_unparsable_captions():
   for garbage in ("", "red circle", "a red", "a red circle above", "a red circle a blue square",
                   "there is two shapes", "a red circle above a blue square above"):
     assert not t(garbage)["parsed"], garbage
-  assert shapes.object_words("a small red circle above a blue square") == [
+  assert shape_language.object_words("a small red circle above a blue square") == [
       (3, {"size": "small", "colour": "red", "shape": "circle"}),
       (7, {"colour": "blue", "shape": "square"})]
 
@@ -79,13 +81,13 @@ def test_caption_truth_catches_false_and_unparsable_captions():
 def test_attention_upsampling_keeps_the_mass_and_the_grid():
   alpha = np.zeros(64)
   alpha[9] = 1.0                                 # row 1, column 1 of an 8x8 grid
-  up = shapes.upsample_attention(alpha, 64)
+  up = attention_maps.upsample_attention(alpha, 64)
   assert up.shape == (64, 64) and np.isclose(up.sum(), 1.0)
   assert np.isclose(up[8:16, 8:16].sum(), 1.0)   # that location's 8x8 pixels
-  odd = shapes.upsample_attention(np.full(9, 1 / 9), 64)   # 3x3 grid, 64 not divisible
+  odd = attention_maps.upsample_attention(np.full(9, 1 / 9), 64)   # 3x3 grid, 64 not divisible
   assert np.isclose(odd.sum(), 1.0)
   with pytest.raises(ValueError, match=r"alpha must be \[L\] over a square grid"):
-    shapes.upsample_attention(np.ones(10) / 10)
+    attention_maps.upsample_attention(np.ones(10) / 10, 64)
 
 
 def test_attention_pointing_measures_mass_inside_the_named_object():
@@ -99,17 +101,17 @@ def test_attention_pointing_measures_mass_inside_the_named_object():
   alphas[2, 9] = 0.5                             # half on (1,1): inside
   alphas[2, 10] = 0.5                            # half on (1,2): half its pixels inside
   alphas[7, 0] = 1.0                             # the blue circle's word looks at (0,0)
-  rows = shapes.attention_pointing(caption, alphas, objs, masks)
+  rows = attention_maps.attention_pointing(caption, alphas, objs, masks)
   assert [(r["position"], r["word"], r["matched"]) for r in rows] == [
       (2, "square", True), (7, "circle", True)]
   assert np.isclose(rows[0]["mass"], 0.5 + 0.25) and np.isclose(rows[0]["mass_cells"], 1.0)
   assert rows[1]["mass"] == 0.0 and rows[1]["mass_cells"] == 0.0
-  false = shapes.attention_pointing("a green triangle", alphas, objs, masks)
+  false = attention_maps.attention_pointing("a green triangle", alphas, objs, masks)
   assert false == [{"position": 2, "word": "triangle", "matched": False, "mass": None,
                     "mass_cells": None}]
-  assert shapes.attention_pointing("two shapes", alphas, objs, masks) == []
+  assert attention_maps.attention_pointing("two shapes", alphas, objs, masks) == []
   with pytest.raises(ValueError, match="alphas has 3 steps"):
-    shapes.attention_pointing(caption, alphas[:3], objs, masks)
+    attention_maps.attention_pointing(caption, alphas[:3], objs, masks)
 
 
 def test_tfds_builder_prepares_the_same_scenes(tmp_path):

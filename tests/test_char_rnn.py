@@ -10,9 +10,9 @@ import numpy as np
 import optax
 import pytest
 
-from rnn_zoo import decoding
 from experiments.char_rnn import workload as workloads
 from rnn_zoo.data import text as text_lib
+from rnn_zoo.metrics import text as text_metrics
 from rnn_zoo.training import loop
 from rnn_zoo.training import optim
 from rnn_zoo.training.state import TrainState
@@ -208,17 +208,17 @@ def test_interleaved_split_takes_every_kth_block_ending_with_the_last():
 
 def test_diversity_measures():
   loop_text = "the cat " * 40
-  assert decoding.distinct_ngrams("abcabcabc", 3) == pytest.approx(3 / 7)
-  assert decoding.loop_period(loop_text) == 8
-  assert decoding.loop_period("abcdefghij" * 3 + "xyz") is None
-  assert decoding.repeated_substring_rate(loop_text) > 0.9
+  assert text_metrics.distinct_ngrams("abcabcabc", 3) == pytest.approx(3 / 7)
+  assert text_metrics.loop_period(loop_text) == 8
+  assert text_metrics.loop_period("abcdefghij" * 3 + "xyz") is None
+  assert text_metrics.repeated_substring_rate(loop_text) > 0.9
   rng = np.random.default_rng(0)
   random_text = "".join(rng.choice(list("abcdefghijklmnopqrstuvwxyz "), 500))
-  d = decoding.diversity(random_text)
+  d = text_metrics.diversity(random_text)
   assert d["repeated_substring_rate"] == 0.0 and d["loop_period"] == 0
   assert d["distinct_8"] == 1.0
   with pytest.raises(ValueError, match="n must be a positive int, got 0"):
-    decoding.distinct_ngrams("abc", 0)
+    text_metrics.distinct_ngrams("abc", 0)
 
 
 def test_stdlib_corpus_is_deterministic_english():

@@ -9,6 +9,7 @@ import pytest
 
 from rnn_zoo.data import sort_of_clevr as soc
 from rnn_zoo.data import vqa
+from rnn_zoo.metrics import attention_maps
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +97,6 @@ def test_scene_batches_hold_whole_scenes(tiny):
 def test_object_masks_and_attention_mass():
   """The named object's mask is exactly its drawn pixels; ``mass_on_mask``
   on known maps."""
-  from rnn_zoo.nn import encoders  # pylint: disable=g-import-not-at-top
   sc = soc.make_scene("test", 3)
   masks = [soc.object_mask(sc.image, c) for c in range(6)]
   assert not np.any(np.sum(masks, axis=0) > 1)
@@ -113,15 +113,15 @@ def test_object_masks_and_attention_mass():
   block[15:30, 30:45] = True                     # exactly location (1, 2) of a 5x5 grid
   one_hot = np.zeros(25)
   one_hot[7] = 1.0
-  assert encoders.mass_on_mask(one_hot, block) == pytest.approx((1.0, 1.0))
-  assert encoders.mass_on_mask(np.full(25, 0.04), block) == pytest.approx((0.04, 0.04))
+  assert attention_maps.mass_on_mask(one_hot, block) == pytest.approx((1.0, 1.0))
+  assert attention_maps.mass_on_mask(np.full(25, 0.04), block) == pytest.approx((0.04, 0.04))
   straddle = np.zeros((75, 75), bool)
   straddle[15:30, 40:50] = True                  # 5 columns in location 7, 5 in 8
   half = np.zeros(25)
   half[7] = half[8] = 0.5
-  assert encoders.mass_on_mask(half, straddle) == pytest.approx((75 / 225, 1.0))
+  assert attention_maps.mass_on_mask(half, straddle) == pytest.approx((75 / 225, 1.0))
   with pytest.raises(ValueError, match="alpha must be \\[L\\] over a square grid"):
-    encoders.mass_on_mask(np.ones(24) / 24, block)
+    attention_maps.mass_on_mask(np.ones(24) / 24, block)
 
 
 def write_clevr(root, *, drop_image=False, bad_answer=False):

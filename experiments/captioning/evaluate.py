@@ -27,7 +27,8 @@ from experiments.captioning import workload
 from rnn_zoo import checks
 from rnn_zoo import decoding
 from rnn_zoo.data import captions as captions_lib
-from rnn_zoo.data import shapes
+from rnn_zoo.data import shape_language
+from rnn_zoo.metrics import attention_maps
 
 
 DECODINGS = ("beam", "greedy", "sample")
@@ -97,10 +98,10 @@ def decode(task, params, source, config) -> tuple[list[str], list | None]:
 def pointing_scores(examples: list, texts: list[str], alphas: list) -> dict:
   """Attention pointing over a split: for each generated word that names an
   object of the scene, the share of that step's attention inside the
-  object's mask (:func:`shapes.attention_pointing`)."""
+  object's mask (:func:`rnn_zoo.metrics.attention_maps.attention_pointing`)."""
   rows = []
   for ex, text, alpha in zip(examples, texts, alphas):
-    rows += shapes.attention_pointing(text, alpha, captions_lib.scene_of(ex), ex["masks"])
+    rows += attention_maps.attention_pointing(text, alpha, captions_lib.scene_of(ex), ex["masks"])
   matched = [r for r in rows if r["matched"]]
   if not matched:
     return {"object_words": len(rows), "matched": 0}
@@ -118,8 +119,8 @@ def coco_scores(references: dict, candidates: dict) -> dict:
   dataset tokenizes them)."""
   from pycocoevalcap.bleu.bleu import Bleu  # pylint: disable=g-import-not-at-top
   from pycocoevalcap.cider.cider import Cider  # pylint: disable=g-import-not-at-top
-  gts = {k: [" ".join(shapes.tokenize(r)) for r in v] for k, v in references.items()}
-  res = {k: [" ".join(shapes.tokenize(candidates[k])) or "<empty>"] for k in gts}
+  gts = {k: [" ".join(shape_language.tokenize(r)) for r in v] for k, v in references.items()}
+  res = {k: [" ".join(shape_language.tokenize(candidates[k])) or "<empty>"] for k in gts}
   bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
   cider, _ = Cider().compute_score(gts, res)
   return {**{f"BLEU-{n + 1}": float(b) for n, b in enumerate(bleu)}, "CIDEr-D": float(cider)}
@@ -130,7 +131,7 @@ def truth_scores(examples: list, texts: list[str]) -> dict:
   rows = {"all": [], "1-2 objects": [], "3-4 objects": []}
   for ex, text in zip(examples, texts):
     objs = captions_lib.scene_of(ex)
-    t = shapes.caption_truth(text, objs)
+    t = shape_language.caption_truth(text, objs)
     r = (t["parsed"], t["true"], len(t["named"]) / max(len(objs), 1))
     rows["all"].append(r)
     rows["1-2 objects" if len(objs) <= 2 else "3-4 objects"].append(r)
@@ -175,7 +176,7 @@ def evaluate_run(config, workdir: str, task) -> dict:
       picks = _figure_picks(examples, config.figure_images)
       name = f"attention_{split}.png"
       figures.attention_grid(os.path.join(workdir, name), [
-          {"image": examples[i]["image"], "words": shapes.tokenize(texts[i]),
+          {"image": examples[i]["image"], "words": shape_language.tokenize(texts[i]),
            "alphas": alphas[i], "title": refs[ids[i]][0]} for i in picks])
       row["figure"] = name
     results["splits"][split] = row
@@ -204,7 +205,7 @@ def _write_report(workdir: str, results: dict) -> None:
            f"Date: {results['date']}; {results['device']}; checkpoint step "
            f"{results['step']}; beam width {results['beam_size']}.", "",
            "BLEU and CIDEr-D from pycocoevalcap (captions tokenized by "
-           "`rnn_zoo.data.shapes.tokenize`); truth = the caption's claim is true "
+           "`rnn_zoo.data.shape_language.tokenize`); truth = the caption's claim is true "
            "of the scene graph; recall = share of the scene's objects it names.", "",
            "| split | images | BLEU-1 | BLEU-2 | BLEU-3 | BLEU-4 | CIDEr-D | true (1-2 obj) "
            "| true (3-4 obj) | object recall |",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rnn_zoo.data import shapes
+from rnn_zoo.metrics import attention_maps
 
 
 def attention_grid(path: str, rows: list[dict], *, max_words: int = 10) -> None:
@@ -42,7 +42,7 @@ def attention_grid(path: str, rows: list[dict], *, max_words: int = 10) -> None:
       ax = axes[r, t + 1]
       ax.imshow(image.mean(axis=-1), cmap="gray", vmin=0, vmax=1)
       if alphas is not None:
-        heat = shapes.upsample_attention(np.asarray(alphas)[t], size)
+        heat = attention_maps.upsample_attention(np.asarray(alphas)[t], size)
         cells = heat * heat.size / np.asarray(alphas)[t].size   # back to alpha units
         ax.imshow(cells, cmap="inferno", alpha=0.6, vmin=0, vmax=max(top, 1e-12),
                   interpolation="bilinear")

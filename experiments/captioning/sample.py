@@ -35,7 +35,7 @@ from experiments.captioning import evaluate
 from experiments.captioning import figures
 from experiments.captioning import workload
 from rnn_zoo.data import captions as captions_lib
-from rnn_zoo.data import shapes
+from rnn_zoo.data import shape_language
 from rnn_zoo.errors import UserError
 
 
@@ -136,7 +136,7 @@ def run():
   if alphas is not None:
     figure = _FIGURE.value or os.path.join(_WORKDIR.value, "samples_attention.png")
     figures.attention_grid(figure, [
-        {"image": im, "words": shapes.tokenize(t), "alphas": a,
+        {"image": im, "words": shape_language.tokenize(t), "alphas": a,
          "title": os.path.basename(p)}
         for im, t, a, p in zip(images, texts, np.asarray(alphas), paths)])
     print(f"wrote {figure}")

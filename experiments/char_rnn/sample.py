@@ -29,7 +29,7 @@ import numpy as np
 from experiments import common
 from experiments import launch
 from rnn_zoo import checks
-from rnn_zoo import decoding
+from rnn_zoo.metrics import text as text_metrics
 from experiments.char_rnn import workload
 from rnn_zoo.data import text as text_lib
 from rnn_zoo.errors import UserError
@@ -76,7 +76,7 @@ def report(lm, params, vocab, config, step, prime):
   rows = []
   for t in temps:
     samples = _sample(lm, params, vocab, prime, t, _SEED.value)
-    stats = [decoding.diversity(s) for s in samples]
+    stats = [text_metrics.diversity(s) for s in samples]
     rows.append({"source": "argmax" if t == 0 else f"sampling T={t:g}",
                  "temperature": t, "example": samples[0][:300],
                  **{m: float(np.mean([s[m] for s in stats])) for m in METRICS},
@@ -86,7 +86,7 @@ def report(lm, params, vocab, config, step, prime):
   _, val = text_lib.split(text, config["val_fraction"], config["val_block"])
   L, n = _LENGTH.value, _NUM_SAMPLES.value
   starts = np.linspace(0, max(len(val) - L, 0), n).astype(int)
-  stats = [decoding.diversity(val[s:s + L]) for s in starts]
+  stats = [text_metrics.diversity(val[s:s + L]) for s in starts]
   rows.append({"source": "validation text", "temperature": None,
                "example": val[starts[0]:starts[0] + 300],
                **{m: float(np.mean([s[m] for s in stats])) for m in METRICS},

@@ -8,11 +8,8 @@ loop's): task, seq_len, and the cell block (experiments/common.py).
 from __future__ import annotations
 
 import functools
-import math
 
-import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from experiments import common

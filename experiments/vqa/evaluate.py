@@ -19,7 +19,7 @@ import numpy as np
 from experiments import common
 from rnn_zoo.data import sort_of_clevr as soc
 from rnn_zoo.data import vqa as vqa_data
-from rnn_zoo.nn import encoders
+from rnn_zoo.metrics import attention_maps
 
 # Published accuracies (non-relational / relational), ../shared/REFERENCES.md.
 PUBLISHED = (("CNN+MLP (Santoro et al. 2017)", None, 0.63),
@@ -33,7 +33,7 @@ def predict(task, params, source, batch_size: int, by_image: bool = False):
   ``subtype``, ``index`` (question index), ``maps`` (``[N, hops, L]``
   attention; None without attention) and ``pointing`` (``[N, hops, 2]``:
   each hop's share of attention on the named object's pixels and on the
-  locations touching it, :func:`rnn_zoo.nn.encoders.mass_on_mask`; None
+  locations touching it, :func:`rnn_zoo.metrics.attention_maps.mass_on_mask`; None
   without attention or without object masks, i.e. off Sort-of-CLEVR)."""
   model = task.model
   ds = vqa_data.batches(source, batch_size=batch_size, seed=0, train=False,
@@ -55,7 +55,7 @@ def predict(task, params, source, batch_size: int, by_image: bool = False):
         if by_image:
           images = np.repeat(images, b["question"].shape[1], axis=0)
         out["pointing"].append(np.asarray(
-            [[encoders.mass_on_mask(m, soc.object_mask(image, colour)) for m in hops]
+            [[attention_maps.mass_on_mask(m, soc.object_mask(image, colour)) for m in hops]
              for image, colour, hops in zip(images, flat(b["colour"]), maps)]))
   return {k: np.concatenate(v) if v else None for k, v in out.items()}
 

@@ -8,11 +8,10 @@ hyperparameters, with pure methods (``init``, ``initial_carry``, ``step``,
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple, Sequence
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from rnn_zoo import checks
 from rnn_zoo.errors import UserError
 

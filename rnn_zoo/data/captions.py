@@ -21,13 +21,14 @@ import collections
 import functools
 import json
 import os
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from rnn_zoo import checks
 from rnn_zoo.data import catalog
 from rnn_zoo.data import shapes
+from rnn_zoo.data import shape_language
 from rnn_zoo.errors import UserError
 
 NULL, START, END, UNK = 0, 1, 2, 3
@@ -51,7 +52,7 @@ class WordVocab:
     """From training captions (strings); words rarer than ``min_count``
     become ``<UNK>``. Deterministic: by count, then alphabetically."""
     checks.positive_int("min_count", min_count)
-    counts = collections.Counter(w for c in captions for w in shapes.tokenize(c))
+    counts = collections.Counter(w for c in captions for w in shape_language.tokenize(c))
     kept = sorted((w for w, n in counts.items() if n >= min_count),
                   key=lambda w: (-counts[w], w))
     if not kept:
@@ -67,7 +68,7 @@ class WordVocab:
     """``[max_length + 2]`` int32: ``<START>``, the words (``<UNK>`` for unknown
     ones, cut at ``max_length``), ``<END>``, ``<NULL>`` padding."""
     checks.positive_int("max_length", max_length)
-    words = shapes.tokenize(caption)
+    words = shape_language.tokenize(caption)
     if not words:
       raise UserError(f"caption must hold at least one word, got {caption!r}")
     ids = [START] + [self.index.get(w, UNK) for w in words[:max_length]] + [END]
@@ -155,7 +156,7 @@ def shape_captions(data_dir: str, config: str = "default") -> dict:
 
 
 def scene_of(example: dict) -> list[dict]:
-  """The scene graph of a dataset example (what :func:`shapes.caption_truth`
+  """The scene graph of a dataset example (what :func:`shape_language.caption_truth`
   reads)."""
   n = int(np.sum(np.asarray(example["shape"]) >= 0))
   return [{"shape": shapes.SHAPES[example["shape"][i]],
@@ -220,7 +221,7 @@ def load_coco_captions(annotations: str, image_dir: str, *,
     if image_id not in images:
       raise UserError(f"{annotations!r}: an annotation names image_id {image_id}, "
                       "which is not among its images")
-    if not isinstance(caption, str) or not shapes.tokenize(caption):
+    if not isinstance(caption, str) or not shape_language.tokenize(caption):
       raise UserError(f"{annotations!r}: image {image_id} has an empty caption")
     captions[image_id].append(caption)
   records = []

@@ -35,12 +35,12 @@ import numpy as np
 import optax
 
 from rnn_zoo import checks
-from rnn_zoo.cells import attention as attention_lib
 from rnn_zoo.cells import base
 from rnn_zoo.cells.attention import AttentionCell
 from rnn_zoo.cells.cell import Cell
 from rnn_zoo.data.captions import NULL
 from rnn_zoo.errors import UserError
+from rnn_zoo.models import attention_losses
 from rnn_zoo.models import protocol
 from rnn_zoo.nn.encoders import ConvEncoder, num_locations, with_coordinates
 from rnn_zoo.runner import StackedRNN
@@ -300,7 +300,7 @@ class Captioner:
                "accuracy": jnp.sum((jnp.argmax(logits, -1) == targets) * mask) / words}
     loss = nll.mean()
     if self.mode != "plain":
-      penalty = attention_lib.doubly_stochastic_penalty(firsts.alpha, mask).mean()
+      penalty = attention_losses.doubly_stochastic_penalty(firsts.alpha, mask).mean()
       metrics["attention_penalty"] = penalty
       loss = loss + self.alpha_c * penalty
       entropy = -jnp.sum(firsts.alpha * jnp.log(firsts.alpha + 1e-12), -1) * mask
@@ -311,17 +311,17 @@ class Captioner:
       if baseline is None:
         raise UserError("mode='hard' needs the REINFORCE baseline, got baseline=None")
       reward = -nll                                       # log p(caption | locations)
-      lp = attention_lib.location_log_probs(firsts.alpha, firsts.location) * mask
+      lp = attention_losses.location_log_probs(firsts.alpha, firsts.location) * mask
       if self.reinforce_reward == "to_go":
         if jnp.ndim(baseline) not in (0, 1) or jnp.size(baseline) not in (1, mask.shape[1]):
           raise UserError(f"reinforce_reward='to_go' needs a baseline per step "
                           f"[{mask.shape[1]}] (or a scalar), got shape {jnp.shape(baseline)}")
-        to_go = attention_lib.rewards_to_go(-ce)          # log p(words t.. | locations)
-        surrogate = attention_lib.reinforce_surrogate(lp, to_go, baseline).mean()
+        to_go = attention_losses.rewards_to_go(-ce)          # log p(words t.. | locations)
+        surrogate = attention_losses.reinforce_surrogate(lp, to_go, baseline).mean()
         metrics["reward_to_go"] = (jnp.sum(to_go * mask, 0)
                                    / jnp.maximum(jnp.sum(mask, 0), 1.0))
       else:
-        surrogate = attention_lib.reinforce_surrogate(lp, reward, baseline).mean()
+        surrogate = attention_losses.reinforce_surrogate(lp, reward, baseline).mean()
       loss = loss + surrogate - self.entropy_bonus * metrics["attention_entropy"]
       metrics["reward"] = reward.mean()
     return loss, metrics

@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rnn_zoo import compat
 from rnn_zoo.errors import UserError
 
 
@@ -104,42 +105,7 @@ def num_locations(image_size: int, blocks: int, first_stride: int = 1) -> int:
   return side * side
 
 
-def pixel_locations(side: int, size: int):
-  """``[size, size]``: the index of the location (of a ``side`` x ``side``
-  grid of :class:`ConvEncoder` locations over the image) each pixel falls
-  in (rows and columns split evenly)."""
-  cell = (np.arange(size) * side) // size                 # pixel -> grid row/column
-  return cell[:, None] * side + cell[None, :]
-
-
-def _grid_side(alpha) -> int:
-  side = int(round(np.sqrt(alpha.shape[-1])))
-  if side * side != alpha.shape[-1] or alpha.ndim != 1:
-    raise UserError(f"alpha must be [L] over a square grid of locations, got shape "
-                    f"{alpha.shape}")
-  return side
-
-
-def upsample_attention(alpha, size: int):
-  """``[L]`` attention over a square grid of locations -> ``[size, size]``
-  mass per pixel (each location's weight spread evenly over the pixels it
-  covers; the map sums to what ``alpha`` sums to)."""
-  alpha = np.asarray(alpha, np.float64)
-  loc = pixel_locations(_grid_side(alpha), size)
-  pixels = np.bincount(loc.ravel(), minlength=alpha.shape[0])
-  return alpha[loc] / pixels[loc]
-
-
-def mass_on_mask(alpha, mask) -> tuple[float, float]:
-  """Where an attention map looked, against an object's ``[S, S]`` bool
-  mask: ``(pixels, cells)`` — the share of ``alpha``'s mass inside the mask
-  (each location's weight spread evenly over its pixels) and the share on
-  the locations that overlap the mask at all."""
-  alpha, mask = np.asarray(alpha, np.float64), np.asarray(mask, bool)
-  if mask.ndim != 2 or mask.shape[0] != mask.shape[1]:
-    raise UserError(f"mask must be a square [S, S] image mask, got shape {mask.shape}")
-  side = _grid_side(alpha)
-  touched = np.zeros(side * side, bool)
-  touched[pixel_locations(side, mask.shape[0])[mask]] = True
-  return (float(np.sum(upsample_attention(alpha, mask.shape[0]) * mask)),
-          float(np.sum(alpha[touched])))
+# Moved to rnn_zoo.metrics.attention_maps (analysis of attention maps).
+__getattr__ = compat.moved(__name__, {
+    n: "rnn_zoo.metrics.attention_maps" for n in (
+        "pixel_locations", "upsample_attention", "mass_on_mask")})

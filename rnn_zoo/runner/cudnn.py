@@ -3,7 +3,6 @@ time-major, with lengths and reversal within them."""
 
 from __future__ import annotations
 
-import jax.numpy as jnp
 
 from rnn_zoo import cudnn as cudnn_kernels
 from rnn_zoo.cells import base

@@ -27,7 +27,6 @@ from rnn_zoo.training import preemption
 from rnn_zoo.training import sharding as shard_lib
 from rnn_zoo.training import workdir as workdir_lib
 from rnn_zoo.training.state import TrainState
-from rnn_zoo.errors import UserError
 
 NONFINITE_POLICIES = ("stop", "skip")
 

@@ -8,7 +8,7 @@ import pytest
 
 import rnn_zoo as rz
 from rnn_zoo import decoding
-from rnn_zoo.cells import attention
+from rnn_zoo.models import attention_losses
 
 B, T, I, L, D, H = 3, 5, 4, 6, 7, 8
 
@@ -130,8 +130,8 @@ def test_reinforce_estimate_is_unbiased():
     q = dict(p, att=att_params)
     carry = att.with_features(q, base_carry, feats, key=key)
     new, _ = att.step(q, carry, x)
-    lp = attention.location_log_probs(new.alpha[:, None], new.location[:, None])
-    return attention.reinforce_surrogate(lp, reward(new.context), 0.5)[0]
+    lp = attention_losses.location_log_probs(new.alpha[:, None], new.location[:, None])
+    return attention_losses.reinforce_surrogate(lp, reward(new.context), 0.5)[0]
 
   keys = jax.random.split(jax.random.key(7), 20000)
   grads = jax.vmap(jax.grad(surrogate), in_axes=(None, 0))(p["att"], keys)
@@ -170,18 +170,18 @@ def test_reinforce_with_rewards_to_go_is_unbiased_over_two_steps():
     q = dict(p, att=att_params)
     carry = att.with_features(q, base_carry, feats, key=key)
     _, _, carries = rz.unroll_with_carries(att, q, xs, initial_carry=carry)
-    lp = attention.location_log_probs(carries.alpha, carries.location)   # [1, 2]
+    lp = attention_losses.location_log_probs(carries.alpha, carries.location)   # [1, 2]
     step_rewards = jnp.stack([r1(carries.context[:, 0]), r2(carries.context[:, 1])], -1)
     return lp, step_rewards
 
   def to_go(att_params, key):
     lp, rs = run(att_params, key)
-    to_go = attention.rewards_to_go(rs)
-    return attention.reinforce_surrogate(lp, to_go, jnp.array([0.5, 1.0]))[0]
+    to_go = attention_losses.rewards_to_go(rs)
+    return attention_losses.reinforce_surrogate(lp, to_go, jnp.array([0.5, 1.0]))[0]
 
   def whole(att_params, key):
     lp, rs = run(att_params, key)
-    return attention.reinforce_surrogate(lp, rs.sum(-1), 0.5)[0]
+    return attention_losses.reinforce_surrogate(lp, rs.sum(-1), 0.5)[0]
 
   def expected_return(att_params):
     # Enumerate s_1, then s_2 given s_1: step the cell with a_{s_1}'s context.
@@ -210,9 +210,9 @@ def test_reinforce_with_rewards_to_go_is_unbiased_over_two_steps():
     spread[name] = float(np.asarray(grads["v"]).std(0).sum())
   assert np.abs(np.asarray(exact["v"])).max() > 1e-3
   assert spread["to_go"] < spread["whole"]              # the point of it
-  assert np.allclose(attention.rewards_to_go(jnp.array([[1.0, 2.0, 4.0]])), [[7.0, 6.0, 4.0]])
+  assert np.allclose(attention_losses.rewards_to_go(jnp.array([[1.0, 2.0, 4.0]])), [[7.0, 6.0, 4.0]])
   with pytest.raises(ValueError, match=r"reward - baseline must be a scalar, \[batch\] \[1\]"):
-    attention.reinforce_surrogate(jnp.zeros((1, 2)), jnp.zeros((1, 3)), 0.0)
+    attention_losses.reinforce_surrogate(jnp.zeros((1, 2)), jnp.zeros((1, 3)), 0.0)
 
 
 @pytest.mark.parametrize("query", ["before", "after"])
@@ -237,9 +237,9 @@ def test_without_feeding_the_context_the_state_never_sees_the_features(query):
 
 def test_doubly_stochastic_penalty_by_hand():
   alphas = jnp.array([[[0.5, 0.5], [1.0, 0.0], [0.0, 1.0]]])   # [1, T=3, L=2]
-  np.testing.assert_allclose(attention.doubly_stochastic_penalty(alphas), [0.5])
+  np.testing.assert_allclose(attention_losses.doubly_stochastic_penalty(alphas), [0.5])
   mask = jnp.array([[1.0, 1.0, 0.0]])
-  np.testing.assert_allclose(attention.doubly_stochastic_penalty(alphas, mask), [0.5 ** 2 + 0.5 ** 2])
+  np.testing.assert_allclose(attention_losses.doubly_stochastic_penalty(alphas, mask), [0.5 ** 2 + 0.5 ** 2])
 
 
 def test_attention_decoder_steps_through_the_stack_and_decodes():
