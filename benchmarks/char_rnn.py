@@ -33,7 +33,6 @@ import numpy as np
 
 from benchmarks import common
 from experiments.char_rnn import workload as char_rnn_workload
-from rnn_zoo import xla_config
 from rnn_zoo.training import loop
 from rnn_zoo.training import optim
 from experiments.char_rnn import config as cr_config
@@ -184,11 +183,8 @@ def main(argv):
                  f"{r['impl']} | {r['ms_per_step']:.2f} | {r['chars_per_s']:,.0f} | "
                  + (f"{r['x_anchor']:.2f}" if r["x_anchor"] else "") + " | "
                  + (f"{r['x_zoo_lstm']:.2f}" if r.get("x_zoo_lstm") else "") + " |")
-  (out / "report.md").write_text("\n".join(lines) + "\n")
-  print(f"wrote {out / 'report.md'}")
+  common.write_report(out, lines)
 
 
 if __name__ == "__main__":
-  xla_config.use_recommended_cpu_flags()
-  xla_config.use_recommended_malloc()
-  app.run(main)
+  common.run_main(main)

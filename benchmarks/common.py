@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import pathlib
 import platform
@@ -91,3 +92,26 @@ def shape_name(shape) -> str:
   """(B, T, I, H, L) as the reports name it: ``32×128×128×256 ×2 layers``."""
   B, T, I, H, L = shape
   return f"{B}×{T}×{I}×{H}" + (f" ×{L} layers" if L > 1 else "")
+
+
+def write_report(out: pathlib.Path, report, results: dict | None = None) -> None:
+  """``report.md`` (a string, or a list of lines) and, if given,
+  ``results.json`` into ``out``; prints where they went."""
+  if not isinstance(report, str):
+    report = "\n".join(report) + "\n"
+  if results is not None:
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+  (out / "report.md").write_text(report)
+  print(f"wrote {out / 'report.md'}" + (" and results.json" if results is not None else ""))
+
+
+def run_main(main, *, malloc: bool = True) -> None:
+  """``absl.app.run(main)`` after the XLA CPU flags (and, with ``malloc``,
+  the allocator setting) the binaries use, so a benchmark times what users
+  run; they must be set before JAX starts its backend."""
+  from absl import app  # pylint: disable=g-import-not-at-top
+  from rnn_zoo import xla_config  # pylint: disable=g-import-not-at-top
+  xla_config.use_recommended_cpu_flags()
+  if malloc:
+    xla_config.use_recommended_malloc()
+  app.run(main)

@@ -38,7 +38,6 @@ import numpy as np
 import rnn_zoo as rz
 from benchmarks import common
 from rnn_zoo import decoding
-from rnn_zoo import xla_config
 
 _BATCH = flags.DEFINE_integer("batch", 32, "Images (prompts) decoded at once.")
 _BEAMS = flags.DEFINE_list("beams", ["1", "3", "5"], "Beam widths.")
@@ -149,11 +148,8 @@ def main(argv):
         f"{r['captions_per_s']['beam']:,.0f} | {r['captions_per_s']['beam_loop']:,.0f} | "
         f"{r['speedup_over_loop']:.1f}x | {r['ms']['greedy']:.1f} | "
         f"{r['identical_to_loop']} | {r['mean_length']:.1f} | {r['steps']} |")
-  (out / "report.md").write_text("\n".join(lines) + "\n")
-  print(f"wrote {out / 'report.md'}")
+  common.write_report(out, lines)
 
 
 if __name__ == "__main__":
-  xla_config.use_recommended_cpu_flags()
-  xla_config.use_recommended_malloc()
-  app.run(main)
+  common.run_main(main)

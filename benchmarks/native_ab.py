@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import ctypes
 import datetime
-import json
 import os
 import pathlib
 import shutil
@@ -253,9 +252,7 @@ def main(argv):
              "date": datetime.datetime.now().isoformat(timespec="seconds"),
              "cpu_count": os.cpu_count(), "threads": threads, "base": _BASE.value,
              "new": _NEW.value or "working tree", "rows": rows}
-  (out / "results.json").write_text(json.dumps(results, indent=1))
-  (out / "report.md").write_text(report_markdown(results))
-  print(f"wrote {out / 'report.md'} and {out / 'results.json'}")
+  common.write_report(out, report_markdown(results), results)
   # The harness's pool threads wait forever; leave without joining them.
   sys.stdout.flush()
   os._exit(0)

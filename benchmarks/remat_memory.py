@@ -205,8 +205,7 @@ def main(argv):
   fig.savefig(out / "remat_memory.png", dpi=110)
   plt.close(fig)
   L += ["", "![memory against T](remat_memory.png)"]
-  (out / "report.md").write_text("\n".join(L) + "\n")
-  print(f"wrote {out / 'report.md'}")
+  common.write_report(out, L)
 
 
 if __name__ == "__main__":

@@ -33,9 +33,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks import common
 import rnn_zoo as rz
 from rnn_zoo import decoding
-from rnn_zoo import xla_config
 
 _LENGTH = flags.DEFINE_integer("length", 500, "Characters generated per sample.")
 _BATCHES = flags.DEFINE_list("batches", ["1", "16"], "Samples generated at once.")
@@ -170,11 +170,8 @@ def main(argv):
                  f"{cell(r, 'torch_lstm_ms', '{:.1f}')} | "
                  f"{cell(r, 'torch_lstm_vs_scan', '{:.1f}x')} | "
                  f"{r['scan_chars_per_s']:,.0f} | {r['identical_samples']} |")
-  (out / "report.md").write_text("\n".join(lines) + "\n")
-  print(f"wrote {out / 'report.md'}")
+  common.write_report(out, lines)
 
 
 if __name__ == "__main__":
-  xla_config.use_recommended_cpu_flags()
-  xla_config.use_recommended_malloc()
-  app.run(main)
+  common.run_main(main)

@@ -29,7 +29,6 @@ Usage::
 from __future__ import annotations
 
 import datetime
-import json
 import pathlib
 import sys
 import time
@@ -196,9 +195,7 @@ def main(argv):
              "environment": common.environment(), "rounds": _ROUNDS.value,
              "batch": B, "input": I, "hidden": H, "rows": rows}
   figs = figures(results, out)
-  (out / "results.json").write_text(json.dumps(results, indent=1))
-  (out / "report.md").write_text(report_markdown(results, figs))
-  print(f"wrote {out / 'report.md'}")
+  common.write_report(out, report_markdown(results, figs), results)
 
 
 if __name__ == "__main__":

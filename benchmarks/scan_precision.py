@@ -18,7 +18,6 @@ Usage::
 from __future__ import annotations
 
 import datetime
-import json
 import sys
 
 from absl import app
@@ -119,9 +118,7 @@ def main(argv):
              "date": datetime.datetime.now().isoformat(timespec="seconds"),
              "environment": common.environment(), "batch": _BATCH.value,
              "input": _INPUT.value, "hidden": _HIDDEN.value, "rows": rows}
-  (out / "results.json").write_text(json.dumps(results, indent=1))
-  (out / "report.md").write_text(report_markdown(results))
-  print(f"wrote {out / 'report.md'}")
+  common.write_report(out, report_markdown(results), results)
 
 
 if __name__ == "__main__":

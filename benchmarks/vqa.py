@@ -32,7 +32,6 @@ import optax
 from benchmarks import common
 from experiments.vqa import config as vqa_config
 from experiments.vqa import workload
-from rnn_zoo import xla_config
 from rnn_zoo.data import sort_of_clevr as soc
 
 _FUSIONS = flags.DEFINE_list("fusions", ["concat", "product", "attention", "relation"],
@@ -121,11 +120,8 @@ def main(argv):
   lines += [f"| {r['fusion']} | {r['params']:,} | {r['layout']} | {r['mode']} | "
             f"{r['ms']:.1f} | {r['questions_per_s']:,.0f} | {r['speedup_vs_anchor']:.2f}x |"
             for r in rows]
-  (out / "report.md").write_text("\n".join(lines) + "\n")
-  print(f"wrote {out / 'report.md'}")
+  common.write_report(out, lines)
 
 
 if __name__ == "__main__":
-  xla_config.use_recommended_cpu_flags()
-  xla_config.use_recommended_malloc()
-  app.run(main)
+  common.run_main(main)

@@ -1,7 +1,9 @@
-"""What every experiment binary shares: distributed flags, clean errors.
+"""What every experiment binary shares: its flags, distributed set-up, clean
+errors.
 
-``main.py`` of each experiment defines only ``--workdir`` and ``--config``
-and calls :func:`run`. The flags for several processes or hosts live here:
+``main.py`` of each experiment is one call of :func:`training_binary`
+(``--workdir``, ``--config``, train, then the task's own evaluation), which
+runs through :func:`run`. The flags for several processes or hosts live here:
 ``--coordinator_address``, ``--num_processes``, ``--process_id`` (leave
 them unset on one machine, or on a cluster whose environment JAX detects).
 """
@@ -54,6 +56,38 @@ class _QuietLibraries(pylogging.Filter):
 
   def filter(self, record):
     return record.levelno >= pylogging.WARNING or "/orbax/" not in record.pathname
+
+
+def training_binary(task: str, experiment_config, build: Callable, *, workdir_holds: str,
+                    finish: Callable | None = None) -> Callable[[], None]:
+  """Defines a training binary's ``--workdir`` and ``--config`` (default
+  ``experiments/<task>/config.py``, presets described from
+  ``experiment_config``) and returns its ``main()``.
+
+  ``main()`` trains ``build(config)`` (a :class:`rnn_zoo.training.Workload`,
+  or an object with one as ``.workload``) through
+  :func:`rnn_zoo.training.train_and_evaluate`, then calls
+  ``finish(config, workdir, built)`` (the task's decoding, scoring and
+  report), all inside :func:`run`.
+  """
+  from ml_collections import config_flags  # pylint: disable=g-import-not-at-top
+  from experiments import common  # pylint: disable=g-import-not-at-top
+  workdir = flags.DEFINE_string("workdir", None, workdir_holds, required=True)
+  config_flag = config_flags.DEFINE_config_file(
+      "config", f"experiments/{task}/config.py",
+      common.describe_config(experiment_config), lock_config=True)
+
+  def train():
+    from rnn_zoo import training  # pylint: disable=g-import-not-at-top
+    config = config_flag.value
+    built = build(config)
+    result = training.train_and_evaluate(config, workdir.value,
+                                         getattr(built, "workload", built))
+    if finish is not None:
+      finish(config, workdir.value, built)
+    return result
+
+  return lambda: run(train)
 
 
 def run(train: Callable[[], object]) -> None:

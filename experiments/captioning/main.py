@@ -1,33 +1,14 @@
 """Trains a captioner, then decodes, scores and reports. See config.py."""
 
-from absl import flags
-from ml_collections import config_flags
-
-from experiments import common
 from experiments import launch
 from experiments.captioning import config as experiment_config
 from experiments.captioning import evaluate
 from experiments.captioning import workload
-from rnn_zoo import training
 
-_WORKDIR = flags.DEFINE_string("workdir", None, "Checkpoints, logs, metrics, captions, "
-                               "report.", required=True)
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", "experiments/captioning/config.py",
-    common.describe_config(experiment_config), lock_config=True)
-
-
-def train():
-  config = _CONFIG.value
-  task = workload.captioning(config)
-  result = training.train_and_evaluate(config, _WORKDIR.value, task.workload)
-  evaluate.evaluate_run(config, _WORKDIR.value, task)
-  return result
-
-
-def main():
-  launch.run(train)
-
+main = launch.training_binary(
+    "captioning", experiment_config, workload.captioning,
+    workdir_holds="Checkpoints, logs, metrics, captions, report.",
+    finish=evaluate.evaluate_run)
 
 if __name__ == "__main__":
   main()

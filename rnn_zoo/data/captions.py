@@ -108,43 +108,27 @@ SIZES = {"default": {"train": 10_000, "validation": 1_000, "test": 1_000,
 @functools.cache
 def _builder_class():
   """The tfds builder class (tfds is imported only when the data is used)."""
-  tfds = catalog.import_tfds("the shapes captioning data")
+  M, S = shapes.MAX_OBJECTS, shapes.IMAGE_SIZE
 
-  class ShapeCaptions(tfds.core.GeneratorBasedBuilder):
-    """Synthetic shape scenes with captions, scene graphs and masks."""
+  def features(tfds):
+    return {"image": tfds.features.Tensor(shape=(S, S, 3), dtype=np.uint8),
+            "captions": tfds.features.Sequence(tfds.features.Text()),
+            "shape": tfds.features.Tensor(shape=(M,), dtype=np.int32),
+            "colour": tfds.features.Tensor(shape=(M,), dtype=np.int32),
+            "size": tfds.features.Tensor(shape=(M,), dtype=np.int32),
+            "centre": tfds.features.Tensor(shape=(M, 2), dtype=np.float32),
+            "masks": tfds.features.Tensor(shape=(M, S, S), dtype=np.bool_)}
 
-    VERSION = tfds.core.Version("1.0.0")
-    BUILDER_CONFIGS = [tfds.core.BuilderConfig(name=n, description=f"{s}")
-                       for n, s in SIZES.items()]
+  def generate(split, i):
+    scene = shapes.make_scene(split, i)
+    return {"image": scene.image, "captions": scene.captions, "shape": scene.shape,
+            "colour": scene.colour, "size": scene.size, "centre": scene.centre,
+            "masks": scene.masks}
 
-    def _info(self):
-      M, S = shapes.MAX_OBJECTS, shapes.IMAGE_SIZE
-      return tfds.core.DatasetInfo(
-          builder=self, description=shapes.__doc__.split("\n\n")[0],
-          features=tfds.features.FeaturesDict({
-              "index": tfds.features.Scalar(dtype=np.int64),
-              "image": tfds.features.Tensor(shape=(S, S, 3), dtype=np.uint8),
-              "captions": tfds.features.Sequence(tfds.features.Text()),
-              "shape": tfds.features.Tensor(shape=(M,), dtype=np.int32),
-              "colour": tfds.features.Tensor(shape=(M,), dtype=np.int32),
-              "size": tfds.features.Tensor(shape=(M,), dtype=np.int32),
-              "centre": tfds.features.Tensor(shape=(M, 2), dtype=np.float32),
-              "masks": tfds.features.Tensor(shape=(M, S, S), dtype=np.bool_),
-          }))
-
-    def _split_generators(self, dl_manager):
-      del dl_manager
-      return {split: self._generate_examples(split, n)
-              for split, n in SIZES[self.builder_config.name].items()}
-
-    def _generate_examples(self, split, n):
-      for i in range(n):
-        scene = shapes.make_scene(split, i)
-        yield i, {"index": i, "image": scene.image, "captions": scene.captions,
-                  "shape": scene.shape, "colour": scene.colour, "size": scene.size,
-                  "centre": scene.centre, "masks": scene.masks}
-
-  return ShapeCaptions
+  return catalog.generated_builder(
+      "ShapeCaptions", what="the shapes captioning data",
+      description=shapes.__doc__.split("\n\n")[0], sizes=SIZES, features=features,
+      generate=generate)
 
 
 def shape_captions(data_dir: str, config: str = "default") -> dict:

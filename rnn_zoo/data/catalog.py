@@ -11,6 +11,8 @@ import glob
 import os
 import socket
 
+import numpy as np
+
 from rnn_zoo.errors import UserError
 
 HOST = ("storage.googleapis.com", 443)
@@ -77,6 +79,46 @@ def import_tfds(what: str):
     raise UserError(f"{what} needs tensorflow-datasets, a dependency of rnn_zoo: "
                     "reinstall it (pip install -e .)") from None
   return tfds
+
+
+def generated_builder(class_name: str, *, what: str, description: str, sizes: dict,
+                      features, generate):
+  """A tfds builder class for a dataset the zoo generates (no download).
+
+  Args:
+    class_name: the class's name, from which tfds names the dataset
+      (``"ShapeCaptions"`` -> ``shape_captions``).
+    what: the data, for the error when tfds is missing.
+    description: the dataset's description.
+    sizes: ``{config name: {split: number of examples}}``.
+    features: ``features(tfds) -> {name: tfds feature}``; an int64
+      ``index`` (the example's number in its split) is added.
+    generate: ``generate(split, i) -> {name: value}``, example ``i``.
+  """
+  tfds = import_tfds(what)
+
+  def _info(self):
+    return tfds.core.DatasetInfo(
+        builder=self, description=description,
+        features=tfds.features.FeaturesDict(
+            {"index": tfds.features.Scalar(dtype=np.int64), **features(tfds)}))
+
+  def _split_generators(self, dl_manager):
+    del dl_manager
+    return {split: self._generate_examples(split, n)
+            for split, n in sizes[self.builder_config.name].items()}
+
+  def _generate_examples(self, split, n):
+    for i in range(n):
+      yield i, {"index": i, **generate(split, i)}
+
+  return type(class_name, (tfds.core.GeneratorBasedBuilder,), {
+      "__doc__": description, "__module__": __name__,
+      "VERSION": tfds.core.Version("1.0.0"),
+      "BUILDER_CONFIGS": [tfds.core.BuilderConfig(name=n, description=f"{s}")
+                          for n, s in sizes.items()],
+      "_info": _info, "_split_generators": _split_generators,
+      "_generate_examples": _generate_examples})
 
 
 def prepare_own(builder_class, data_dir: str, config: str) -> dict:

@@ -32,42 +32,23 @@ SIZES = {"default": {"train": 9_800, "validation": 200, "test": 500},
 @functools.cache
 def _builder_class():
   """The tfds builder class (tfds is imported only when the data is used)."""
-  tfds = catalog.import_tfds("the Sort-of-CLEVR data")
-  Q, L, S, N = 2 * soc.QUESTIONS_PER_KIND, soc.MAX_QUESTION_LENGTH, soc.IMAGE_SIZE, \
-      soc.NUM_OBJECTS
+  Q, L, S, N = (2 * soc.QUESTIONS_PER_KIND, soc.MAX_QUESTION_LENGTH, soc.IMAGE_SIZE,
+                soc.NUM_OBJECTS)
 
-  class SortOfClevr(tfds.core.GeneratorBasedBuilder):
-    """Sort-of-CLEVR (Santoro et al. 2017), generated."""
+  def features(tfds):
+    return {"image": tfds.features.Tensor(shape=(S, S, 3), dtype=np.uint8),
+            "shape": tfds.features.Tensor(shape=(N,), dtype=np.int32),
+            "centre": tfds.features.Tensor(shape=(N, 2), dtype=np.float32),
+            "questions": tfds.features.Tensor(shape=(Q, L), dtype=np.int32),
+            "answers": tfds.features.Tensor(shape=(Q,), dtype=np.int32),
+            "subtype": tfds.features.Tensor(shape=(Q,), dtype=np.int32),
+            "colour": tfds.features.Tensor(shape=(Q,), dtype=np.int32),
+            "bits": tfds.features.Tensor(shape=(Q, 11), dtype=np.float32)}
 
-    VERSION = tfds.core.Version("1.0.0")
-    BUILDER_CONFIGS = [tfds.core.BuilderConfig(name=n, description=f"{s}")
-                       for n, s in SIZES.items()]
-
-    def _info(self):
-      return tfds.core.DatasetInfo(
-          builder=self, description=soc.__doc__.split("\n\n")[0],
-          features=tfds.features.FeaturesDict({
-              "index": tfds.features.Scalar(dtype=np.int64),
-              "image": tfds.features.Tensor(shape=(S, S, 3), dtype=np.uint8),
-              "shape": tfds.features.Tensor(shape=(N,), dtype=np.int32),
-              "centre": tfds.features.Tensor(shape=(N, 2), dtype=np.float32),
-              "questions": tfds.features.Tensor(shape=(Q, L), dtype=np.int32),
-              "answers": tfds.features.Tensor(shape=(Q,), dtype=np.int32),
-              "subtype": tfds.features.Tensor(shape=(Q,), dtype=np.int32),
-              "colour": tfds.features.Tensor(shape=(Q,), dtype=np.int32),
-              "bits": tfds.features.Tensor(shape=(Q, 11), dtype=np.float32),
-          }))
-
-    def _split_generators(self, dl_manager):
-      del dl_manager
-      return {split: self._generate_examples(split, n)
-              for split, n in SIZES[self.builder_config.name].items()}
-
-    def _generate_examples(self, split, n):
-      for i in range(n):
-        yield i, {"index": i, **soc.make_scene(split, i)._asdict()}
-
-  return SortOfClevr
+  return catalog.generated_builder(
+      "SortOfClevr", what="the Sort-of-CLEVR data",
+      description=soc.__doc__.split("\n\n")[0], sizes=SIZES, features=features,
+      generate=lambda split, i: soc.make_scene(split, i)._asdict())
 
 
 class SortOfClevrQuestions:
