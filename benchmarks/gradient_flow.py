@@ -276,7 +276,8 @@ def init_diagnostics(cell: str, T: int, preset: dict, precision: str = "float64"
   batch32 = w.train_batch(jax.random.key(1), 0)
 
   def probe_norms(params, batch):
-    probes = tuple(jnp.zeros(s, batch["inputs"].dtype) for s in w.hidden_shapes(batch))
+    probes = tuple(jnp.zeros(s, batch["inputs"].dtype)
+                   for s in w.diagnostics.hidden_shapes(batch))
     return gradflow.hidden_grad_norms(
         lambda pr: w.loss_fn(params, batch, loop.eval_key(), False,
                              hidden_probes=pr)[0], probes)
@@ -292,10 +293,10 @@ def init_diagnostics(cell: str, T: int, preset: dict, precision: str = "float64"
   with jax.enable_x64(precision == "float64"):
     params = _to_float64(params32) if precision == "float64" else params32
     batch = _to_float64(batch32) if precision == "float64" else batch32
-    cell_obj, p0 = w.rnn_params(params)[0]
-    xs = batch["inputs"][:preset['jacobian_examples']]
-    if w.rnn_inputs is not None:  # e.g. a block's encoder and norm before layer 0
-      xs = w.rnn_inputs(params, xs)
+    # The first recurrent layer's cell, params and inputs (after e.g. a
+    # block's encoder and norm).
+    cell_obj, p0, xs = w.diagnostics.first_layer(
+        params, batch["inputs"][:preset['jacobian_examples']])
 
     @jax.jit
     def diagnostics(params, batch, p0, xs):  # one program: one compile
@@ -352,13 +353,12 @@ def sensitivity(cell: str, preset: dict) -> dict:
   w = workload.long_range(config)
   params = w.init_params(jax.random.key(config.seed))
   batch = w.train_batch(jax.random.key(1), 0)
-  cell_obj, p0 = w.rnn_params(params)[0]
   with jax.enable_x64(True):
-    xs = _to_float64(batch["inputs"][:preset.get("sensitivity_examples", 4)])
-    if w.rnn_inputs is not None:
-      xs = w.rnn_inputs(_to_float64(params), xs)
+    cell_obj, p0, xs = w.diagnostics.first_layer(
+        _to_float64(params),
+        _to_float64(batch["inputs"][:preset.get("sensitivity_examples", 4)]))
     out = jax.jit(gradflow.parameter_sensitivity, static_argnums=(0, 3))(
-        cell_obj, _to_float64(p0), xs, positions, jax.random.key(3))
+        cell_obj, p0, xs, positions, jax.random.key(3))
     out = {k: np.asarray(v, np.float64).tolist() for k, v in out.items()}
   return {"cell": cell, "positions": list(positions), **out}
 
@@ -478,7 +478,9 @@ def _group_done(jobs: list[dict], members: list[int], out: pathlib.Path) -> list
 def train_groups(jobs: list[dict], preset: dict) -> list[list[int]]:
   """The groups of ``jobs`` that train together (indices into ``jobs``)."""
   from rnn_zoo.training import grid  # pylint: disable=g-import-not-at-top
-  return grid.group_configs([job_config(j, preset) for j in jobs])
+  from experiments import common as experiments_common  # pylint: disable=g-import-not-at-top
+  return grid.group_configs([job_config(j, preset) for j in jobs],
+                            init_only_fields=experiments_common.INIT_ONLY_CELL_FIELDS)
 
 
 def train_group(jobs: list[dict], members: list[int], preset: dict, out: pathlib.Path,

@@ -27,6 +27,10 @@ import numpy as np
 import rnn_zoo as rz
 from rnn_zoo import checks
 
+# Cell fields that change only the initial params (never a shape or what a
+# step computes): runs differing in them can share one compiled grid program.
+INIT_ONLY_CELL_FIELDS = ("forget_bias", "chrono", "recurrent_init")
+
 # (name, default, comment): the cell block.
 CELL_FIELDS = (
     ("cell", "lstm", "rnn | irnn | lstm | gru | mingru | minlstm | lru"),

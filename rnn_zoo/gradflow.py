@@ -23,6 +23,7 @@ gradient vanishes exponentially. All functions but
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable, Sequence
 
 import jax
@@ -34,6 +35,33 @@ from rnn_zoo.cells.linear import LinearRecurrentCell
 from rnn_zoo.runner import unroll, unroll_with_carries
 
 Array = jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class Diagnostics:
+  """The gradient-flow diagnostics' hook into a workload's recurrent model
+  (``rnn_zoo.training.Workload.diagnostics``; the grid's in-training
+  diagnostics and ``benchmarks.gradient_flow`` read it).
+
+  Attributes:
+    hidden_shapes: ``batch -> shapes``, one ``[B, T, H]`` per recurrent
+      layer: the probes whose gradient is ``dL/dh_t``
+      (:func:`hidden_grad_norms`; the workload's ``loss_fn`` takes them as
+      ``hidden_probes=``).
+    layers: ``params -> ((cell, cell params), ...)``, one per recurrent layer,
+      to drive a layer's cell directly (Jacobians, sensitivities).
+    first_layer_inputs: ``(params, inputs) -> what the first recurrent layer
+      reads`` (an encoder and a norm before it); None: the inputs themselves.
+  """
+  hidden_shapes: Callable
+  layers: Callable
+  first_layer_inputs: Callable | None = None
+
+  def first_layer(self, params, inputs):
+    """``(cell, cell params, what it reads)`` of the first recurrent layer."""
+    cell, p = self.layers(params)[0]
+    xs = inputs if self.first_layer_inputs is None else self.first_layer_inputs(params, inputs)
+    return cell, p, xs
 
 
 def hidden_grad_norms(loss_of_probes: Callable, probes) -> tuple:

@@ -28,35 +28,22 @@ LONG_RANGE_SHAPE_FIELDS = ("task", "seq_len", "cell", "hidden_size", "num_layers
                            "gru_variant", "block")
 
 
-def _sequence_model_hooks(config, cell, model: SequenceModel) -> dict:
+def _sequence_model_hooks(config, model: SequenceModel) -> dict:
   """The Workload hooks shared by every ``SequenceModel`` workload: gradient
-  groups, probe shapes, and the recurrent layers' (cell, params)."""
-
-  blocks = config.block == "residual_glu"
+  groups, the gradient-flow diagnostics (the model's own hook) and the
+  config fields that change only the initial params."""
 
   def param_groups(grads):
     g = grads["params"]
-    if blocks:  # the recurrent layers, and the rest of the blocks
+    if config.block == "residual_glu":  # the recurrent layers, and the rest of the blocks
       return {"rnn": {k: v for k, v in g.items() if k.startswith("rnn_")},
               "blocks": {k: v for k, v in g.items()
                          if k.startswith(("norm_", "glu_", "encoder"))},
               "head": g["head"]}
     return {"rnn": g["rnn"], "head": g["head"]}
 
-  def hidden_shapes(batch):
-    b, t = batch["inputs"].shape[:2]
-    return ((b, t, config.hidden_size),) * config.num_layers
-
-  def rnn_params(params):
-    if blocks:
-      return tuple((cell, params["params"][f"rnn_{i}"]["stack"]["layer_0"])
-                   for i in range(config.num_layers))
-    stack = params["params"]["rnn"]["stack"]
-    return tuple((cell, stack[f"layer_{i}"]) for i in range(config.num_layers))
-
-  return {"param_groups": param_groups, "hidden_shapes": hidden_shapes,
-          "rnn_params": rnn_params,
-          "rnn_inputs": model.rnn_inputs if blocks else None}
+  return {"param_groups": param_groups, "diagnostics": model.diagnostics(),
+          "init_only_fields": common.INIT_ONLY_CELL_FIELDS}
 
 
 @functools.lru_cache(maxsize=2)
@@ -95,7 +82,7 @@ def _pixel_classification(config, cell) -> Workload:
       train_batch=lambda key, step: pixels.sample_batch(key, train_x, train_y, B),
       eval_batch=lambda key, i: pixels.sample_batch(key, test_x, test_y, B),
       shape_fields=("task", "cell", "hidden_size", "num_layers", "gru_variant", "block"),
-      **_sequence_model_hooks(config, cell, model))
+      **_sequence_model_hooks(config, model))
 
 
 def long_range(config) -> Workload:
@@ -152,4 +139,4 @@ def long_range(config) -> Workload:
   return Workload(
       init_params=lambda key: model.init(key, example),
       loss_fn=loss_fn, train_batch=make_batch, eval_batch=make_batch,
-      shape_fields=LONG_RANGE_SHAPE_FIELDS, **_sequence_model_hooks(config, cell, model))
+      shape_fields=LONG_RANGE_SHAPE_FIELDS, **_sequence_model_hooks(config, model))

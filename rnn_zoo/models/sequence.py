@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 
 from rnn_zoo import checks
+from rnn_zoo import gradflow
 from rnn_zoo.cells.cell import Cell
 from rnn_zoo.nn.recurrent import RNN
 from rnn_zoo.errors import UserError
@@ -92,7 +93,34 @@ class SequenceModel(nn.Module):
     feats = carries[-1].h if self.readout == "last" else ys
     return nn.Dense(self.output_size, name="head")(feats)
 
-  @nn.nowrap  # a plain function of params: usable on the unbound model
+  @nn.nowrap  # plain functions of params: usable on the unbound model
+  def recurrent_layers(self, params) -> tuple:
+    """``((cell, cell params), ...)``, one per recurrent layer, read from
+    :meth:`init`'s variables."""
+    p = params["params"]
+    if self.block == "residual_glu":
+      return tuple((self.cell, p[f"rnn_{i}"]["stack"]["layer_0"])
+                   for i in range(self.num_layers))
+    return tuple((self.cell, p["rnn"]["stack"][f"layer_{i}"])
+                 for i in range(self.num_layers))
+
+  @nn.nowrap
+  def hidden_shapes(self, inputs) -> tuple:
+    """One ``[B, T, H]`` per recurrent layer: the ``hidden_probes`` shapes
+    for ``inputs`` ``[B, T, ...]``."""
+    b, t = inputs.shape[:2]
+    return ((b, t, self.cell.hidden_size),) * self.num_layers
+
+  @nn.nowrap
+  def diagnostics(self, inputs_of=lambda batch: batch["inputs"]):
+    """The gradient-flow hook (:class:`rnn_zoo.gradflow.Diagnostics`) of a
+    workload whose batches hold this model's inputs at ``inputs_of(batch)``."""
+    return gradflow.Diagnostics(
+        hidden_shapes=lambda batch: self.hidden_shapes(inputs_of(batch)),
+        layers=self.recurrent_layers,
+        first_layer_inputs=self.rnn_inputs if self.block == "residual_glu" else None)
+
+  @nn.nowrap
   def rnn_inputs(self, params, xs):
     """What the first recurrent layer reads, given ``xs`` (float ``[B, T,
     F]``): ``xs`` itself, or with ``residual_glu`` the encoder and the first

@@ -15,7 +15,8 @@ same keys, batches, optimizer and evaluation), so the results match the same
 runs made one at a time to float tolerance (``tests/training/test_grid.py``).
 
 Runs of one group may differ only in :data:`VARYING_FIELDS` (the seed, the
-learning rate, the clipping threshold and the cells' init-only options); every
+learning rate, the clipping threshold) and in the fields the workload declares
+init-only (``Workload.init_only_fields``, e.g. a forget-gate bias); every
 other config field must agree, and :func:`group_configs` sorts a list of
 configs into such groups.
 
@@ -52,38 +53,42 @@ from rnn_zoo.training import loop
 from rnn_zoo.training.loop import Workload
 from rnn_zoo.training.state import TrainState
 
-# Config fields that may differ between the runs of one group: they change
-# the initial params or the optimizer's hyperparameters, never a shape or the
-# function a step computes.
-INIT_FIELDS = ("forget_bias", "chrono", "recurrent_init")  # change the init only
-VARYING_FIELDS = ("seed", "learning_rate", "clip_norm") + INIT_FIELDS
+# Config fields that may differ between the runs of one group whatever the
+# workload: the seed and the optimizer's hyperparameters, never a shape or the
+# function a step computes. A workload adds its init-only fields.
+VARYING_FIELDS = ("seed", "learning_rate", "clip_norm")
 
 
-def group_key(config) -> str:
-  """The config without :data:`VARYING_FIELDS`: runs with equal keys can
-  share one compiled program."""
-  d = {k: v for k, v in config.to_dict().items() if k not in VARYING_FIELDS}
+def group_key(config, init_only_fields: Sequence[str] = ()) -> str:
+  """The config without :data:`VARYING_FIELDS` and ``init_only_fields``:
+  runs with equal keys can share one compiled program."""
+  skip = set(VARYING_FIELDS) | set(init_only_fields)
+  d = {k: v for k, v in config.to_dict().items() if k not in skip}
   return json.dumps(d, sort_keys=True, default=str)
 
 
-def group_configs(configs: Sequence) -> list[list[int]]:
-  """Indices of ``configs`` grouped by :func:`group_key`, in first-seen order."""
+def group_configs(configs: Sequence, init_only_fields: Sequence[str] = ()
+                  ) -> list[list[int]]:
+  """Indices of ``configs`` grouped by :func:`group_key`, in first-seen order
+  (``init_only_fields``: the workload's ``Workload.init_only_fields``)."""
   groups: dict[str, list[int]] = {}
   for i, c in enumerate(configs):
-    groups.setdefault(group_key(c), []).append(i)
+    groups.setdefault(group_key(c, init_only_fields), []).append(i)
   return list(groups.values())
 
 
-def _check_group(configs: Sequence) -> None:
-  if not configs:
-    raise UserError("train_group needs at least one config, got none")
-  keys = {group_key(c) for c in configs}
+def _check_group(configs: Sequence, init_only_fields: Sequence[str]) -> None:
+  keys = {group_key(c, init_only_fields) for c in configs}
   if len(keys) > 1:
     a, b = (json.loads(k) for k in list(keys)[:2])
     diff = sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
     raise UserError(
-        f"configs of one group may differ only in {list(VARYING_FIELDS)}; they "
+        f"configs of one group may differ only in "
+        f"{list(VARYING_FIELDS) + list(init_only_fields)}; they "
         f"also differ in {diff} (use grid.group_configs to split them)")
+
+
+def _check_training_fields(configs: Sequence) -> None:
   c = configs[0]
   if c.schedule != "constant" or c.warmup_steps:
     raise UserError(
@@ -131,7 +136,7 @@ def _fetch(tree):
 def _initial_runs(padded, workloads, c0, shard):
   """Every run's params, optimizer state and keys, stacked along the runs
   axis and placed on ``shard``: one compiled init per init variant (the
-  config but seed, lr and clip)."""
+  workload's init-only fields)."""
   def init_one(wl, seed, lr, max_norm):
     k_init, k_train, k_data, k_eval = jax.random.split(jax.random.key(seed), 4)
     params = wl.init_params(k_init)
@@ -143,7 +148,7 @@ def _initial_runs(padded, workloads, c0, shard):
 
   inits, runs = {}, []
   for c, wl in zip(padded, workloads):
-    variant = json.dumps({k: c.get(k) for k in INIT_FIELDS}, default=str)
+    variant = json.dumps({k: c.get(k) for k in wl.init_only_fields}, default=str)
     if variant not in inits:
       inits[variant] = jax.jit(functools.partial(init_one, wl))
     runs.append(inits[variant](c.seed, c.learning_rate,
@@ -152,7 +157,7 @@ def _initial_runs(padded, workloads, c0, shard):
   leaf_shapes = {tuple((x.shape, x.dtype) for x in jax.tree.leaves(r)) for r in runs}
   if len(shapes) > 1 or len(leaf_shapes) > 1:
     raise UserError("the runs of a group must have params of the same shapes "
-                    "(a field outside VARYING_FIELDS changed the model)")
+                    "(a field the workload calls init-only changed the model)")
   return jax.device_put(_stack(runs), shard)
 
 
@@ -187,7 +192,7 @@ def _make_chunk(w, optimizer, c0, diagnose_every):
   def diag_one(run):
     k_eval = jax.random.wrap_key_data(run["k_eval"])
     batch = w.eval_batch(jax.random.fold_in(k_eval, 0), 0)
-    probes = tuple(jnp.zeros(s) for s in w.hidden_shapes(batch))
+    probes = tuple(jnp.zeros(s) for s in w.diagnostics.hidden_shapes(batch))
     norms = gradflow.hidden_grad_norms(
         lambda pr: w.loss_fn(run["params"], batch, loop.eval_key(), False,
                              hidden_probes=pr)[0], probes)
@@ -226,7 +231,8 @@ def train_group(configs: Sequence, make_workload: Callable[[Any], Workload], *,
 
   Args:
     configs: long-range style configs (the loop's training fields) that
-      agree on everything but :data:`VARYING_FIELDS`.
+      agree on everything but :data:`VARYING_FIELDS` and the workload's
+      ``init_only_fields``.
     make_workload: ``config -> Workload`` (e.g.
       ``experiments.long_range.workload.long_range``); only each run's
       ``init_params`` is taken from its own workload, the rest from the first.
@@ -236,7 +242,7 @@ def train_group(configs: Sequence, make_workload: Callable[[Any], Workload], *,
     diagnose_every: at step 0 and every this many steps before the end (a
       multiple of ``eval_every``; 0: never), ``‖dL/dh_t‖`` for every t and
       layer on the first held-out batch (``gradflow.hidden_grad_norms``;
-      needs ``workload.hidden_shapes``) and its memory horizon
+      needs ``workload.diagnostics``) and its memory horizon
       (``gradflow.steps_in_the_past`` at 1%).
     mesh: a 1-D mesh whose axis shards the runs (default: every device of
       every process). Runs are padded to a multiple of its size.
@@ -258,7 +264,9 @@ def train_group(configs: Sequence, make_workload: Callable[[Any], Workload], *,
     unless ``on_eval`` stopped the group early).
   """
   configs = list(configs)
-  _check_group(configs)
+  if not configs:
+    raise UserError("train_group needs at least one config, got none")
+  _check_training_fields(configs)
   c0 = configs[0]
   checks.int_at_least("diagnose_every", diagnose_every, 0, "0: never")
   if diagnose_every and diagnose_every % c0.eval_every:
@@ -277,12 +285,14 @@ def train_group(configs: Sequence, make_workload: Callable[[Any], Workload], *,
   padded = configs + [configs[-1]] * (-n % n_dev)
   workloads = [make_workload(c) for c in padded]
   w = workloads[0]
+  _check_group(configs, w.init_only_fields)
   if w.init_carry is not None or w.host_data:
     raise UserError("train_group supports stateless workloads whose batches are "
                     "generated inside jit (init_carry None, host_data False); "
                     "use train_and_evaluate for this one")
-  if diagnose_every and w.hidden_shapes is None:
-    raise UserError("diagnose_every needs a workload with hidden_shapes")
+  if diagnose_every and w.diagnostics is None:
+    raise UserError("diagnose_every needs a workload with diagnostics "
+                    "(rnn_zoo.gradflow.Diagnostics)")
   optimizer = make_optimizer(c0)
   shard = NamedSharding(mesh, P(axis))
   state = _initial_runs(padded, workloads, c0, shard)

@@ -53,6 +53,12 @@ class Workload:
     vocab: saved beside every checkpoint when not None.
     param_groups: optional ``params -> dict[name, subtree]`` for per-group
       gradient norms in the logs.
+    diagnostics: the gradient-flow hook (:class:`rnn_zoo.gradflow.Diagnostics`:
+      probe shapes, the recurrent layers) of a workload whose ``loss_fn``
+      takes ``hidden_probes=``; None: no diagnostics.
+    init_only_fields: config fields that change only ``init_params``'s result
+      (e.g. a forget-gate bias): the grid may put runs that differ in them in
+      one group (:mod:`rnn_zoo.training.grid`).
     init_carry: for stateful training, ``batch_size -> carry``: the model's
       recurrent state, kept in ``TrainState.carry`` (checkpointed, sharded
       like the batch) and passed from one train step to the next with the
@@ -75,10 +81,8 @@ class Workload:
   shape_fields: Sequence[str]
   vocab: Any = None
   param_groups: Callable[[Any], dict] | None = None
-  hidden_shapes: Callable[[dict], tuple] | None = None  # batch -> probe shapes
-  rnn_params: Callable[[Any], tuple] | None = None  # params -> (cell, p) per layer
-  # (params, inputs) -> what the first recurrent layer reads (None: the inputs).
-  rnn_inputs: Callable[[Any, Any], Any] | None = None
+  diagnostics: Any = None  # rnn_zoo.gradflow.Diagnostics
+  init_only_fields: Sequence[str] = ()
   init_carry: Callable[[int], Any] | None = None
   eval_batches: int | None = None
   sample: Callable[[Any, jax.Array], str] | None = None

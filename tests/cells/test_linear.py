@@ -223,10 +223,10 @@ def test_config_cell_trains_through_the_jitted_loop(tmp_path, cell, block):
     assert set(params["params"]) == {"encoder", "norm_0", "rnn_0", "glu_0", "norm_1",
                                      "rnn_1", "glu_1", "head"}
     # The hooks find layer 0's cell params and what it reads.
-    cell_obj, p0 = w.rnn_params(params)[0]
-    assert p0 is params["params"]["rnn_0"]["stack"]["layer_0"]
     xs = w.train_batch(jax.random.key(1), 0)["inputs"]
-    assert w.rnn_inputs(params, xs).shape == xs.shape[:2] + (c.hidden_size,)
+    cell_obj, p0, first_xs = w.diagnostics.first_layer(params, xs)
+    assert p0 is params["params"]["rnn_0"]["stack"]["layer_0"]
+    assert first_xs.shape == xs.shape[:2] + (c.hidden_size,)
     assert set(w.param_groups(params)) == {"rnn", "blocks", "head"}
   final = loop.train_and_evaluate(c, str(tmp_path), w)
   metrics = [json.loads(l) for l in open(tmp_path / "metrics.jsonl") if l.strip()]

@@ -96,7 +96,7 @@ def test_diagnostics_during_training():
     batch = w.eval_batch(jax.random.fold_in(k_eval, 0), 0)
     want = gradflow.hidden_grad_norms(
         lambda pr: w.loss_fn(params, batch, jax.random.key(0), False, hidden_probes=pr)[0],
-        tuple(jax.numpy.zeros(s) for s in w.hidden_shapes(batch)))
+        tuple(jax.numpy.zeros(s) for s in w.diagnostics.hidden_shapes(batch)))
     np.testing.assert_allclose(r["diagnostics"][0][1][0], want[0], rtol=1e-4)
     assert r["diagnostics"][0][2] == int(gradflow.steps_in_the_past(want[0], 1e-2))
 
@@ -122,7 +122,12 @@ def test_on_eval_stops_the_group_early(one_at_a_time):
 
 def test_groups_and_errors():
   cs = configs() + configs(cell="gru")
-  assert grid.group_configs(cs) == [[0, 1, 2, 3], [4, 5, 6, 7]]
+  init_only = workload.long_range(cs[0]).init_only_fields
+  assert set(init_only) == {"forget_bias", "chrono", "recurrent_init"}
+  assert grid.group_configs(cs, init_only) == [[0, 1, 2, 3], [4, 5, 6, 7]]
+  # Without the workload's init-only fields, a changed forget bias or chrono
+  # init is a different program.
+  assert grid.group_configs(cs) == [[0, 1], [2], [3], [4, 5], [6], [7]]
   with pytest.raises(UserError, match=r"also differ in \['cell'\]"):
     grid.train_group(cs, workload.long_range)
   c = configs()[0]
