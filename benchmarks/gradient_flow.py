@@ -688,10 +688,10 @@ def _clip_ablation_runs(results: dict) -> list[dict]:
 
 
 def figures(results: dict, out: pathlib.Path) -> list[str]:
+  """The report's PNGs into ``out``; their file names."""
   import matplotlib  # pylint: disable=g-import-not-at-top
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
-  import numpy as np  # pylint: disable=g-import-not-at-top
 
   names = []
 
@@ -701,6 +701,17 @@ def figures(results: dict, out: pathlib.Path) -> list[str]:
     plt.close(fig)
     names.append(name)
 
+  _figures_at_init(results, plt, save)
+  if results.get("sensitivity"):
+    _figure_sensitivity(results, plt, save)
+  _figures_training(results, plt, save)
+  if _clip_ablation_runs(results):
+    _figure_clipping(results, plt, save)
+  return names
+
+
+def _figures_at_init(results: dict, plt, save) -> None:
+  """Per length: ‖dL/dh_t‖ at init; the Jacobian norms and spectrum."""
   by_T = {}
   for d in results["init"]:
     by_T.setdefault(d["T"], []).append(d)
@@ -733,19 +744,25 @@ def figures(results: dict, out: pathlib.Path) -> list[str]:
     axes[0].legend(fontsize=7)
     save(fig, f"jacobians_at_init_T{T}.png")
 
-  if results.get("sensitivity"):
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for d in results["sensitivity"]:
-      t = [p + 1 for p in d["positions"]]
-      line, = ax.loglog(t, d["recurrent"], marker="o", ms=3, label=CELLS[d["cell"]][0])
-      ax.loglog(t, [max(v, 1e-320) for v in d["initial_state"]], ls="--",
-                color=line.get_color(), lw=0.8)
-    ax.set_xlabel("steps t")
-    ax.set_ylabel("‖d(v·h_t)/dθ_rec‖ (solid), ‖d(v·h_t)/dh_0‖ (dashed)")
-    ax.set_title("Sensitivity to the recurrent parameters at init (float64)")
-    ax.legend(fontsize=7)
-    save(fig, "parameter_sensitivity_at_init.png")
 
+def _figure_sensitivity(results: dict, plt, save) -> None:
+  """Sensitivity to the recurrent parameters against t."""
+  fig, ax = plt.subplots(figsize=(7, 4.5))
+  for d in results["sensitivity"]:
+    t = [p + 1 for p in d["positions"]]
+    line, = ax.loglog(t, d["recurrent"], marker="o", ms=3, label=CELLS[d["cell"]][0])
+    ax.loglog(t, [max(v, 1e-320) for v in d["initial_state"]], ls="--",
+              color=line.get_color(), lw=0.8)
+  ax.set_xlabel("steps t")
+  ax.set_ylabel("‖d(v·h_t)/dθ_rec‖ (solid), ‖d(v·h_t)/dh_0‖ (dashed)")
+  ax.set_title("Sensitivity to the recurrent parameters at init (float64)")
+  ax.legend(fontsize=7)
+  save(fig, "parameter_sensitivity_at_init.png")
+
+
+def _figures_training(results: dict, plt, save) -> None:
+  """Per task and length: eval loss over the baseline, the memory horizon."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
   groups = {}
   for r in results["train"]:
     if r["clip_norm"] == 0:
@@ -785,20 +802,21 @@ def figures(results: dict, out: pathlib.Path) -> list[str]:
     else:
       plt.close(fig)
 
+
+def _figure_clipping(results: dict, plt, save) -> None:
+  """The clipping ablation's gradient norm per step."""
   ablation = _clip_ablation_runs(results)
-  if ablation:
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for r in ablation:
-      tag = f"clip {r['clip_norm']:g}" if r["clip_norm"] else "no clipping"
-      ax.semilogy(range(1, len(r["grad_trace"]) + 1), r["grad_trace"],
-                  label=f"{CELLS[r['cell']][0]}, {tag}", lw=0.8)
-    ax.set_xlabel("training step")
-    ax.set_ylabel("global gradient norm before clipping")
-    task, T = results["clip_ablation_task"]
-    ax.set_title(f"Gradient norm per step, {task} T={T} (seed 0)")
-    ax.legend(fontsize=7)
-    save(fig, "grad_norm_trace_clipping.png")
-  return names
+  fig, ax = plt.subplots(figsize=(7, 4.5))
+  for r in ablation:
+    tag = f"clip {r['clip_norm']:g}" if r["clip_norm"] else "no clipping"
+    ax.semilogy(range(1, len(r["grad_trace"]) + 1), r["grad_trace"],
+                label=f"{CELLS[r['cell']][0]}, {tag}", lw=0.8)
+  ax.set_xlabel("training step")
+  ax.set_ylabel("global gradient norm before clipping")
+  task, T = results["clip_ablation_task"]
+  ax.set_title(f"Gradient norm per step, {task} T={T} (seed 0)")
+  ax.legend(fontsize=7)
+  save(fig, "grad_norm_trace_clipping.png")
 
 
 def _train_seconds(results: dict) -> float:
@@ -824,83 +842,105 @@ def _fmt_count(k, n, median):
 
 def findings(results: dict) -> list[str]:
   """One paragraph per finding, each computed from this run's numbers."""
-  import numpy as np  # pylint: disable=g-import-not-at-top
-  out = []
-  init = results["init"]
-  if init:
-    T = max(d["T"] for d in init)
-    at = [d for d in init if d["T"] == T]
-    vanish = [d for d in at if d["decay_orders"] > 3]
-    explode = [d for d in at if d["decay_orders"] < -3]
-    keep = [d for d in at if -3 <= d["decay_orders"] <= 3]
-    txt = (f"**Vanishing and exploding at initialization (T={T}, "
-           f"{at[0]['precision']}).** Going back from the last step to the first, "
-           "‖dL/dh_t‖ falls by ")
-    def orders(d):
-      if d["underflow_before"] is None:
-        return f"{d['decay_orders']:.1f}"
-      return (f"more than {d['decay_orders']:.0f} (it underflows {d['precision']} "
-              f"to 0 before t={d['underflow_before']})")
-    txt += ", ".join(f"{orders(d)} orders of magnitude for {CELLS[d['cell']][0]}"
-                     for d in sorted(at, key=lambda d: (d["underflow_before"] is None,
-                                                       -d["decay_orders"])))
-    txt += ". "
-    if vanish:
-      txt += ("It vanishes (more than 3 orders) for " +
-              ", ".join(CELLS[d["cell"]][0] for d in vanish) + "; ")
-    if explode:
-      txt += ("It grows backwards (explodes, more than 3 orders) for " +
-              ", ".join(CELLS[d["cell"]][0] for d in explode) + "; ")
-    if keep:
-      txt += ("It stays within 3 orders for " +
-              ", ".join(CELLS[d["cell"]][0] for d in keep) + ". ")
-    under = [d for d in at if d["underflow_before"] is not None]
-    txt += ("Every curve is measured down to its true value (nothing underflowed). "
-            if not under else "")
-    txt += ("Pascanu's steps in the past (how far back the gradient stays above "
-            "1% of its value at the last step): " +
-            ", ".join(f"{CELLS[d['cell']][0]} {d['steps_in_the_past']}" for d in at) + ".")
-    out.append(txt)
-    factor = lambda d: d["jacobian_factor"]
-    out.append("**Why: the Jacobian product.** The spectral norm of dh_T/dh_t "
-               "(power iteration) per step, i.e. its (T-1-t)-th root from the "
-               "earliest t where it is representable, against the "
-               "largest singular value of the recurrent weight: " +
-               "; ".join(f"{CELLS[d['cell']][0]}: {factor(d):.3f} per step "
-                         f"(W: {_max_sv(d)})"
-                         for d in at) +
-               ". A factor below 1 compounds into exponential vanishing over T "
-               "steps (Pascanu et al. 2013: sigma_max(W) < 1/gamma suffices); "
-               "the tanh's derivative pulls the plain RNN's factor below its "
-               "weight's, while the LSTM's additive cell state and the GRU's "
-               "update gate keep theirs near 1.")
-    ratios = [d["probe_grad_ms"] / d["train_grad_ms"] for d in init]
-    out.append("**What the diagnostic costs.** Computing ‖dL/dh_t‖ for every t "
-               "(one backward pass with the probes) took "
-               f"{min(ratios):.2f}–{max(ratios):.2f}x the time of the gradient "
-               "with respect to the params (one training forward+backward) over "
-               "all cells and lengths here (float32): about one extra training "
-               "step, since the probes ride on the fused backward loop, which has "
-               "dL/dh_t at every step anyway.")
-  sens = results.get("sensitivity") or []
-  if sens:
-    t0, t1 = sens[0]["positions"][0] + 1, sens[0]["positions"][-1] + 1
-    grow = lambda d: d["recurrent"][-1] / d["recurrent"][0]
-    out.append(
-        f"**Sensitivity to the recurrent parameters (Zucchet & Orvieto 2024).** "
-        f"At initialization (float64), the norm of d(v·h_t)/dθ_rec from t={t0} to "
-        f"t={t1} (a random readout v, root mean square over examples) changed by "
-        + ", ".join(f"{grow(d):.3g}× for {CELLS[d['cell']][0]}"
-                    for d in sorted(sens, key=grow, reverse=True))
-        + f"; meanwhile d(v·h_t)/dh_0 at t={t1} was "
-        + ", ".join(f"{d['initial_state'][-1]:.1e} ({CELLS[d['cell']][0]})"
-                    for d in sorted(sens, key=grow, reverse=True))
-        + ". A state that keeps its past (initial-state gradient far from 0) "
-          "accumulates sensitivity to the recurrent weights over t; one that "
-          "forgets does not, which is the paper's point: long memory makes the "
-          "loss sharp in the recurrent parameters without any exploding "
-          "hidden-state gradient.")
   agg = [a for a in aggregate(results["train"]) if a["clip_norm"] != 0]
+  return (_findings_at_init(results["init"])
+          + _finding_sensitivity(results.get("sensitivity") or [])
+          + _findings_who_learns(agg)
+          + _findings_forget_bias(agg)
+          + _findings_horizon(results["train"])
+          + _finding_clipping(results))
+
+
+def _findings_at_init(init: list) -> list[str]:
+  """Vanishing/exploding at initialization, the Jacobian factor, the cost."""
+  if not init:
+    return []
+  out = []
+  T = max(d["T"] for d in init)
+  at = [d for d in init if d["T"] == T]
+  vanish = [d for d in at if d["decay_orders"] > 3]
+  explode = [d for d in at if d["decay_orders"] < -3]
+  keep = [d for d in at if -3 <= d["decay_orders"] <= 3]
+  txt = (f"**Vanishing and exploding at initialization (T={T}, "
+         f"{at[0]['precision']}).** Going back from the last step to the first, "
+         "‖dL/dh_t‖ falls by ")
+  def orders(d):
+    if d["underflow_before"] is None:
+      return f"{d['decay_orders']:.1f}"
+    return (f"more than {d['decay_orders']:.0f} (it underflows {d['precision']} "
+            f"to 0 before t={d['underflow_before']})")
+  txt += ", ".join(f"{orders(d)} orders of magnitude for {CELLS[d['cell']][0]}"
+                   for d in sorted(at, key=lambda d: (d["underflow_before"] is None,
+                                                     -d["decay_orders"])))
+  txt += ". "
+  if vanish:
+    txt += ("It vanishes (more than 3 orders) for " +
+            ", ".join(CELLS[d["cell"]][0] for d in vanish) + "; ")
+  if explode:
+    txt += ("It grows backwards (explodes, more than 3 orders) for " +
+            ", ".join(CELLS[d["cell"]][0] for d in explode) + "; ")
+  if keep:
+    txt += ("It stays within 3 orders for " +
+            ", ".join(CELLS[d["cell"]][0] for d in keep) + ". ")
+  under = [d for d in at if d["underflow_before"] is not None]
+  txt += ("Every curve is measured down to its true value (nothing underflowed). "
+          if not under else "")
+  txt += ("Pascanu's steps in the past (how far back the gradient stays above "
+          "1% of its value at the last step): " +
+          ", ".join(f"{CELLS[d['cell']][0]} {d['steps_in_the_past']}" for d in at) + ".")
+  out.append(txt)
+  factor = lambda d: d["jacobian_factor"]
+  out.append("**Why: the Jacobian product.** The spectral norm of dh_T/dh_t "
+             "(power iteration) per step, i.e. its (T-1-t)-th root from the "
+             "earliest t where it is representable, against the "
+             "largest singular value of the recurrent weight: " +
+             "; ".join(f"{CELLS[d['cell']][0]}: {factor(d):.3f} per step "
+                       f"(W: {_max_sv(d)})"
+                       for d in at) +
+             ". A factor below 1 compounds into exponential vanishing over T "
+             "steps (Pascanu et al. 2013: sigma_max(W) < 1/gamma suffices); "
+             "the tanh's derivative pulls the plain RNN's factor below its "
+             "weight's, while the LSTM's additive cell state and the GRU's "
+             "update gate keep theirs near 1.")
+  ratios = [d["probe_grad_ms"] / d["train_grad_ms"] for d in init]
+  out.append("**What the diagnostic costs.** Computing ‖dL/dh_t‖ for every t "
+             "(one backward pass with the probes) took "
+             f"{min(ratios):.2f}–{max(ratios):.2f}x the time of the gradient "
+             "with respect to the params (one training forward+backward) over "
+             "all cells and lengths here (float32): about one extra training "
+             "step, since the probes ride on the fused backward loop, which has "
+             "dL/dh_t at every step anyway.")
+  return out
+
+
+def _finding_sensitivity(sens: list) -> list[str]:
+  """Zucchet & Orvieto's sensitivity to the recurrent parameters."""
+  if not sens:
+    return []
+  out = []
+  t0, t1 = sens[0]["positions"][0] + 1, sens[0]["positions"][-1] + 1
+  grow = lambda d: d["recurrent"][-1] / d["recurrent"][0]
+  out.append(
+      f"**Sensitivity to the recurrent parameters (Zucchet & Orvieto 2024).** "
+      f"At initialization (float64), the norm of d(v·h_t)/dθ_rec from t={t0} to "
+      f"t={t1} (a random readout v, root mean square over examples) changed by "
+      + ", ".join(f"{grow(d):.3g}× for {CELLS[d['cell']][0]}"
+                  for d in sorted(sens, key=grow, reverse=True))
+      + f"; meanwhile d(v·h_t)/dh_0 at t={t1} was "
+      + ", ".join(f"{d['initial_state'][-1]:.1e} ({CELLS[d['cell']][0]})"
+                  for d in sorted(sens, key=grow, reverse=True))
+      + ". A state that keeps its past (initial-state gradient far from 0) "
+        "accumulates sensitivity to the recurrent weights over t; one that "
+        "forgets does not, which is the paper's point: long memory makes the "
+        "loss sharp in the recurrent parameters without any exploding "
+        "hidden-state gradient.")
+  return out
+
+
+def _findings_who_learns(agg: list) -> list[str]:
+  """Per task and length: the cells that solved it, beat the baseline, or
+  stayed at it."""
+  out = []
   for (task, T) in sorted({(a["task"], a["T"]) for a in agg}):
     rs = [a for a in agg if (a["task"], a["T"]) == (task, T)]
     budget, n = rs[0]["steps"], rs[0]["seeds"]
@@ -933,6 +973,12 @@ def findings(results: dict) -> list[str]:
               ", ".join(f"{CELLS[a['cell']][0]} ({a['final_mean']:.2f} ± "
                         f"{a['final_std']:.2f})" for a in stuck) + ".")
     out.append(txt)
+  return out
+
+
+def _findings_forget_bias(agg: list) -> list[str]:
+  """The LSTM's forget-gate bias variants side by side."""
+  out = []
   for (task, T) in sorted({(a["task"], a["T"]) for a in agg}):
     sel = [a for a in agg if (a["task"], a["T"]) == (task, T)
            and a["cell"] in ("lstm_fb0", "lstm_fb1", "lstm_chrono")]
@@ -944,7 +990,14 @@ def findings(results: dict) -> list[str]:
                            f"{a['final_std']:.3f}, beat {_fmt_count(a['beat'], a['seeds'], a['beat_median'])}, "
                            f"solved {_fmt_count(a['solved'], a['seeds'], a['solved_median'])}"
                            for a in sel) + ".")
-  rows = [r for r in results["train"] if r["clip_norm"] != 0 and r["horizon"]]
+  return out
+
+
+def _findings_horizon(train: list) -> list[str]:
+  """The memory horizon at the start and the end of training."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  out = []
+  rows = [r for r in train if r["clip_norm"] != 0 and r["horizon"]]
   for (task, T) in sorted({(r["task"], r["T"]) for r in rows}):
     parts = []
     for cell in CELLS:
@@ -958,46 +1011,79 @@ def findings(results: dict) -> list[str]:
                "from the last with ‖dL/dh_t‖ at least 1% of ‖dL/dh_T‖ on a "
                "held-out batch, at the start → at the end of training (mean over "
                "seeds): " + ", ".join(parts) + ".")
-  abl = _clip_ablation_runs(results)
-  if abl:
-    parts = []
-    for r in abl:
-      g = sorted(r["grad_trace"])
-      if not g:
-        continue
-      med = g[len(g) // 2]
-      tag = f"clipped at {r['clip_norm']:g}" if r["clip_norm"] else "unclipped"
-      parts.append(f"{CELLS[r['cell']][0]} {tag}: median {med:.3g}, max {g[-1]:.3g} "
-                   f"({g[-1] / max(med, 1e-30):.1f}x the median), final loss over "
-                   f"baseline {r['final_over_baseline']:.3f}")
-    allabl = aggregate([r for r in results["train"] if r["cell"] in results["clip_ablation_cells"]
-                        and [r["task"], r["T"]] == list(results["clip_ablation_task"])])
-    means = "; ".join(f"{CELLS[a['cell']][0]} {'clip ' + format(a['clip_norm'], 'g') if a['clip_norm'] else 'no clip'}: "
-                      f"{a['final_mean']:.3f} ± {a['final_std']:.3f}" for a in allabl)
-    out.append("**Gradient clipping.** Gradient norm before clipping, per step "
-               "(seed 0): " + "; ".join(parts) + ". Final loss over baseline over "
-               f"seeds: {means}. Spikes far above the median are explosions; "
-               "clipping bounds the update they cause, not the norm itself.")
   return out
+
+
+def _finding_clipping(results: dict) -> list[str]:
+  """The clipping ablation: gradient spikes and what clipping changed."""
+  abl = _clip_ablation_runs(results)
+  if not abl:
+    return []
+  out = []
+  parts = []
+  for r in abl:
+    g = sorted(r["grad_trace"])
+    if not g:
+      continue
+    med = g[len(g) // 2]
+    tag = f"clipped at {r['clip_norm']:g}" if r["clip_norm"] else "unclipped"
+    parts.append(f"{CELLS[r['cell']][0]} {tag}: median {med:.3g}, max {g[-1]:.3g} "
+                 f"({g[-1] / max(med, 1e-30):.1f}x the median), final loss over "
+                 f"baseline {r['final_over_baseline']:.3f}")
+  allabl = aggregate([r for r in results["train"] if r["cell"] in results["clip_ablation_cells"]
+                      and [r["task"], r["T"]] == list(results["clip_ablation_task"])])
+  means = "; ".join(f"{CELLS[a['cell']][0]} {'clip ' + format(a['clip_norm'], 'g') if a['clip_norm'] else 'no clip'}: "
+                    f"{a['final_mean']:.3f} ± {a['final_std']:.3f}" for a in allabl)
+  out.append("**Gradient clipping.** Gradient norm before clipping, per step "
+             "(seed 0): " + "; ".join(parts) + ". Final loss over baseline over "
+             f"seeds: {means}. Spikes far above the median are explosions; "
+             "clipping bounds the update they cause, not the norm itself.")
+  return out
+
+
+class _Ours:
+  """This run's training rows as :func:`compare_published` reads them
+  (clipped runs, aggregated over seeds)."""
+
+  def __init__(self, results: dict):
+    self.results = results
+    self.agg = [a for a in aggregate(results["train"]) if a["clip_norm"] != 0]
+    self.batch = results["preset_values"]["batch"]
+
+  def get(self, task, T, cell):
+    return next((a for a in self.agg if (a["task"], a["T"], a["cell"]) == (task, T, cell)),
+                None)
+
+  def lengths(self, task):
+    return sorted({a["T"] for a in self.agg if a["task"] == task})
+
+  @staticmethod
+  def majority(a, k):
+    return k * 2 > a["seeds"]
+
+  def budget(self, a):
+    return f"{a['steps']} steps × batch {self.batch}"
 
 
 def compare_published(results: dict) -> list[dict]:
   """Each published finding checked against this run's numbers: what we
   measured, whether it agrees, and (where it does not) the budget beside
   theirs. Findings whose settings this run did not include say so."""
-  agg = [a for a in aggregate(results["train"]) if a["clip_norm"] != 0]
-  batch = results["preset_values"]["batch"]
-  get = lambda task, T, cell: next(
-      (a for a in agg if (a["task"], a["T"], a["cell"]) == (task, T, cell)), None)
-  lengths = lambda task: sorted({a["T"] for a in agg if a["task"] == task})
-  majority = lambda a, k: k * 2 > a["seeds"]
-  budget = lambda a: f"{a['steps']} steps × batch {batch}"
-  rows = []
+  o, rows = _Ours(results), []
 
   def add(source, claim, ours, verdict, why=""):
     rows.append(dict(source=source, claim=claim, ours=ours, verdict=verdict, why=why))
 
-  # uRNN, adding: LSTM beats the baseline up to T=400, the tanh RNN and IRNN never.
+  for claims in (_claims_urnn_adding, _claims_indrnn, _claims_chrono, _claims_urnn_copy,
+                 _claims_pixels, _claims_at_init):
+    claims(o, add)
+  return rows
+
+
+def _claims_urnn_adding(o: _Ours, add) -> None:
+  """uRNN (Arjovsky et al. 2016) on adding: the LSTM beats the baseline, the
+  tanh RNN and the IRNN never."""
+  get, lengths, majority, budget = o.get, o.lengths, o.majority, o.budget
   claim = "LSTM beats the no-memory baseline on adding up to T=400"
   sel = [(T, get("adding", T, "lstm_fb1")) for T in lengths("adding") if T <= 400]
   sel = [(T, a) for T, a in sel if a]
@@ -1018,7 +1104,11 @@ def compare_published(results: dict) -> list[dict]:
           "agrees" if not beat else
           f"disagrees: beaten at T={', '.join(str(T) for T, _ in beat)}",
           "" if not beat else "Adam with clipping here (RMSprop in the paper)")
-  # IndRNN: at T=100 every model but the tanh RNN converges.
+
+
+def _claims_indrnn(o: _Ours, add) -> None:
+  """IndRNN (Li et al. 2018) on adding at T=100 and T=1000."""
+  lengths, majority, budget, agg = o.lengths, o.majority, o.budget, o.agg
   at100 = [a for a in agg if (a["task"], a["T"]) == ("adding", 100)]
   if at100:
     conv = [a for a in at100 if majority(a, a["solved"])]
@@ -1032,7 +1122,11 @@ def compare_published(results: dict) -> list[dict]:
   if lengths("adding") and 1000 not in lengths("adding"):
     add("Li et al. 2018 (IndRNN)", "adding T=1000: LSTM and IRNN fail",
         "T=1000 not trained here", "not measured")
-  # Tallec & Ollivier: chrono about 7x faster than forget bias 1 at T=750.
+
+
+def _claims_chrono(o: _Ours, add) -> None:
+  """Tallec & Ollivier 2018: chrono init against forget bias 1."""
+  get, lengths, budget = o.get, o.lengths, o.budget
   T_long = max(lengths("adding"), default=None)
   ch, fb = (get("adding", T_long, c) for c in ("lstm_chrono", "lstm_fb1")) if T_long else (None, None)
   if ch and fb:
@@ -1055,7 +1149,11 @@ def compare_published(results: dict) -> list[dict]:
     add("Tallec & Ollivier 2018", "adding T=750: chrono init converges about 7× faster "
         "than forget bias 1", ours, verdict,
         "" if c_med else f"our budget: {budget(ch)}")
-  # uRNN, copy: the tanh RNN sits on the baseline; LSTM beats it only at T=100.
+
+
+def _claims_urnn_copy(o: _Ours, add) -> None:
+  """uRNN on copy: the tanh RNN on the baseline, the LSTM below it only at T=100."""
+  get, lengths, budget = o.get, o.lengths, o.budget
   sel = [(T, get("copy", T, "rnn_tanh")) for T in lengths("copy")]
   sel = [(T, a) for T, a in sel if a]
   if sel:
@@ -1078,7 +1176,11 @@ def compare_published(results: dict) -> list[dict]:
         "(0.145 vs 0.173, i.e. 0.84× baseline, after 50K iterations, batch 20)",
         ours + " (below 0.95× counts as beating it)", "agrees" if agree else "disagrees",
         "" if agree else f"our budget: {budget(sel[0][1])}, theirs 50,000 × batch 20")
-  # Le et al. 2015 / uRNN: pixel MNIST test error.
+
+
+def _claims_pixels(o: _Ours, add) -> None:
+  """Le et al. 2015 / uRNN: pixel MNIST test errors."""
+  get, budget = o.get, o.budget
   for task, errs in (("mnist", {"lstm_fb1": 1.8, "irnn": 5.0}),
                      ("permuted_mnist", {"lstm_fb1": 12.0, "irnn": 18.0})):
     for cell, published in errs.items():
@@ -1092,7 +1194,11 @@ def compare_published(results: dict) -> list[dict]:
           f"{err:.1f}% ± {100 * a['accuracy_std']:.1f} (test accuracy on sampled "
           "held-out batches)", "agrees (within 2 points)" if ok else "disagrees",
           "" if ok else f"our budget: {budget(a)}; theirs 10^5–10^6 steps")
-  # uRNN figure at initialization, T=1000.
+
+
+def _claims_at_init(o: _Ours, add) -> None:
+  """The uRNN paper's figure at initialization, T=1000."""
+  results = o.results
   init = {d["cell"]: d for d in results["init"] if d["T"] == 1000}
   for cell, claim, check in (
       ("rnn_tanh_orth", "T=1000 at init: the tanh RNN's ‖dC/dh_t‖ loses about 14 "
@@ -1109,7 +1215,6 @@ def compare_published(results: dict) -> list[dict]:
       ours, ok = check(init[cell])
       add("Arjovsky et al. 2016, figure", claim, ours, "agrees" if ok else "disagrees",
           "" if ok else "init and input scales differ from the paper's")
-  return rows
 
 
 def report_markdown(results: dict, figs: list[str]) -> str:
@@ -1197,9 +1302,9 @@ def _machine() -> str:
   return f"{os.cpu_count()} CPU cores, {cpu}"
 
 
-def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+def _preset_from_flags() -> tuple[dict, list[str]]:
+  """The preset with the command line's overrides, and the cells; a bad
+  flag ends the program with one line naming it."""
   preset = dict(PRESETS[_PRESET.value])
   cells = _CELLS.value or list(preset.get("cells", CLASSIC_CELLS))
   bad = [c for c in cells if c not in CELLS]
@@ -1242,6 +1347,38 @@ def main(argv):
     if _SEEDS.value < 1:
       sys.exit(f"error: --seeds must be >= 1, got {_SEEDS.value}")
     preset["seeds"] = _SEEDS.value
+  return preset, cells
+
+
+def _measure_at_init(init_jobs, cells, preset: dict, out: pathlib.Path, t_wall: float,
+                     fresh) -> tuple[list, list]:
+  """The measurements at initialization (per cell and length) and the
+  sensitivities (per cell): each saved as it finishes and read back when the
+  same command runs again (``fresh``: the files the workers just wrote)."""
+  results = {"init": []}
+  for i, (c, T) in enumerate(init_jobs, 1):
+    # Saved per (cell, T), read back when the same command runs again.
+    path = _init_path(out, c, T)
+    if path.exists():
+      if str(path) not in fresh:
+        _say(f"[{i}/{len(init_jobs)}] at init: {CELLS[c][0]}, T={T}: done before, "
+             f"read from {path}")
+      results["init"].append(json.loads(path.read_text()))
+    else:
+      results["init"].append(compute_init(c, T, preset, out, f"{i}/{len(init_jobs)}", t_wall))
+  results["sensitivity"] = []
+  for i, c in enumerate(cells, 1):
+    path = _sensitivity_path(out, c)
+    results["sensitivity"].append(
+        json.loads(path.read_text()) if path.exists() else
+        compute_sensitivity(c, preset, out, f"{i}/{len(cells)}", t_wall))
+  return results["init"], results["sensitivity"]
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  preset, cells = _preset_from_flags()
   if _DEVICES.value < 0:
     sys.exit(f"error: --devices must be >= 0 (0: one per CPU core), got {_DEVICES.value}")
   if _WORKERS.value < 0:
@@ -1281,22 +1418,8 @@ def main(argv):
   # The files the workers wrote are read back below without a word.
   fresh = (run_in_workers(workers, devices, preset, cells, jobs, out, t_wall)
            if workers > 1 else frozenset())
-  for i, (c, T) in enumerate(init_jobs, 1):
-    # Saved per (cell, T), read back when the same command runs again.
-    path = _init_path(out, c, T)
-    if path.exists():
-      if str(path) not in fresh:
-        _say(f"[{i}/{len(init_jobs)}] at init: {CELLS[c][0]}, T={T}: done before, "
-             f"read from {path}")
-      results["init"].append(json.loads(path.read_text()))
-    else:
-      results["init"].append(compute_init(c, T, preset, out, f"{i}/{len(init_jobs)}", t_wall))
-  results["sensitivity"] = []
-  for i, c in enumerate(cells, 1):
-    path = _sensitivity_path(out, c)
-    results["sensitivity"].append(
-        json.loads(path.read_text()) if path.exists() else
-        compute_sensitivity(c, preset, out, f"{i}/{len(cells)}", t_wall))
+  results["init"], results["sensitivity"] = _measure_at_init(
+      init_jobs, cells, preset, out, t_wall, fresh)
   results["train"] = train_all(jobs, preset, out, t_wall, fresh)
   results["seconds"] = time.perf_counter() - t_start
   figs = figures(results, out)

@@ -61,7 +61,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import json
 import os
 import pathlib
 import sys
@@ -373,6 +372,45 @@ def torch_tf32() -> dict:
           "cudnn": torch.backends.cudnn.allow_tf32}
 
 
+def _contenders(cell_name: str, shape, mode: str, device: str, dtype: str,
+                have_torch: bool) -> tuple[dict, str | None, str | None]:
+  """``({name: step function}, torch output dtype, why there is no torch row)``
+  for one row: the zoo's default and the ablations and anchors asked for."""
+  B, T, I, H, L = shape
+  wanted = lambda impl: impl in _IMPLS.value
+  fns = {"rnn_zoo": make_zoo(cell_name, B, T, I, H, L, mode, dtype=dtype)}
+  torch_dtype = torch_missing = None
+  if cell_name in LINEAR:
+    if wanted("rnn_zoo[sequential]"):
+      # the ablation: the same cell stepped by the sequential scan
+      fns["rnn_zoo[sequential]"] = make_zoo(cell_name, B, T, I, H, L, mode,
+                                            impl="scan", dtype=dtype)
+  else:
+    if device == "cpu" and dtype == "float32" and wanted("rnn_zoo[scan]"):
+      # the reference the native kernel replaces (off the CPU, or in
+      # bfloat16, the default is this scan already)
+      fns["rnn_zoo[scan]"] = make_zoo(cell_name, B, T, I, H, L, mode,
+                                      impl="fused")
+    if (device == "gpu" and cell_name == "lstm" and dtype == "float32"
+        and wanted("rnn_zoo[cudnn]")):
+      fns["rnn_zoo[cudnn]"] = make_zoo(cell_name, B, T, I, H, L, mode,
+                                       impl="cudnn")
+    if L == 1 and wanted("rnn_zoo[autodiff]"):
+      # the ablation: plain autodiff of the same scan
+      fns["rnn_zoo[autodiff]"] = make_zoo(cell_name, B, T, I, H, L, mode,
+                                          impl="scan", dtype=dtype)
+    if wanted("flax"):
+      fns["flax"] = make_flax(cell_name, B, T, I, H, L, mode, dtype)
+    if have_torch:
+      try:
+        fns["torch"], torch_dtype = make_torch(cell_name, B, T, I, H, L, mode,
+                                               device, dtype)
+      except TorchUnavailable as e:
+        torch_missing = str(e)
+        print(f"no torch row: {torch_missing}", flush=True)
+  return fns, torch_dtype, torch_missing
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -409,41 +447,12 @@ def main(argv):
   rate = gemm_rate(dtype=jnp.dtype(dtype))
   print(f"{dtype} GEMM rate on {jax.devices()[0].device_kind}: {rate / 1e9:.1f} GFLOP/s")
   rows = []
-  wanted = lambda impl: impl in _IMPLS.value
   for cell_name in _CELLS.value:
     for shape in shapes:
       B, T, I, H, L = shape
       for mode in _MODES.value:
-        fns = {"rnn_zoo": make_zoo(cell_name, B, T, I, H, L, mode, dtype=dtype)}
-        torch_dtype = torch_missing = None
-        if cell_name in LINEAR:
-          if wanted("rnn_zoo[sequential]"):
-            # the ablation: the same cell stepped by the sequential scan
-            fns["rnn_zoo[sequential]"] = make_zoo(cell_name, B, T, I, H, L, mode,
-                                                  impl="scan", dtype=dtype)
-        else:
-          if device == "cpu" and dtype == "float32" and wanted("rnn_zoo[scan]"):
-            # the reference the native kernel replaces (off the CPU, or in
-            # bfloat16, the default is this scan already)
-            fns["rnn_zoo[scan]"] = make_zoo(cell_name, B, T, I, H, L, mode,
-                                            impl="fused")
-          if (device == "gpu" and cell_name == "lstm" and dtype == "float32"
-              and wanted("rnn_zoo[cudnn]")):
-            fns["rnn_zoo[cudnn]"] = make_zoo(cell_name, B, T, I, H, L, mode,
-                                             impl="cudnn")
-          if L == 1 and wanted("rnn_zoo[autodiff]"):
-            # the ablation: plain autodiff of the same scan
-            fns["rnn_zoo[autodiff]"] = make_zoo(cell_name, B, T, I, H, L, mode,
-                                                impl="scan", dtype=dtype)
-          if wanted("flax"):
-            fns["flax"] = make_flax(cell_name, B, T, I, H, L, mode, dtype)
-          if have_torch:
-            try:
-              fns["torch"], torch_dtype = make_torch(cell_name, B, T, I, H, L, mode,
-                                                     device, dtype)
-            except TorchUnavailable as e:
-              torch_missing = str(e)
-              print(f"no torch row: {torch_missing}", flush=True)
+        fns, torch_dtype, torch_missing = _contenders(cell_name, shape, mode, device,
+                                                      dtype, have_torch)
         times = common.time_round_robin(fns, rounds)
         f = flops(cell_name, shape, mode)
         row = {"cell": cell_name, "mode": mode, "shape": list(shape), "flops": f,
@@ -476,9 +485,7 @@ def main(argv):
       "gemm_gflops": rate / 1e9,
       "gemm_gflops_after": rate_after / 1e9,
       "rows": rows}
-  (out / "results.json").write_text(json.dumps(results, indent=1))
-  (out / "report.md").write_text(report_markdown(results))
-  print(f"wrote {out / 'report.md'} and {out / 'results.json'}")
+  common.write_report(out, report_markdown(results), results)
 
 
 if __name__ == "__main__":

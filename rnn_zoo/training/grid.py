@@ -311,21 +311,12 @@ def train_group(configs: Sequence, make_workload: Callable[[Any], Workload], *,
     do_diag = bool(diagnose_every) and step % diagnose_every == 0
     do_eval = (step + k) % c0.eval_every == 0 or step + k == total
     state, (loss, norm), ev, diag = chunk_fn(state, jnp.int32(step), do_diag, do_eval, k)
-    loss, norm = _fetch((loss, norm))
-    if do_diag:
-      norms, horizon = _fetch(diag)
-      for i in range(n):
-        results[i]["diagnostics"].append(
-            (step, [np.asarray(l[i]).tolist() for l in norms], int(horizon[i])))
-    for i in range(n):
-      for j in range(k):
-        results[i]["train"].append((step + j + 1, float(loss[j, i]), float(norm[j, i])))
-      results[i]["nonfinite_steps"] += int(np.sum(~np.isfinite(loss[:, i]) | ~np.isfinite(norm[:, i])))
+    _record_chunk(results, step, k, loss, norm, diag if do_diag else None)
     step += k
     if do_eval:
       ev = _fetch(ev)
-      for i in range(n):
-        results[i]["eval"].append((step, {m: float(v[i]) for m, v in ev.items()}))
+      for i, r in enumerate(results):
+        r["eval"].append((step, {m: float(v[i]) for m, v in ev.items()}))
       if on_eval is not None and on_eval(step, results):
         break
   if keep_params:
@@ -336,6 +327,22 @@ def train_group(configs: Sequence, make_workload: Callable[[Any], Workload], *,
     r["final"] = r["eval"][-1][1]
     r["steps"] = step
   return results
+
+
+def _record_chunk(results: list, step: int, k: int, loss, norm, diag) -> None:
+  """Appends one dispatch of ``k`` steps from ``step`` to every run's
+  results: per-step losses and gradient norms (``[k, runs]``), the count of
+  non-finite steps, and the diagnostics taken at ``step`` (None: none)."""
+  loss, norm = _fetch((loss, norm))
+  if diag is not None:
+    norms, horizon = _fetch(diag)
+    for i, r in enumerate(results):
+      r["diagnostics"].append(
+          (step, [np.asarray(l[i]).tolist() for l in norms], int(horizon[i])))
+  for i, r in enumerate(results):
+    for j in range(k):
+      r["train"].append((step + j + 1, float(loss[j, i]), float(norm[j, i])))
+    r["nonfinite_steps"] += int(np.sum(~np.isfinite(loss[:, i]) | ~np.isfinite(norm[:, i])))
 
 
 def train_one_at_a_time(configs: Sequence, make_workload: Callable[[Any], Workload],
