@@ -157,6 +157,13 @@ CELLS = {
     "lru_block": ("LRU, 2 GLU blocks", dict(cell="lru", num_layers=2, block="residual_glu")),
     "mingru_block": ("minGRU, 2 GLU blocks",
                      dict(cell="mingru", num_layers=2, block="residual_glu")),
+    # Built for long memory (rnn_zoo.cells.memory): an orthogonal recurrence
+    # (the skew parameter at a tenth of the rate, as the paper trains it),
+    # per-unit recurrences stacked as the IndRNN paper does, and coupled
+    # oscillators.
+    "exprnn": ("expRNN", dict(cell="exprnn", orthogonal_lr_scale=0.1)),
+    "indrnn_2layer": ("2-layer IndRNN", dict(cell="indrnn", num_layers=2)),
+    "cornn": ("coRNN", dict(cell="cornn")),
 }
 # The cells a preset trains unless it names its own (or --cells does).
 CLASSIC_CELLS = ("rnn_tanh", "rnn_tanh_orth", "irnn", "lstm_fb0", "lstm_fb1",

@@ -29,11 +29,11 @@ from rnn_zoo import checks
 
 # Cell fields that change only the initial params (never a shape or what a
 # step computes): runs differing in them can share one compiled grid program.
-INIT_ONLY_CELL_FIELDS = ("forget_bias", "chrono", "recurrent_init")
+INIT_ONLY_CELL_FIELDS = ("forget_bias", "chrono", "recurrent_init", "exprnn_init")
 
 # (name, default, comment): the cell block.
 CELL_FIELDS = (
-    ("cell", "lstm", "rnn | irnn | lstm | gru | mingru | minlstm | lru"),
+    ("cell", "lstm", "rnn | irnn | lstm | gru | mingru | minlstm | lru | exprnn | indrnn | cornn"),
     ("hidden_size", 128, "H of every layer."),
     ("num_layers", 1, "Stacked recurrent layers."),
     ("dropout_rate", 0.0, "Dropout between layers."),
@@ -44,6 +44,11 @@ CELL_FIELDS = (
     ("lru_r_min", 0.9, "lru: smallest |lambda| at init (Orvieto et al.'s long-task ring)."),
     ("lru_r_max", 0.999, "lru: largest |lambda| at init."),
     ("lru_max_phase", 0.1 * math.pi, "lru: largest arg(lambda) at init (pi/10)."),
+    ("exprnn_init", "henaff", "exprnn: henaff | cayley (the skew parameter's init)."),
+    ("indrnn_magnitude", 2.0, "indrnn: |u|^T kept <= this for T = seq_len (0: no bound)."),
+    ("cornn_dt", 0.042, "cornn: the time step dt (the paper's sMNIST value)."),
+    ("cornn_gamma", 2.7, "cornn: gamma, the oscillators' stiffness."),
+    ("cornn_epsilon", 4.7, "cornn: epsilon, the damping."),
     ("compute_dtype", "float32", "Matmul dtype: float32 | bfloat16 (carry, params, accumulation float32)."),
     ("cudnn", False, "lstm: run it through cuDNN on an NVIDIA GPU (rz.unroll(impl='cudnn'); float32, one device)."),
 )
@@ -58,6 +63,7 @@ TRAINING_FIELDS = (
     ("num_steps", 4000, "Training steps."),
     ("optimizer", "adam", "sgd | momentum | rmsprop | adam | adamw | adagrad"),
     ("learning_rate", 1e-3, "Peak learning rate."),
+    ("orthogonal_lr_scale", 1.0, "exprnn: the skew parameter's rate over learning_rate (the paper: 0.1)."),
     ("schedule", "constant", "constant | cosine | step"),
     ("warmup_steps", 0, "Linear warm-up steps."),
     ("decay_every", 1000, "step schedule: decay period."),
@@ -117,6 +123,20 @@ def make_cell(config, t_max: int | None = None) -> rz.Cell:
   if config.cell == "lru":
     return make("lru", r_min=config.lru_r_min, r_max=config.lru_r_max,
                 max_phase=config.lru_max_phase)
+  if config.cell == "exprnn":
+    checks.choice("config.exprnn_init", config.exprnn_init, rz.cells.memory.EXPRNN_INITS)
+    return make("exprnn", init_scheme=config.exprnn_init)
+  if config.cell == "indrnn":
+    checks.number_at_least("config.indrnn_magnitude", config.indrnn_magnitude, 0)
+    T = config.get("seq_len", 0) if t_max is None else t_max
+    bounded = bool(config.indrnn_magnitude) and bool(T)
+    return make("indrnn", t_max=T if bounded else 0,
+                magnitude=config.indrnn_magnitude if bounded else 2.0)
+  if config.cell == "cornn":
+    for field in ("cornn_dt", "cornn_gamma", "cornn_epsilon"):
+      checks.positive_number(f"config.{field}", config[field])
+    return make("cornn", dt=config.cornn_dt, gamma=config.cornn_gamma,
+                epsilon=config.cornn_epsilon)
   checks.choice("config.recurrent_init", config.recurrent_init,
                 ("uniform", "orthogonal", "identity", "glorot_uniform"))
   return make("rnn", recurrent_init=config.recurrent_init)

@@ -28,7 +28,7 @@ from rnn_zoo import parallel
 from rnn_zoo.cells import (CELL_NAMES, CELLS, GRU, LSTM, AttentionCarry, AttentionCell,
                            Cell, GRUCho, HiddenCarry, LinearRecurrentCell,
                            LSTMCarry, LRU, MinGRU, MinLSTM, PointwiseCell, ProjectedCell, SimpleRNN,
-                           make_cell)
+                           ExpRNN, IndRNN, CoRNN, OscillatorCarry, make_cell)
 from rnn_zoo.errors import UserError
 from rnn_zoo import runner
 from rnn_zoo.runner import (IMPLS, StackedRNN, bidirectional, explain_impl,
@@ -40,7 +40,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Cell", "ProjectedCell", "PointwiseCell", "SimpleRNN", "LSTM", "GRU",
-    "GRUCho", "LinearRecurrentCell", "MinGRU", "MinLSTM", "LRU", "AttentionCell", "AttentionCarry", "HiddenCarry", "LSTMCarry", "CELLS", "CELL_NAMES", "make_cell",
+    "GRUCho", "LinearRecurrentCell", "MinGRU", "MinLSTM", "LRU", "ExpRNN", "IndRNN",
+    "CoRNN", "OscillatorCarry", "AttentionCell", "AttentionCarry", "HiddenCarry", "LSTMCarry", "CELLS", "CELL_NAMES", "make_cell",
     "UserError", "unroll", "unroll_with_carries", "explain_impl", "IMPLS", "python_unroll",
     "python_unroll_with_carries", "bidirectional", "StackedRNN",
     "truncated_bptt", "reverse_within_lengths", "nn", "interop", "gradflow",

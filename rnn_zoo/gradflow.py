@@ -166,6 +166,7 @@ def step_jacobian_singular_values(cell: Cell, params, xs: Array,
     initial_carry = cell.initial_carry((B,))
   _, _, carries = unroll_with_carries(cell, params, xs, initial_carry=initial_carry)
   positions = jnp.asarray(positions)
+  prepared = cell.prepare(params)  # once, not per position (expRNN's expm)
 
   def flat(c):
     return jnp.concatenate(list(c), axis=-1)
@@ -182,7 +183,7 @@ def step_jacobian_singular_values(cell: Cell, params, xs: Array,
     x_t = xs[:, t]
 
     def step_one(c, x):  # one example
-      new, _ = cell.step(params, unflat(c[None]), x[None])
+      new, _ = cell.step(prepared, unflat(c[None]), x[None])
       return flat(new)[0]
     J = jax.vmap(jax.jacfwd(step_one))(flat(before), x_t)  # [B, D, D]
     return jnp.linalg.svd(J, compute_uv=False)
@@ -191,9 +192,11 @@ def step_jacobian_singular_values(cell: Cell, params, xs: Array,
 
 def recurrent_weight_stats(cell: Cell, params) -> dict[str, dict[str, float]]:
   """Spectral radius and largest singular value of each ``[H, H]`` block of
-  ``w_hh`` (one block for SimpleRNN, i/f/g/o for LSTM, r/z/n for GRU);
+  ``w_hh`` (one block for SimpleRNN, expRNN's ``expm(S)`` and coRNN's
+  position coupling, i/f/g/o for LSTM, r/z/n for GRU);
   ``{}`` for a cell without one (MinGRU, MinLSTM: their recurrence is the
   diagonal gate ``a_t``)."""
+  params = cell.prepare(params)  # e.g. expRNN's W = expm(S)
   if "w_hh" not in params:
     return {}
   names = {1: ["w"], 3: ["r", "z", "n"], 4: ["i", "f", "g", "o"]}[cell.num_gates]

@@ -23,6 +23,10 @@ CELL_FACTORIES = {
     # Linear recurrences: the runner's default for them is the parallel scan.
     "mingru": lambda h, **kw: rz.MinGRU(h, **kw),
     "minlstm": lambda h, **kw: rz.MinLSTM(h, **kw),
+    # Cells built for long memory (rnn_zoo.cells.memory).
+    "exprnn": lambda h, **kw: rz.ExpRNN(h, **kw),
+    "indrnn": lambda h, **kw: rz.IndRNN(h, t_max=10, **kw),
+    "cornn": lambda h, **kw: rz.CoRNN(h, dt=0.3, **kw),
 }
 
 

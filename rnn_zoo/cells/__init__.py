@@ -6,12 +6,15 @@ from rnn_zoo.cells.cell import Cell, PointwiseCell, ProjectedCell
 from rnn_zoo.cells.gru import GRU, GRUCho
 from rnn_zoo.cells.linear import LRU, LinearRecurrentCell, MinGRU, MinLSTM
 from rnn_zoo.cells.lstm import LSTM
+from rnn_zoo.cells.memory import CoRNN, ExpRNN, IndRNN, OscillatorCarry
 from rnn_zoo.cells.simple_rnn import SimpleRNN
 from rnn_zoo.errors import UserError
 
 CELLS = {"rnn": SimpleRNN, "lstm": LSTM, "gru": GRU, "mingru": MinGRU,
-         "minlstm": MinLSTM, "lru": LRU}
-CELL_NAMES = ("rnn", "irnn", "lstm", "gru", "mingru", "minlstm", "lru")
+         "minlstm": MinLSTM, "lru": LRU, "exprnn": ExpRNN, "indrnn": IndRNN,
+         "cornn": CoRNN}
+CELL_NAMES = ("rnn", "irnn", "lstm", "gru", "mingru", "minlstm", "lru", "exprnn",
+              "indrnn", "cornn")
 
 
 def make_cell(name: str, hidden_size: int, **kwargs) -> Cell:
@@ -22,7 +25,9 @@ def make_cell(name: str, hidden_size: int, **kwargs) -> Cell:
       ``"lstm"``, ``"gru"`` (``variant="cho"`` gives a :class:`GRUCho`),
       ``"mingru"``, ``"minlstm"`` or ``"lru"`` (:class:`MinGRU`,
       :class:`MinLSTM`, :class:`LRU`: linear recurrences that
-      :func:`rnn_zoo.unroll` runs with a parallel scan).
+      :func:`rnn_zoo.unroll` runs with a parallel scan), ``"exprnn"``,
+      ``"indrnn"`` or ``"cornn"`` (:class:`ExpRNN`, :class:`IndRNN`,
+      :class:`CoRNN`: cells designed for long memory).
     hidden_size: H.
     **kwargs: the cell's own options (e.g. ``forget_bias`` for an LSTM); an
       option the cell does not have is an error naming it.
@@ -44,5 +49,6 @@ def make_cell(name: str, hidden_size: int, **kwargs) -> Cell:
 
 
 __all__ = ["Cell", "ProjectedCell", "PointwiseCell", "SimpleRNN", "LSTM", "GRU",
-           "GRUCho", "LinearRecurrentCell", "MinGRU", "MinLSTM", "LRU", "AttentionCell", "AttentionCarry", "HiddenCarry", "LSTMCarry", "CELLS", "CELL_NAMES",
+           "GRUCho", "LinearRecurrentCell", "MinGRU", "MinLSTM", "LRU", "ExpRNN", "IndRNN",
+           "CoRNN", "OscillatorCarry", "AttentionCell", "AttentionCarry", "HiddenCarry", "LSTMCarry", "CELLS", "CELL_NAMES",
            "make_cell"]

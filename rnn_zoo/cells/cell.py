@@ -80,6 +80,13 @@ class Cell(abc.ABC):
     del params
     return x
 
+  def prepare(self, params):
+    """The params as every step reads them, made once per call by the runner
+    (hoisted out of the time loop, e.g. :class:`~rnn_zoo.ExpRNN`'s
+    ``W = expm(S)``); :meth:`step` must accept both forms. Default: the
+    params themselves."""
+    return params
+
   def step_projected(self, params, carry, xp: Array):
     """One step given ``xp = input_projection(params, x_t)``."""
     return self.step(params, carry, xp)

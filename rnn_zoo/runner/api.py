@@ -82,6 +82,7 @@ def _choose(cell, params, xs, impl, legacy, kwargs) -> tuple[Prepared, Request, 
 def _run(cell, params, xs, impl, legacy, **kwargs):
   prep, req, choice = _choose(cell, params, xs, impl, legacy, kwargs)
   log.debug("unroll(%s): %s", type(cell).__name__, choice)
+  params = cell.prepare(params)  # once per call, outside the time loop
   try:
     return _RUN[choice.impl](cell, params, prep)
   except (TypeError, ValueError) as e:

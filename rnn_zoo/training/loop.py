@@ -102,6 +102,7 @@ def _check_training_config(config, workload: Workload | None = None) -> None:
   checks.choice("config.optimizer", config.optimizer, optim.OPTIMIZERS)
   checks.choice("config.schedule", config.schedule, optim.SCHEDULES)
   checks.positive_number("config.learning_rate", config.learning_rate)
+  checks.positive_number("config.orthogonal_lr_scale", config.get("orthogonal_lr_scale", 1.0))
   for field in ("clip_norm", "clip_value"):
     checks.number_at_least(f"config.{field}", config[field], 0)
   checks.int_at_least("config.warmup_steps", config.warmup_steps, 0)

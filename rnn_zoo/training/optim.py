@@ -12,6 +12,10 @@ Config fields read (all required; see experiments/*/config.py):
   clip_norm: clip by global norm (Pascanu et al. 2013); 0 = off.
   clip_value: clip each gradient entry to [-v, v] (char-rnn); 0 = off.
   num_steps: total steps (the cosine schedule's length).
+  orthogonal_lr_scale (optional, 1 when absent): the learning rate of the
+    orthogonal group over ``learning_rate``: params named in
+    :data:`ORTHOGONAL_PARAMS` (expRNN's skew-symmetric ``skew``) get their
+    own optimizer at the scaled rate, through ``optax.multi_transform``.
 """
 
 from __future__ import annotations
@@ -22,6 +26,8 @@ import optax
 from rnn_zoo.errors import UserError
 
 OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam", "adamw", "adagrad")
+# Leaf names of the params trained as the orthogonal group (rnn_zoo.ExpRNN).
+ORTHOGONAL_PARAMS = ("skew",)
 SCHEDULES = ("constant", "cosine", "step")
 
 
@@ -43,9 +49,31 @@ def make_schedule(config) -> optax.Schedule:
   return main
 
 
+def orthogonal_labels(params):
+  """``"orthogonal"`` for the leaves named in :data:`ORTHOGONAL_PARAMS`,
+  ``"default"`` for the rest (``optax.multi_transform``'s labels)."""
+  def label(path, _):
+    last = path[-1] if path else None
+    name = getattr(last, "key", getattr(last, "name", None))
+    return "orthogonal" if name in ORTHOGONAL_PARAMS else "default"
+  return jax.tree_util.tree_map_with_path(label, params)
+
+
 def base_optimizer(config, sched) -> optax.GradientTransformation:
   """``config.optimizer`` at learning rate ``sched`` (a schedule or a
-  number), without the clipping :func:`make_optimizer` chains before it."""
+  number), without the clipping :func:`make_optimizer` chains before it.
+  With ``config.orthogonal_lr_scale`` other than 1, the orthogonal group
+  (:func:`orthogonal_labels`) gets the same optimizer at the scaled rate."""
+  scale = config.get("orthogonal_lr_scale", 1.0)
+  opt = _one_optimizer(config, sched)
+  if scale == 1.0:
+    return opt
+  scaled = (lambda step: sched(step) * scale) if callable(sched) else sched * scale
+  return optax.multi_transform({"default": opt, "orthogonal": _one_optimizer(config, scaled)},
+                               orthogonal_labels)
+
+
+def _one_optimizer(config, sched) -> optax.GradientTransformation:
   name = config.optimizer
   if name == "sgd":
     return optax.sgd(sched)
@@ -89,8 +117,10 @@ def applied_learning_rate(opt_state, schedule: optax.Schedule) -> jax.Array:
   states = [s for s in jax.tree.leaves(
       opt_state, is_leaf=lambda x: isinstance(x, optax.ScaleByScheduleState))
             if isinstance(s, optax.ScaleByScheduleState)]
-  if len(states) != 1:
-    raise ValueError(f"expected one schedule state in the optimizer state, found {len(states)}")
+  if not states:
+    raise ValueError("expected a schedule state in the optimizer state, found none")
+  # One per group (optax.multi_transform): their counts move together, and
+  # the first is the default group's, at the schedule's own rate.
   return schedule(states[0].count)
 
 

@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import scipy.linalg
 
 import rnn_zoo as rz
 from zoo_helpers import make, randomize
@@ -28,6 +29,19 @@ def numpy_step(cell, p, carry, x):
     i, f, g, o = (z[:, k * H:(k + 1) * H] for k in range(4))
     c = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
     return (sigmoid(o) * np.tanh(c), c)
+  if isinstance(cell, rz.ExpRNN):  # W = expm(A - A^T) by SciPy, then modReLU
+    z = x @ p["w_ih"] + h @ scipy.linalg.expm(p["skew"] - p["skew"].T)
+    return (np.sign(z) * np.maximum(np.abs(z) + p["b"], 0.0),)
+  if isinstance(cell, rz.IndRNN):
+    bound = cell.magnitude ** (1.0 / cell.t_max)
+    pre = x @ p["w_ih"] + p["b"] + np.clip(p["u"], -bound, bound) * h
+    return (np.maximum(pre, 0.0) if cell.activation == "relu" else np.tanh(pre),)
+  if isinstance(cell, rz.CoRNN):  # the paper's IMEX step: velocity first
+    z = np.asarray(carry.z, np.float64)
+    force = (np.tanh(x @ p["w_ih"] + h @ p["w_hh"] + z @ p["w_hz"] + p["b"])
+             - cell.gamma * h - cell.epsilon * z)
+    z = z + cell.dt * force
+    return (h + cell.dt * z, z)
   a = x @ p["w_ih"] + p["b"]
   blk = lambda m, k: m[..., k * H:(k + 1) * H]
   # Feng et al. 2024's g: x + 0.5 for x >= 0, sigmoid(x) below.
@@ -71,6 +85,9 @@ def test_step_matches_numpy_equations(cell_name):
     ("gru_cho", {"w_ih": (3, 15), "w_hh": (5, 15), "b": (15,)}),
     ("mingru", {"w_ih": (3, 10), "b": (10,)}),
     ("minlstm", {"w_ih": (3, 15), "b": (15,)}),
+    ("exprnn", {"w_ih": (3, 5), "skew": (5, 5), "b": (5,)}),
+    ("indrnn", {"w_ih": (3, 5), "u": (5,), "b": (5,)}),
+    ("cornn", {"w_ih": (3, 5), "w_hh": (5, 5), "w_hz": (5, 5), "b": (5,)}),
 ])
 def test_param_names_and_shapes(name, shapes):
   p = make(name).init(jax.random.key(0), 3)
