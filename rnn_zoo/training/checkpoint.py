@@ -9,11 +9,18 @@
   with a warning naming each one it skips, and stops with an error (never
   silently starts from scratch) when none can be restored.
 * A workdir whose saved config differs from the requested one in a field that
-  fixes the model's shape is an error.
+  fixes the model's shape, or whose saved vocabulary differs from the data's,
+  is an error saying what changed (checked before the state is read, so a
+  changed vocabulary is never taken for damage).
+* Bit rot: once a save has finished, the SHA-256 of every file of its step
+  folder goes to ``digests/<step>.json``; a restore checks them first, and a
+  step whose files changed is damaged (the walk falls back to the previous
+  one, naming it). Orbax itself restores flipped bytes without a word.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from typing import Any, Sequence
@@ -34,6 +41,77 @@ class ConfigMismatchError(UserError):
   """The workdir was made with a different model shape."""
 
 
+class DigestMismatchError(RuntimeError):
+  """A finished checkpoint's files changed since they were written."""
+
+
+DIGESTS = "digests"  # the folder of per-step digests, beside the step folders
+
+
+def step_digest(step_dir: str) -> dict[str, str]:
+  """``{relative path: sha256}`` of every file under ``step_dir``."""
+  out = {}
+  for root, dirs, files in os.walk(step_dir):
+    dirs.sort()
+    for name in sorted(files):
+      path = os.path.join(root, name)
+      h = hashlib.sha256()
+      with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+          h.update(block)
+      out[os.path.relpath(path, step_dir)] = h.hexdigest()
+  return out
+
+
+def _remove_digest(directory: str, step: int) -> None:
+  try:
+    os.remove(os.path.join(directory, DIGESTS, f"{step}.json"))
+  except FileNotFoundError:
+    pass
+
+
+def verify_step(directory: str, step: int) -> bool:
+  """Checks a step's files against its digest. Returns False when it has
+  none (saved before digests existed, or killed between the end of the save
+  and the digest); raises :class:`DigestMismatchError` naming the first file
+  that differs."""
+  path = os.path.join(directory, DIGESTS, f"{step}.json")
+  try:
+    with open(path, encoding="utf-8") as f:
+      want = json.load(f)
+  except (OSError, ValueError):
+    return False
+  got = step_digest(os.path.join(directory, str(step)))
+  for name in sorted(set(want) | set(got)):
+    if want.get(name) != got.get(name):
+      what = ("is missing" if name not in got else "was added" if name not in want
+              else "changed since it was written")
+      raise DigestMismatchError(f"file {name} of step {step} {what} (digest "
+                                f"{os.path.relpath(path, directory)})")
+  return True
+
+
+def describe_vocab_change(saved, requested) -> str:
+  """What differs between two vocabularies (JSON: a dict holding a list of
+  symbols, as ``Vocab.to_json`` writes), in words."""
+  def symbols(v):
+    lists = [x for x in v.values() if isinstance(x, list)] if isinstance(v, dict) else []
+    return lists[0] if len(lists) == 1 else None
+  a, b = symbols(saved), symbols(requested)
+  if a is None or b is None:
+    return "the saved and the requested vocabularies differ"
+  new, gone = [x for x in b if x not in set(a)], [x for x in a if x not in set(b)]
+  parts = [f"{len(a)} symbols saved, {len(b)} now"]
+  show = lambda xs: ", ".join(repr(x) for x in xs[:8]) + (", ..." if len(xs) > 8 else "")
+  if new:
+    parts.append(f"new: {show(new)}")
+  if gone:
+    parts.append(f"gone: {show(gone)}")
+  if not new and not gone:
+    parts.append("the same symbols in another order")
+  return "; ".join(parts)
+
+
 def _jsonable(tree):
   return json.loads(json.dumps(tree, default=str))
 
@@ -47,6 +125,7 @@ class Checkpointer:
     self.save_every = save_every
     self.saved_config = None  # the config of the restored checkpoint
     self.log_window = []      # its per-step metrics not yet in a log row
+    self._undigested = []     # steps saved whose digest is not written yet
     self._manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(
@@ -70,13 +149,47 @@ class Checkpointer:
       items["vocab"] = ocp.args.JsonSave(_jsonable(vocab))
     if log_window:
       items["log_window"] = ocp.args.JsonSave(_jsonable(log_window))
-    return self._manager.save(step, args=ocp.args.Composite(**items), force=True)
+    # Orbax finishes the previous async save before it starts this one: its
+    # files are final, so their digest is taken now.
+    self._manager.wait_until_finished()
+    self._write_digests()
+    if jax.process_index() == 0:
+      _remove_digest(self.directory, step)  # a stale one of an older save at this step
+    started = self._manager.save(step, args=ocp.args.Composite(**items), force=True)
+    if started:
+      self._undigested.append(step)
+    return started
+
+  def _write_digests(self) -> None:
+    """Digests of the finished saves that have none yet (process 0)."""
+    pending, self._undigested = self._undigested, []
+    if jax.process_index() != 0:
+      return
+    folder = os.path.join(self.directory, DIGESTS)
+    os.makedirs(folder, exist_ok=True)
+    for step in pending:
+      step_dir = os.path.join(self.directory, str(step))
+      if not os.path.isdir(step_dir):  # removed by max_to_keep meanwhile
+        continue
+      tmp = os.path.join(folder, f".{step}.json.tmp")
+      with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(step_digest(step_dir), f, indent=0, sort_keys=True)
+      os.replace(tmp, os.path.join(folder, f"{step}.json"))
+    kept = {str(s) for s in self._manager.all_steps()}
+    for name in os.listdir(folder):
+      if name.endswith(".json") and name[:-5] not in kept:
+        os.remove(os.path.join(folder, name))
+
+  def verify(self, step: int) -> bool:
+    return verify_step(self.directory, step)
 
   def wait(self) -> None:
     self._manager.wait_until_finished()
+    self._write_digests()
 
   def close(self) -> None:
     self._manager.wait_until_finished()
+    self._write_digests()
     self._manager.close()
 
   # -- restoring -------------------------------------------------------------
@@ -96,6 +209,7 @@ class Checkpointer:
       k += 1
       dst = os.path.join(self.directory, f"damaged-{step}-{k}")
     os.rename(src, dst)
+    _remove_digest(self.directory, step)
     logging.warning("moved the damaged checkpoint %s to %s", src, dst)
     self._manager.reload()
 
@@ -128,12 +242,26 @@ class Checkpointer:
       return None, None, None
 
     def read(step):
+      if not self.verify(step):
+        logging.info("checkpoint at step %d has no digest (unverified)", step)
       saved_config = self._manager.restore(
           step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
       check_config(saved_config, config, shape_fields, self.directory)
+      has = lambda name: os.path.isdir(os.path.join(self.directory, str(step), name))
+      if vocab is not None and has("vocab"):
+        # Before the state: a new vocabulary changes the params' shapes, and
+        # the state's restore would fail as if the files were damaged.
+        saved_vocab = self._manager.restore(
+            step, args=ocp.args.Composite(vocab=ocp.args.JsonRestore()))["vocab"]
+        if _jsonable(saved_vocab) != _jsonable(vocab):
+          raise ConfigMismatchError(
+              f"the checkpoints in {self.directory} were made with a different "
+              f"vocabulary ({describe_vocab_change(saved_vocab, _jsonable(vocab))}): "
+              "the data changed; train on the same data to resume, or use another "
+              "--workdir to start afresh (the checkpoints are intact)")
       items = {"state": ocp.args.StandardRestore(abstract_state)}
       for name in ("vocab", "log_window"):
-        if os.path.isdir(os.path.join(self.directory, str(step), name)):
+        if has(name):
           items[name] = ocp.args.JsonRestore()
       restored = dict(self._manager.restore(step, args=ocp.args.Composite(**items)))
       jax.block_until_ready(restored["state"])
@@ -142,11 +270,6 @@ class Checkpointer:
 
     step, restored, failures = newest_readable(steps, read, self.directory)
     saved_vocab = restored.get("vocab")
-    if (saved_vocab is not None and vocab is not None
-        and _jsonable(saved_vocab) != _jsonable(vocab)):
-      raise ConfigMismatchError(
-          f"the checkpoints in {self.directory} were made with a different "
-          "vocabulary (the corpus changed); use another --workdir or the same corpus")
     for bad_step in failures:
       self._set_aside(bad_step)
     self.saved_config = restored["config"]
@@ -234,6 +357,7 @@ def load_latest(workdir: str, step: int | None = None) -> dict:
     device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
 
     def read(s):
+      verify_step(directory, s)
       target = jax.tree.map(
           lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=device),
           manager.item_metadata(s)["state"])

@@ -166,6 +166,16 @@ def test_corpus_errors_and_a_changed_corpus(tmp_path):
   proc = train(tmp_path / "v", f"--config.corpus={corpus}", "--config.max_chars=0",
                "--config.num_steps=20", check=False)
   assert proc.returncode == 2 and "different vocabulary" in proc.stderr
+  # Two new characters change the params' shapes: said before the state is
+  # read, not taken for damaged checkpoints.
+  corpus.write_text("yz" + "abcdefgh " * 2000)
+  proc = train(tmp_path / "v", f"--config.corpus={corpus}", "--config.max_chars=0",
+               "--config.num_steps=20", check=False)
+  last = proc.stderr.strip().splitlines()[-1]
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  assert last.startswith("error: the checkpoints in ") and (
+      "different vocabulary (9 symbols saved, 11 now; new: 'y', 'z')" in last), last
+  assert "the checkpoints are intact" in last and "damaged" not in proc.stderr
 
 
 def test_four_devices_shard_the_streams_and_agree_with_one(tmp_path):
