@@ -320,3 +320,25 @@ def test_off_by_default_where_untested(monkeypatch):
   assert impl == "fused" and "tested on x86-64 Linux only" in why
   monkeypatch.setenv("RNN_ZOO_NATIVE_UNTESTED", "1")
   assert native.untested_platform() is None
+
+
+def test_every_operand_shape_is_checked_before_a_kernel_reads_it():
+  """A short bias was read past its end (different garbage on each call)."""
+  T, B, H, I = 4, 3, 8, 5
+  f = lambda *s: jnp.ones(s, jnp.float32)
+  with pytest.raises(ValueError, match=r"lstm_recurrence: b must have shape \(32,\), got \(1,\)"):
+    native.lstm_recurrence(f(H, 4 * H), f(1), f(T, B, 4 * H), f(B, H), f(B, H))
+  with pytest.raises(ValueError, match=r"lstm_recurrence: xp must be \[T, B, 32\], got shape"):
+    native.lstm_recurrence(f(H, 4 * H), f(4 * H), f(T, B, 4 * H + 1), f(B, H), f(B, H))
+  with pytest.raises(ValueError, match=r"lstm_recurrence: c0 must have shape \(3, 8\)"):
+    jax.grad(lambda b: native.lstm_recurrence(f(H, 4 * H), b, f(T, B, 4 * H), f(B, H),
+                                              f(B, H + 1))[0].sum())(f(4 * H))
+  with pytest.raises(ValueError, match=r"lstm_layer: w_ih must have shape \(5, 32\)"):
+    native.lstm_layer(f(I + 1, 4 * H), f(H, 4 * H), f(4 * H), f(T, B, I), f(B, H), f(B, H))
+  with pytest.raises(ValueError, match=r"lstm_layer: h0 must be float32, got int32"):
+    native.lstm_layer(f(I, 4 * H), f(H, 4 * H), f(4 * H), f(T, B, I),
+                      jnp.ones((B, H), jnp.int32), f(B, H))
+  with pytest.raises(ValueError, match=r"gru_recurrence: b_hn must have shape \(8,\)"):
+    native.gru_recurrence(f(H, 3 * H), f(3 * H), f(2), f(B, T, 3 * H), f(B, H), True)
+  with pytest.raises(ValueError, match=r"weight_grads: d must be \[T, B, 32\] with"):
+    native.weight_grads(f(B, H), f(T, B, H), f(T + 1, B, 4 * H))

@@ -236,6 +236,41 @@ def _call(name, outs, *args, batch_major):
       *args, batch_major=bool(batch_major))
 
 
+def _check_operands(what: str, batch_major, seq: dict, **fixed) -> None:
+  """Every operand's shape and dtype before a kernel reads its buffer (the
+  kernels trust them: a short bias would be read past its end).
+
+  ``seq``: ``{name: (array, width)}`` sequences ``[T, B, width]`` (``[B, T,
+  width]`` with ``batch_major``), which must agree on ``T`` and ``B``;
+  ``fixed``: ``name=(array, shape)`` where ``shape`` may use ``"B"``.
+  """
+  arrays = {n: a for n, (a, _) in seq.items()} | {n: a for n, (a, _) in fixed.items()}
+  for name, a in arrays.items():
+    if getattr(a, "dtype", None) != jnp.float32:
+      raise UserError(f"{what}: {name} must be float32, got "
+                      f"{getattr(a, 'dtype', type(a).__name__)}")
+  TB = None
+  for name, (a, width) in seq.items():
+    if a.ndim != 3 or a.shape[2] != width or (TB is not None and a.shape[:2] != TB):
+      layout = "[B, T, " if batch_major else "[T, B, "
+      raise UserError(f"{what}: {name} must be {layout}{width}]"
+                      + (f" with {layout[1:5]} {tuple(TB)} as the other sequences"
+                         if TB is not None else "")
+                      + f", got shape {tuple(a.shape)}")
+    TB = TB or a.shape[:2]
+  B = None if TB is None else TB[0] if batch_major else TB[1]
+  for name, (a, shape) in fixed.items():
+    want = tuple(B if d == "B" else d for d in shape)
+    if tuple(a.shape) != want:
+      raise UserError(f"{what}: {name} must have shape {want}, got {tuple(a.shape)}")
+
+
+def _check_lstm(what, w_hh, b, h0, c0, batch_major, **seq):
+  H = w_hh.shape[0] if getattr(w_hh, "ndim", 0) == 2 else -1
+  _check_operands(what, batch_major, seq, w_hh=(w_hh, (H, 4 * H)), b=(b, (4 * H,)),
+                  h0=(h0, ("B", H)), c0=(c0, ("B", H)))
+
+
 def _seq(batch_major, T, B, width):
   return jax.ShapeDtypeStruct((B, T, width) if batch_major else (T, B, width),
                               jnp.float32)
@@ -261,8 +296,9 @@ def lstm_recurrence(w_hh, b, xp, h0, c0, batch_major=False):
     ``(ys, h_T, c_T)``: ``ys`` ``[T, B, H]`` (``[B, T, H]`` with
     ``batch_major``), the final state ``[B, H]``.
   """
-  T, B = _dims(xp, batch_major)
   H = w_hh.shape[0]
+  _check_lstm("lstm_recurrence", w_hh, b, h0, c0, batch_major, xp=(xp, 4 * H))
+  T, B = _dims(xp, batch_major)
   ys, c_last = _call("rnn_zoo_lstm_forward_infer",
                      (_seq(batch_major, T, B, H),
                       jax.ShapeDtypeStruct((B, H), jnp.float32)),
@@ -290,6 +326,10 @@ def weight_grads(h0, ys, d, xs=None, batch_major=False):
     ``(dW_hh [H, N], db [N])``, or ``(dW_ih [I, N], dW_hh, db)`` with ``xs``.
   """
   H, N = ys.shape[-1], d.shape[-1]
+  seq = {"ys": (ys, H), "d": (d, N)}
+  if xs is not None:
+    seq["xs"] = (xs, xs.shape[-1])
+  _check_operands("weight_grads", batch_major, seq, h0=(h0, ("B", H)))
   f32 = jnp.float32
   outs = (jax.ShapeDtypeStruct((H, N), f32), jax.ShapeDtypeStruct((N,), f32))
   if xs is None:
@@ -317,6 +357,7 @@ def _forward_train(target, seq, w_hh, *operands, batch_major):
 
 
 def _fwd(w_hh, b, xp, h0, c0, batch_major):
+  _check_lstm("lstm_recurrence", w_hh, b, h0, c0, batch_major, xp=(xp, 4 * w_hh.shape[0]))
   return _forward_train("rnn_zoo_lstm_forward_train", xp, w_hh, b, xp, h0, c0,
                         batch_major=batch_major)
 
@@ -366,6 +407,7 @@ def lstm_layer(w_ih, w_hh, b, xs, h0, c0, batch_major=False):
   Returns:
     ``(ys, h_T, c_T)`` as :func:`lstm_recurrence`.
   """
+  _check_layer(w_ih, w_hh, b, xs, h0, c0, batch_major)
   T, B = _dims(xs, batch_major)
   H = w_hh.shape[0]
   ys, c_last = _call("rnn_zoo_lstm_fused_forward_infer",
@@ -375,7 +417,14 @@ def lstm_layer(w_ih, w_hh, b, xs, h0, c0, batch_major=False):
   return ys, _last(ys, batch_major), c_last
 
 
+def _check_layer(w_ih, w_hh, b, xs, h0, c0, batch_major):
+  I = xs.shape[-1] if getattr(xs, "ndim", 0) == 3 else -1
+  _check_lstm("lstm_layer", w_hh, b, h0, c0, batch_major, xs=(xs, I))
+  _check_operands("lstm_layer", batch_major, {}, w_ih=(w_ih, (I, 4 * w_hh.shape[0])))
+
+
 def _layer_fwd(w_ih, w_hh, b, xs, h0, c0, batch_major):
+  _check_layer(w_ih, w_hh, b, xs, h0, c0, batch_major)
   out, rec_res = _forward_train("rnn_zoo_lstm_fused_forward_train", xs, w_hh, w_ih, b,
                                 xs, h0, c0, batch_major=batch_major)
   return out, (w_ih, xs, rec_res)
@@ -408,13 +457,22 @@ def gru_recurrence(w_hh, b, b_hn, xp, h0, batch_major=False):
   Returns:
     ``(ys, h_T)``.
   """
+  _check_gru(w_hh, b, b_hn, xp, h0, batch_major)
   T, B = _dims(xp, batch_major)
   ys = _call("rnn_zoo_gru_forward_infer", (_seq(batch_major, T, B, w_hh.shape[0]),),
              w_hh, b, b_hn, xp, h0, batch_major=batch_major)[0]
   return ys, _last(ys, batch_major)
 
 
+def _check_gru(w_hh, b, b_hn, xp, h0, batch_major):
+  H = w_hh.shape[0] if getattr(w_hh, "ndim", 0) == 2 else -1
+  _check_operands("gru_recurrence", batch_major, {"xp": (xp, 3 * H)},
+                  w_hh=(w_hh, (H, 3 * H)), b=(b, (3 * H,)), b_hn=(b_hn, (H,)),
+                  h0=(h0, ("B", H)))
+
+
 def _gru_fwd(w_hh, b, b_hn, xp, h0, batch_major):
+  _check_gru(w_hh, b, b_hn, xp, h0, batch_major)
   T, B = _dims(xp, batch_major)
   H = w_hh.shape[0]
   ys, acts = _call("rnn_zoo_gru_forward_train",
