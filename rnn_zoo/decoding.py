@@ -86,14 +86,20 @@ def _pick(logits: Array, noise: Array | None, temperature: float, top_k: int) ->
   """The Gumbel-max trick: ``argmax(logits / T + g)`` with g ~ Gumbel(0, 1)
   is a sample of ``softmax(logits / T)`` (what ``jax.random.categorical``
   does), here with the noise given, so that it can be drawn ahead.
-  Temperature 0 is argmax (no noise)."""
+  Temperature 0 is argmax (no noise).
+
+  A row whose logits hold NaN (a model fed an invalid token id under
+  ``jit``, :func:`rnn_zoo.checks.take_rows`) gives the token -1, which no
+  vocabulary holds, instead of a valid-looking 0; fed back, it keeps the
+  row's logits NaN."""
+  bad = jnp.any(jnp.isnan(logits), axis=-1)
   if temperature == 0:
-    return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+    return jnp.where(bad, -1, jnp.argmax(logits, axis=-1)).astype(jnp.int32)
   logits = logits.astype(jnp.float32) / temperature
   if top_k:
     kth = jax.lax.top_k(logits, top_k)[0][..., -1:]
     logits = jnp.where(logits < kth, -jnp.inf, logits)
-  return jnp.argmax(logits + noise, axis=-1).astype(jnp.int32)
+  return jnp.where(bad, -1, jnp.argmax(logits + noise, axis=-1)).astype(jnp.int32)
 
 
 # generate() draws the sampling noise of every step before its scan (one

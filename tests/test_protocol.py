@@ -112,3 +112,38 @@ def test_one_dropout_rule_everywhere(front):
   assert not np.allclose(dropped, det)
   with pytest.raises(ValueError, match=r"key is required for dropout_rate=0.5 with deterministic=False"):
     run(False, None)
+
+
+def test_one_rule_for_bad_ids_an_error_when_concrete_nan_under_jit():
+  """Every model: an out-of-range id is an error naming the argument when
+  concrete; under jit its row's logits are NaN, and decoding gives the
+  token -1 (not a valid-looking 0)."""
+  from rnn_zoo import decoding  # pylint: disable=g-import-not-at-top
+  models = _models()
+  cap, vqa, lm = models["captioner"], models["vqa"], models["char_lm"]
+  images = jax.random.uniform(jax.random.key(1), (2, 16, 16, 3))
+  cp, vp, lp = cap.init(key=KEY), vqa.init(key=KEY), lm.init(key=KEY)
+  carry = cap.initial_carry(cp, images)
+  _, logits = jax.jit(cap.step)(cp, carry, jnp.array([3, 99]))
+  assert np.isfinite(logits[0]).all() and np.isnan(logits[1]).all()
+  with pytest.raises(ValueError, match=r"tokens must lie in \[0, vocab_size=9\), got \[99\]"):
+    cap.step(cp, carry, jnp.array([3, 99]))
+  questions = jnp.array([[1, 2, 3, 99], [1, 2, 3, 4]])
+  logits, _ = jax.jit(vqa.apply)(vp, images, questions)
+  assert np.isnan(logits[0]).all() and np.isfinite(logits[1]).all()
+  with pytest.raises(ValueError, match=r"must lie in \[0, "):
+    vqa.apply(vp, images, questions)
+  good = jnp.array([[1, 2, 3, 4], [1, 2, 3, 4]])
+  with pytest.raises(ValueError, match=r"answers must lie in \[0, num_answers=3\), got \[7\]"):
+    vqa.loss(vp, images, good, jnp.array([0, 7]))
+  assert np.isnan(jax.jit(vqa.loss)(vp, images, good, jnp.array([0, 7]))[0])
+  with pytest.raises(ValueError, match="answers must be integer answer ids, got float32"):
+    vqa.loss(vp, images, good, jnp.array([0.0, 1.0]))
+
+  def sample(prompt, temperature):
+    return jax.jit(lambda p, prompt: decoding.generate(
+        lm.step, p, lm.initial_carry(2), prompt, length=3, key=jax.random.key(0),
+        temperature=temperature))(lp, prompt)[0]
+  for temperature in (0.0, 1.0):
+    toks = np.asarray(sample(jnp.array([[2], [9]]), temperature))
+    assert np.all(toks[1] == -1) and np.all((toks[0] >= 0) & (toks[0] < 7)), toks

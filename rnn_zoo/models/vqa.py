@@ -265,6 +265,10 @@ class VQA:
   def loss(self, params, images, questions, answers, *, key=None):
     """``(mean cross-entropy, {"accuracy"})``; ``answers`` ``[B]`` or, with
     grouped questions ``[B, Q, Lq]``, ``[B, Q]``."""
+    if not jnp.issubdtype(getattr(answers, "dtype", jnp.float32), jnp.integer):
+      raise UserError(f"answers must be integer answer ids, got "
+                      f"{getattr(answers, 'dtype', type(answers).__name__)}")
+    checks.ids_in_range("answers", answers, self.num_answers, "num_answers")
     logits, _ = self.apply(params, images, questions, key=key)
     if logits.shape[:-1] != tuple(answers.shape):
       raise UserError(f"answers must be {list(logits.shape[:-1])} for these questions, "
