@@ -198,3 +198,34 @@ def test_compare_tabulates_mean_and_spread_over_seeds(tmp_path):
   assert lines[3].startswith("| attention | 1 | 0.900 | 0.250 | 0.750 | 0.750 | 0.500 |")
   with pytest.raises(ValueError, match="has no results.json"):
     compare.common.read_results([f"x:{tmp_path}"], "vqa")
+
+
+@pytest.mark.parametrize("edit,message", [
+    (lambda qs: [dict(q, question_index=0) for q in qs],
+     r"questions 0 and 1 share question_index 0 \(each question's predictions"),
+    (lambda qs: [dict(qs[0], answer=None)] + qs[1:], r"question 0 has answer None \(NoneType\); answers must be strings"),
+    (lambda qs: [dict(qs[0], answer=["yes"])] + qs[1:], r"answer \['yes'\] \(list\)"),
+    (lambda qs: [dict(qs[0], answer=True)] + qs[1:], r"answer True \(bool\)"),
+    (lambda qs: [dict(qs[0], answer=" ")] + qs[1:], r"question 0 has an empty answer"),
+    (lambda qs: [dict(qs[0], image_index=0.7)] + qs[1:], r"image_index 0.7 \(float\); it must be an integer"),
+    (lambda qs: [dict(qs[0], question_index="3")] + qs[1:], r"question_index '3' \(str\)"),
+])
+def test_clevr_records_are_checked(tmp_path, edit, message):
+  """Shared question indices (one prediction kept for 12 scored) and
+  answers that are not strings (each its own class) were accepted."""
+  f = write_clevr(tmp_path)
+  data = json.loads(open(f["val"][0]).read())
+  data["questions"] = edit(data["questions"])
+  open(f["val"][0], "w").write(json.dumps(data))
+  with pytest.raises(ValueError, match=message):
+    vqa.load_clevr(f["train"][0], f["val"][0], (f["train"][1], f["val"][1]), image_size=24)
+
+
+def test_a_numeric_answer_written_as_a_json_number_is_its_digits(tmp_path):
+  f = write_clevr(tmp_path)
+  data = json.loads(open(f["train"][0]).read())
+  data["questions"][1]["answer"] = 2          # the file's "2", as a number
+  open(f["train"][0], "w").write(json.dumps(data))
+  _, _, answers = vqa.load_clevr(f["train"][0], f["val"][0], (f["train"][1], f["val"][1]),
+                                 image_size=24)
+  assert answers.words == ["2", "cube", "no", "yes"]

@@ -196,6 +196,25 @@ class ClevrQuestions:
             "question_index": np.int64(r["question_index"])}
 
 
+def _answer(path: str, n: int, answer) -> str:
+  """A CLEVR answer is a string (numbers written as words of digits: "2")."""
+  if isinstance(answer, bool) or not isinstance(answer, (str, int)):
+    raise UserError(f"{path!r}: question {n} has answer {answer!r} "
+                    f"({type(answer).__name__}); answers must be strings")
+  answer = str(answer)
+  if not answer.strip():
+    raise UserError(f"{path!r}: question {n} has an empty answer")
+  return answer
+
+
+def _index(path: str, n: int, field: str, value) -> int:
+  """An index is an integer (not a float, bool or string of one)."""
+  if isinstance(value, bool) or not isinstance(value, int):
+    raise UserError(f"{path!r}: question {n} has {field} {value!r} "
+                    f"({type(value).__name__}); it must be an integer")
+  return value
+
+
 def _read_clevr(path: str, image_dir: str) -> list[dict]:
   if not os.path.isfile(path):
     raise UserError(f"questions file {path!r} does not exist")
@@ -204,14 +223,25 @@ def _read_clevr(path: str, image_dir: str) -> list[dict]:
   try:
     with open(path, encoding="utf-8") as f:
       data = json.load(f)
-    records = [{"question": q["question"], "answer": str(q["answer"]),
-                "image_filename": q["image_filename"], "image_index": int(q["image_index"]),
-                "question_index": int(q.get("question_index", n))}
+    records = [{"question": q["question"], "answer": _answer(path, n, q["answer"]),
+                "image_filename": q["image_filename"],
+                "image_index": _index(path, n, "image_index", q["image_index"]),
+                "question_index": _index(path, n, "question_index",
+                                         q.get("question_index", n))}
                for n, q in enumerate(data["questions"])]
   except (ValueError, KeyError, TypeError) as e:
+    if isinstance(e, UserError):
+      raise
     raise UserError(f"questions file {path!r} is not in the CLEVR format (questions: "
                     f"question, answer, image_filename, image_index): "
                     f"{type(e).__name__}: {e}") from None
+  seen = {}
+  for n, r in enumerate(records):
+    first = seen.setdefault(r["question_index"], n)
+    if first != n:
+      raise UserError(f"{path!r}: questions {first} and {n} share question_index "
+                      f"{r['question_index']} (each question's predictions are kept "
+                      "under its index: they must be unique)")
   missing = collections.OrderedDict()
   for r in records:
     r["tokens"] = tokenize_question(r["question"])
