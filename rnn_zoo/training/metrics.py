@@ -1,6 +1,7 @@
 """Metrics to TensorBoard (tensorboardX) and metrics.jsonl; progress lines.
 
-Only process 0 writes. On resume, ``metrics.jsonl`` lines past the restored
+Only process 0 writes. ``metrics.jsonl`` and ``trace.jsonl`` are strict
+JSON: a non-finite value (a skipped NaN step's loss) is ``null``. On resume, ``metrics.jsonl`` lines past the restored
 step (logged by the killed run after its last checkpoint) are dropped, so
 the file reads like one uninterrupted run.
 """
@@ -8,6 +9,7 @@ the file reads like one uninterrupted run.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import time
@@ -30,6 +32,15 @@ def _truncate(path: str, keep) -> None:
         pass  # a line cut by a kill
   with open(path, "w") as f:
     f.writelines(kept)
+
+
+def _finite_or_none(x: float) -> float | None:
+  """JSON has no NaN or Infinity: a non-finite value is written as null."""
+  return x if math.isfinite(x) else None
+
+
+def _json_safe(scalars: dict) -> dict:
+  return {k: _finite_or_none(v) for k, v in scalars.items()}
 
 
 def summary_writer_class():
@@ -72,7 +83,8 @@ class MetricWriter:
       return
     scalars = {k: float(v) for k, v in scalars.items()}
     with open(self.path, "a") as f:
-      f.write(json.dumps({"step": int(step), "split": split, **scalars}) + "\n")
+      f.write(json.dumps({"step": int(step), "split": split, **_json_safe(scalars)},
+                         allow_nan=False) + "\n")
     for k, v in scalars.items():
       self._tb.add_scalar(f"{split}/{k}", v, step)
     self._tb.flush()
@@ -83,7 +95,8 @@ class MetricWriter:
       return
     with open(os.path.join(os.path.dirname(self.path), "trace.jsonl"), "a") as f:
       f.write(json.dumps({"steps": [int(s) for s in steps],
-                          **{k: [float(x) for x in v] for k, v in values.items()}}) + "\n")
+                          **{k: [_finite_or_none(float(x)) for x in v]
+                             for k, v in values.items()}}, allow_nan=False) + "\n")
 
   def close(self) -> None:
     if self._tb is not None:

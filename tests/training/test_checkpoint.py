@@ -1,6 +1,7 @@
 """Checkpoint fallback, refusal to overwrite, config mismatch, NaN handling."""
 
 import glob
+import json
 import os
 
 import jax
@@ -111,6 +112,12 @@ def test_nonfinite_skip_policy_skips_updates_and_counts_them(tmp_path):
   loaded = ckpt_lib.load_latest(str(tmp_path))
   assert int(loaded["state"]["nonfinite_steps"]) > 0
   assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(loaded["state"]["params"]))
+  # metrics.jsonl stays strict JSON: the non-finite losses are null.
+  def strict(constant):
+    raise ValueError(f"not JSON: {constant}")
+  rows = [json.loads(l, parse_constant=strict)
+          for l in open(tmp_path / "metrics.jsonl") if l.strip()]
+  assert any(r.get("loss", 0) is None for r in rows if r["split"] == "train"), rows
 
 
 def test_every_reader_falls_back_over_a_damaged_newest_checkpoint(tmp_path, caplog):
