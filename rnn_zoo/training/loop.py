@@ -318,13 +318,13 @@ class _LogWindow:
   def _stop(self, step, m):
     self.checkpointer.wait()  # a save still in flight is good: let it land
     good = self.checkpointer.latest_good_step()
-    where = (f"step {good} in {self.checkpointer.directory}" if good is not None
-             else "none")
+    restart = (f"last good checkpoint: step {good} in {self.checkpointer.directory}. "
+               "Restarting resumes from it" if good is not None else
+               "no checkpoint yet: restarting starts from the beginning")
     raise NonFiniteError(
         f"non-finite loss or gradient at step {step} (loss={float(m['loss'])}, "
-        f"grad_norm={float(m['grad_norm'])}); last good checkpoint: {where}. "
-        "Restarting resumes from it; set config.nonfinite='skip' to skip "
-        "such updates instead.")
+        f"grad_norm={float(m['grad_norm'])}); {restart}; set config.nonfinite='skip' "
+        "to skip such updates instead.")
 
 
 def _make_evaluate(workload, config, eval_batch_fn, eval_carry, writer):

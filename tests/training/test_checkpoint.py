@@ -105,6 +105,15 @@ def test_nonfinite_stops_naming_step_and_last_good_checkpoint(tmp_path):
     assert all(np.all(np.isfinite(x)) for x in jax.tree.leaves(loaded["state"]["params"]))
 
 
+def test_nonfinite_before_any_checkpoint_says_restarting_starts_afresh(tmp_path):
+  with pytest.raises(training.NonFiniteError) as e:
+    train(tmp_path, optimizer="sgd", learning_rate=1e18, clip_norm=0.0,
+          num_steps=40, checkpoint_every=40, log_every=1)
+  msg = str(e.value)
+  assert "no checkpoint yet: restarting starts from the beginning" in msg
+  assert "resumes from it" not in msg
+
+
 def test_nonfinite_skip_policy_skips_updates_and_counts_them(tmp_path):
   result = train(tmp_path, optimizer="sgd", learning_rate=1e18, clip_norm=0.0,
                  num_steps=20, nonfinite="skip")
