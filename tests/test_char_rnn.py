@@ -255,3 +255,17 @@ def test_tiny_shakespeare_fails_fast_offline():
   with pytest.raises(ValueError, match=r"tiny_shakespeare.*--config.corpus=path/to/input.txt"):
     text_lib.get_corpus("tiny_shakespeare")
   assert time.monotonic() - start < 15
+
+
+def test_the_sample_binary_refuses_a_workdir_of_another_task(tmp_path):
+  """A captioning workdir (a word vocabulary, no corpus in its config) was
+  a KeyError: 'chars' traceback."""
+  from experiments.char_rnn import sample  # pylint: disable=g-import-not-at-top
+  from rnn_zoo.training import checkpoint  # pylint: disable=g-import-not-at-top
+  ckpt = checkpoint.Checkpointer(str(tmp_path / "checkpoints"), save_every=1, keep=1,
+                                 async_save=False)
+  ckpt.save(1, {"params": {"w": np.zeros(3, np.float32)}},
+            {"mode": "soft", "embed_size": 8}, vocab={"words": ["<NULL>", "a"]})
+  ckpt.close()
+  with pytest.raises(ValueError, match=r"is not a char_rnn run \(no vocabulary or config"):
+    sample.load(str(tmp_path))

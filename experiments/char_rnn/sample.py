@@ -54,7 +54,7 @@ METRICS = ("distinct_4", "distinct_8", "distinct_16", "repeated_substring_rate",
 def load(workdir: str):
   """``(lm, params, vocab, config, step)`` of a char_rnn workdir's newest
   checkpoint."""
-  loaded = common.load_trained(workdir, "char_rnn")
+  loaded = common.load_trained(workdir, "char_rnn", required_config=("corpus", "max_chars"))
   vocab = text_lib.Vocab.from_json(loaded["vocab"])
   config = loaded["config"]
   lm = workload.make_char_lm(ml_collections.ConfigDict(config), vocab.size)
