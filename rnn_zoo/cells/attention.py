@@ -64,6 +64,16 @@ class AttentionCarry(NamedTuple):
   key: Array        # [*batch, 2] uint32 PRNG key data (hard attention).
 
 
+def _check_annotated(carry) -> None:
+  """A concrete carry must hold annotations (:meth:`AttentionCell.with_features`)."""
+  features = getattr(carry, "features", None)
+  if features is None or isinstance(features, jax.core.Tracer):
+    return
+  if bool(jnp.any(jnp.isnan(features))):
+    raise UserError("the AttentionCell's carry has no annotations: set them with "
+                    "with_features(params, carry, features) before stepping it")
+
+
 @dataclasses.dataclass(frozen=True)
 class AttentionCell(Cell):
   """Soft or hard attention around ``cell`` (see the module doc).
@@ -154,8 +164,11 @@ class AttentionCell(Cell):
         h=inner.h, inner=inner, context=jnp.zeros(batch_shape + (D,), dt),
         alpha=jnp.full(batch_shape + (L,), 1.0 / L, dt),
         location=jnp.full(batch_shape, -1, jnp.int32),
-        features=jnp.zeros(batch_shape + (L, D), dt),
-        projected=jnp.zeros(batch_shape + (L, self._A), dt),
+        # NaN until with_features sets them: a carry without annotations
+        # is an error when concrete and NaN outputs under jit (it ran on
+        # all-zero annotations, every hard-attention row alike).
+        features=jnp.full(batch_shape + (L, D), jnp.nan, dt),
+        projected=jnp.full(batch_shape + (L, self._A), jnp.nan, dt),
         key=jnp.zeros(batch_shape + (2,), jnp.uint32))
 
   def with_features(self, params, carry: AttentionCarry, features: Array, *,
@@ -218,7 +231,11 @@ class AttentionCell(Cell):
       context = beta[..., None] * context
     return alpha, context, location, key
 
+  def check_initial_carry(self, carry) -> None:
+    _check_annotated(carry)
+
   def step(self, params, carry: AttentionCarry, x: Array):
+    _check_annotated(carry)
     inner = carry.inner._replace(h=carry.h)
     feed = lambda z: jnp.concatenate([x, z], -1) if self.feed_context else x
     if self.query == "before":

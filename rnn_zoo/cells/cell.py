@@ -68,6 +68,10 @@ class Cell(abc.ABC):
     """Raises ValueError when ``params`` cannot be this cell's (default:
     accepts anything)."""
 
+  def check_initial_carry(self, carry) -> None:
+    """Raises ValueError when ``carry`` cannot start a sequence (the runner
+    asks once per call; default: accepts anything of the right structure)."""
+
   def input_size_of(self, params) -> int | None:
     """The input size I the params were made for (None: unknown); reads
     params that :meth:`check_params` has accepted (the runner checks once,

@@ -248,6 +248,7 @@ def prepare(cell: Cell, params, xs, *, initial_carry=None, lengths=None,
     initial_carry = zero_carry(cell, params, B)
   else:
     check_carry(cell, initial_carry, B)
+  cell.check_initial_carry(initial_carry)
   probes_t = None
   if hidden_probes is not None:
     want = (xs.shape[0], xs.shape[1], cell.hidden_size)

@@ -305,3 +305,23 @@ def test_bad_features_and_missing_key():
   hard = rz.AttentionCell.wrap(rz.LSTM(H), num_locations=L, feature_size=D, mode="hard")
   with pytest.raises(ValueError, match="key is required for mode='hard'"):
     hard.with_features(p, hard.initial_carry((B,)), jnp.ones((B, L, D)))
+
+
+def test_a_carry_without_annotations_is_refused():
+  """It ran on all-zero annotations (every hard-attention row sampling the
+  same locations): an error when concrete, NaN under jit."""
+  att = rz.AttentionCell.wrap(rz.GRU(4), num_locations=3, feature_size=2, mode="soft")
+  p = att.init(jax.random.key(0), 1)
+  xs = jnp.ones((2, 5, 1))
+  match = r"carry has no annotations: set them with with_features\(params, carry, features\)"
+  with pytest.raises(ValueError, match=match):
+    rz.unroll(att, p, xs)
+  with pytest.raises(ValueError, match=match):
+    att.step(p, att.initial_carry((2,)), xs[:, 0])
+  ys = jax.jit(lambda p, xs: rz.unroll(att, p, xs, initial_carry=att.initial_carry((2,)))[0])
+  assert np.all(np.isnan(ys(p, xs)))          # traced: NaN, not zeros' answers
+  step = jax.jit(lambda p, c, x: att.step(p, c, x)[1])
+  assert np.all(np.isnan(step(p, att.initial_carry((2,)), xs[:, 0])))
+  feats = jnp.ones((2, 3, 2))
+  ok, _ = rz.unroll(att, p, xs, initial_carry=att.with_features(p, att.initial_carry((2,)), feats))
+  assert np.all(np.isfinite(ok))
