@@ -227,14 +227,24 @@ class BeamState(NamedTuple):
   last: Array       # [B, K] int32: each beam's last token (fed at the next step)
   logprob: Array    # [B, K] float32: summed log-probabilities of the tokens
   done: Array       # [B, K] bool: the beam has emitted ``end_token``
-  tokens: Array     # [B, K, max_length] int32, ``end_token`` past the end
+  tokens: Array     # [max_length, B, K] int32: the token each beam took at step t
+  parents: Array    # [max_length, B, K] int32: the beam it continued (backpointers)
   lengths: Array    # [B, K] int32: tokens generated, ``end_token`` included
   t: Array          # int32: steps taken
 
 
-def _check_beam(beam_size, max_length, end_token, length_penalty, prompt):
+# beam_search runs as one XLA loop, which Ctrl-C cannot stop: its length is
+# bounded (beam_search_loop, a Python loop of jitted steps, is not).
+MAX_BEAM_LENGTH = 65_536
+
+
+def _check_beam(beam_size, max_length, end_token, length_penalty, prompt, bounded=True):
   checks.positive_int("beam_size", beam_size)
   checks.positive_int("max_length", max_length)
+  if bounded and max_length > MAX_BEAM_LENGTH:
+    raise UserError(f"max_length must be at most {MAX_BEAM_LENGTH:,} for beam_search "
+                    f"(one uninterruptible loop), got {max_length:,}; "
+                    "decoding.beam_search_loop takes longer ones")
   checks.int_at_least("end_token", end_token, 0)
   checks.number_at_least("length_penalty", length_penalty, 0.0)
   _check(0.0, 0, max_length, prompt)
@@ -251,7 +261,8 @@ def _beam_init(step_fn, params, carry, prompt, beam_size, max_length, end_token)
       last=jnp.broadcast_to(prompt[:, -1:].astype(jnp.int32), (B, K)),
       logprob=jnp.broadcast_to(logprob, (B, K)).astype(jnp.float32),
       done=jnp.zeros((B, K), bool),
-      tokens=jnp.full((B, K, max_length), end_token, jnp.int32),
+      tokens=jnp.full((max_length, B, K), end_token, jnp.int32),
+      parents=jnp.broadcast_to(jnp.arange(K, dtype=jnp.int32), (max_length, B, K)),
       lengths=jnp.zeros((B, K), jnp.int32),
       t=jnp.zeros((), jnp.int32))
 
@@ -274,13 +285,30 @@ def _beam_step(step_fn, params, state: BeamState, end_token: int) -> BeamState:
   rows = (jnp.arange(B)[:, None] * K + beam).reshape(B * K)
   take = lambda a: jnp.take_along_axis(a, beam, axis=1)
   was_done = take(state.done)
-  tokens = jnp.take_along_axis(state.tokens, beam[..., None], axis=1)
-  tokens = jax.lax.dynamic_update_slice_in_dim(tokens, token[..., None], state.t, axis=2)
+  # The step's tokens and backpointers only (the prefixes are read back at
+  # the end): each step costs the same, whatever the length.
+  write = lambda buf, v: jax.lax.dynamic_update_slice_in_dim(
+      buf, v[None].astype(jnp.int32), state.t, axis=0)
   return BeamState(
       carry=jax.tree.map(lambda c: c[rows], new_carry),
       last=token, logprob=top, done=was_done | (token == end_token),
-      tokens=tokens, lengths=take(state.lengths) + (~was_done).astype(jnp.int32),
-      t=state.t + 1)
+      tokens=write(state.tokens, token), parents=write(state.parents, beam),
+      lengths=take(state.lengths) + (~was_done).astype(jnp.int32), t=state.t + 1)
+
+
+def _backtrack(state: BeamState) -> Array:
+  """``[B, K, max_length]``: each final beam's tokens, read back through the
+  backpointers from the last step (steps not taken hold ``end_token`` and
+  point to the same beam)."""
+  B, K = state.last.shape
+
+  def back(beam, t):
+    tok = jnp.take_along_axis(state.tokens[t], beam, axis=1)
+    return jnp.take_along_axis(state.parents[t], beam, axis=1), tok
+
+  start = jnp.broadcast_to(jnp.arange(K, dtype=jnp.int32), (B, K))
+  _, toks = jax.lax.scan(back, start, jnp.arange(state.tokens.shape[0])[::-1])
+  return jnp.moveaxis(toks[::-1], 0, -1)
 
 
 def _beam_finish(state: BeamState, length_penalty: float):
@@ -289,7 +317,7 @@ def _beam_finish(state: BeamState, length_penalty: float):
   score = jnp.where(jnp.isfinite(state.logprob), state.logprob / norm, -jnp.inf)
   order = jnp.argsort(-score, axis=1)
   take = lambda a: jnp.take_along_axis(a, order.reshape(order.shape + (1,) * (a.ndim - 2)), axis=1)
-  return {"tokens": take(state.tokens), "scores": take(score),
+  return {"tokens": take(_backtrack(state)), "scores": take(score),
           "logprobs": take(state.logprob), "lengths": take(state.lengths),
           "steps": state.t}
 
@@ -321,6 +349,11 @@ def beam_search(step_fn: StepFn, params, carry, prompt: Array, *, beam_size: int
     score), ``logprobs`` ``[B, K]``, ``lengths`` ``[B, K]`` (tokens up to
     and including ``end_token``), ``steps`` (loop iterations run).
 
+  Each step costs the same whatever ``max_length`` (the beams' tokens are
+  read back through backpointers at the end); ``max_length`` is at most
+  :data:`MAX_BEAM_LENGTH` (:func:`beam_search_loop`, which Ctrl-C can
+  stop, takes longer ones).
+
   Example:
     >>> import jax, jax.numpy as jnp
     >>> from rnn_zoo import decoding
@@ -351,7 +384,7 @@ def beam_search_loop(step_fn: StepFn, params, carry, prompt: Array, *,
                      length_penalty: float = 0.0):
   """:func:`beam_search` as a Python loop over a jitted step (the reference,
   and the baseline of ``benchmarks/decoding.py``)."""
-  _check_beam(beam_size, max_length, end_token, length_penalty, prompt)
+  _check_beam(beam_size, max_length, end_token, length_penalty, prompt, bounded=False)
   V = _check_against_model(step_fn, params, carry, prompt, 0, end_token)
   if beam_size > V:
     raise UserError(f"beam_size must be at most the vocabulary size {V}, got {beam_size}")
