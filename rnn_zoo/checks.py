@@ -54,6 +54,31 @@ def fraction(name: str, value: Any) -> None:
     raise UserError(f"{name} must be in [0, 1), got {value!r}")
 
 
+def json_int(what: str, value: Any) -> int:
+  """An integer read from a file: a JSON number that is an int (not a bool,
+  float or string of one); ``what`` names it in the error."""
+  if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+    raise UserError(f"{what} must be an integer, got {value!r} ({type(value).__name__})")
+  return int(value)
+
+
+def file_inside(folder: str, name: Any, what: str) -> str:
+  """``folder/name`` for a relative file name from a data file; a name that
+  is not a string, is absolute or leads outside ``folder`` (``..``, a
+  symlink) is an error naming it."""
+  import os  # pylint: disable=g-import-not-at-top
+  if not isinstance(name, str) or not name:
+    raise UserError(f"{what} must be a file name, got {name!r}")
+  if os.path.isabs(name):
+    raise UserError(f"{what} {name!r} is an absolute path; it must name a file "
+                    f"inside {folder!r}")
+  root = os.path.realpath(folder)
+  path = os.path.realpath(os.path.join(folder, name))
+  if os.path.commonpath([root, path]) != root:
+    raise UserError(f"{what} {name!r} leads outside {folder!r}")
+  return os.path.join(folder, name)
+
+
 def take_rows(table: Any, ids: Any) -> Any:
   """``table[ids]`` (rows of an embedding or a weight) with NaN rows for ids
   outside ``[0, len(table))``: the one token guard of the models. Concrete

@@ -195,6 +195,32 @@ def test_coco_loader_errors(tmp_path, kwargs, message):
     captions.load_coco_captions(str(path), str(images))
 
 
+@pytest.mark.parametrize("edit,message", [
+    (lambda d: d["images"][0].update(file_name="/etc/passwd"),
+     r"the file_name of image 1 '/etc/passwd' is an absolute path"),
+    (lambda d: d["images"][0].update(file_name="../../../etc/passwd"),
+     r"the file_name of image 1 '../../../etc/passwd' leads outside"),
+    (lambda d: d["images"][1].update(id=1),
+     r"images\[1\] repeats image id 1 \(of 'im_1.png'\); ids must be unique"),
+    (lambda d: d["images"][1].update(id=0.7), r"images\[1\].id must be an integer, got 0.7"),
+    (lambda d: d["images"][1].update(id=True), r"images\[1\].id must be an integer, got True"),
+    (lambda d: d["annotations"][0].update(image_id="1"),
+     r"annotations\[0\].image_id must be an integer, got '1' \(str\)"),
+    (lambda d: d["annotations"][0].update(caption=5),
+     r"image 1 has a caption that is not a string: 5 \(int\)"),
+])
+def test_coco_records_are_checked(tmp_path, edit, message):
+  """File names that read any file on the machine, duplicate ids that
+  overwrote each other, ids 0.7/true read as 0/1, non-string captions
+  called empty."""
+  path, images = write_coco_fixture(tmp_path)
+  data = json.loads(path.read_text())
+  edit(data)
+  path.write_text(json.dumps(data))
+  with pytest.raises(ValueError, match=message):
+    captions.load_coco_captions(str(path), str(images), image_size=16)
+
+
 def test_coco_loader_malformed_and_missing_files(tmp_path):
   bad = tmp_path / "bad.json"
   bad.write_text(json.dumps({"images": [{"file": "x"}]}))

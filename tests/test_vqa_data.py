@@ -201,14 +201,18 @@ def test_compare_tabulates_mean_and_spread_over_seeds(tmp_path):
 
 
 @pytest.mark.parametrize("edit,message", [
+    (lambda qs: [dict(qs[0], image_filename="../../etc/passwd")] + qs[1:],
+     r"image_filename '../../etc/passwd' leads outside"),
+    (lambda qs: [dict(qs[0], image_filename="/etc/passwd")] + qs[1:],
+     r"image_filename '/etc/passwd' is an absolute path"),
     (lambda qs: [dict(q, question_index=0) for q in qs],
      r"questions 0 and 1 share question_index 0 \(each question's predictions"),
     (lambda qs: [dict(qs[0], answer=None)] + qs[1:], r"question 0 has answer None \(NoneType\); answers must be strings"),
     (lambda qs: [dict(qs[0], answer=["yes"])] + qs[1:], r"answer \['yes'\] \(list\)"),
     (lambda qs: [dict(qs[0], answer=True)] + qs[1:], r"answer True \(bool\)"),
     (lambda qs: [dict(qs[0], answer=" ")] + qs[1:], r"question 0 has an empty answer"),
-    (lambda qs: [dict(qs[0], image_index=0.7)] + qs[1:], r"image_index 0.7 \(float\); it must be an integer"),
-    (lambda qs: [dict(qs[0], question_index="3")] + qs[1:], r"question_index '3' \(str\)"),
+    (lambda qs: [dict(qs[0], image_index=0.7)] + qs[1:], r"question 0's image_index must be an integer, got 0.7 \(float\)"),
+    (lambda qs: [dict(qs[0], question_index="3")] + qs[1:], r"question_index must be an integer, got '3' \(str\)"),
 ])
 def test_clevr_records_are_checked(tmp_path, edit, message):
   """Shared question indices (one prediction kept for 12 scored) and

@@ -194,9 +194,18 @@ def load_coco_captions(annotations: str, image_dir: str, *,
   try:
     with open(annotations, encoding="utf-8") as f:
       data = json.load(f)
-    images = {int(im["id"]): im["file_name"] for im in data["images"]}
-    anns = [(int(a["image_id"]), a["caption"]) for a in data["annotations"]]
+    images = {}
+    for n, im in enumerate(data["images"]):
+      image_id = checks.json_int(f"{annotations!r}: images[{n}].id", im["id"])
+      if image_id in images:
+        raise UserError(f"{annotations!r}: images[{n}] repeats image id {image_id} "
+                        f"(of {images[image_id]!r}); ids must be unique")
+      images[image_id] = im["file_name"]
+    anns = [(checks.json_int(f"{annotations!r}: annotations[{n}].image_id", a["image_id"]),
+             a["caption"]) for n, a in enumerate(data["annotations"])]
   except (ValueError, KeyError, TypeError) as e:
+    if isinstance(e, UserError):
+      raise
     raise UserError(f"annotations file {annotations!r} is not in the COCO captions "
                     f"format (images: id, file_name; annotations: image_id, "
                     f"caption): {type(e).__name__}: {e}") from None
@@ -205,14 +214,18 @@ def load_coco_captions(annotations: str, image_dir: str, *,
     if image_id not in images:
       raise UserError(f"{annotations!r}: an annotation names image_id {image_id}, "
                       "which is not among its images")
-    if not isinstance(caption, str) or not shape_language.tokenize(caption):
+    if not isinstance(caption, str):
+      raise UserError(f"{annotations!r}: image {image_id} has a caption that is not "
+                      f"a string: {caption!r} ({type(caption).__name__})")
+    if not shape_language.tokenize(caption):
       raise UserError(f"{annotations!r}: image {image_id} has an empty caption")
     captions[image_id].append(caption)
   records = []
   for image_id in sorted(images):
     if not captions[image_id]:
       raise UserError(f"{annotations!r}: image {image_id} has no caption")
-    path = os.path.join(image_dir, images[image_id])
+    path = checks.file_inside(image_dir, images[image_id],
+                              f"{annotations!r}: the file_name of image {image_id}")
     if not os.path.isfile(path):
       raise UserError(f"image file {path!r} (image_id {image_id}) does not exist")
     records.append({"image_id": image_id, "file_name": images[image_id],

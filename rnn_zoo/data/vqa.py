@@ -209,10 +209,7 @@ def _answer(path: str, n: int, answer) -> str:
 
 def _index(path: str, n: int, field: str, value) -> int:
   """An index is an integer (not a float, bool or string of one)."""
-  if isinstance(value, bool) or not isinstance(value, int):
-    raise UserError(f"{path!r}: question {n} has {field} {value!r} "
-                    f"({type(value).__name__}); it must be an integer")
-  return value
+  return checks.json_int(f"{path!r}: question {n}'s {field}", value)
 
 
 def _read_clevr(path: str, image_dir: str) -> list[dict]:
@@ -247,7 +244,9 @@ def _read_clevr(path: str, image_dir: str) -> list[dict]:
     r["tokens"] = tokenize_question(r["question"])
     if not r["tokens"]:
       raise UserError(f"{path!r}: question {r['question_index']} is empty")
-    if not os.path.isfile(os.path.join(image_dir, r["image_filename"])):
+    if not os.path.isfile(checks.file_inside(
+        image_dir, r["image_filename"], f"{path!r}: question {r['question_index']}'s "
+        "image_filename")):
       missing.setdefault(r["image_filename"], r["question_index"])
   if missing:
     name, q = next(iter(missing.items()))
