@@ -222,9 +222,15 @@ def run_header(experiment: str, workdir: str) -> tuple[dict, dict] | None:
 
 
 # -- tabulating finished runs (the compare binaries) ----------------------------
+# What a finished run's results.json holds, per binary (read_results checks).
+RESULTS_KEYS = {"vqa": "accuracy", "captioning": "splits"}
+
+
 def read_results(runs: list[str], binary: str) -> dict:
   """``{label: [results.json dicts]}`` of ``label:workdir`` specs, in the
-  order given (the label groups seeds)."""
+  order given (the label groups seeds). A results.json that is not JSON (a
+  run killed while writing it) or not a ``binary`` run's is an error naming
+  it."""
   out = {}
   for spec in runs:
     label, sep, workdir = spec.partition(":")
@@ -234,8 +240,16 @@ def read_results(runs: list[str], binary: str) -> dict:
     if not os.path.isfile(path):
       raise rz.UserError(f"--runs names {workdir!r}, which has no results.json (a "
                          f"finished {binary} run writes one)")
-    with open(path, encoding="utf-8") as f:
-      out.setdefault(label, []).append(json.load(f))
+    try:
+      with open(path, encoding="utf-8") as f:
+        results = json.load(f)
+    except ValueError as e:
+      raise rz.UserError(f"{path} is not valid JSON ({e}); was the run killed while "
+                         "writing it? Rerun its command to finish it") from None
+    key = RESULTS_KEYS.get(binary)
+    if not isinstance(results, dict) or (key is not None and key not in results):
+      raise rz.UserError(f"{path} is not the results of a {binary} run (no {key!r})")
+    out.setdefault(label, []).append(results)
   return out
 
 
@@ -265,8 +279,9 @@ def print_table(make_text, output: str | None) -> None:
   to ``output`` when given."""
   try:
     text = make_text()
-  except rz.UserError as e:
-    raise SystemExit(f"error: {e}") from None
+  except rz.UserError as e:  # a user's mistake: one line, status 2
+    print(f"error: {e}", file=sys.stderr)
+    raise SystemExit(2) from None
   print(text)
   if output:
     with open(output, "w", encoding="utf-8") as f:

@@ -2,6 +2,7 @@
 of BLEU and CIDEr-D, and the truth and pointing summaries count right."""
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -72,3 +73,24 @@ def test_compare_tabulates_mean_and_spread_over_seeds(tmp_path):
     compare.read_runs(["nolabel"])
   with pytest.raises(ValueError, match="has no results.json"):
     compare.read_runs([f"x:{tmp_path}"])
+
+
+def test_compare_names_a_broken_or_foreign_results_file_and_exits_2(tmp_path):
+  import json  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  from experiments.captioning import compare  # pylint: disable=g-import-not-at-top
+  d = tmp_path / "run"
+  d.mkdir()
+  (d / "results.json").write_text('{"splits": {"test": ')          # killed mid-write
+  with pytest.raises(ValueError, match=r"results.json is not valid JSON .* killed while"):
+    compare.read_runs([f"x:{d}"])
+  for foreign in ({}, {"accuracy": 0.5}):                            # {} and a VQA run's
+    (d / "results.json").write_text(json.dumps(foreign))
+    with pytest.raises(ValueError, match=r"is not the results of a captioning run \(no 'splits'\)"):
+      compare.read_runs([f"x:{d}"])
+  proc = subprocess.run([sys.executable, "-m", "experiments.vqa.compare", f"--runs=x:{d}/nope"],
+                        capture_output=True, text=True, timeout=120,
+                        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  assert proc.returncode == 2 and proc.stderr.strip().splitlines()[-1].startswith(
+      "error: --runs names "), proc.stderr[-1000:]
