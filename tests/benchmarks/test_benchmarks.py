@@ -435,3 +435,16 @@ def test_gpu_check_script_parses_and_names_tests_that_exist():
     assert node in text
     path, _, name = node.partition("::")
     assert (ROOT / path).exists() and (not name or f"def {name}(" in (ROOT / path).read_text())
+
+
+def test_beam_length_tiny(tmp_path):
+  run("benchmarks.beam_length", f"--out={tmp_path}", "--lengths=10,40", "--rounds=1")
+  results = json.loads((tmp_path / "results.json").read_text())
+  rows = results["rows"]
+  assert [(r["max_length"], r["steps"]) for r in rows] == [(10, 10), (40, 40)]
+  for r in rows:
+    assert r["us_per_step"] == pytest.approx(r["s"] / r["steps"] * 1e6)
+  assert results["per_step_growth"] == pytest.approx(rows[1]["us_per_step"] / rows[0]["us_per_step"])
+  assert "| 40 | 40 |" in (tmp_path / "report.md").read_text()
+  bad = run("benchmarks.beam_length", f"--out={tmp_path}", "--beam=9", check=False)
+  assert bad.returncode != 0 and "--beam must be at most --vocab=8, got 9" in bad.stderr
