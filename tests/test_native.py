@@ -342,3 +342,39 @@ def test_every_operand_shape_is_checked_before_a_kernel_reads_it():
     native.gru_recurrence(f(H, 3 * H), f(3 * H), f(2), f(B, T, 3 * H), f(B, H), True)
   with pytest.raises(ValueError, match=r"weight_grads: d must be \[T, B, 32\] with"):
     native.weight_grads(f(B, H), f(T, B, H), f(T + 1, B, 4 * H))
+
+
+def test_a_cache_others_can_write_is_refused(tmp_path, monkeypatch):
+  """The library is dlopen'ed: a folder another user can write could hold
+  a planted one. Refused before anything is built or loaded."""
+  monkeypatch.setenv("RNN_ZOO_CACHE", str(tmp_path))
+  (tmp_path / "native").mkdir()
+  os.chmod(tmp_path / "native", 0o777)
+  with pytest.raises(ValueError, match=r"native kernels' cache .*native is writable by other "
+                     r"users or not yours \(mode 0o777"):
+    native.build()
+  assert not list((tmp_path / "native").iterdir())
+
+
+def test_the_build_lock_is_not_opened_through_a_symlink(tmp_path, monkeypatch):
+  monkeypatch.setenv("RNN_ZOO_CACHE", str(tmp_path))
+  monkeypatch.setenv("CXX", "/bin/false")          # nothing may be compiled here
+  (tmp_path / "native").mkdir(mode=0o700)
+  victim = tmp_path / "victim.txt"
+  victim.write_text("keep")
+  os.symlink(victim, tmp_path / "native" / ".lock")
+  with pytest.raises(ValueError, match=r"cannot open the native build lock .* symlink"):
+    native.build()
+  assert victim.read_text() == "keep"
+
+
+def test_a_broken_compiler_output_is_not_cached(tmp_path, monkeypatch):
+  fake = tmp_path / "fakecxx"
+  fake.write_text('#!/bin/sh\nwhile [ "$1" != "-o" ]; do shift; done\necho garbage > "$2"\n')
+  fake.chmod(0o755)
+  monkeypatch.setenv("RNN_ZOO_CACHE", str(tmp_path / "cache"))
+  monkeypatch.setenv("CXX", str(fake))
+  with pytest.raises(ValueError, match="the built native library does not load or lacks a "
+                     "kernel .*; not cached"):
+    native.build()
+  assert not list((tmp_path / "cache" / "native").glob("*.so"))

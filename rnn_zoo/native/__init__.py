@@ -14,10 +14,15 @@ step's rows (:func:`weight_grads`).
 
 The kernels are C++ (``rnn.cc`` and the headers beside it), compiled by
 ``python -m rnn_zoo.native build`` (``make`` runs it) or on first use with
-the machine's ``g++`` (about
-10 s; ``-O3 -march=native``) into ``$RNN_ZOO_CACHE/native``
-(default ``~/.cache/rnn_zoo/native``), keyed by the source, the compiler
-flags, the JAX version and the CPU, then loaded and registered with XLA.
+``$CXX`` (else ``g++``, else ``c++`` from ``PATH``; set ``CXX`` to pin the
+compiler) (about 10 s; ``-O3 -march=native``) into ``$RNN_ZOO_CACHE/native``
+(default ``~/.cache/rnn_zoo/native``), keyed by the source, the compiler,
+its flags, the JAX version and the CPU, then loaded and registered with XLA.
+The library is loaded into the process, so the cache is trusted only when
+it is private: folders owned by the user and not writable by others
+(:func:`check_private`; else the kernels stay off, saying why), the build
+lock never opened through a symlink, and a new build is loaded and checked
+for every kernel before it is cached.
 :func:`available` says whether that worked (and never raises);
 :func:`load` raises :class:`rnn_zoo.UserError` saying why not.
 
@@ -100,9 +105,54 @@ def _library_path(cxx: str) -> pathlib.Path:
   return cache_dir() / f"librnn_zoo_native-{h.hexdigest()[:16]}.so"
 
 
+def check_private(folder: pathlib.Path) -> None:
+  """The library is loaded into the process (``dlopen``): its folder and
+  the folders above it up to the cache root must be owned by this user (or
+  root) and not writable by the group or others, so that no other user can
+  plant a library there. Raises :class:`rnn_zoo.UserError` naming the folder."""
+  me = os.getuid()
+  root = cache.root()
+  for d in [folder, *folder.parents]:
+    try:
+      st = os.stat(d)
+    except FileNotFoundError:
+      continue
+    if st.st_uid not in (me, 0) or (st.st_mode & 0o022 and not st.st_mode & 0o1000):
+      raise UserError(
+          f"the native kernels' cache {d} is writable by other users or not yours "
+          f"(mode {oct(st.st_mode & 0o7777)}, owner uid {st.st_uid}): refusing to "
+          "load a library from it; set RNN_ZOO_CACHE to a folder of your own")
+    if d == root or d == root.parent:
+      break
+
+
+def _open_lock(path: pathlib.Path):
+  """The build lock, opened without following a symlink planted in its place."""
+  fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+  return os.fdopen(fd, "w")
+
+
+def _smoke_test(path: str) -> None:
+  """A built library must load and export every FFI target before it is
+  cached (a broken compiler's output stays out of the cache)."""
+  try:
+    lib = ctypes.CDLL(path)
+    for symbol in TARGETS.values():
+      getattr(lib, symbol)
+  except (OSError, AttributeError) as e:
+    raise UserError(f"the built native library does not load or lacks a kernel "
+                    f"({type(e).__name__}: {e}); not cached") from None
+
+
 def _build(cxx: str, path: pathlib.Path) -> None:
-  path.parent.mkdir(parents=True, exist_ok=True)
-  with open(path.parent / ".lock", "w") as lock:
+  path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+  check_private(path.parent)
+  try:
+    lock_file = _open_lock(path.parent / ".lock")
+  except OSError as e:
+    raise UserError(f"cannot open the native build lock {path.parent / '.lock'} "
+                    f"(a symlink is refused): {e}") from None
+  with lock_file as lock:
     fcntl.flock(lock, fcntl.LOCK_EX)  # concurrent first uses build it once
     if path.exists():
       return
@@ -114,6 +164,7 @@ def _build(cxx: str, path: pathlib.Path) -> None:
       if proc.returncode != 0:
         raise UserError(f"building the native recurrence kernels failed ({' '.join(cmd)}):\n"
                         f"{proc.stderr.strip()[-2000:]}")
+      _smoke_test(tmp)
       os.replace(tmp, path)
     finally:
       if os.path.exists(tmp):
@@ -168,6 +219,7 @@ def build() -> pathlib.Path:
   path = _library_path(cxx)
   if not path.exists():
     _build(cxx, path)
+  check_private(path.parent)
   return path
 
 
