@@ -123,7 +123,7 @@ def test_on_eval_stops_the_group_early(one_at_a_time):
 def test_groups_and_errors():
   cs = configs() + configs(cell="gru")
   init_only = workload.long_range(cs[0]).init_only_fields
-  assert set(init_only) == {"forget_bias", "chrono", "recurrent_init"}
+  assert set(init_only) == {"forget_bias", "chrono", "recurrent_init", "exprnn_init"}
   assert grid.group_configs(cs, init_only) == [[0, 1, 2, 3], [4, 5, 6, 7]]
   # Without the workload's init-only fields, a changed forget bias or chrono
   # init is a different program.
