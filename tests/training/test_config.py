@@ -102,7 +102,7 @@ def test_unknown_preset():
 
 @pytest.mark.parametrize("override,message", [
     ("--config.hiden_size=3", "error: unknown config field 'hiden_size' Did you mean \"hidden_size\""),
-    ("--config.cell=transformer", "error: config.cell must be one of ['rnn', 'irnn', 'lstm', 'gru', 'mingru', 'minlstm', 'lru'], got 'transformer'"),
+    ("--config.cell=transformer", "error: config.cell must be one of ['rnn', 'irnn', 'lstm', 'gru', 'mingru', 'minlstm', 'lru', 'exprnn', 'indrnn', 'cornn'], got 'transformer'"),
     ("--config.hidden_size=0", "error: config.hidden_size must be a positive int, got 0"),
     ("--config.num_steps=-5", "error: config.num_steps must be a positive int, got -5"),
     ("--config.optimizer=lion", "error: config.optimizer must be one of ['sgd', 'momentum', 'rmsprop', 'adam', 'adamw', 'adagrad'], got 'lion'"),
