@@ -81,11 +81,11 @@ def training_binary(task: str, experiment_config, build: Callable, *, workdir_ho
     from rnn_zoo import training  # pylint: disable=g-import-not-at-top
     config = config_flag.value
     built = build(config)
-    result = training.train_and_evaluate(config, workdir.value,
-                                         getattr(built, "workload", built))
-    if finish is not None:
-      finish(config, workdir.value, built)
-    return result
+    # The task's report runs inside the training unit: the workdir stays
+    # locked and signals are watched until it is written.
+    return training.train_and_evaluate(
+        config, workdir.value, getattr(built, "workload", built),
+        finish=None if finish is None else (lambda: finish(config, workdir.value, built)))
 
   return lambda: run(train)
 

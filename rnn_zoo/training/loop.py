@@ -206,11 +206,21 @@ def _all_finite(tree) -> bool:
       jax.tree.map(lambda x: jnp.all(jnp.isfinite(x)), tree), jnp.bool_(True)))
 
 
-def train_and_evaluate(config, workdir: str, workload: Workload) -> dict:
+def train_and_evaluate(config, workdir: str, workload: Workload, *,
+                       finish: Callable[[], Any] | None = None) -> dict:
   """Trains ``workload`` as ``config`` says, checkpointing into ``workdir``.
 
   Restarting with the same workdir resumes from the latest good checkpoint
   and ends bit-identical to an uninterrupted run.
+
+  ``finish``: the task's own final work (decoding, scoring, the report),
+  called after the final evaluation inside the same unit: the workdir stays
+  locked and SIGTERM/SIGINT are watched until it returns. A signal that
+  arrives during the last step or the final evaluation stops the run before
+  ``finish`` (:class:`preemption.Preempted`; the final checkpoint is saved,
+  so rerunning the command goes straight to ``finish``); one that arrives
+  during ``finish`` lets it complete (a second Ctrl-C stops at once) and is
+  logged.
 
   Returns:
     The final evaluation metrics (and ``step``).
@@ -224,7 +234,20 @@ def train_and_evaluate(config, workdir: str, workload: Workload) -> dict:
   _check_training_config(config, workload)
   workdir = workdir_lib.check_workdir(workdir)
   with workdir_lib.WorkdirLock(workdir), preemption.PreemptionWatcher() as watcher:
-    return _train_and_evaluate(config, workdir, workload, watcher)
+    result = _train_and_evaluate(config, workdir, workload, watcher)
+    if finish is None:
+      return result
+    if watcher.should_stop(result["step"]):
+      name = signal.Signals(watcher.signum).name
+      raise preemption.Preempted(
+          f"received {name} at the end of training (step {result['step']}, checkpoint "
+          "saved): stopped before the final report; rerunning the command writes it",
+          signum=watcher.signum, step=result["step"])
+    finish()
+    if watcher.signum is not None:
+      logging.warning("received %s during the final report; it was completed",
+                      signal.Signals(watcher.signum).name)
+    return result
 
 
 def _restore_or_init(config, workdir, workload, optimizer, k_init, k_train, mesh):
