@@ -416,11 +416,11 @@ def _train_and_evaluate(config, workdir: str, workload: Workload,
       state, m = train_step(state, batch_fn(step))
       s = step + 1
       window.add(s, m)
-      if watcher.should_stop(s) and s < config.num_steps:
-        _save_and_stop(s, state, checkpointer, config_dict, workload, watcher,
-                       window.fetched())
       last = s == config.num_steps
       saving = last or s % config.checkpoint_every == 0
+      # A signal is acted on after the step's logging, evaluation, sample and
+      # checkpoint (the resumed run must not miss this step's rows).
+      stop = watcher.should_stop(s) and not last
       if saving or last or s % config.log_every == 0:
         window.flush(s)
       if last or s % config.eval_every == 0:
@@ -432,7 +432,10 @@ def _train_and_evaluate(config, workdir: str, workload: Workload,
           raise NonFiniteError(
               f"params are not finite at step {s}; not checkpointing them "
               f"(last good checkpoint: {checkpointer.latest_good_step()})")
-        checkpointer.save(s, state, config_dict, workload.vocab, force=last)
+        checkpointer.save(s, state, config_dict, workload.vocab, force=last or stop)
+      if stop:
+        _save_and_stop(s, state, checkpointer, config_dict, workload, watcher,
+                       window.fetched(), saved=saving)
     if start >= config.num_steps:
       # Already finished: report the final evaluation, but do not log it a
       # second time (metrics.jsonl reads like one uninterrupted run).
@@ -453,15 +456,17 @@ def _train_and_evaluate(config, workdir: str, workload: Workload,
 
 
 def _save_and_stop(step, state, checkpointer, config_dict, workload, watcher,
-                   log_window):
-  """On a signal: a checkpoint at ``step``, waited for, then :class:`Preempted`."""
+                   log_window, saved=False):
+  """On a signal: a checkpoint at ``step`` (unless the step ``saved`` one),
+  waited for, then :class:`Preempted`."""
   name = signal.Signals(watcher.signum).name
-  if not _all_finite(state.params):
-    raise NonFiniteError(f"received {name} at step {step} but the params are not "
-                         f"finite; not checkpointing them (last good checkpoint: "
-                         f"{checkpointer.latest_good_step()})")
-  checkpointer.save(step, state, config_dict, workload.vocab, force=True,
-                    log_window=log_window)
+  if not saved:
+    if not _all_finite(state.params):
+      raise NonFiniteError(f"received {name} at step {step} but the params are not "
+                           f"finite; not checkpointing them (last good checkpoint: "
+                           f"{checkpointer.latest_good_step()})")
+    checkpointer.save(step, state, config_dict, workload.vocab, force=True,
+                      log_window=log_window)
   checkpointer.wait()
   raise preemption.Preempted(
       f"stopped by {name} after step {step}; checkpoint saved in "
