@@ -75,6 +75,7 @@ def test_compare_tabulates_mean_and_spread_over_seeds(tmp_path):
     compare.read_runs([f"x:{tmp_path}"])
 
 
+@pytest.mark.slow  # a subprocess
 def test_compare_names_a_broken_or_foreign_results_file_and_exits_2(tmp_path):
   import json  # pylint: disable=g-import-not-at-top
   import subprocess  # pylint: disable=g-import-not-at-top

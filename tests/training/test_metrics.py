@@ -4,6 +4,9 @@ import subprocess
 import sys
 
 import helpers
+import pytest
+
+pytestmark = pytest.mark.slow  # a subprocess
 
 _PROGRAM = r"""
 import glob, json, os, sys
