@@ -262,7 +262,7 @@ class Captioner:
     samples hard attention's locations (required for ``mode="hard"``); the
     model has no dropout, so ``deterministic`` (the protocol's,
     :mod:`rnn_zoo.models.protocol`) changes nothing."""
-    protocol.check_no_randomness(self, key, deterministic)
+    protocol.check_no_randomness(key, deterministic)
     if getattr(captions, "ndim", None) != 2 or captions.shape[1] < 2:
       raise UserError(f"captions must be int [batch, time >= 2] (<START> ... <END>), "
                       f"got shape {tuple(getattr(captions, 'shape', ()))}")

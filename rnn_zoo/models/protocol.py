@@ -77,11 +77,10 @@ def keyword_key(init):
   return wrapper
 
 
-def check_no_randomness(model: Any, key, deterministic) -> None:
+def check_no_randomness(key, deterministic) -> None:
   """For a model without randomness: the protocol's ``key`` and
   ``deterministic`` are accepted; a wrong type is still an error."""
   checks.use_dropout(0.0, deterministic, has_key=key is not None)
-  del model
 
 
 __all__ = ["Model", "keyword_key", "check_no_randomness"]

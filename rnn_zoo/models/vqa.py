@@ -243,7 +243,7 @@ class VQA:
     maps ``[B, hops, L]``. ``[B, Q, Lq]`` (Q questions per image, the image
     encoded once for all of them): logits ``[B, Q, num_answers]``, maps
     ``[B, Q, hops, L]``."""
-    protocol.check_no_randomness(self, key, deterministic)
+    protocol.check_no_randomness(key, deterministic)
     regions = self.regions(params, images)
     grouped = getattr(questions, "ndim", None) == 3
     B, Q = (questions.shape[0], questions.shape[1]) if grouped else (None, 1)

@@ -88,6 +88,19 @@ def _check_group(configs: Sequence, init_only_fields: Sequence[str]) -> None:
         f"also differ in {diff} (use grid.group_configs to split them)")
 
 
+def _check_workload(w: Workload, configs: Sequence, diagnose_every: int) -> None:
+  """The group's configs against the workload's init-only fields, and what
+  the grid needs of the workload."""
+  _check_group(configs, w.init_only_fields)
+  if w.init_carry is not None or w.host_data:
+    raise UserError("train_group supports stateless workloads whose batches are "
+                    "generated inside jit (init_carry None, host_data False); "
+                    "use train_and_evaluate for this one")
+  if diagnose_every and w.diagnostics is None:
+    raise UserError("diagnose_every needs a workload with diagnostics "
+                    "(rnn_zoo.gradflow.Diagnostics)")
+
+
 def _check_training_fields(configs: Sequence) -> None:
   c = configs[0]
   if c.schedule != "constant" or c.warmup_steps:
@@ -285,14 +298,7 @@ def train_group(configs: Sequence, make_workload: Callable[[Any], Workload], *,
   padded = configs + [configs[-1]] * (-n % n_dev)
   workloads = [make_workload(c) for c in padded]
   w = workloads[0]
-  _check_group(configs, w.init_only_fields)
-  if w.init_carry is not None or w.host_data:
-    raise UserError("train_group supports stateless workloads whose batches are "
-                    "generated inside jit (init_carry None, host_data False); "
-                    "use train_and_evaluate for this one")
-  if diagnose_every and w.diagnostics is None:
-    raise UserError("diagnose_every needs a workload with diagnostics "
-                    "(rnn_zoo.gradflow.Diagnostics)")
+  _check_workload(w, configs, diagnose_every)
   optimizer = make_optimizer(c0)
   shard = NamedSharding(mesh, P(axis))
   state = _initial_runs(padded, workloads, c0, shard)
