@@ -40,8 +40,21 @@ def time_round_robin(fns: dict, rounds: int, settle_s: float = 0.02,
   return times
 
 
+def cpu_model() -> str:
+  """The CPU's model name (``/proc/cpuinfo``), else ``platform.processor()``."""
+  try:
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+      for line in f:
+        if line.startswith("model name"):
+          return line.split(":", 1)[1].strip()
+  except OSError:
+    pass
+  return platform.processor() or platform.machine()
+
+
 def environment() -> dict:
   env = {"python": sys.version.split()[0], "jax": jax.__version__,
+         "cpu_model": cpu_model(),
          "xla_flags": os.environ.get("XLA_FLAGS", ""),
          "backend": jax.default_backend(),
          "devices": [str(d) for d in jax.devices()],

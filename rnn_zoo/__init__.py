@@ -3,7 +3,8 @@
 Pure-function cells (:class:`SimpleRNN`, :class:`LSTM`, :class:`GRU`), one
 runner (:func:`unroll`, :mod:`rnn_zoo.runner`) and what is built on it
 (:func:`bidirectional`, :class:`StackedRNN`, :func:`truncated_bptt`), a Flax
-module (:class:`rnn_zoo.nn.RNN`), PyTorch interop (:mod:`rnn_zoo.interop`),
+module (:class:`rnn_zoo.nn.RNN`) and Flax NNX modules (:mod:`rnn_zoo.nnx`,
+imported on first use of ``rz.nnx``), PyTorch interop (:mod:`rnn_zoo.interop`),
 gradient-flow diagnostics (:mod:`rnn_zoo.gradflow`), models and tasks
 (:mod:`rnn_zoo.models`, :mod:`rnn_zoo.data`). The training loop is
 :mod:`rnn_zoo.training` (imported on demand: it brings in orbax).
@@ -45,5 +46,13 @@ __all__ = [
     "UserError", "unroll", "unroll_with_carries", "explain_impl", "IMPLS", "python_unroll",
     "python_unroll_with_carries", "bidirectional", "StackedRNN",
     "truncated_bptt", "reverse_within_lengths", "nn", "interop", "gradflow",
-    "models", "data", "decoding", "metrics", "parallel", "cudnn", "runner",
+    "models", "data", "decoding", "metrics", "parallel", "cudnn", "runner", "nnx",
 ]
+
+
+def __getattr__(name: str):
+  """``rz.nnx`` is imported on first use (it brings in Flax NNX)."""
+  if name == "nnx":
+    import importlib
+    return importlib.import_module("rnn_zoo.nnx")
+  raise AttributeError(f"module 'rnn_zoo' has no attribute {name!r}")

@@ -99,7 +99,9 @@ def _pick(logits: Array, noise: Array | None, temperature: float, top_k: int) ->
   if top_k:
     kth = jax.lax.top_k(logits, top_k)[0][..., -1:]
     logits = jnp.where(logits < kth, -jnp.inf, logits)
-  return jnp.where(bad, -1, jnp.argmax(logits + noise, axis=-1)).astype(jnp.int32)
+  if noise is not None:
+    logits = logits + noise
+  return jnp.where(bad, -1, jnp.argmax(logits, axis=-1)).astype(jnp.int32)
 
 
 # generate() draws the sampling noise of every step before its scan (one

@@ -199,7 +199,7 @@ def recurrent_weight_stats(cell: Cell, params) -> dict[str, dict[str, float]]:
   params = cell.prepare(params)  # e.g. expRNN's W = expm(S)
   if "w_hh" not in params:
     return {}
-  names = {1: ["w"], 3: ["r", "z", "n"], 4: ["i", "f", "g", "o"]}[cell.num_gates]
+  names = {1: ["w"], 3: ["r", "z", "n"], 4: ["i", "f", "g", "o"]}[getattr(cell, "num_gates")]
   H = cell.hidden_size
   w = np.asarray(params["w_hh"], np.float64)
   out = {}
@@ -220,7 +220,7 @@ def steps_in_the_past(norms: Array, floor: float = 1e-2) -> Array:
   return first_below - 1
 
 
-def parameter_sensitivity(cell: Cell, params, xs: Array, positions: Sequence[int],
+def parameter_sensitivity(cell: Cell, params, xs: Array, positions: Sequence[int] | Array,
                           key: Array) -> dict[str, Array]:
   """The sensitivity of the state at step t to the recurrent parameters and
   to the initial state, for each t in ``positions``.

@@ -91,7 +91,7 @@ def to_torch_state_dict(model: Cell | StackedRNN, params) -> dict[str, np.ndarra
 
 def _expected_shapes(stack: StackedRNN, input_size: int) -> dict[str, tuple]:
   """PyTorch's key -> shape for ``stack`` on inputs of ``input_size``."""
-  shapes = {}
+  shapes: dict[str, tuple] = {}
   for i, (cell, size) in enumerate(zip(stack.cells, stack._layer_input_sizes(input_size))):  # pylint: disable=protected-access
     _check_portable(cell)
     G, H = cell.num_gates, cell.hidden_size
@@ -143,7 +143,7 @@ def from_torch_state_dict(model: Cell | StackedRNN,
           f"state_dict[{k!r}] must have shape {shape} for {_describe(stack)}, "
           f"got {arrays[k].shape}")
 
-  out = {}
+  out: dict[str, Any] = {}
   for i, cell in enumerate(stack.cells):
     H, dt = cell.hidden_size, cell.param_dtype
     for suffix, direction in ([(f"_l{i}", "forward"), (f"_l{i}_reverse", "backward")]

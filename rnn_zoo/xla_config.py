@@ -55,6 +55,8 @@ def recommended_cpu_flags(cell: str | None = None, mode: str = "train") -> tuple
   other cell or None (a program that runs several kinds)."""
   if mode not in MODES:
     raise ValueError(f"mode must be one of {list(MODES)}, got {mode!r}")
+  if cell is None:
+    return RECOMMENDED_CPU_FLAGS
   return CELL_CPU_FLAGS.get((cell, mode), RECOMMENDED_CPU_FLAGS)
 
 

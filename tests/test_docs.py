@@ -13,7 +13,8 @@ MODULES = ["rnn_zoo", "rnn_zoo.cells", "rnn_zoo.cells.attention", "rnn_zoo.nn.en
            "rnn_zoo.cells.gru", "rnn_zoo.cells.linear", "rnn_zoo.parallel", "rnn_zoo.runner.api", "rnn_zoo.runner.inputs",
            "rnn_zoo.runner.select", "rnn_zoo.runner.stack", "rnn_zoo.nn.recurrent",
            "rnn_zoo.interop", "rnn_zoo.decoding", "rnn_zoo.models.sequence",
-           "rnn_zoo.models.char_lm", "rnn_zoo.cudnn"]
+           "rnn_zoo.models.char_lm", "rnn_zoo.cudnn", "rnn_zoo.nnx",
+           "rnn_zoo.nnx.recurrent", "rnn_zoo.nnx.models"]
 DOCS = pathlib.Path(__file__).parent.parent / "docs"
 
 

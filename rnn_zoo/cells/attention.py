@@ -236,6 +236,7 @@ class AttentionCell(Cell):
 
   def step(self, params, carry: AttentionCarry, x: Array):
     _check_annotated(carry)
+    assert self.cell is not None  # __post_init__ requires it
     inner = carry.inner._replace(h=carry.h)
     feed = lambda z: jnp.concatenate([x, z], -1) if self.feed_context else x
     if self.query == "before":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -60,9 +61,9 @@ class SimpleRNN(PointwiseCell):
   def irnn(cls, hidden_size: int, **kw) -> "SimpleRNN":
     """IRNN (Le, Jaitly & Hinton 2015): ReLU, identity recurrent weight,
     small Gaussian input weights (std 0.001), zero bias."""
-    kw = {"activation": "relu", "recurrent_init": "identity",
-          "input_init": "normal", "input_std": 0.001} | kw
-    return cls(hidden_size, **kw)
+    defaults: dict[str, Any] = {"activation": "relu", "recurrent_init": "identity",
+                                "input_init": "normal", "input_std": 0.001}
+    return cls(hidden_size, **(defaults | kw))
 
   def init(self, key, input_size):
     base.check_positive_int("input_size", input_size)

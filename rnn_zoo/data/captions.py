@@ -194,7 +194,7 @@ def load_coco_captions(annotations: str, image_dir: str, *,
   try:
     with open(annotations, encoding="utf-8") as f:
       data = json.load(f)
-    images = {}
+    images: dict = {}
     for n, im in enumerate(data["images"]):
       image_id = checks.json_int(f"{annotations!r}: images[{n}].id", im["id"])
       if image_id in images:
@@ -281,7 +281,8 @@ def tfds_coco_captions(data_dir: str | None, *, image_size: int = shapes.IMAGE_S
 def write_coco_references(source, path: str) -> None:
   """The source's reference captions in the COCO annotations format (what
   pycocoevalcap reads), image ids = indices for the shapes dataset."""
-  images, anns = [], []
+  images: list = []
+  anns: list = []
   for i in range(len(source)):
     ex = source[i]
     image_id = int(ex.get("image_id", ex.get("index", i)))

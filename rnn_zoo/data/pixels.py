@@ -17,6 +17,7 @@ from __future__ import annotations
 import gzip
 import os
 import struct
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -62,7 +63,7 @@ def load_digits(permuted: bool = False) -> dict[str, np.ndarray]:
 MNIST_FILES = {
     "train_x": "train-images-idx3-ubyte", "train_y": "train-labels-idx1-ubyte",
     "test_x": "t10k-images-idx3-ubyte", "test_y": "t10k-labels-idx1-ubyte"}
-_IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4",
+_IDX_DTYPES: dict[int, Any] = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4",
                0x0D: ">f4", 0x0E: ">f8"}
 
 
@@ -112,10 +113,11 @@ def load_mnist_idx(data_dir: str, permuted: bool = False) -> dict[str, np.ndarra
   if missing:
     raise UserError(f"data_dir {data_dir!r} lacks the MNIST IDX files {missing} "
                     "(.gz or not)")
+  found = {k: p for k, p in paths.items() if p is not None}
   out = {}
   for split in ("train", "test"):
-    images = read_idx(paths[f"{split}_x"])
-    labels = read_idx(paths[f"{split}_y"])
+    images = read_idx(found[f"{split}_x"])
+    labels = read_idx(found[f"{split}_y"])
     if images.ndim != 3 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
       raise UserError(f"MNIST {split} split in {data_dir!r}: images {images.shape} "
                       f"and labels {labels.shape} do not match ([N, rows, cols] and [N])")

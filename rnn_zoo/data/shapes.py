@@ -134,7 +134,10 @@ def make_scene(split: str, index: int) -> Scene:
   image = np.full((IMAGE_SIZE, IMAGE_SIZE, 3), 24, np.int32)
   image += rng.integers(-6, 7, size=image.shape)
   owner = np.full((IMAGE_SIZE, IMAGE_SIZE), -1, np.int32)
-  objs, shape, colour, size = [], [], [], []
+  objs: list = []
+  shape: list = []
+  colour: list = []
+  size: list = []
   centre = np.zeros((MAX_OBJECTS, 2), np.float32)
   for _ in range(n):
     i = len(objs)

@@ -163,7 +163,8 @@ def make_scene(split: str, index: int) -> Scene:
   checks.int_at_least("index", index, 0)
   rng = np.random.default_rng([SEED, SPLITS[split], index])
   image = np.zeros((IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
-  centres, shapes = [], []
+  centres: list = []
+  shapes: list = []
   r = OBJECT_SIZE
   for colour in COLOURS:
     while True:   # objects at least 2r + 2 apart (centre to centre, per axis)

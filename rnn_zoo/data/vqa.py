@@ -64,7 +64,7 @@ class SortOfClevrQuestions:
   def __init__(self, images, cache: bool = True):
     self.images = images
     self.per_image = 2 * soc.QUESTIONS_PER_KIND
-    self._cache = {} if cache else None
+    self._cache: dict | None = {} if cache else None
 
   def __len__(self):
     return len(self.images) * self.per_image
@@ -232,14 +232,14 @@ def _read_clevr(path: str, image_dir: str) -> list[dict]:
     raise UserError(f"questions file {path!r} is not in the CLEVR format (questions: "
                     f"question, answer, image_filename, image_index): "
                     f"{type(e).__name__}: {e}") from None
-  seen = {}
+  seen: dict = {}
   for n, r in enumerate(records):
     first = seen.setdefault(r["question_index"], n)
     if first != n:
       raise UserError(f"{path!r}: questions {first} and {n} share question_index "
                       f"{r['question_index']} (each question's predictions are kept "
                       "under its index: they must be unique)")
-  missing = collections.OrderedDict()
+  missing: collections.OrderedDict = collections.OrderedDict()
   for r in records:
     r["tokens"] = tokenize_question(r["question"])
     if not r["tokens"]:

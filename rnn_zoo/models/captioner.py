@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Sequence
+from typing import Sequence, cast
 
 import jax
 import jax.numpy as jnp
@@ -193,7 +193,7 @@ class Captioner:
       if getattr(images, "ndim", None) != 4 or tuple(images.shape[1:]) != (S, S, 3):
         raise UserError(f"images must be [batch, {S}, {S}, 3], got shape "
                         f"{tuple(getattr(images, 'shape', ()))}")
-      feats = self.cnn.apply(params["cnn"], images)
+      feats = cast(jax.Array, self.cnn.apply(params["cnn"], images))
       return with_coordinates(feats) if self.local_features else feats
     feats = images
     if not hasattr(feats, "ndim") or not jnp.issubdtype(feats.dtype, jnp.floating):
@@ -227,6 +227,7 @@ class Captioner:
       carry[0] = seed(carry[0])
     else:
       att = self.attention_cell
+      assert att is not None  # modes soft and hard have one
       first = att.with_features(params["stack"]["layer_0"], carry[0], feats, key=key)
       inner = seed(first.inner)
       carry[0] = first._replace(h=inner.h, inner=inner)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -65,7 +66,7 @@ class CharLM:
     k_emb, k_stack, k_head = jax.random.split(key, 3)
     in_size = self.embed_size or self.vocab_size
     H, V = self.cell.hidden_size, self.vocab_size
-    params = {"stack": self.stack.init(k_stack, in_size),
+    params: dict[str, Any] = {"stack": self.stack.init(k_stack, in_size),
               # Small head: the first loss is close to ln(V) (min-char-rnn's check).
               "head": {"w": 0.01 * jax.random.normal(k_head, (H, V)),
                        "b": jnp.zeros((V,))}}
@@ -126,6 +127,7 @@ class CharLM:
       ys, carry = self.stack.apply(params["stack"], xs, **kw)
     if use_dropout:  # also on the top layer's output, as char-rnn does
       keep = 1.0 - self.dropout_rate
+      assert k_out is not None
       ys = jnp.where(jax.random.bernoulli(k_out, keep, ys.shape), ys / keep, 0.0)
     return base.affine(ys, params["head"]["w"], params["head"]["b"]), carry
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Sequence
+from typing import Sequence, cast
 
 import jax
 import jax.numpy as jnp
@@ -179,7 +179,7 @@ class VQA:
     if not jnp.issubdtype(images.dtype, jnp.floating):
       raise UserError(f"images must be floating (values in [0, 1]), got dtype "
                       f"{images.dtype}")
-    return with_coordinates(self.cnn.apply(params["cnn"], images))
+    return with_coordinates(cast(jax.Array, self.cnn.apply(params["cnn"], images)))
 
   def read(self, params, questions) -> jax.Array:
     """``[B, Lq]`` word ids (``<NULL>``-padded) -> ``[B, Q]``."""
@@ -246,7 +246,7 @@ class VQA:
     protocol.check_no_randomness(key, deterministic)
     regions = self.regions(params, images)
     grouped = getattr(questions, "ndim", None) == 3
-    B, Q = (questions.shape[0], questions.shape[1]) if grouped else (None, 1)
+    B, Q = (questions.shape[0], questions.shape[1]) if grouped else (0, 1)
     if grouped:
       questions = questions.reshape(B * Q, questions.shape[2])
     q = self.read(params, questions)

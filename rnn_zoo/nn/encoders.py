@@ -74,7 +74,7 @@ class ConvEncoder(nn.Module):
       stride = self.first_stride if i == 0 else 2
       x = nn.relu(nn.Conv(c, (3, 3), strides=stride, name=f"conv_{i}")(x))
       first = x if i == 0 else first
-    if self.skip:
+    if self.skip and first is not None:
       # Location j pools first-block positions [w j, w (j + 1)), w =
       # ceil(side_1 / side): windows tiled from the top-left corner.
       w = tuple(-(-a // b) for a, b in zip(first.shape[1:3], x.shape[1:3]))
@@ -93,8 +93,8 @@ def with_coordinates(features: jax.Array) -> jax.Array:
                     f"{features.shape[1]}")
   grid = np.linspace(-1.0, 1.0, side, dtype=np.float32)
   xy = np.stack(np.meshgrid(grid, grid), axis=-1).reshape(-1, 2)     # (x, y), row-major
-  xy = jnp.broadcast_to(jnp.asarray(xy, features.dtype), features.shape[:2] + (2,))
-  return jnp.concatenate([features, xy], axis=-1)
+  coords = jnp.broadcast_to(jnp.asarray(xy, features.dtype), features.shape[:2] + (2,))
+  return jnp.concatenate([features, coords], axis=-1)
 
 
 def num_locations(image_size: int, blocks: int, first_stride: int = 1) -> int:

@@ -93,7 +93,7 @@ def check_carry(cell: Cell, carry, batch: int) -> None:
         f"got {type(carry).__name__}")
   ref_leaves = jax.tree_util.tree_flatten_with_path(ref)[0]
   got_leaves, got_tree = jax.tree_util.tree_flatten_with_path(carry)
-  if got_tree != jax.tree.structure(ref):
+  if got_tree != jax.tree.structure(ref):  # type: ignore[operator]
     raise UserError(
         f"initial_carry must have the structure of {type(cell).__name__}'s carry "
         f"{jax.tree.structure(ref)}, got {got_tree}")

@@ -76,7 +76,8 @@ def _cell_class(cell) -> str:
 
 def native_kind(cell) -> str | None:
   """``"lstm"`` or ``"gru"`` for the cells the native kernels run."""
-  return {LSTM: "lstm", GRU: "gru"}.get(type(cell))
+  kinds: dict[type, str] = {LSTM: "lstm", GRU: "gru"}
+  return kinds.get(type(cell))
 
 
 def _is_lstm(cell) -> bool:

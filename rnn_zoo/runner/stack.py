@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+from typing import Any, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -145,7 +145,7 @@ class StackedRNN:
 
   def init(self, key: Array, input_size: int) -> dict:
     base.check_positive_int("input_size", input_size)
-    params = {}
+    params: dict[str, Any] = {}
     for i, (cell, size) in enumerate(
         zip(self.cells, self._layer_input_sizes(input_size))):
       k = jax.random.fold_in(key, i)

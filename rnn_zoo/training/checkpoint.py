@@ -124,8 +124,8 @@ class Checkpointer:
     self.directory = os.path.abspath(directory)
     self.save_every = save_every
     self.saved_config = None  # the config of the restored checkpoint
-    self.log_window = []      # its per-step metrics not yet in a log row
-    self._undigested = []     # steps saved whose digest is not written yet
+    self.log_window: list = []      # its per-step metrics not yet in a log row
+    self._undigested: list = []     # steps saved whose digest is not written yet
     self._manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(
@@ -287,7 +287,7 @@ def newest_readable(steps: Sequence[int], read, directory: str):
   Raises:
     CheckpointError: none of ``steps`` could be read.
   """
-  failures = []
+  failures: list = []
   for step in reversed(list(steps)):
     try:
       return step, read(step), [s for s, _ in failures]

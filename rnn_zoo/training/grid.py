@@ -308,7 +308,7 @@ def train_group(configs: Sequence, make_workload: Callable[[Any], Workload], *,
   chunk_fn = jax.jit(chunk, static_argnums=4, donate_argnums=0,
                      out_shardings=(shard, NamedSharding(mesh, P(None, axis)), shard, shard))
 
-  results = [{"train": [], "eval": [], "diagnostics": [], "nonfinite_steps": 0}
+  results: list[dict[str, Any]] = [{"train": [], "eval": [], "diagnostics": [], "nonfinite_steps": 0}
              for _ in range(n)]
   step, total = 0, c0.num_steps
   while step < total:

@@ -190,8 +190,8 @@ def make_train_step(workload: Workload, optimizer, config):
       opt_state = keep(opt_state, state.opt_state)
     # A non-finite carry would poison every later batch: reset it.
     carry = jax.tree.map(lambda c: jnp.where(finite, c, jnp.zeros_like(c)), carry)
-    new_state = state.replace(
-        step=state.step + 1, params=params, opt_state=opt_state, carry=carry,
+    new_state = dataclasses.replace(
+        state, step=state.step + 1, params=params, opt_state=opt_state, carry=carry,
         nonfinite_steps=state.nonfinite_steps + (~finite).astype(jnp.int32))
     metrics = {"loss": loss, **aux, **stats, "finite": finite.astype(jnp.float32),
                "learning_rate": optim.applied_learning_rate(state.opt_state, schedule)}

@@ -13,6 +13,7 @@ import math
 import os
 import sys
 import time
+from typing import Any
 
 from absl import logging
 import jax
@@ -69,7 +70,7 @@ class MetricWriter:
   def __init__(self, workdir: str, *, resume_step: int = 0):
     self.active = jax.process_index() == 0
     self.path = os.path.join(workdir, "metrics.jsonl")
-    self._tb = None
+    self._tb: Any = None
     if not self.active:
       return
     os.makedirs(workdir, exist_ok=True)

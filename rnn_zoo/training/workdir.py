@@ -52,7 +52,7 @@ class WorkdirLock:
 
   def __init__(self, workdir: str):
     self.path = os.path.join(workdir, f".lock-{jax.process_index()}")
-    self._fd = None
+    self._fd: int | None = None
 
   def acquire(self) -> "WorkdirLock":
     fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)

@@ -448,3 +448,21 @@ def test_beam_length_tiny(tmp_path):
   assert "| 40 | 40 |" in (tmp_path / "report.md").read_text()
   bad = run("benchmarks.beam_length", f"--out={tmp_path}", "--beam=9", check=False)
   assert bad.returncode != 0 and "--beam must be at most --vocab=8, got 9" in bad.stderr
+
+
+def test_nnx_overhead_tiny(tmp_path):
+  run("benchmarks.nnx_overhead", f"--out={tmp_path}", "--cells=gru", "--shapes=2x5x3x4",
+      "--rounds=2", "--calls=1")
+  results = json.loads((tmp_path / "results.json").read_text())
+  (row,) = results["rows"]
+  assert row["cell"] == "gru" and row["shape"] == [2, 5, 3, 4, 1]
+  assert set(row["ratio"]) == {"functional", "linen", "nnx.jit", "nnx cached", "jax.jit pytree"}
+  assert row["ratio"]["functional"] == 1.0
+  for name, ms in row["median_ms"].items():
+    assert row["ratio"][name] == pytest.approx(ms / row["median_ms"]["functional"])
+    assert len(row["times_s"][name]) == 2
+  report = (tmp_path / "report.md").read_text()
+  assert "| gru | 2×5×3×4 |" in report and "- nnx.jit: largest ratio" in report
+  assert row["nnx_jit_empty_ms"] > 0 and "nnx_jit_empty_ms" not in row["ratio"]
+  bad = run("benchmarks.nnx_overhead", f"--out={tmp_path}", "--cells=lsmt", check=False)
+  assert bad.returncode != 0 and "--cells entries must be among" in bad.stderr
