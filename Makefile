@@ -3,6 +3,7 @@
 #   make test   create .venv, install with test extras, run the suite (CI)
 #   make check  the fast tier for the edit-test loop (no binaries,
 #               subprocesses or benchmark runs; under 3 minutes on 2 cores)
+#   make api    the API reference (pdoc) into build/api/
 # make test installs the "test" extra (pytest, PyTorch CPU, scikit-learn),
 # so nothing is skipped but the GPU (cuDNN) tests; CI (.ci/run) runs exactly `make test`.
 
@@ -14,7 +15,7 @@ PYTEST_ARGS ?= -n 2
 comma := ,
 STAMP := $(VENV)/.installed-$(subst $(comma),_,$(EXTRAS))
 
-.PHONY: demo test check native venv benchmark clean
+.PHONY: demo test check native venv benchmark api clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +46,10 @@ test: $(TEST_STAMP)
 
 check: $(TEST_STAMP)
 	$(VENV)/bin/python -m pytest $(PYTEST_ARGS) -m "not slow" tests
+
+# The API reference (pdoc) of the installed package, into build/api/.
+api: $(TEST_STAMP)
+	$(VENV)/bin/python -m pdoc rnn_zoo rnn_zoo.training -o build/api
 
 # The native CPU kernels (rnn_zoo.native): built by the install steps above
 # (a failure there leaves the scan runner, with the reason printed); again

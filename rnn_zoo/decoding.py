@@ -17,6 +17,7 @@ step (the reference, and the baseline the sampling benchmark compares with).
 
 from __future__ import annotations
 
+import typing
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -224,15 +225,16 @@ def generate_loop(step_fn: StepFn, params, carry, prompt: Array, *, length: int,
 # Beam search.
 
 class BeamState(NamedTuple):
-  """The state of a beam search over ``K`` beams for each of ``B`` rows."""
-  carry: Any        # the model's carry, rows [B * K] (beam k of row b at b*K + k)
-  last: Array       # [B, K] int32: each beam's last token (fed at the next step)
-  logprob: Array    # [B, K] float32: summed log-probabilities of the tokens
-  done: Array       # [B, K] bool: the beam has emitted ``end_token``
-  tokens: Array     # [max_length, B, K] int32: the token each beam took at step t
-  parents: Array    # [max_length, B, K] int32: the beam it continued (backpointers)
-  lengths: Array    # [B, K] int32: tokens generated, ``end_token`` included
-  t: Array          # int32: steps taken
+  """The state of a beam search over ``K`` beams for each of ``B`` rows:
+  ``tokens`` ``[max_length, B, K]``, ``lengths`` ``[B, K]`` (see each field)."""
+  carry: typing.Any        # the model's carry, rows [B * K] (beam k of row b at b*K + k)
+  last: jax.Array       # [B, K] int32: each beam's last token (fed at the next step)
+  logprob: jax.Array    # [B, K] float32: summed log-probabilities of the tokens
+  done: jax.Array       # [B, K] bool: the beam has emitted ``end_token``
+  tokens: jax.Array     # [max_length, B, K] int32: the token each beam took at step t
+  parents: jax.Array    # [max_length, B, K] int32: the beam it continued (backpointers)
+  lengths: jax.Array    # [B, K] int32: tokens generated, ``end_token`` included
+  t: jax.Array          # int32: steps taken
 
 
 # beam_search runs as one XLA loop, which Ctrl-C cannot stop: its length is

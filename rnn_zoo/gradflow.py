@@ -84,7 +84,8 @@ def hidden_grad_norms(loss_of_probes: Callable, probes) -> tuple:
 
 
 def norm(x: Array, axis=-1, keepdims: bool = False) -> Array:
-  """The L2 norm along ``axis``, scaled by the largest entry first, so that it
+  """The L2 norm of ``x`` (any shape, e.g. ``[B, T, H]``) along ``axis``
+  (``[B, T]``), scaled by the largest entry first, so that it
   stays exact for vectors far below the square root of the smallest normal
   number (``jnp.linalg.norm`` squares its entries: it returns 0 for a vector
   of 1e-160s in float64, of 1e-20s in float32)."""
@@ -212,7 +213,8 @@ def recurrent_weight_stats(cell: Cell, params) -> dict[str, dict[str, float]]:
 
 def steps_in_the_past(norms: Array, floor: float = 1e-2) -> Array:
   """How many steps back from the last one ``norms[t] / norms[-1]`` stays at
-  or above ``floor`` (counting back until the first step below it)."""
+  or above ``floor`` (counting back until the first step below it), for
+  ``norms`` ``[T]`` (or ``[..., T]``: one count per leading index)."""
   rel = norms / (norms[-1] + 1e-30)
   below = rel[::-1] < floor
   T = norms.shape[0]

@@ -36,6 +36,7 @@ captioner's other attention losses).
 from __future__ import annotations
 
 import dataclasses
+import typing
 from typing import Any, NamedTuple
 
 import jax
@@ -53,15 +54,16 @@ QUERIES = ("before", "after")
 
 
 class AttentionCarry(NamedTuple):
-  """Carry of :class:`AttentionCell`."""
-  h: Array          # [*batch, H] the wrapped cell's hidden state (the probes' target).
-  inner: Any        # the wrapped cell's carry (its ``h`` is superseded by ``h``).
-  context: Array    # [*batch, D] z_t, the (gated) attended annotation of the step.
-  alpha: Array      # [*batch, L] the step's attention weights (sum to one).
-  location: Array   # [*batch] int32 the sampled location (hard), -1 if none.
-  features: Array   # [*batch, L, D] the annotations a_i (constant over time).
-  projected: Array  # [*batch, L, A] a_i W_a + b, computed once per sequence.
-  key: Array        # [*batch, 2] uint32 PRNG key data (hard attention).
+  """Carry of :class:`AttentionCell`: ``h`` ``[*batch, H]``, ``context``
+  ``[*batch, D]``, ``features`` ``[*batch, L, D]`` (see each field)."""
+  h: jax.Array          # [*batch, H] the wrapped cell's hidden state (the probes' target).
+  inner: typing.Any        # the wrapped cell's carry (its ``h`` is superseded by ``h``).
+  context: jax.Array    # [*batch, D] z_t, the (gated) attended annotation of the step.
+  alpha: jax.Array      # [*batch, L] the step's attention weights (sum to one).
+  location: jax.Array   # [*batch] int32 the sampled location (hard), -1 if none.
+  features: jax.Array   # [*batch, L, D] the annotations a_i (constant over time).
+  projected: jax.Array  # [*batch, L, A] a_i W_a + b, computed once per sequence.
+  key: jax.Array        # [*batch, 2] uint32 PRNG key data (hard attention).
 
 
 def _check_annotated(carry) -> None:

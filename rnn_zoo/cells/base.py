@@ -21,13 +21,13 @@ PyTree = Any
 
 class HiddenCarry(NamedTuple):
   """Carry of :class:`SimpleRNN` and :class:`GRU`."""
-  h: Array  # [*batch, hidden] hidden state.
+  h: jax.Array  # [*batch, hidden] hidden state.
 
 
 class LSTMCarry(NamedTuple):
   """Carry of :class:`LSTM`."""
-  h: Array  # [*batch, hidden] hidden state (the output).
-  c: Array  # [*batch, hidden] cell state.
+  h: jax.Array  # [*batch, hidden] hidden state (the output).
+  c: jax.Array  # [*batch, hidden] cell state.
 
 
 check_choice = checks.choice

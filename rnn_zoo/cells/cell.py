@@ -42,8 +42,8 @@ class Cell(abc.ABC):
     param_dtype: the dtype ``init`` creates parameters in.
   """
   hidden_size: int
-  dtype: Any = jnp.float32
-  param_dtype: Any = jnp.float32
+  dtype: jax.typing.DTypeLike = jnp.float32
+  param_dtype: jax.typing.DTypeLike = jnp.float32
 
   def __post_init__(self):
     base.check_positive_int("hidden_size", self.hidden_size)

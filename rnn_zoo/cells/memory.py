@@ -207,8 +207,8 @@ class IndRNN(ProjectedCell):
 
 class OscillatorCarry(NamedTuple):
   """Carry of :class:`CoRNN`."""
-  h: Array  # [*batch, H] the oscillators' positions y (the output).
-  z: Array  # [*batch, H] their velocities y'.
+  h: jax.Array  # [*batch, H] the oscillators' positions y (the output).
+  z: jax.Array  # [*batch, H] their velocities y'.
 
 
 @dataclasses.dataclass(frozen=True)

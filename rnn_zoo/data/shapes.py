@@ -27,6 +27,7 @@ from __future__ import annotations
 import itertools
 from typing import NamedTuple
 
+import numpy
 import numpy as np
 
 from rnn_zoo import checks
@@ -51,12 +52,12 @@ SEED = 20261128
 
 class Scene(NamedTuple):
   """One scene: the image, what is in it, and its reference captions."""
-  image: np.ndarray      # [64, 64, 3] uint8
-  shape: np.ndarray      # [MAX_OBJECTS] int32 index into SHAPES (-1: no object)
-  colour: np.ndarray     # [MAX_OBJECTS] int32 index into COLOURS
-  size: np.ndarray       # [MAX_OBJECTS] int32 index into SIZES
-  centre: np.ndarray     # [MAX_OBJECTS, 2] float32 (x, y) in pixels, y downwards
-  masks: np.ndarray      # [MAX_OBJECTS, 64, 64] bool visible pixels of each object
+  image: numpy.ndarray      # [64, 64, 3] uint8
+  shape: numpy.ndarray      # [MAX_OBJECTS] int32 index into SHAPES (-1: no object)
+  colour: numpy.ndarray     # [MAX_OBJECTS] int32 index into COLOURS
+  size: numpy.ndarray       # [MAX_OBJECTS] int32 index into SIZES
+  centre: numpy.ndarray     # [MAX_OBJECTS, 2] float32 (x, y) in pixels, y downwards
+  masks: numpy.ndarray      # [MAX_OBJECTS, 64, 64] bool visible pixels of each object
   captions: list         # NUM_REFERENCES strings
 
   @property

@@ -101,7 +101,8 @@ def explain_impl(cell: Cell, params, xs: Array, *, impl: str = "auto",
                  **kwargs) -> Choice:
   """Which implementation :func:`unroll` runs for this call, and why.
 
-  Takes the arguments of :func:`unroll`; runs nothing. The answer to "why
+  Takes the arguments of :func:`unroll` (``xs`` ``[batch, time, input]``,
+  or ``[time, batch, input]`` with ``time_major``); runs nothing. The answer to "why
   is this slow": e.g. ``fused: the native kernel takes no lengths or
   hidden_probes; the fused backward pass applies``.
 

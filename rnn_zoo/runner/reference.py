@@ -19,7 +19,9 @@ Array = jax.Array
 def python_unroll_with_carries(cell: Cell, params, xs, *, initial_carry=None,
                                lengths=None, reverse=False, time_major=False,
                                hidden_probes=None):
-  """:func:`unroll_with_carries` as a plain Python loop (the reference).
+  """:func:`unroll_with_carries` as a plain Python loop (the reference):
+  ``xs`` ``[batch, time, input]`` (``lengths`` ``[batch]``) to ``(ys, final
+  carry, carries)``, every carry leaf ``[batch, time, ...]``.
 
   Written from the contract alone, sharing no code with the runner: each
   example runs on its own through ``cell.step`` over its first ``length``
@@ -76,7 +78,9 @@ def python_unroll_with_carries(cell: Cell, params, xs, *, initial_carry=None,
 def python_unroll(cell: Cell, params, xs: Array, *, initial_carry=None,
                   lengths=None, reverse=False, time_major=False,
                   hidden_probes=None):
-  """:func:`unroll` as a plain Python loop over ``cell.step``.
+  """:func:`unroll` as a plain Python loop over ``cell.step``: ``xs``
+  ``[batch, time, input]`` (``lengths`` ``[batch]``) to ``(ys [batch, time,
+  H], final carry)``.
 
   Slow (one traced step per example and time step); it is the reference the
   scan is tested against, and a debugging aid. Same results as

@@ -45,7 +45,8 @@ step, so it does not qualify)."""
 
 class Request(NamedTuple):
   """What one call of the runner asks for (the facts :func:`select_impl`
-  reads besides the cell and the platform)."""
+  reads besides the cell and the platform): flags and sizes only, no
+  arrays (``lengths`` says whether a ``[batch]`` lengths array was given)."""
   impl: str = "auto"            # the user's impl= (one of IMPLS)
   remat_chunk: int = 0          # 0: no remat; 1: per step; K: chunks of K
   all_carries: bool = False     # unroll_with_carries
