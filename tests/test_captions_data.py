@@ -283,3 +283,86 @@ def test_tfds_coco_captions_fails_fast_without_tensorflow_or_internet(monkeypatc
                      r"internet is unreachable .*download_and_prepare"):
     captions.tfds_coco_captions(None)
   assert time.monotonic() - start < 15
+
+
+def _png_bytes(size=(40, 30)):
+  import io  # pylint: disable=g-import-not-at-top
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  buf = io.BytesIO()
+  Image.new("RGB", size, (9, 9, 9)).save(buf, format="PNG")
+  return buf.getvalue()
+
+
+UNREADABLE = {
+    "corrupt": lambda: b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4,
+    "truncated": lambda: _png_bytes()[:60],
+    "zero-byte": lambda: b"",
+    "text": lambda: b"this is not an image\n",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(UNREADABLE))
+def test_unreadable_images_stop_the_loader_with_one_line(tmp_path, monkeypatch, kind):
+  monkeypatch.setenv("RNN_ZOO_CACHE", str(tmp_path / "cache"))
+  path, images = write_coco_fixture(tmp_path)
+  (images / "im_7.png").write_bytes(UNREADABLE[kind]())
+  with pytest.raises(ValueError, match=r"image file '.*im_7.png' cannot be read as an image"):
+    captions.load_coco_captions(str(path), str(images), image_size=16)
+
+
+def test_decompression_bombs_are_refused(tmp_path, monkeypatch):
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  from rnn_zoo.data import images as images_lib  # pylint: disable=g-import-not-at-top
+  monkeypatch.setenv("RNN_ZOO_CACHE", str(tmp_path / "cache"))
+  path, images = write_coco_fixture(tmp_path)
+  monkeypatch.setattr(images_lib, "MAX_IMAGE_PIXELS", 1000)     # 40 x 30 = 1,200
+  with pytest.raises(ValueError, match=r"im_1.png' is 40 x 30 pixels, over the loaders' "
+                                       r"bound of 1,000 \(a decompression bomb\?\)"):
+    captions.load_coco_captions(str(path), str(images), image_size=16)
+  monkeypatch.setattr(images_lib, "MAX_IMAGE_PIXELS", 10**9)
+  monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 500)            # PIL's own bound
+  with pytest.raises(ValueError, match=r"im_1.png' is too large to decode safely"):
+    captions.load_coco_captions(str(path), str(images), image_size=16)
+
+
+def test_images_are_checked_once_and_again_when_they_change(tmp_path, monkeypatch):
+  from rnn_zoo.data import images as images_lib  # pylint: disable=g-import-not-at-top
+  monkeypatch.setenv("RNN_ZOO_CACHE", str(tmp_path / "cache"))
+  path, images = write_coco_fixture(tmp_path)
+  names = ["im_1.png", "im_7.png"]
+  assert images_lib.check_images(str(images), names) == 2
+  assert images_lib.check_images(str(images), names) == 0          # remembered
+  (images / "im_7.png").write_bytes(_png_bytes((5, 5)))            # another size
+  assert images_lib.check_images(str(images), names) == 1
+  (images / "im_7.png").write_bytes(b"")
+  with pytest.raises(ValueError, match="im_7.png' cannot be read"):
+    images_lib.check_images(str(images), names)
+  # A file that rots after its check is still named when it is read.
+  (images / "im_7.png").write_bytes(_png_bytes())
+  src = captions.load_coco_captions(str(path), str(images), image_size=16)
+  (images / "im_7.png").write_bytes(b"rot")
+  with pytest.raises(ValueError, match="im_7.png' cannot be read"):
+    src[1]
+
+
+def test_captions_are_read_without_decoding_images(tmp_path, monkeypatch):
+  """The vocabulary and the evaluation references come from the captions
+  alone (COCO's 83k training images were decoded at every start)."""
+  from experiments.captioning import workload  # pylint: disable=g-import-not-at-top
+  from rnn_zoo.data import images as images_lib  # pylint: disable=g-import-not-at-top
+  monkeypatch.setenv("RNN_ZOO_CACHE", str(tmp_path / "cache"))
+  path, images = write_coco_fixture(tmp_path)
+  src = captions.load_coco_captions(str(path), str(images), image_size=16)
+
+  def no_decoding(*args):
+    raise AssertionError("an image was decoded")
+
+  monkeypatch.setattr(images_lib, "read_rgb", no_decoding)
+  assert workload._texts(src) == ["A red picture.", "red", "a blue one"]
+  refs = tmp_path / "refs.json"
+  captions.write_coco_references(src, str(refs))
+  data = json.loads(refs.read_text())
+  assert [im["id"] for im in data["images"]] == [1, 7]
+  assert [a["image_id"] for a in data["annotations"]] == [1, 1, 7]
+  # Sources without captions_of (the shapes data) are read item by item.
+  assert captions.captions_of(ListSource(2), 1) == (1, ["word1", "other1"])

@@ -2,6 +2,7 @@
 grain batches that are a function of the step."""
 
 import json
+import pathlib
 import threading
 
 import numpy as np
@@ -233,3 +234,14 @@ def test_a_numeric_answer_written_as_a_json_number_is_its_digits(tmp_path):
   _, _, answers = vqa.load_clevr(f["train"][0], f["val"][0], (f["train"][1], f["val"][1]),
                                  image_size=24)
   assert answers.words == ["2", "cube", "no", "yes"]
+
+
+def test_clevr_images_that_do_not_decode_stop_the_loader(tmp_path, monkeypatch):
+  """A corrupt image failed mid-training (after checkpoint 4); it is found
+  when the questions are loaded."""
+  monkeypatch.setenv("RNN_ZOO_CACHE", str(tmp_path / "cache"))
+  f = write_clevr(tmp_path / "data")
+  bad = pathlib.Path(f["val"][1]) / "CLEVR_val_000000.png"
+  bad.write_bytes(bad.read_bytes()[:50])
+  with pytest.raises(ValueError, match=r"CLEVR_val_000000.png' cannot be read as an image"):
+    vqa.load_clevr(f["train"][0], f["val"][0], (f["train"][1], f["val"][1]), image_size=24)

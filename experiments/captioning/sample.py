@@ -35,6 +35,7 @@ from experiments.captioning import evaluate
 from experiments.captioning import figures
 from experiments.captioning import workload
 from rnn_zoo.data import captions as captions_lib
+from rnn_zoo.data import images as images_lib
 from rnn_zoo.data import shape_language
 from rnn_zoo.errors import UserError
 
@@ -78,18 +79,12 @@ def load(workdir: str):
 
 def read_image(path: str, size: int) -> np.ndarray:
   """``[size, size, 3]`` float32 in [0, 1] from an image file."""
-  from PIL import Image, UnidentifiedImageError  # pylint: disable=g-import-not-at-top
   if not os.path.isfile(path):
     raise UserError(f"--images names {path!r}, which is not a file")
   try:
-    with Image.open(path) as im:
-      im = im.convert("RGB")
-      if im.size != (size, size):
-        im = im.resize((size, size), Image.BILINEAR)
-      return np.asarray(im, np.float32) / 255.0
-  except (UnidentifiedImageError, OSError) as e:
-    raise UserError(f"--images names {path!r}, which is not an image PIL can read "
-                    f"({e})") from None
+    return images_lib.read_rgb(path, size).astype(np.float32) / 255.0
+  except UserError as e:
+    raise UserError(f"--images: {e}") from None
 
 
 def caption_images(model, params, images, *, decoding_mode: str, max_length: int,

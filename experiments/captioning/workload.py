@@ -39,9 +39,11 @@ class Task:
 
 
 def _texts(source) -> list[str]:
+  """Every caption of ``source`` (no image decoded where the source can
+  say its captions alone, as COCO files can)."""
   out = []
   for i in range(len(source)):
-    out += [c.decode() if isinstance(c, bytes) else c for c in source[i]["captions"]]
+    out += captions_lib.captions_of(source, i)[1]
   return out
 
 

@@ -27,6 +27,7 @@ import numpy as np
 
 from rnn_zoo import checks
 from rnn_zoo.data import catalog
+from rnn_zoo.data import images as images_lib
 from rnn_zoo.data import shapes
 from rnn_zoo.data import shape_language
 from rnn_zoo.errors import UserError
@@ -167,19 +168,24 @@ class CocoCaptions:
     return len(self.records)
 
   def __getitem__(self, i):
-    from PIL import Image  # pylint: disable=g-import-not-at-top
     r = self.records[i]
-    with Image.open(os.path.join(self.image_dir, r["file_name"])) as im:
-      im = im.convert("RGB").resize((self.image_size, self.image_size), Image.BILINEAR)
-      image = np.asarray(im, np.uint8)
+    image = images_lib.read_rgb(os.path.join(self.image_dir, r["file_name"]),
+                                self.image_size)
     return {"image_id": r["image_id"], "file_name": r["file_name"], "image": image,
             "captions": list(r["captions"])}
+
+  def captions_of(self, i: int) -> tuple[int, list[str]]:
+    """``(image_id, captions)`` of item ``i``, without reading its image."""
+    r = self.records[i]
+    return r["image_id"], list(r["captions"])
 
 
 def load_coco_captions(annotations: str, image_dir: str, *,
                        image_size: int = shapes.IMAGE_SIZE) -> CocoCaptions:
   """Reads ``captions_*.json`` (``images``: id + file_name; ``annotations``:
-  image_id + caption) and checks that every image file exists.
+  image_id + caption) and checks that every image file exists and decodes
+  (:func:`rnn_zoo.data.images.check_images`: once per file, remembered in
+  the zoo's cache).
 
   Raises:
     UserError: a missing or malformed file, an annotation of an unknown
@@ -230,6 +236,7 @@ def load_coco_captions(annotations: str, image_dir: str, *,
       raise UserError(f"image file {path!r} (image_id {image_id}) does not exist")
     records.append({"image_id": image_id, "file_name": images[image_id],
                     "captions": captions[image_id]})
+  images_lib.check_images(image_dir, [r["file_name"] for r in records])
   return CocoCaptions(records, image_dir, image_size)
 
 
@@ -278,18 +285,27 @@ def tfds_coco_captions(data_dir: str | None, *, image_size: int = shapes.IMAGE_S
           "test": TfdsCocoCaptions(src["test"], image_size)}
 
 
+def captions_of(source, i: int) -> tuple[int, list[str]]:
+  """``(image_id, captions)`` of item ``i`` of a caption source: through the
+  source's ``captions_of`` when it has one (no image decoded: a COCO folder
+  is not re-read at each start), else from the item (image ids = indices
+  for the shapes dataset)."""
+  if hasattr(source, "captions_of"):
+    return source.captions_of(i)
+  ex = source[i]
+  return int(ex.get("image_id", ex.get("index", i))), _texts(ex["captions"])
+
+
 def write_coco_references(source, path: str) -> None:
   """The source's reference captions in the COCO annotations format (what
   pycocoevalcap reads), image ids = indices for the shapes dataset."""
   images: list = []
   anns: list = []
   for i in range(len(source)):
-    ex = source[i]
-    image_id = int(ex.get("image_id", ex.get("index", i)))
+    image_id, texts = captions_of(source, i)
     images.append({"id": image_id})
-    for c in ex["captions"]:
-      anns.append({"image_id": image_id, "id": len(anns),
-                   "caption": c.decode() if isinstance(c, bytes) else c})
+    for c in texts:
+      anns.append({"image_id": image_id, "id": len(anns), "caption": c})
   with open(path, "w", encoding="utf-8") as f:
     json.dump({"images": images, "annotations": anns, "type": "captions",
                "info": {}, "licenses": []}, f)

@@ -23,6 +23,7 @@ import numpy as np
 
 from rnn_zoo import checks
 from rnn_zoo.data import catalog
+from rnn_zoo.data import images as images_lib
 from rnn_zoo.data import sort_of_clevr as soc
 from rnn_zoo.errors import UserError
 
@@ -178,11 +179,9 @@ class ClevrQuestions:
     return len(self.records)
 
   def __getitem__(self, j):
-    from PIL import Image  # pylint: disable=g-import-not-at-top
     r = self.records[int(j)]
-    with Image.open(os.path.join(self.image_dir, r["image_filename"])) as im:
-      im = im.convert("RGB").resize((self.image_size, self.image_size), Image.BILINEAR)
-      image = np.asarray(im, np.uint8)
+    image = images_lib.read_rgb(os.path.join(self.image_dir, r["image_filename"]),
+                                self.image_size)
     ids = [self.words.index.get(w, 1) for w in r["tokens"][:self.max_length]]
     question = np.zeros(self.max_length, np.int32)
     question[:len(ids)] = ids
@@ -252,6 +251,7 @@ def _read_clevr(path: str, image_dir: str) -> list[dict]:
     name, q = next(iter(missing.items()))
     raise UserError(f"image file {os.path.join(image_dir, name)!r} (question {q}) does "
                     f"not exist ({len(missing)} image(s) missing in all)")
+  images_lib.check_images(image_dir, [r["image_filename"] for r in records])
   return records
 
 
