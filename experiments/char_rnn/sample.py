@@ -22,6 +22,7 @@ import os
 import sys
 
 from absl import flags
+from absl import logging
 import jax
 import ml_collections
 import numpy as np
@@ -131,6 +132,10 @@ def run():
   prime = _PRIME.value if _PRIME.value is not None else config["sample_prime"]
   if not prime:
     raise UserError(f"--prime must be a non-empty string, got {prime!r}")
+  unknown = sorted(set(prime) - set(vocab.chars))
+  if unknown:
+    logging.warning("--prime holds characters the corpus never had, read as the "
+                    "unknown token: %s", "".join(unknown))
   if _REPORT.value:
     return report(lm, params, vocab, config, step, prime)
   for i, s in enumerate(_sample(lm, params, vocab, prime, _TEMPERATURE.value,

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from rnn_zoo.cells import base
+from rnn_zoo.errors import UserError
 
 Array = jax.Array
 
@@ -141,6 +142,9 @@ class ProjectedCell(Cell):
     """One step given the projected input ``xp = x_t W_ih + b``."""
 
   def step(self, params, carry, x: Array):
+    dtype = getattr(x, "dtype", None)
+    if dtype is not None and not jnp.issubdtype(dtype, jnp.floating):
+      raise UserError(f"x must be a floating array, got dtype {dtype}")
     return self.step_projected(params, carry, self.input_projection(params, x))
 
 

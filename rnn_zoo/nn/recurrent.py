@@ -76,7 +76,12 @@ class RNN(nn.Module):
   def __call__(self, xs: jax.Array, *, initial_carry=None, lengths=None,
                deterministic: bool | None = None, hidden_probes=None):
     stack = self._stack()
-    params = self.param("stack", lambda key: stack.init(key, xs.shape[-1]))
+    if self.has_variable("params", "stack"):
+      # Read, not declared again: a mismatch with xs is then the runner's
+      # one-line error, not Flax's parameter-shape exception.
+      params = self.get_variable("params", "stack")
+    else:
+      params = self.param("stack", lambda key: stack.init(key, xs.shape[-1]))
     use_dropout = checks.use_dropout(self.dropout_rate, deterministic,
                                      has_key=self.has_rng("dropout"))
     key = self.make_rng("dropout") if use_dropout else None

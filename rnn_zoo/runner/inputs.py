@@ -108,6 +108,13 @@ def check_carry(cell: Cell, carry, batch: int) -> None:
       raise UserError(
           f"initial_carry.{name} must be a floating array (the carry of "
           f"{type(cell).__name__} is {want.dtype}), got dtype {got.dtype}")
+    if (jnp.issubdtype(want.dtype, jnp.floating)
+        and jnp.finfo(got.dtype).bits < jnp.finfo(want.dtype).bits):
+      raise UserError(
+          f"initial_carry.{name} has dtype {got.dtype}, narrower than the "
+          f"{want.dtype} carry of {type(cell).__name__}: the whole unroll would run "
+          f"in {got.dtype}; cast it (.astype({want.dtype})) or make the cell with "
+          f"dtype={got.dtype}")
 
 
 def check_resets(resets, B: int, T: int, time_major: bool, reverse: bool) -> Array:

@@ -7,7 +7,7 @@ import pytest
 import scipy.linalg
 
 import rnn_zoo as rz
-from zoo_helpers import make, randomize
+from zoo_helpers import CELL_FACTORIES, make, randomize
 
 
 def sigmoid(x):
@@ -212,3 +212,15 @@ def test_closed_form_pointwise_vjp_equals_autodiff(name, x64):
   want = rz.PointwiseCell.pointwise_vjp(cell, small, carry, xp, u, dcarry, dy)
   assert len(jax.tree.leaves(got)) == len(jax.tree.leaves(want))
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12), got, want)
+
+
+@pytest.mark.parametrize("name", sorted(CELL_FACTORIES))
+def test_step_refuses_integer_inputs_as_unroll_does(name):
+  cell = make(name, hidden=3)
+  params = cell.init(jax.random.key(0), 2)
+  x = jnp.ones((4, 2), jnp.int32)
+  with pytest.raises(rz.UserError, match="x must be a floating array, got dtype int32"):
+    cell.step(params, cell.initial_carry((4,)), x)
+  with pytest.raises(rz.UserError, match="xs must be a floating array, got dtype int32"):
+    rz.unroll(cell, params, x[:, None])
+  cell.step(params, cell.initial_carry((4,)), x.astype(jnp.float32))

@@ -10,7 +10,7 @@ import pytest
 from flax import nnx
 
 import rnn_zoo as rz
-from tests import zoo_helpers
+import zoo_helpers
 
 
 def _loss(ys):

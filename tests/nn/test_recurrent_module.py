@@ -94,3 +94,11 @@ def test_residual_glu_block_structure_probes_and_errors():
   assert len(norms) == 2 and all(n.shape == (9,) and bool(jnp.all(n > 0)) for n in norms)
   with pytest.raises(rz.UserError, match="block must be one of \\['none', 'residual_glu'\\], got 'mlp'"):
     rz.models.SequenceModel(rz.LRU(8), output_size=3, block="mlp").init(jax.random.key(0), xs)
+
+
+def test_inputs_of_another_size_are_the_runners_one_line_error():
+  """Flax's ScopeParamShapeError came out before."""
+  layer = rz.nn.RNN(rz.LSTM(4))
+  variables = layer.init(jax.random.key(0), jnp.ones((2, 5, 3)))
+  with pytest.raises(rz.UserError, match="7"):
+    layer.apply(variables, jnp.ones((2, 5, 7)))

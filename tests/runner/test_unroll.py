@@ -577,3 +577,16 @@ def test_remat_memory_is_bounded_in_T():
   assert plain[1] > 6 * plain[0], plain
   assert chunked[1] < 2 * chunked[0], chunked
   assert chunked[1] < plain[1] / 10, (chunked, plain)
+
+
+def test_a_narrower_initial_carry_is_refused():
+  """A float16 initial carry turned the whole float32 unroll float16."""
+  cell = rz.LSTM(4)
+  params = cell.init(jax.random.key(0), 3)
+  xs = jnp.ones((2, 5, 3))
+  with pytest.raises(rz.UserError, match=r"initial_carry.h has dtype float16, narrower "
+                     r"than the float32 carry of LSTM: the whole unroll would run in "
+                     r"float16; cast it \(.astype\(float32\)\)"):
+    rz.unroll(cell, params, xs, initial_carry=cell.initial_carry((2,), jnp.float16))
+  ys, carry = rz.unroll(cell, params, xs, initial_carry=cell.initial_carry((2,), jnp.float32))
+  assert ys.dtype == carry.h.dtype == jnp.float32

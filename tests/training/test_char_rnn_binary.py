@@ -76,6 +76,10 @@ def test_sample_binary_is_reproducible_and_argmax_is_deterministic(trained):
   c = sample(trained, "--prime=The ", "--length=40", "--temperature=0.8", "--seed=4",
              "--num_samples=2").stdout
   assert c != a
+  assert "--prime holds characters" not in sample(trained, "--prime=The ", "--length=5").stderr
+  odd = sample(trained, "--prime=Th\u00e9 \u20ac", "--length=5")   # not in the corpus
+  assert "--prime holds characters the corpus never had, read as the unknown token: " \
+      "\u00e9\u20ac" in odd.stderr
   g1 = sample(trained, "--length=40", "--temperature=0", "--seed=1").stdout
   g2 = sample(trained, "--length=40", "--temperature=0", "--seed=2").stdout
   assert g1 == g2 and g1.startswith("The ")
