@@ -79,7 +79,7 @@ class RNN(nn.Module):
     if self.has_variable("params", "stack"):
       # Read, not declared again: a mismatch with xs is then the runner's
       # one-line error, not Flax's parameter-shape exception.
-      params = self.get_variable("params", "stack")
+      params: Any = self.get_variable("params", "stack")
     else:
       params = self.param("stack", lambda key: stack.init(key, xs.shape[-1]))
     use_dropout = checks.use_dropout(self.dropout_rate, deterministic,
