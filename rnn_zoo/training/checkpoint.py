@@ -4,7 +4,9 @@
   the config (and a vocabulary, where the workload has one) is saved beside
   the train state in every checkpoint.
 * A kill during an async save leaves an ``*.orbax-checkpoint-tmp`` folder
-  that orbax ignores; a finished checkpoint with damaged files raises on
+  that orbax ignores (the next start removes it, saying so). A save that
+  fails to write (a full disk, a file size limit) ends the run with one
+  line naming the step and the checkpoints kept; a finished checkpoint with damaged files raises on
   restore, so :meth:`Checkpointer.restore_latest` falls back to older steps
   with a warning naming each one it skips, and stops with an error (never
   silently starts from scratch) when none can be restored.
@@ -22,7 +24,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging as logging_std
 import os
+import shutil
+import sys
 from typing import Any, Sequence
 
 from absl import logging
@@ -112,6 +117,66 @@ def describe_vocab_change(saved, requested) -> str:
   return "; ".join(parts)
 
 
+# What a write that could not finish says (tensorstore's wording, errno 27/28).
+_WRITE_FAILURES = ("Failed writing", "Failed to write", "No space left", "File too large")
+
+
+class _WriteFailureTracebacks(logging_std.Filter):
+  """Keeps the message of a record whose exception is a failed write, drops
+  its traceback: orbax's background threads and asyncio each log the same
+  failure with a traceback (hundreds of lines in all) before
+  :meth:`Checkpointer._finish` reports it in one line."""
+
+  def filter(self, record: logging_std.LogRecord) -> bool:
+    exc = record.exc_info[1] if record.exc_info else None
+    if exc is not None and any(w in str(exc) for w in _WRITE_FAILURES):
+      record.msg = f"{record.getMessage()}: {type(exc).__name__}: {str(exc)[:200]}"
+      record.args, record.exc_info, record.exc_text = (), None, None
+    return True
+
+
+def _closed_loop_callback(unraisable) -> bool:
+  """A callback from tensorstore's writer threads into the event loop of an
+  orbax save that has already ended (a failed save, or the interpreter
+  exiting): asyncio's ``RuntimeError('Event loop is closed')``, harmless."""
+  exc = unraisable.exc_value
+  return isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed"
+
+
+def quiet_write_failure_tracebacks() -> None:
+  """Installs the filter on the loggers orbax and asyncio write to, and an
+  unraisable-exception hook that drops only :func:`_closed_loop_callback`'s
+  case (each was printed with its traceback after a failed save); once."""
+  for name in ("absl", "asyncio"):
+    logger = logging_std.getLogger(name)
+    if not any(isinstance(f, _WriteFailureTracebacks) for f in logger.filters):
+      logger.addFilter(_WriteFailureTracebacks())
+  previous = sys.unraisablehook
+  if getattr(previous, "_rnn_zoo_quiet", False):
+    return
+
+  def hook(unraisable):
+    if not _closed_loop_callback(unraisable):
+      previous(unraisable)
+
+  hook._rnn_zoo_quiet = True  # type: ignore[attr-defined]
+  sys.unraisablehook = hook
+
+
+def _remove_unfinished(directory: str) -> None:
+  """Removes the ``*.orbax-checkpoint-tmp`` folders a killed or failed save
+  left (the workdir lock guarantees no other run is writing them)."""
+  try:
+    names = os.listdir(directory)
+  except OSError:
+    return
+  for name in sorted(names):
+    if name.endswith(".orbax-checkpoint-tmp"):
+      shutil.rmtree(os.path.join(directory, name), ignore_errors=True)
+      logging.info("removed the unfinished checkpoint %s (a save that was killed or "
+                   "failed)", os.path.join(directory, name))
+
+
 def _jsonable(tree):
   return json.loads(json.dumps(tree, default=str))
 
@@ -126,6 +191,9 @@ class Checkpointer:
     self.saved_config = None  # the config of the restored checkpoint
     self.log_window: list = []      # its per-step metrics not yet in a log row
     self._undigested: list = []     # steps saved whose digest is not written yet
+    quiet_write_failure_tracebacks()
+    if jax.process_index() == 0:
+      _remove_unfinished(self.directory)
     self._manager = ocp.CheckpointManager(
         self.directory,
         options=ocp.CheckpointManagerOptions(
@@ -151,7 +219,7 @@ class Checkpointer:
       items["log_window"] = ocp.args.JsonSave(_jsonable(log_window))
     # Orbax finishes the previous async save before it starts this one: its
     # files are final, so their digest is taken now.
-    self._manager.wait_until_finished()
+    self._finish()
     self._write_digests()
     if jax.process_index() == 0:
       _remove_digest(self.directory, step)  # a stale one of an older save at this step
@@ -183,12 +251,47 @@ class Checkpointer:
   def verify(self, step: int) -> bool:
     return verify_step(self.directory, step)
 
+  def _finish(self) -> None:
+    """Waits for the async save under way; a save that could not write its
+    files becomes one UserError naming the step and what is kept (orbax
+    raised its writer's error, with hundreds of lines of its async
+    machinery's tracebacks at exit)."""
+    try:
+      self._manager.wait_until_finished()
+    except (OSError, ValueError, RuntimeError) as e:
+      failed = self._undigested[-1] if self._undigested else None
+      self._undigested = self._undigested[:-1]
+      kept = [s for s in self._finished_steps() if s != failed]
+      reason = str(e).split("\n")[0]
+      reason = reason[:240] + ("..." if len(reason) > 240 else "")
+      self._abandon()
+      then = (f"the checkpoints at steps {kept} are kept: free disk space (or raise "
+              "the file size limit) and rerun to resume from the last of them"
+              if kept else "there is no earlier checkpoint: free disk space (or raise "
+              "the file size limit) and rerun to start again")
+      raise UserError(f"saving the checkpoint at step {failed} in {self.directory} "
+                      f"failed ({type(e).__name__}: {reason}); {then}") from None
+
+  def _finished_steps(self) -> list[int]:
+    try:
+      return sorted(int(n) for n in os.listdir(self.directory) if n.isdigit())
+    except OSError:
+      return []
+
+  def _abandon(self) -> None:
+    """Stops orbax's background writers after a failed save, so that the
+    process exits without their tracebacks."""
+    try:
+      self._manager.close()
+    except Exception:  # pylint: disable=broad-except
+      pass  # the same failure again: already reported
+
   def wait(self) -> None:
-    self._manager.wait_until_finished()
+    self._finish()
     self._write_digests()
 
   def close(self) -> None:
-    self._manager.wait_until_finished()
+    self._finish()
     self._write_digests()
     self._manager.close()
 

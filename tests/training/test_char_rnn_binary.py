@@ -193,3 +193,39 @@ def test_four_devices_shard_the_streams_and_agree_with_one(tmp_path):
   for x, y in zip(jax.tree.leaves((a["state"]["params"], a["state"]["carry"])),
                   jax.tree.leaves((b["state"]["params"], b["state"]["carry"]))):
     np.testing.assert_allclose(x, y, rtol=2e-5, atol=2e-6)
+
+
+def _file_size_limit(limit_bytes):
+  """A child whose writes fail past ``limit_bytes`` per file (EFBIG), as on a
+  full disk, instead of being killed by SIGXFSZ."""
+  def preexec():
+    import resource  # pylint: disable=g-import-not-at-top
+    import signal  # pylint: disable=g-import-not-at-top
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit_bytes, limit_bytes))
+  return preexec
+
+
+def test_a_save_that_cannot_write_is_one_line_and_the_next_start_cleans_up(tmp_path):
+  """A full disk during a save gave a 472-line orbax traceback and left its
+  .orbax-checkpoint-tmp folder behind."""
+  train(tmp_path, "--config.num_steps=10")
+  proc = subprocess.run(
+      [sys.executable, "-m", "experiments.char_rnn", f"--workdir={tmp_path}", SMOKE,
+       "--config.num_steps=30"], cwd=helpers.ROOT, env=helpers.env(), capture_output=True,
+      text=True, timeout=300, preexec_fn=_file_size_limit(50_000))
+  assert proc.returncode == 2, proc.stderr[-3000:]
+  errors = [l for l in proc.stderr.splitlines() if l.startswith("error: ")]
+  assert len(errors) == 1 and errors[0].startswith(
+      f"error: saving the checkpoint at step 20 in {tmp_path}/checkpoints failed (")
+  assert errors[0].endswith("; the checkpoints at steps [10] are kept: free disk space (or "
+                            "raise the file size limit) and rerun to resume from the last "
+                            "of them")
+  assert "Traceback" not in proc.stderr and "Event loop is closed" not in proc.stderr
+  assert len(proc.stderr.splitlines()) < 60
+  assert (tmp_path / "checkpoints" / "20.orbax-checkpoint-tmp").exists()
+  again = train(tmp_path, "--config.num_steps=30")
+  assert "removed the unfinished checkpoint" in again.stderr
+  assert "resumed from the checkpoint at step 10" in again.stderr
+  assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
+      "10", "20", "30", "digests"]
