@@ -44,3 +44,22 @@ def test_docs_python_blocks_run(page):
   namespace = {}
   for block in blocks:
     exec(compile(block, f"docs/{page}", "exec"), namespace)  # pylint: disable=exec-used
+
+
+def test_every_report_folder_is_in_the_reports_index():
+  index = (DOCS / "reports" / "README.md").read_text()
+  listed = re.findall(r"^\| \[(\w+)\]\((\w+)/report\.md\) \|", index, re.M)
+  assert all(a == b for a, b in listed)
+  folders = sorted(p.name for p in (DOCS / "reports").iterdir() if p.is_dir())
+  assert sorted(a for a, _ in listed) == folders
+  for name in folders:
+    assert (DOCS / "reports" / name / "report.md").is_file(), name
+
+
+def test_relative_links_in_the_docs_resolve():
+  bad = []
+  for page in [DOCS.parent / "README.md", *sorted(DOCS.rglob("*.md"))]:
+    for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text()):
+      if not target.startswith(("http://", "https://")) and not (page.parent / target).exists():
+        bad.append(f"{page.relative_to(DOCS.parent)}: {target}")
+  assert not bad, "\n".join(bad)
