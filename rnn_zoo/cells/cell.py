@@ -26,6 +26,8 @@ from rnn_zoo.cells import base
 from rnn_zoo.errors import UserError
 
 Array = jax.Array
+Params = Any  # a cell's params: a dict (pytree) of arrays
+Carry = Any   # a cell's carry: a NamedTuple of arrays (HiddenCarry, LSTMCarry, ...)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,48 +59,49 @@ class Cell(abc.ABC):
     """Returns the params dict for inputs of size ``input_size``."""
 
   @abc.abstractmethod
-  def initial_carry(self, batch_shape=(), dtype=None):
+  def initial_carry(self, batch_shape: int | tuple[int, ...] = (),
+                    dtype: jax.typing.DTypeLike | None = None) -> Carry:
     """Returns the all-zero carry for ``batch_shape`` (an int or a tuple)."""
 
   @abc.abstractmethod
-  def step(self, params, carry, x: Array):
+  def step(self, params: Params, carry: Carry, x: Array) -> tuple[Carry, Array]:
     """One time step: ``x`` is ``[*batch, I]``; returns ``(carry, y)``."""
 
   # ---- optional -----------------------------------------------------------
-  def check_params(self, params, input_size: int | None = None) -> None:
+  def check_params(self, params: Params, input_size: int | None = None) -> None:
     """Raises ValueError when ``params`` cannot be this cell's (default:
     accepts anything)."""
 
-  def check_initial_carry(self, carry) -> None:
+  def check_initial_carry(self, carry: Carry) -> None:
     """Raises ValueError when ``carry`` cannot start a sequence (the runner
     asks once per call; default: accepts anything of the right structure)."""
 
-  def input_size_of(self, params) -> int | None:
+  def input_size_of(self, params: Params) -> int | None:
     """The input size I the params were made for (None: unknown); reads
     params that :meth:`check_params` has accepted (the runner checks once,
     then asks)."""
     return None
 
-  def input_projection(self, params, x: Array) -> Array:
+  def input_projection(self, params: Params, x: Array) -> Array:
     """The part of the step that depends on ``x`` alone, for every step at
     once (the runner hoists it out of the loop). Default: ``x`` itself."""
     del params
     return x
 
-  def prepare(self, params):
+  def prepare(self, params: Params) -> Params:
     """The params as every step reads them, made once per call by the runner
     (hoisted out of the time loop, e.g. :class:`~rnn_zoo.ExpRNN`'s
     ``W = expm(S)``); :meth:`step` must accept both forms. Default: the
     params themselves."""
     return params
 
-  def step_projected(self, params, carry, xp: Array):
+  def step_projected(self, params: Params, carry: Carry, xp: Array) -> tuple[Carry, Array]:
     """One step given ``xp = input_projection(params, x_t)``."""
     return self.step(params, carry, xp)
 
   # ---- shared ------------------------------------------------------------
   @property
-  def carry_dtype(self):
+  def carry_dtype(self) -> jnp.dtype:
     return jnp.promote_types(self.dtype, jnp.float32)
 
   def _zeros(self, batch_shape, dtype):
@@ -126,22 +129,22 @@ class ProjectedCell(Cell):
     return {"w_ih": (input_size, gh), "w_hh": (self.hidden_size, gh),
             "b": (gh,)}
 
-  def check_params(self, params, input_size: int | None = None) -> None:
+  def check_params(self, params: Params, input_size: int | None = None) -> None:
     base.check_params(self, params, self.param_shapes(input_size))
 
-  def input_size_of(self, params) -> int:
+  def input_size_of(self, params: Params) -> int:
     return int(params["w_ih"].shape[0])
 
-  def input_projection(self, params, x: Array) -> Array:
+  def input_projection(self, params: Params, x: Array) -> Array:
     """``x @ w_ih + b``: ``[..., I] -> [..., G*H]``; hoisted out of the scan."""
     xw = base.matmul(x, params["w_ih"], self.dtype)
     return xw + base.at_rank(params["b"], xw.ndim)
 
   @abc.abstractmethod
-  def step_projected(self, params, carry, xp: Array):
+  def step_projected(self, params: Params, carry: Carry, xp: Array) -> tuple[Carry, Array]:
     """One step given the projected input ``xp = x_t W_ih + b``."""
 
-  def step(self, params, carry, x: Array):
+  def step(self, params: Params, carry: Carry, x: Array) -> tuple[Carry, Array]:
     dtype = getattr(x, "dtype", None)
     if dtype is not None and not jnp.issubdtype(dtype, jnp.floating):
       raise UserError(f"x must be a floating array, got dtype {dtype}")
@@ -157,14 +160,15 @@ class PointwiseCell(ProjectedCell):
   """
 
   @abc.abstractmethod
-  def pointwise(self, params, carry, xp, u):
+  def pointwise(self, params: Params, carry: Carry, xp: Array, u: Array) -> tuple[Carry, Array]:
     """The step after its two matmuls: ``xp = x_t W_ih + b`` and
     ``u = h_{t-1} W_hh``; everything left is elementwise.
 
     Only reads the params other than ``w_ih``, ``w_hh`` and ``b``.
     """
 
-  def pointwise_vjp(self, params, carry, xp, u, dcarry, dy):
+  def pointwise_vjp(self, params: Params, carry: Carry, xp: Array, u: Array,
+                    dcarry: Carry, dy: Array) -> tuple[Params, Carry, Array, Array]:
     """The backward of :meth:`pointwise` for the fused runner.
 
     Given the step's inputs and the cotangents of its outputs ``(carry, y)``,
@@ -178,10 +182,10 @@ class PointwiseCell(ProjectedCell):
                      params, carry, xp, u)
     return vjp((dcarry, dy))
 
-  def recurrent_matmul(self, params, h: Array) -> Array:
+  def recurrent_matmul(self, params: Params, h: Array) -> Array:
     """``u = h W_hh``: ``[..., H] -> [..., G*H]``."""
     return base.matmul(h, params["w_hh"], self.dtype)
 
-  def step_projected(self, params, carry, xp: Array):
+  def step_projected(self, params: Params, carry: Carry, xp: Array) -> tuple[Carry, Array]:
     return self.pointwise(params, carry, xp,
                           self.recurrent_matmul(params, carry.h))

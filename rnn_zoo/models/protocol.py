@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import functools
 import warnings
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Callable, Protocol, runtime_checkable
 
 import jax
 
@@ -53,7 +53,7 @@ class Model(Protocol):
            ) -> tuple[jax.Array, Any]: ...
 
 
-def keyword_key(init):
+def keyword_key(init: Callable) -> Callable:
   """Makes ``init(self, *, key)`` also accept the key positionally, with a
   DeprecationWarning (the zoo's models took ``init(key)`` until this
   release)."""
@@ -77,7 +77,7 @@ def keyword_key(init):
   return wrapper
 
 
-def check_no_randomness(key, deterministic) -> None:
+def check_no_randomness(key: jax.Array | None, deterministic: bool | None) -> None:
   """For a model without randomness: the protocol's ``key`` and
   ``deterministic`` are accepted; a wrong type is still an error."""
   checks.use_dropout(0.0, deterministic, has_key=key is not None)

@@ -89,21 +89,23 @@ class Model(nnx.Module):
         kwargs["key"] = key
     return kwargs
 
-  def __call__(self, *inputs, deterministic: bool | None = None, rngs=None, **kwargs):
+  def __call__(self, *inputs: Any, deterministic: bool | None = None, rngs: Any = None,
+               **kwargs: Any) -> Any:
     """``model.apply(params, *inputs, **kwargs)`` with this module's
     randomness (see the class doc)."""
     fn = self.model.apply
     return fn(self.to_params(), *inputs, **self._randomness(fn, deterministic, rngs),
               **kwargs)
 
-  def loss(self, *batch, deterministic: bool | None = None, rngs=None, **kwargs):
+  def loss(self, *batch: Any, deterministic: bool | None = None, rngs: Any = None,
+           **kwargs: Any) -> tuple[Any, Any]:
     """``model.loss(params, *batch, **kwargs)``: ``(scalar, aux)``, for
     ``nnx.value_and_grad(lambda m: m.loss(...), has_aux=True)``."""
     fn = self.model.loss
     return fn(self.to_params(), *batch, **self._randomness(fn, deterministic, rngs),
               **kwargs)
 
-  def call(self, method: str, *args, **kwargs):
+  def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
     """``getattr(model, method)(params, *args, **kwargs)``."""
     checks.choice("method", method, [m for m in dir(self.model)
                                      if not m.startswith("_") and callable(getattr(self.model, m))])

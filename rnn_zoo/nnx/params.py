@@ -42,7 +42,7 @@ def to_arrays(variables: Any) -> Any:
   return jax.tree.map(lambda v: v[...], variables, is_leaf=_is_variable)
 
 
-def rng_stream(rngs, stream: str = "dropout"):
+def rng_stream(rngs: nnx.Rngs | nnx.RngStream | None, stream: str = "dropout") -> Any:
   """A private fork of ``rngs``' ``stream`` (its ``"default"`` stream when
   it has none, as :class:`flax.nnx.Dropout` does), or None for no rngs."""
   if rngs is None:
@@ -55,7 +55,7 @@ def rng_stream(rngs, stream: str = "dropout"):
                   f"{type(rngs).__name__}")
 
 
-def draw_key(call_rngs, held) -> jax.Array | None:
+def draw_key(call_rngs: Any, held: Any) -> jax.Array | None:
   """A key from the call's ``rngs`` (an Rngs, RngStream or key) if given,
   else from the module's ``held`` stream; None when neither exists."""
   if call_rngs is None:

@@ -164,7 +164,7 @@ class RNN(nnx.Module):
     return module, {"params": {"stack": self.to_params()}}
 
   # -- the forward pass -------------------------------------------------------
-  def initial_carry(self, batch_size: int, dtype=None) -> tuple:
+  def initial_carry(self, batch_size: int, dtype: jax.typing.DTypeLike | None = None) -> tuple:
     """One carry per layer for ``batch_size`` sequences (zeros, or the learned
     state with ``learn_initial_carry``)."""
     params = self.to_params() if self.stack.learn_initial_carry else None
@@ -172,8 +172,8 @@ class RNN(nnx.Module):
 
   def __call__(self, xs: Array, *, initial_carry: tuple | None = None,
                lengths: Array | None = None, reverse: bool | None = None,
-               deterministic: bool | None = None, rngs=None,
-               hidden_probes: tuple | None = None):
+               deterministic: bool | None = None, rngs: Any = None,
+               hidden_probes: tuple | None = None) -> Any:
     """Runs the stack over ``xs`` ``[batch, time, in_features]``.
 
     Args:
@@ -198,7 +198,7 @@ class RNN(nnx.Module):
 
   def run(self, xs: Array, *, initial_carry: tuple | None = None,
           lengths: Array | None = None, reverse: bool | None = None,
-          deterministic: bool | None = None, rngs=None,
+          deterministic: bool | None = None, rngs: Any = None,
           hidden_probes: tuple | None = None) -> tuple[Array, tuple]:
     """``(ys, final carries)`` whatever ``return_carry`` (see ``__call__``)."""
     reverse = self.reverse if reverse is None else reverse
@@ -253,7 +253,7 @@ class Bidirectional(nnx.Module):
 
   def __call__(self, xs: Array, *, initial_carry: tuple | None = None,
                lengths: Array | None = None, deterministic: bool | None = None,
-               rngs=None):
+               rngs: Any = None) -> Any:
     c_f, c_b = (None, None) if initial_carry is None else initial_carry
     kw = {"lengths": lengths, "deterministic": deterministic, "rngs": rngs}
     ys_f, c_f = self.forward_rnn.run(xs, initial_carry=c_f, reverse=False, **kw)

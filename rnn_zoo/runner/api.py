@@ -16,7 +16,7 @@ import jax
 
 from rnn_zoo import cudnn as cudnn_kernels
 from rnn_zoo import native as native_kernels
-from rnn_zoo.cells.cell import Cell
+from rnn_zoo.cells.cell import Carry, Cell, Params
 from rnn_zoo.errors import UserError
 from rnn_zoo.runner import cudnn as cudnn_impl
 from rnn_zoo.runner import fused as fused_impl
@@ -97,7 +97,7 @@ def _run(cell, params, xs, impl, legacy, **kwargs):
     return scan_impl.run(cell, params, prep)
 
 
-def explain_impl(cell: Cell, params, xs: Array, *, impl: str = "auto",
+def explain_impl(cell: Cell, params: Params, xs: Array, *, impl: str = "auto",
                  **kwargs) -> Choice:
   """Which implementation :func:`unroll` runs for this call, and why.
 
@@ -126,7 +126,7 @@ def explain_impl(cell: Cell, params, xs: Array, *, impl: str = "auto",
   return _choose(cell, params, xs, impl, legacy, kwargs)[2]
 
 
-def unroll(cell: Cell, params, xs: Array, *, initial_carry=None,
+def unroll(cell: Cell, params: Params, xs: Array, *, initial_carry: Carry = None,
            lengths: Array | None = None, reverse: bool = False,
            time_major: bool = False, unroll: int | bool = 1,
            remat: bool | str | int = False,
@@ -237,7 +237,7 @@ def unroll(cell: Cell, params, xs: Array, *, initial_carry=None,
   return ys, carry
 
 
-def unroll_with_carries(cell: Cell, params, xs: Array, *, initial_carry=None,
+def unroll_with_carries(cell: Cell, params: Params, xs: Array, *, initial_carry: Carry = None,
                         lengths: Array | None = None, reverse: bool = False,
                         time_major: bool = False, unroll: int | bool = 1,
                         remat: bool | str | int = False,

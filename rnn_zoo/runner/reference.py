@@ -9,16 +9,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rnn_zoo.cells.cell import Cell
+from rnn_zoo.cells.cell import Carry, Cell, Params
 from rnn_zoo.errors import UserError
 from rnn_zoo.runner.inputs import zero_carry
 
 Array = jax.Array
 
 
-def python_unroll_with_carries(cell: Cell, params, xs, *, initial_carry=None,
-                               lengths=None, reverse=False, time_major=False,
-                               hidden_probes=None):
+def python_unroll_with_carries(cell: Cell, params: Params, xs: Array, *,
+                               initial_carry: Carry = None, lengths: Array | None = None,
+                               reverse: bool = False, time_major: bool = False,
+                               hidden_probes: Array | None = None
+                               ) -> tuple[Array, Carry, Carry]:
   """:func:`unroll_with_carries` as a plain Python loop (the reference):
   ``xs`` ``[batch, time, input]`` (``lengths`` ``[batch]``) to ``(ys, final
   carry, carries)``, every carry leaf ``[batch, time, ...]``.
@@ -38,17 +40,17 @@ def python_unroll_with_carries(cell: Cell, params, xs, *, initial_carry=None,
       hidden_probes = jnp.swapaxes(hidden_probes, 0, 1)
   B, T = xs.shape[0], xs.shape[1]
   if lengths is None:
-    lengths = [T] * B
+    steps = [T] * B
   else:
     if isinstance(lengths, jax.core.Tracer):
       raise UserError("python_unroll needs concrete lengths, got a tracer")
-    lengths = [int(n) for n in np.asarray(lengths)]
+    steps = [int(n) for n in np.asarray(lengths)]
   if initial_carry is None:
     initial_carry = zero_carry(cell, params, B)
   ys_rows, finals, carry_rows = [], [], []
   for b in range(B):
     carry = jax.tree.map(lambda a: a[b:b + 1], initial_carry)
-    L = lengths[b]
+    L = steps[b]
     order = list(range(L))[::-1] if reverse else list(range(L))
     y_at, c_at = {}, {}
     for t in order:
@@ -75,9 +77,10 @@ def python_unroll_with_carries(cell: Cell, params, xs, *, initial_carry=None,
   return ys, final, carries
 
 
-def python_unroll(cell: Cell, params, xs: Array, *, initial_carry=None,
-                  lengths=None, reverse=False, time_major=False,
-                  hidden_probes=None):
+def python_unroll(cell: Cell, params: Params, xs: Array, *, initial_carry: Carry = None,
+                  lengths: Array | None = None, reverse: bool = False,
+                  time_major: bool = False, hidden_probes: Array | None = None
+                  ) -> tuple[Array, Carry]:
   """:func:`unroll` as a plain Python loop over ``cell.step``: ``xs``
   ``[batch, time, input]`` (``lengths`` ``[batch]``) to ``(ys [batch, time,
   H], final carry)``.

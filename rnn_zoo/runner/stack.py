@@ -11,7 +11,7 @@ import jax.numpy as jnp
 
 from rnn_zoo import checks
 from rnn_zoo.cells import base
-from rnn_zoo.cells.cell import Cell
+from rnn_zoo.cells.cell import Carry, Cell, Params
 from rnn_zoo.errors import UserError
 from rnn_zoo.runner.api import unroll
 from rnn_zoo.runner.inputs import check_inputs
@@ -31,8 +31,10 @@ def _merge(ys_f, ys_b, merge):
   return ys_f + ys_b
 
 
-def bidirectional(cell: Cell, params, xs: Array, *, initial_carry=None,
-                  lengths=None, merge: str = "concat", **kwargs):
+def bidirectional(cell: Cell, params: Params, xs: Array, *,
+                  initial_carry: tuple[Carry, Carry] | None = None,
+                  lengths: Array | None = None, merge: str = "concat",
+                  **kwargs: Any) -> tuple[Array, tuple[Carry, Carry]]:
   """Runs ``cell`` forward and (length-aware) backward and merges outputs.
 
   Args:
@@ -180,9 +182,11 @@ class StackedRNN:
     return jax.tree.map(lambda z, l: jnp.broadcast_to(l.astype(z.dtype), z.shape),
                         zeros, tuple(params["initial_carry"]))
 
-  def apply(self, params, xs: Array, *, initial_carry=None, lengths=None,
-            key: Array | None = None, deterministic: bool | None = None,
-            hidden_probes: Sequence[Array | None] | None = None, **kwargs):
+  def apply(self, params: Params, xs: Array, *, initial_carry: Sequence[Carry] | None = None,
+            lengths: Array | None = None, key: Array | None = None,
+            deterministic: bool | None = None,
+            hidden_probes: Sequence[Array | None] | None = None,
+            **kwargs: Any) -> tuple[Array, tuple[Carry, ...]]:
     """Runs all layers; returns ``(ys, final_carries)``.
 
     Args:
@@ -231,8 +235,9 @@ class StackedRNN:
       carries.append(carry)
     return xs, tuple(carries)
 
-  def step(self, params, carry: tuple, x: Array, *, projected: bool = False,
-           key: Array | None = None, deterministic: bool | None = None):
+  def step(self, params: Params, carry: tuple, x: Array, *, projected: bool = False,
+           key: Array | None = None, deterministic: bool | None = None
+           ) -> tuple[tuple[Carry, ...], Array]:
     """One time step through every layer: ``(carries, y)``.
 
     What a decoder (char LM, captioner, VQA question reader) calls once per
@@ -301,9 +306,9 @@ class StackedRNN:
 # --------------------------------------------------------------------------
 # Truncated backpropagation through time.
 
-def truncated_bptt(model: Cell | StackedRNN, params, xs: Array, *,
-                   window: int, initial_carry=None, time_major: bool = False,
-                   key: Array | None = None, **kwargs):
+def truncated_bptt(model: Cell | StackedRNN, params: Params, xs: Array, *,
+                   window: int, initial_carry: Any = None, time_major: bool = False,
+                   key: Array | None = None, **kwargs: Any) -> tuple[Array, Any]:
   """Runs ``model`` over a long sequence in windows of ``window`` steps.
 
   The carry flows forward through the whole sequence, but the gradient is
