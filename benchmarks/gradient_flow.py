@@ -655,6 +655,21 @@ def run_in_workers(workers: int, devices: int, preset: dict, cells: list[str],
 # ---------------------------------------------------------------------------
 # Figures and the report.
 
+def dead_run(r: dict) -> bool:
+  """A run that stopped learning altogether: at its last measurement during
+  training, ‖dL/dh_t‖ on the held-out batch is exactly 0 at every step but
+  the last, so no gradient reaches the past (a ReLU cell whose units are
+  all off). Its loss sits at the baseline, but not "at chance" in the sense
+  of a cell that tries and fails: it is dead at its learning rate. A
+  vanishing gradient decays step by step and is not exactly 0 one step
+  back."""
+  during = r.get("grad_norms_during_training") or []
+  if not during:
+    return False
+  norms = during[-1][1]
+  return len(norms) > 1 and all(v == 0 for v in norms[:-1])
+
+
 def aggregate(rows: list[dict]) -> list[dict]:
   """The runs of each (task, T, cell, clip) over seeds: mean and spread."""
   import numpy as np  # pylint: disable=g-import-not-at-top
@@ -673,6 +688,7 @@ def aggregate(rows: list[dict]) -> list[dict]:
                 "steps_trained": max(r.get("steps_trained", r["steps"]) for r in rs),
                 "lr": rs[0]["lr"], "hidden": rs[0]["hidden"],
                 "seeds": len(rs), "diverged": int((~np.isfinite(f_all)).sum()),
+                "dead": sum(dead_run(r) for r in rs),
                 "final_mean": float(f.mean()),
                 "final_std": float(f.std(ddof=1)) if len(f) > 1 else 0.0,
                 "final_min": float(f.min()), "final_max": float(f.max()),
@@ -954,7 +970,8 @@ def _findings_who_learns(agg: list) -> list[str]:
     allsolved = [a for a in rs if a["solved"] == a["seeds"]]
     somesolved = [a for a in rs if 0 < a["solved"] < a["seeds"]]
     beat = [a for a in rs if a["beat"] and a not in allsolved]
-    stuck = [a for a in rs if a["final_min"] > 0.9]
+    dead = [a for a in rs if a.get("dead", 0) == a["seeds"]]
+    stuck = [a for a in rs if a["final_min"] > 0.9 and a not in dead]
     txt = f"**Which cells learn {task} at T={T} ({budget} steps, {n} seeds each).** "
     if allsolved:
       txt += "Solved (eval loss below 5% of the baseline) by every seed: " + ", ".join(
@@ -974,7 +991,14 @@ def _findings_who_learns(agg: list) -> list[str]:
     if task in PIXEL_TASKS and all("accuracy_mean" in a for a in rs):
       txt += ("Test accuracy (mean ± std over seeds; chance 0.10): " + ", ".join(
           f"{CELLS[a['cell']][0]} {a['accuracy_mean']:.3f} ± {a['accuracy_std']:.3f}"
+          + (" (dead)" if a in dead else "")
           for a in sorted(rs, key=lambda a: -a["accuracy_mean"])) + ". ")
+    if dead:
+      txt += ("Dead at its learning rate in every seed (by the end of training "
+              "‖dL/dh_t‖ is exactly 0 at every step but the last: no gradient "
+              "reaches the past, so it is not learning at all, which says nothing "
+              "of the cell at another rate): " +
+              ", ".join(f"{CELLS[a['cell']][0]} (lr {a['lr']:g})" for a in dead) + ". ")
     if stuck:
       txt += ("At the baseline in every seed (final loss above 90% of it): " +
               ", ".join(f"{CELLS[a['cell']][0]} ({a['final_mean']:.2f} ± "

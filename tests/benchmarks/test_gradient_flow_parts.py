@@ -120,3 +120,28 @@ def test_compare_published_pixel_mnist():
   assert "2000 steps × batch 32" in irnn["why"]
   assert got["permuted mnist: LSTM (forget bias 1) test error 12.0%"]["verdict"] == "disagrees"
   assert not any("adding" in k for k in got)
+
+
+def test_dead_runs_are_told_from_vanishing_ones():
+  """A run whose gradient reaches no step before the last is dead at its
+  rate (the IRNN at Adam 3e-3), not "at chance"; one whose gradient decays
+  step by step is not."""
+  from benchmarks import gradient_flow as gf  # pylint: disable=g-import-not-at-top
+  dead = {"grad_norms_during_training": [[0, [1e-3, 2e-3, 3e-2]], [500, [0.0, 0.0, 3e-2]]]}
+  vanishing = {"grad_norms_during_training": [[500, [1e-30, 1e-12, 3e-2]]]}
+  revived = {"grad_norms_during_training": [[500, [0.0, 0.0, 3e-2]], [1000, [0.0, 1e-9, 3e-2]]]}
+  assert gf.dead_run(dead) and not gf.dead_run(vanishing) and not gf.dead_run(revived)
+  assert not gf.dead_run({}) and not gf.dead_run({"grad_norms_during_training": []})
+  row = lambda r, seed: dict(r, task="digits", T=3, cell="irnn", clip_norm=1.0, steps=10,
+                             lr=0.003, hidden=4, final_over_baseline=1.0, beats_step=None,
+                             solved_step=None, seconds=1.0, seed=seed,
+                             final_metrics={"accuracy": 0.07})
+  (agg,) = gf.aggregate([row(dead, 0), row(dead, 1)])
+  assert agg["dead"] == 2
+  text = " ".join(gf._findings_who_learns([agg]))
+  assert "IRNN 0.070 ± 0.000 (dead)" in text
+  assert "Dead at its learning rate in every seed" in text and "IRNN (lr 0.003)" in text
+  assert "At the baseline in every seed" not in text
+  (mixed,) = gf.aggregate([row(dead, 0), row(vanishing, 1)])
+  assert mixed["dead"] == 1
+  assert "Dead at its learning rate" not in " ".join(gf._findings_who_learns([mixed]))
