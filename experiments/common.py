@@ -274,10 +274,26 @@ def mean_std(values) -> str:
   return f"{v.mean():.3f} ± {v.std(ddof=1):.3f}" if v.size > 1 else f"{v.mean():.3f}"
 
 
+def check_output(flag: str, path: str | None) -> None:
+  """A file the binary will write at the end: checked before any work, so
+  that a path it cannot write fails in one line at the start, not with a
+  traceback after the work is done."""
+  if not path:
+    return
+  folder = os.path.dirname(os.path.abspath(path))
+  if os.path.isdir(path):
+    raise rz.UserError(f"{flag} names {path!r}, which is a folder; give a file path")
+  if not os.path.isdir(folder):
+    raise rz.UserError(f"{flag} names {path!r}, whose folder {folder!r} does not exist")
+  if not os.access(folder, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+    raise rz.UserError(f"{flag} names {path!r}, which this user cannot write")
+
+
 def print_table(make_text, output: str | None) -> None:
   """Prints ``make_text()`` (a bad ``--runs`` ends in one line) and writes it
-  to ``output`` when given."""
+  to ``output`` when given (checked writable first)."""
   try:
+    check_output("--output", output)
     text = make_text()
   except rz.UserError as e:  # a user's mistake: one line, status 2
     print(f"error: {e}", file=sys.stderr)

@@ -201,6 +201,20 @@ def test_compare_tabulates_mean_and_spread_over_seeds(tmp_path):
     compare.common.read_results([f"x:{tmp_path}"], "vqa")
 
 
+def test_outputs_are_checked_before_any_work(tmp_path, capsys):
+  """An unwritable --output failed with a traceback after the work."""
+  from experiments import common  # pylint: disable=g-import-not-at-top
+  work = []
+  for output, message in ((str(tmp_path / "no" / "t.md"), "whose folder"),
+                          (str(tmp_path), "which is a folder")):
+    with pytest.raises(SystemExit) as e:
+      common.print_table(lambda: work.append(1) or "table", output)
+    assert e.value.code == 2 and message in capsys.readouterr().err
+  assert not work
+  common.print_table(lambda: "| a |", str(tmp_path / "t.md"))
+  assert (tmp_path / "t.md").read_text() == "| a |"
+
+
 @pytest.mark.parametrize("edit,message", [
     (lambda qs: [dict(qs[0], image_filename="../../etc/passwd")] + qs[1:],
      r"image_filename '../../etc/passwd' leads outside"),

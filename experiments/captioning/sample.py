@@ -102,6 +102,8 @@ def caption_images(model, params, images, *, decoding_mode: str, max_length: int
 
 def run():
   model, params, vocab, config, step = load(_WORKDIR.value)
+  common.check_output("--output", _OUTPUT.value)
+  common.check_output("--figure", _FIGURE.value)
   if _MAX_LENGTH.value < 0:
     raise UserError(f"--max_length must be >= 0 (0: the run's), got {_MAX_LENGTH.value}")
   max_length = _MAX_LENGTH.value or config.max_length

@@ -149,6 +149,9 @@ def test_sample_binary_captions_image_files(tmp_path, hard_run):
 @pytest.mark.parametrize("flags,message", [
     (["--images=/nonexistent.png"], "error: --images names '/nonexistent.png', which is not a file"),
     (["--images=README.md"], "error: --images: image file 'README.md' cannot be read as an image"),
+    (["--images=README.md", "--output=/nonexistent_dir/x.json"],
+     "error: --output names '/nonexistent_dir/x.json', whose folder '/nonexistent_dir' does not exist"),
+    (["--images=README.md", "--figure=/"], "error: --figure names '/', which is a folder"),
 ])
 def test_sample_binary_bad_input_is_one_line(hard_run, flags, message):
   proc = sample(hard_run, *flags)
