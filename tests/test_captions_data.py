@@ -114,8 +114,13 @@ def test_attention_pointing_measures_mass_inside_the_named_object():
     attention_maps.attention_pointing(caption, alphas[:3], objs, masks)
 
 
-def test_tfds_builder_prepares_the_same_scenes(tmp_path):
+def test_tfds_builder_prepares_the_same_scenes(tmp_path, monkeypatch):
+  import tempfile  # pylint: disable=g-import-not-at-top
+  scratch = tmp_path / "tmp"
+  scratch.mkdir()
+  monkeypatch.setattr(tempfile, "tempdir", str(scratch))
   src = captions.shape_captions(str(tmp_path / "a"), "tiny")
+  assert list(scratch.iterdir()) == []   # tfds left an empty tmp*tfds per preparation
   assert {k: len(v) for k, v in src.items()} == captions.SIZES["tiny"]
   again = captions.shape_captions(str(tmp_path / "b"), "tiny")
   for split in ("train", "compositional"):

@@ -6,10 +6,12 @@ to do instead."""
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import glob
 import os
 import socket
+import tempfile
 
 import numpy as np
 
@@ -64,7 +66,8 @@ def catalog_builder(name: str, data_dir: str | None, *, what: str, alternative: 
         f"({HOST[0]}:{HOST[1]}): prepare it on a connected machine with `python -c "
         f"\"import tensorflow_datasets as tfds; tfds.builder('{name}')"
         f".download_and_prepare()\"` and copy the tfds data dir over, {alternative}")
-  builder = tfds.builder(name, data_dir=data_dir, **builder_kwargs)
+  with _no_leaked_tempdirs():
+    builder = tfds.builder(name, data_dir=data_dir, **builder_kwargs)
   if not os.path.isfile(os.path.join(builder.data_dir, "dataset_info.json")):
     builder.download_and_prepare()
   return builder
@@ -121,6 +124,25 @@ def generated_builder(class_name: str, *, what: str, description: str, sizes: di
       "_generate_examples": _generate_examples})
 
 
+@contextlib.contextmanager
+def _no_leaked_tempdirs():
+  """Removes the empty ``/tmp/tmp*tfds`` folders tfds makes while it looks
+  for precomputed dataset info (``DatasetInfo.initialize_from_bucket``
+  creates one per builder and leaves it, empty, when there is nothing to
+  fetch). Only folders that appear during the block and are empty go."""
+  root = tempfile.gettempdir()
+  listing = lambda: {n for n in os.listdir(root) if n.startswith("tmp") and n.endswith("tfds")}
+  before = listing()
+  try:
+    yield
+  finally:
+    for name in listing() - before:
+      try:
+        os.rmdir(os.path.join(root, name))   # only if empty
+      except OSError:
+        pass
+
+
 def prepare_own(builder_class, data_dir: str, config: str) -> dict:
   """``{split: data source}`` of one of the project's generated builders,
   prepared as array_record into ``data_dir`` on first use (no download, no
@@ -134,6 +156,7 @@ def prepare_own(builder_class, data_dir: str, config: str) -> dict:
     # (Two preparations at once both wrote, and the second crashed renaming
     # its finished folder onto the first's.)
     fcntl.flock(lock, fcntl.LOCK_EX)
-    builder = builder_class(data_dir=data_dir, config=config, file_format="array_record")
-    builder.download_and_prepare()
+    with _no_leaked_tempdirs():
+      builder = builder_class(data_dir=data_dir, config=config, file_format="array_record")
+      builder.download_and_prepare()
   return dict(builder.as_data_source())
