@@ -378,3 +378,23 @@ def test_a_broken_compiler_output_is_not_cached(tmp_path, monkeypatch):
                      "kernel .*; not cached"):
     native.build()
   assert not list((tmp_path / "cache" / "native").glob("*.so"))
+
+
+@pytest.mark.parametrize("target, args, message", [
+    ("rnn_zoo_lstm_forward_infer", lambda z: (z(4, 16), z(1), z(3, 2, 16), z(2, 4), z(2, 4)),
+     r"b must be \[4H\]"),
+    ("rnn_zoo_gru_forward_infer", lambda z: (z(4, 12), z(12), z(3), z(3, 2, 12), z(2, 4)),
+     r"b_hn must be \[H\]"),
+    ("rnn_zoo_gru_forward_infer", lambda z: (z(4, 12), z(11), z(4), z(3, 2, 12), z(2, 4)),
+     r"b must be \[3H\]"),
+])
+def test_the_kernels_check_the_bias_length_themselves(target, args, message):
+  """A bias of length 1 was read past its end (different garbage on each
+  call); the Python wrappers check it, and so does the C++ handler when
+  called directly."""
+  z = lambda *shape: jnp.zeros(shape, jnp.float32)
+  outs = (jax.ShapeDtypeStruct((3, 2, 4), jnp.float32),)
+  if "lstm" in target:
+    outs += (jax.ShapeDtypeStruct((2, 4), jnp.float32),)
+  with pytest.raises(Exception, match=message):
+    jax.block_until_ready(native._call(target, outs, *args(z), batch_major=False))

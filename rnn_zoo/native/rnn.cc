@@ -95,6 +95,14 @@ ffi::Error check(const F32& w, const F32& xp, const F32& h0, const F32& c0,
   return ffi::Error::Success();
 }
 
+// A vector operand of n floats (the kernels read exactly n: a shorter one
+// would be read past its end).
+ffi::Error check_vector(const F32& v, int64_t n, const char* what) {
+  auto vd = v.dimensions();
+  if (vd.size() != 1 || vd[0] != n) return ffi::Error::InvalidArgument(what);
+  return ffi::Error::Success();
+}
+
 Schedule pool_schedule(ffi::ThreadPool& pool) {
   if (pool.num_threads() < 1) return nullptr;
   return [&pool](std::function<void()> task) { pool.Schedule(std::move(task)); };
@@ -105,6 +113,7 @@ ffi::Error ForwardImpl(ffi::ThreadPool pool, F32 w, F32 b, F32 xp, F32 h0, F32 c
                        F32Out acts, bool train) {
   Dims d;
   if (ffi::Error e = check(w, xp, h0, c0, batch_major, &d); e.failure()) return e;
+  if (ffi::Error e = check_vector(b, 4 * d.H, "b must be [4H]"); e.failure()) return e;
   forward(w.typed_data(), b.typed_data(), xp.typed_data(), nullptr, 0, h0.typed_data(),
           c0.typed_data(), d.T, d.B, d.H, batch_major, ys->typed_data(),
           train ? cs->typed_data() : nullptr, train ? acts->typed_data() : nullptr,
@@ -141,6 +150,7 @@ ffi::Error FusedForwardImpl(ffi::ThreadPool pool, F32 w, F32 w_ih, F32 b, F32 x,
   if (hd.size() != 2 || hd[0] != d.B || hd[1] != d.H || cd.size() != 2 ||
       cd[0] != d.B || cd[1] != d.H)
     return ffi::Error::InvalidArgument("h0 and c0 must be [B, H]");
+  if (ffi::Error e = check_vector(b, 4 * d.H, "b must be [4H]"); e.failure()) return e;
   forward(w.typed_data(), b.typed_data(), x.typed_data(), w_ih.typed_data(), id[0],
           h0.typed_data(), c0.typed_data(), d.T, d.B, d.H, batch_major, ys->typed_data(),
           train ? cs->typed_data() : nullptr, train ? acts->typed_data() : nullptr,
@@ -208,6 +218,8 @@ ffi::Error GruForwardImpl(ffi::ThreadPool pool, F32 w, F32 b, F32 b_hn, F32 xp, 
                           bool batch_major, F32Out ys, F32Out acts, bool train) {
   Dims d;
   if (ffi::Error e = check(w, xp, h0, h0, batch_major, &d, 3); e.failure()) return e;
+  if (ffi::Error e = check_vector(b, 3 * d.H, "b must be [3H]"); e.failure()) return e;
+  if (ffi::Error e = check_vector(b_hn, d.H, "b_hn must be [H]"); e.failure()) return e;
   gru_forward(w.typed_data(), b.typed_data(), b_hn.typed_data(), xp.typed_data(),
               h0.typed_data(), d.T, d.B, d.H, batch_major, ys->typed_data(),
               train ? acts->typed_data() : nullptr, wanted_threads(pool.num_threads()),
