@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from rnn_zoo.cells import base
-from rnn_zoo.cells.cell import PointwiseCell, ProjectedCell
+from rnn_zoo.cells.cell import Array, Carry, Params, PointwiseCell, ProjectedCell
 from rnn_zoo.errors import UserError
 
 VARIANTS = ("cudnn", "cho")
@@ -83,20 +83,21 @@ class GRU(PointwiseCell):
     super().__post_init__()
     _check(self, "cudnn")
 
-  def param_shapes(self, input_size):
+  def param_shapes(self, input_size: int | None) -> dict[str, tuple]:
     shapes = super().param_shapes(input_size)
     shapes["b_hn"] = (self.hidden_size,)
     return shapes
 
-  def init(self, key, input_size):
+  def init(self, key: Array, input_size: int) -> Params:
     params = _init(self, key, input_size)
     params["b_hn"] = jnp.zeros((self.hidden_size,), self.param_dtype)
     return params
 
-  def initial_carry(self, batch_shape=(), dtype=None):
+  def initial_carry(self, batch_shape: int | tuple[int, ...] = (),
+                    dtype: jax.typing.DTypeLike | None = None) -> Carry:
     return base.HiddenCarry(self._zeros(batch_shape, dtype))
 
-  def pointwise(self, params, carry, xp, u):
+  def pointwise(self, params: Params, carry: Carry, xp: Array, u: Array) -> tuple[Carry, Array]:
     H, h = self.hidden_size, carry.h
     rz = base.sigmoid(xp[..., :2 * H] + u[..., :2 * H])  # one op for r and z
     r, z = rz[..., :H], rz[..., H:]
@@ -104,7 +105,8 @@ class GRU(PointwiseCell):
     h_new = ((1.0 - z) * n + z * h).astype(h.dtype)
     return base.HiddenCarry(h_new), h_new
 
-  def pointwise_vjp(self, params, carry, xp, u, dcarry, dy):
+  def pointwise_vjp(self, params: Params, carry: Carry, xp: Array, u: Array,
+                    dcarry: Carry, dy: Array) -> tuple[Params, Carry, Array, Array]:
     H, h = self.hidden_size, carry.h
     rz = base.sigmoid(xp[..., :2 * H] + u[..., :2 * H])
     r, z = rz[..., :H], rz[..., H:]
@@ -151,13 +153,14 @@ class GRUCho(ProjectedCell):
     super().__post_init__()
     _check(self, "cho")
 
-  def init(self, key, input_size):
+  def init(self, key: Array, input_size: int) -> Params:
     return _init(self, key, input_size)
 
-  def initial_carry(self, batch_shape=(), dtype=None):
+  def initial_carry(self, batch_shape: int | tuple[int, ...] = (),
+                    dtype: jax.typing.DTypeLike | None = None) -> Carry:
     return base.HiddenCarry(self._zeros(batch_shape, dtype))
 
-  def step_projected(self, params, carry, xp):
+  def step_projected(self, params: Params, carry: Carry, xp: Array) -> tuple[Carry, Array]:
     H, h, w_hh = self.hidden_size, carry.h, params["w_hh"]
     rz = base.sigmoid(xp[..., :2 * H] + base.matmul(h, w_hh[:, :2 * H], self.dtype))
     r, z = rz[..., :H], rz[..., H:]

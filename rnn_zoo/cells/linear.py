@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from rnn_zoo.cells import base
-from rnn_zoo.cells.cell import ProjectedCell
+from rnn_zoo.cells.cell import Carry, Params, ProjectedCell
 from rnn_zoo.errors import UserError
 
 Array = jax.Array
@@ -52,23 +52,24 @@ class LinearRecurrentCell(ProjectedCell):
   only.
   """
 
-  def param_shapes(self, input_size):
+  def param_shapes(self, input_size: int | None) -> dict[str, tuple]:
     gh = self.num_gates * self.hidden_size
     return {"w_ih": (input_size, gh), "b": (gh,)}
 
-  def initial_carry(self, batch_shape=(), dtype=None):
+  def initial_carry(self, batch_shape: int | tuple[int, ...] = (),
+                    dtype: jax.typing.DTypeLike | None = None) -> Carry:
     return base.HiddenCarry(self._zeros(batch_shape, dtype))
 
   @abc.abstractmethod
-  def coefficients(self, params, xp: Array) -> tuple[Array, Array]:
+  def coefficients(self, params: Params, xp: Array) -> tuple[Array, Array]:
     """``(a, b)``, each ``[..., H]``, from the projected input ``[..., G*H]``."""
 
-  def log_coefficients(self, params, xp: Array) -> tuple[Array, Array]:
+  def log_coefficients(self, params: Params, xp: Array) -> tuple[Array, Array]:
     """``(log a, log b)`` computed stably (for ``impl="parallel_log"``)."""
     raise UserError(f'impl="parallel_log" needs log_coefficients, which '
                     f'{type(self).__name__} does not have; use impl="parallel"')
 
-  def step_projected(self, params, carry, xp):
+  def step_projected(self, params: Params, carry: Carry, xp: Array) -> tuple[Carry, Array]:
     a, b = self.coefficients(params, xp)
     h = self.from_scan(a * self.to_scan(carry.h) + b).astype(carry.h.dtype)
     return base.HiddenCarry(h), h
@@ -115,15 +116,15 @@ class MinGRU(LinearRecurrentCell):
   """
   num_gates = 2
 
-  def init(self, key, input_size):
+  def init(self, key: Array, input_size: int) -> Params:
     return self._init_weights(key, input_size)
 
-  def coefficients(self, params, xp):
+  def coefficients(self, params: Params, xp: Array) -> tuple[Array, Array]:
     H = self.hidden_size
     z = jax.nn.sigmoid(xp[..., :H])
     return 1.0 - z, z * g(xp[..., H:])
 
-  def log_coefficients(self, params, xp):
+  def log_coefficients(self, params: Params, xp: Array) -> tuple[Array, Array]:
     H = self.hidden_size
     k_z = xp[..., :H]
     return -jax.nn.softplus(k_z), -jax.nn.softplus(-k_z) + log_g(xp[..., H:])
@@ -153,17 +154,17 @@ class MinLSTM(LinearRecurrentCell):
 
   num_gates = 3
 
-  def init(self, key, input_size):
+  def init(self, key: Array, input_size: int) -> Params:
     H = self.hidden_size
     bias = jnp.zeros((3 * H,)).at[:H].set(self.forget_bias)
     return self._init_weights(key, input_size, bias)
 
-  def coefficients(self, params, xp):
+  def coefficients(self, params: Params, xp: Array) -> tuple[Array, Array]:
     H = self.hidden_size
     f, i = jax.nn.sigmoid(xp[..., :H]), jax.nn.sigmoid(xp[..., H:2 * H])
     return f / (f + i), i / (f + i) * g(xp[..., 2 * H:])
 
-  def log_coefficients(self, params, xp):
+  def log_coefficients(self, params: Params, xp: Array) -> tuple[Array, Array]:
     H = self.hidden_size
     # log(i / f): the normalized gates are sigmoids of it.
     diff = jax.nn.softplus(-xp[..., :H]) - jax.nn.softplus(-xp[..., H:2 * H])
@@ -238,12 +239,12 @@ class LRU(LinearRecurrentCell):
     """N: the complex modes (``hidden_size // 2``)."""
     return self.hidden_size // 2
 
-  def param_shapes(self, input_size):
+  def param_shapes(self, input_size: int | None) -> dict[str, tuple]:
     N = self.modes
     return dict(super().param_shapes(input_size), nu_log=(N,), theta_log=(N,),
                 gamma_log=(N,))
 
-  def init(self, key, input_size):
+  def init(self, key: Array, input_size: int) -> Params:
     base.check_positive_int("input_size", input_size)
     N, dt = self.modes, self.param_dtype
     k_b, k_r, k_p = jax.random.split(key, 3)
@@ -258,18 +259,18 @@ class LRU(LinearRecurrentCell):
             "nu_log": nu_log.astype(dt), "theta_log": theta_log.astype(dt),
             "gamma_log": gamma_log.astype(dt)}
 
-  def eigenvalues(self, params) -> Array:
+  def eigenvalues(self, params: Params) -> Array:
     """``lambda`` ``[N]`` (complex)."""
     return jnp.exp(-jnp.exp(params["nu_log"]) + 1j * jnp.exp(params["theta_log"]))
 
-  def coefficients(self, params, xp):
+  def coefficients(self, params: Params, xp: Array) -> tuple[Array, Array]:
     N = self.modes
     lam = self.eigenvalues(params)
     u = xp[..., :N] + 1j * xp[..., N:]
     return jnp.broadcast_to(lam, u.shape), base.at_rank(jnp.exp(params["gamma_log"]), u.ndim) * u
 
-  def to_scan(self, h):
+  def to_scan(self, h: Array) -> Array:
     return h[..., :self.modes] + 1j * h[..., self.modes:]
 
-  def from_scan(self, z):
+  def from_scan(self, z: Array) -> Array:
     return jnp.concatenate([z.real, z.imag], axis=-1)

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from rnn_zoo.cells import base
-from rnn_zoo.cells.cell import PointwiseCell
+from rnn_zoo.cells.cell import Array, Carry, Params, PointwiseCell
 from rnn_zoo.errors import UserError
 
 RECURRENT_INITS = ("orthogonal", "uniform", "glorot_uniform")
@@ -67,7 +67,7 @@ class LSTM(PointwiseCell):
     if self.chrono_t_max is not None and not self.chrono_t_max > 2:
       raise UserError(f"chrono_t_max must be > 2, got {self.chrono_t_max!r}")
 
-  def init(self, key, input_size):
+  def init(self, key: Array, input_size: int) -> Params:
     base.check_positive_int("input_size", input_size)
     H, dt = self.hidden_size, self.param_dtype
     k_ih, k_hh, k_b = jax.random.split(key, 3)
@@ -83,11 +83,12 @@ class LSTM(PointwiseCell):
     b = jnp.concatenate([b_i, b_f, jnp.zeros((2 * H,), dt)])
     return {"w_ih": w_ih, "w_hh": w_hh, "b": b}
 
-  def initial_carry(self, batch_shape=(), dtype=None):
+  def initial_carry(self, batch_shape: int | tuple[int, ...] = (),
+                    dtype: jax.typing.DTypeLike | None = None) -> Carry:
     z = self._zeros(batch_shape, dtype)
     return base.LSTMCarry(h=z, c=z)
 
-  def pointwise(self, params, carry, xp, u):
+  def pointwise(self, params: Params, carry: Carry, xp: Array, u: Array) -> tuple[Carry, Array]:
     i, f, g, o = self._gates(xp + u)
     c = f * carry.c + i * g
     h = o * jnp.tanh(c)
@@ -105,7 +106,8 @@ class LSTM(PointwiseCell):
     return (0.5 * a[..., :H] + 0.5, 0.5 * a[..., H:2 * H] + 0.5,
             a[..., 2 * H:3 * H], 0.5 * a[..., 3 * H:] + 0.5)
 
-  def pointwise_vjp(self, params, carry, xp, u, dcarry, dy):
+  def pointwise_vjp(self, params: Params, carry: Carry, xp: Array, u: Array,
+                    dcarry: Carry, dy: Array) -> tuple[Params, Carry, Array, Array]:
     del params
     i, f, g, o = self._gates(xp + u)
     c = f * carry.c + i * g

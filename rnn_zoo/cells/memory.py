@@ -27,7 +27,7 @@ import jax.numpy as jnp
 
 from rnn_zoo import checks
 from rnn_zoo.cells import base
-from rnn_zoo.cells.cell import ProjectedCell
+from rnn_zoo.cells.cell import Carry, Params, ProjectedCell
 
 Array = jax.Array
 
@@ -89,11 +89,11 @@ class ExpRNN(ProjectedCell):
     super().__post_init__()
     base.check_choice("init_scheme", self.init_scheme, EXPRNN_INITS)
 
-  def param_shapes(self, input_size):
+  def param_shapes(self, input_size: int | None) -> dict[str, tuple]:
     H = self.hidden_size
     return {"w_ih": (input_size, H), "skew": (H, H), "b": (H,)}
 
-  def init(self, key, input_size):
+  def init(self, key: Array, input_size: int) -> Params:
     base.check_positive_int("input_size", input_size)
     H, dt = self.hidden_size, self.param_dtype
     k_ih, k_a, k_b = jax.random.split(key, 3)
@@ -107,24 +107,25 @@ class ExpRNN(ProjectedCell):
     b = jax.random.uniform(k_b, (H,), dt, -0.01, 0.01)
     return {"w_ih": w_ih, "skew": skew_blocks(angles, H, dt), "b": b}
 
-  def recurrent_weight(self, params) -> Array:
+  def recurrent_weight(self, params: Params) -> Array:
     """``W = expm(A - Aᵀ)`` ``[H, H]``, orthogonal."""
     a = params["skew"]
     s = (a - a.T).astype(jnp.promote_types(a.dtype, jnp.float32))
     return jax.scipy.linalg.expm(s).astype(a.dtype)
 
-  def prepare(self, params):
+  def prepare(self, params: Params) -> Params:
     if "w_hh" in params:
       return params
     return {**params, "w_hh": self.recurrent_weight(params)}
 
-  def input_projection(self, params, x):
+  def input_projection(self, params: Params, x: Array) -> Array:
     return base.matmul(x, params["w_ih"], self.dtype)
 
-  def initial_carry(self, batch_shape=(), dtype=None):
+  def initial_carry(self, batch_shape: int | tuple[int, ...] = (),
+                    dtype: jax.typing.DTypeLike | None = None) -> Carry:
     return base.HiddenCarry(self._zeros(batch_shape, dtype))
 
-  def step_projected(self, params, carry, xp):
+  def step_projected(self, params: Params, carry: Carry, xp: Array) -> tuple[Carry, Array]:
     w = self.prepare(params)["w_hh"]
     z = xp + base.matmul(carry.h, w, self.dtype)
     h = modrelu(z, base.at_rank(params["b"], z.ndim)).astype(carry.h.dtype)
@@ -176,11 +177,11 @@ class IndRNN(ProjectedCell):
     """``magnitude^(1/t_max)``, or None without ``t_max``."""
     return self.magnitude ** (1.0 / self.t_max) if self.t_max else None
 
-  def param_shapes(self, input_size):
+  def param_shapes(self, input_size: int | None) -> dict[str, tuple]:
     H = self.hidden_size
     return {"w_ih": (input_size, H), "u": (H,), "b": (H,)}
 
-  def init(self, key, input_size):
+  def init(self, key: Array, input_size: int) -> Params:
     base.check_positive_int("input_size", input_size)
     H, dt = self.hidden_size, self.param_dtype
     k_ih, k_u = jax.random.split(key)
@@ -189,15 +190,16 @@ class IndRNN(ProjectedCell):
             "u": jax.random.uniform(k_u, (H,), dt, 0.0, high),
             "b": jnp.zeros((H,), dt)}
 
-  def recurrent_weights(self, params) -> Array:
+  def recurrent_weights(self, params: Params) -> Array:
     """``u`` as the step uses it (clipped to the bound)."""
     u = params["u"]
     return u if self.bound is None else jnp.clip(u, -self.bound, self.bound)
 
-  def initial_carry(self, batch_shape=(), dtype=None):
+  def initial_carry(self, batch_shape: int | tuple[int, ...] = (),
+                    dtype: jax.typing.DTypeLike | None = None) -> Carry:
     return base.HiddenCarry(self._zeros(batch_shape, dtype))
 
-  def step_projected(self, params, carry, xp):
+  def step_projected(self, params: Params, carry: Carry, xp: Array) -> tuple[Carry, Array]:
     u = base.at_rank(self.recurrent_weights(params), carry.h.ndim)
     pre = xp + (u * carry.h).astype(xp.dtype)
     h = (jax.nn.relu(pre) if self.activation == "relu" else jnp.tanh(pre))
@@ -251,11 +253,11 @@ class CoRNN(ProjectedCell):
     for name in ("dt", "gamma", "epsilon"):
       checks.positive_number(name, getattr(self, name))
 
-  def param_shapes(self, input_size):
+  def param_shapes(self, input_size: int | None) -> dict[str, tuple]:
     H = self.hidden_size
     return {"w_ih": (input_size, H), "w_hh": (H, H), "w_hz": (H, H), "b": (H,)}
 
-  def init(self, key, input_size):
+  def init(self, key: Array, input_size: int) -> Params:
     base.check_positive_int("input_size", input_size)
     H, dt = self.hidden_size, self.param_dtype
     bound = 1.0 / math.sqrt(input_size + 2 * H)
@@ -264,10 +266,11 @@ class CoRNN(ProjectedCell):
     return {"w_ih": u(ks[0], (input_size, H)), "w_hh": u(ks[1], (H, H)),
             "w_hz": u(ks[2], (H, H)), "b": u(ks[3], (H,))}
 
-  def initial_carry(self, batch_shape=(), dtype=None):
+  def initial_carry(self, batch_shape: int | tuple[int, ...] = (),
+                    dtype: jax.typing.DTypeLike | None = None) -> Carry:
     return OscillatorCarry(self._zeros(batch_shape, dtype), self._zeros(batch_shape, dtype))
 
-  def step_projected(self, params, carry, xp):
+  def step_projected(self, params: Params, carry: Carry, xp: Array) -> tuple[Carry, Array]:
     y, z = carry.h, carry.z
     pre = (xp + base.matmul(y, params["w_hh"], self.dtype)
            + base.matmul(z, params["w_hz"], self.dtype))

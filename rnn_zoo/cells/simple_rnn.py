@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from rnn_zoo.cells import base
-from rnn_zoo.cells.cell import PointwiseCell
+from rnn_zoo.cells.cell import Array, Carry, Params, PointwiseCell
 
 ACTIVATIONS = ("tanh", "relu", "linear")
 RECURRENT_INITS = ("uniform", "orthogonal", "identity", "glorot_uniform")
@@ -65,7 +65,7 @@ class SimpleRNN(PointwiseCell):
                                 "input_init": "normal", "input_std": 0.001}
     return cls(hidden_size, **(defaults | kw))
 
-  def init(self, key, input_size):
+  def init(self, key: Array, input_size: int) -> Params:
     base.check_positive_int("input_size", input_size)
     H, dt = self.hidden_size, self.param_dtype
     k_ih, k_hh = jax.random.split(key)
@@ -86,10 +86,11 @@ class SimpleRNN(PointwiseCell):
     return {"w_ih": w_ih, "w_hh": self.recurrent_scale * w_hh,
             "b": jnp.zeros((H,), dt)}
 
-  def initial_carry(self, batch_shape=(), dtype=None):
+  def initial_carry(self, batch_shape: int | tuple[int, ...] = (),
+                    dtype: jax.typing.DTypeLike | None = None) -> Carry:
     return base.HiddenCarry(self._zeros(batch_shape, dtype))
 
-  def pointwise(self, params, carry, xp, u):
+  def pointwise(self, params: Params, carry: Carry, xp: Array, u: Array) -> tuple[Carry, Array]:
     pre = xp + u
     if self.activation == "tanh":
       h = jnp.tanh(pre)
@@ -100,7 +101,8 @@ class SimpleRNN(PointwiseCell):
     h = h.astype(carry.h.dtype)
     return base.HiddenCarry(h), h
 
-  def pointwise_vjp(self, params, carry, xp, u, dcarry, dy):
+  def pointwise_vjp(self, params: Params, carry: Carry, xp: Array, u: Array,
+                    dcarry: Carry, dy: Array) -> tuple[Params, Carry, Array, Array]:
     del params
     pre = xp + u
     dh = dcarry.h + dy
