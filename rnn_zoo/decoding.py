@@ -136,7 +136,7 @@ def _decode_step(step_fn: StepFn, params, key, temperature, top_k, end_token):
   return one
 
 
-def prime(step_fn: StepFn, params, carry, prompt: Array):
+def prime(step_fn: StepFn, params: Any, carry: Any, prompt: Array) -> Any:
   """Feeds ``prompt[:, :-1]`` (teacher forcing) and returns the carry."""
   if prompt.shape[1] == 1:
     return carry
@@ -148,9 +148,9 @@ def prime(step_fn: StepFn, params, carry, prompt: Array):
   return carry
 
 
-def generate(step_fn: StepFn, params, carry, prompt: Array, *, length: int,
+def generate(step_fn: StepFn, params: Any, carry: Any, prompt: Array, *, length: int,
              key: Array, temperature: float = 1.0, top_k: int = 0,
-             end_token: int | None = None):
+             end_token: int | None = None) -> tuple[Array, Any]:
   """Continues ``prompt`` by ``length`` tokens.
 
   Args:
@@ -202,9 +202,9 @@ def generate(step_fn: StepFn, params, carry, prompt: Array, *, length: int,
   return jnp.swapaxes(toks, 0, 1), carry
 
 
-def generate_loop(step_fn: StepFn, params, carry, prompt: Array, *, length: int,
+def generate_loop(step_fn: StepFn, params: Any, carry: Any, prompt: Array, *, length: int,
                   key: Array, temperature: float = 1.0, top_k: int = 0,
-                  end_token: int | None = None):
+                  end_token: int | None = None) -> tuple[Array, Any]:
   """:func:`generate` as a Python loop over a jitted step (reference)."""
   _check(temperature, top_k, length, prompt)
   _check_against_model(step_fn, params, carry, prompt, top_k, end_token)
@@ -326,8 +326,9 @@ def _beam_finish(state: BeamState, length_penalty: float):
           "steps": state.t}
 
 
-def beam_search(step_fn: StepFn, params, carry, prompt: Array, *, beam_size: int,
-                max_length: int, end_token: int, length_penalty: float = 0.0):
+def beam_search(step_fn: StepFn, params: Any, carry: Any, prompt: Array, *, beam_size: int,
+                max_length: int, end_token: int, length_penalty: float = 0.0
+                ) -> dict[str, Array]:
   """Beam search as one ``lax.while_loop``, for a batch of prompts.
 
   Each row keeps the ``beam_size`` most likely prefixes (by summed
@@ -383,9 +384,9 @@ def beam_search(step_fn: StepFn, params, carry, prompt: Array, *, beam_size: int
   return _beam_finish(state, length_penalty)
 
 
-def beam_search_loop(step_fn: StepFn, params, carry, prompt: Array, *,
+def beam_search_loop(step_fn: StepFn, params: Any, carry: Any, prompt: Array, *,
                      beam_size: int, max_length: int, end_token: int,
-                     length_penalty: float = 0.0):
+                     length_penalty: float = 0.0) -> dict[str, Array]:
   """:func:`beam_search` as a Python loop over a jitted step (the reference,
   and the baseline of ``benchmarks/decoding.py``)."""
   _check_beam(beam_size, max_length, end_token, length_penalty, prompt, bounded=False)

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Sequence, cast
+from typing import Any, Sequence, cast
 
 import jax
 import jax.numpy as jnp
@@ -246,7 +246,7 @@ class Captioner:
       raise UserError(f"{name} must be integer word ids, got dtype {tokens.dtype}")
     checks.ids_in_range(name, tokens, self.vocab_size)
 
-  def step(self, params, carry, tokens):
+  def step(self, params: dict, carry: tuple, tokens: jax.Array) -> tuple[tuple, jax.Array]:
     """One word per caption: ``tokens [B] -> (carry, logits [B, V])`` (for
     :mod:`rnn_zoo.decoding`: greedy, sampling, beam search)."""
     self._check_tokens(tokens, "tokens")
@@ -254,8 +254,9 @@ class Captioner:
     carry, h = self.stack.step(params["stack"], carry, x)
     return carry, self._logits(params, h, carry[0])
 
-  def apply(self, params, images, captions, *, key=None,
-            deterministic: bool | None = None, carry=None):
+  def apply(self, params: dict, images: jax.Array, captions: jax.Array, *,
+            key: jax.Array | None = None, deterministic: bool | None = None,
+            carry: tuple | None = None) -> tuple[jax.Array, Any]:
     """Teacher forcing: ``(logits [B, T, V], carries of the first layer for
     every step)`` for captions ``[B, T + 1]``. ``carry``: the
     :meth:`initial_carry` of these images when the caller has it already
@@ -282,7 +283,8 @@ class Captioner:
     _, (logits, firsts) = jax.lax.scan(body, carry, jnp.swapaxes(xs, 0, 1))
     return jnp.swapaxes(logits, 0, 1), jax.tree.map(lambda a: jnp.swapaxes(a, 0, 1), firsts)
 
-  def loss(self, params, images, captions, *, key=None, baseline=None):
+  def loss(self, params: dict, images: jax.Array, captions: jax.Array, *,
+           key: jax.Array | None = None, baseline: Any = None) -> tuple[jax.Array, dict]:
     """``(loss, metrics)``: masked cross-entropy summed over time and averaged
     over the batch, plus the attention terms of the mode.
 

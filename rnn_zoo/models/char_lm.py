@@ -89,7 +89,7 @@ class CharLM:
   def _valid(self, tokens):
     return (tokens >= 0) & (tokens < self.vocab_size)
 
-  def embed(self, params, tokens):
+  def embed(self, params: dict, tokens: jax.Array) -> jax.Array:
     """``[..., E]`` embeddings (or one-hot rows); NaN for ids outside
     ``[0, vocab_size)``, so that a bad id under jit poisons the loss (the
     training loop's non-finite check stops on it) instead of reading a
@@ -103,8 +103,9 @@ class CharLM:
     """``table[tokens]`` with NaN rows for invalid ids (:func:`checks.take_rows`)."""
     return checks.take_rows(table, tokens)
 
-  def apply(self, params, tokens, carry=None, *, window: int | None = None,
-            key=None, deterministic: bool | None = None):
+  def apply(self, params: dict, tokens: jax.Array, carry: tuple | None = None, *,
+            window: int | None = None, key: jax.Array | None = None,
+            deterministic: bool | None = None) -> tuple[jax.Array, tuple]:
     """Logits ``[B, T, V]`` for tokens ``[B, T]`` and the final carry.
 
     With ``window``, gradients are cut every ``window`` steps (truncated
@@ -118,9 +119,9 @@ class CharLM:
       carry = self.initial_carry(tokens.shape[0])
     use_dropout = checks.use_dropout(self.dropout_rate, deterministic,
                                      has_key=key is not None)
-    k_stack, k_out = jax.random.split(key) if use_dropout else (None, None)
-    kw = dict(initial_carry=carry, key=k_stack, deterministic=not use_dropout,
-              impl="cudnn" if self.cudnn else "auto")
+    k_stack, k_out = jax.random.split(key) if use_dropout and key is not None else (None, None)
+    kw: dict[str, Any] = dict(initial_carry=carry, key=k_stack, deterministic=not use_dropout,
+                              impl="cudnn" if self.cudnn else "auto")
     if window:
       ys, carry = truncated_bptt(self.stack, params["stack"], xs, window=window, **kw)
     else:
@@ -131,8 +132,10 @@ class CharLM:
       ys = jnp.where(jax.random.bernoulli(k_out, keep, ys.shape), ys / keep, 0.0)
     return base.affine(ys, params["head"]["w"], params["head"]["b"]), carry
 
-  def loss(self, params, tokens, targets, carry=None, *, key=None,
-           deterministic: bool | None = None, window: int | None = None):
+  def loss(self, params: dict, tokens: jax.Array, targets: jax.Array,
+           carry: tuple | None = None, *, key: jax.Array | None = None,
+           deterministic: bool | None = None, window: int | None = None
+           ) -> tuple[jax.Array, tuple[dict, tuple]]:
     """``(mean cross-entropy in nats, (metrics, final carry))`` of next-token
     prediction: ``targets [B, T]`` for ``tokens [B, T]`` (``carry``, ``key``,
     ``deterministic`` and ``window`` as in :meth:`apply`). The metrics are
@@ -148,7 +151,7 @@ class CharLM:
     return loss, ({"nats_per_char": loss, "bits_per_char": loss / math.log(2),
                    "accuracy": acc}, carry)
 
-  def step(self, params, carry, tokens):
+  def step(self, params: dict, carry: tuple, tokens: jax.Array) -> tuple[tuple, jax.Array]:
     """One token per sequence: ``tokens [B] -> (carry, logits [B, V])``.
 
     Runs :meth:`rnn_zoo.StackedRNN.step`. With one-hot inputs the first

@@ -201,7 +201,8 @@ class VQA:
     return jnp.concatenate([fwd.h, back.h], axis=-1)
 
   # -- fusion ------------------------------------------------------------------
-  def fuse(self, params, regions, q):
+  def fuse(self, params: dict, regions: jax.Array, q: jax.Array
+           ) -> tuple[jax.Array, jax.Array | None]:
     """``(fused [B, *], attention [B, hops, L] or None)``."""
     B = regions.shape[0]
     if self.fusion == "concat":
@@ -233,8 +234,9 @@ class VQA:
     g = _mlp(rest, g, final_relu=True) if rest else g
     return g.sum(axis=(1, 2)), None
 
-  def apply(self, params, images, questions, *, key=None,
-            deterministic: bool | None = None):
+  def apply(self, params: dict, images: jax.Array, questions: jax.Array, *,
+            key: jax.Array | None = None, deterministic: bool | None = None
+            ) -> tuple[jax.Array, jax.Array | None]:
     """``(logits, attention maps or None)``. The model has no randomness:
     ``key`` and ``deterministic`` (the protocol's,
     :mod:`rnn_zoo.models.protocol`) change nothing.
@@ -262,7 +264,8 @@ class VQA:
       maps = None if maps is None else maps.reshape((B, Q) + maps.shape[1:])
     return logits, maps
 
-  def loss(self, params, images, questions, answers, *, key=None):
+  def loss(self, params: dict, images: jax.Array, questions: jax.Array,
+           answers: jax.Array, *, key: jax.Array | None = None) -> tuple[jax.Array, dict]:
     """``(mean cross-entropy, {"accuracy"})``; ``answers`` ``[B]`` or, with
     grouped questions ``[B, Q, Lq]``, ``[B, Q]``."""
     if not jnp.issubdtype(getattr(answers, "dtype", jnp.float32), jnp.integer):

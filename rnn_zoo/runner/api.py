@@ -133,7 +133,7 @@ def unroll(cell: Cell, params: Params, xs: Array, *, initial_carry: Carry = None
            hidden_probes: Array | None = None, resets: Array | None = None,
            impl: str = "auto", fused: bool | None = None,
            parallel: bool | str | None = None, native: bool | None = None,
-           cudnn: bool | None = None):
+           cudnn: bool | None = None) -> tuple[Array, Carry]:
   """Runs ``cell`` over a sequence.
 
   The input projection (``x_t W_ih + b`` for a :class:`ProjectedCell`) is
@@ -243,7 +243,7 @@ def unroll_with_carries(cell: Cell, params: Params, xs: Array, *, initial_carry:
                         remat: bool | str | int = False,
                         hidden_probes: Array | None = None,
                         resets: Array | None = None, impl: str = "auto",
-                        parallel: bool | str | None = None):
+                        parallel: bool | str | None = None) -> tuple[Array, Carry, Carry]:
   """:func:`unroll` that also returns the carry after every step
   (``impl``: ``"auto"``, ``"scan"``, ``"parallel"`` or ``"parallel_log"``;
   ``parallel=`` is its deprecated alias).
