@@ -55,3 +55,26 @@ def pytest_collection_modifyitems(config, items):
   for item in items:
     if item.nodeid in slow:
       item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture
+def binary_module():
+  """``load(name)`` imports an absl binary's module in-process; after the
+  test the module and the flags it defined are forgotten, so that another
+  binary defining the same flag names (``--workdir``) can be imported later
+  in the same worker: absl's flags are process-global, and two sample
+  binaries in one xdist worker were a DuplicateFlagError."""
+  import importlib  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  before, loaded = set(flags.FLAGS), []
+
+  def load(name):
+    loaded.append(name)
+    return importlib.import_module(name)
+
+  yield load
+  for flag in set(flags.FLAGS) - before:
+    delattr(flags.FLAGS, flag)
+  for name in loaded:
+    sys.modules.pop(name, None)

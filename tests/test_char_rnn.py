@@ -257,10 +257,10 @@ def test_tiny_shakespeare_fails_fast_offline():
   assert time.monotonic() - start < 15
 
 
-def test_the_sample_binary_refuses_a_workdir_of_another_task(tmp_path):
+def test_the_sample_binary_refuses_a_workdir_of_another_task(tmp_path, binary_module):
   """A captioning workdir (a word vocabulary, no corpus in its config) was
   a KeyError: 'chars' traceback."""
-  from experiments.char_rnn import sample  # pylint: disable=g-import-not-at-top
+  sample = binary_module("experiments.char_rnn.sample")
   from rnn_zoo.training import checkpoint  # pylint: disable=g-import-not-at-top
   ckpt = checkpoint.Checkpointer(str(tmp_path / "checkpoints"), save_every=1, keep=1,
                                  async_save=False)

@@ -105,13 +105,13 @@ def sample(workdir, *flags):
       timeout=600)
 
 
-def test_sample_binary_captions_image_files(tmp_path, hard_run):
+def test_sample_binary_captions_image_files(tmp_path, hard_run, binary_module):
   """PNG and JPEG files of any size through the binary (beam; seeded
   sampling with sampled locations), captions JSON and the attention figure;
   in-process, on the same run: greedy = beam width 1, the same seed gives
   the same samples."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
-  from experiments.captioning import sample as sample_lib  # pylint: disable=g-import-not-at-top
+  sample_lib = binary_module("experiments.captioning.sample")
   from rnn_zoo.data import shapes  # pylint: disable=g-import-not-at-top
   files = []
   for i, ext in enumerate(("png", "jpg")):
