@@ -106,13 +106,18 @@ def ids_in_range(name: str, ids: Any, size: int, size_name: str = "vocab_size") 
                     f"{sorted(set(bad.tolist()))[:10]}")
 
 
+def optional_bool(name: str, value: Any) -> None:
+  """``value`` is None, True or False (e.g. ``deterministic``)."""
+  if value is not None and not isinstance(value, (bool, np.bool_)):
+    raise UserError(f"{name} must be None, True or False, got {value!r}")
+
+
 def use_dropout(rate: float, deterministic: bool | None, *, has_key: bool) -> bool:
   """The zoo's one dropout rule, for every ``apply``/``step``/``__call__``
   that takes ``deterministic``: None (every default) means dropout exactly
   when randomness is given (a ``key``, or a Flax ``"dropout"`` RNG stream);
   True means none; False means dropout, and then the key is required."""
-  if deterministic is not None and not isinstance(deterministic, (bool, np.bool_)):
-    raise UserError(f"deterministic must be None, True or False, got {deterministic!r}")
+  optional_bool("deterministic", deterministic)
   if rate <= 0 or deterministic:
     return False
   if deterministic is None:

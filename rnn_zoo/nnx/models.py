@@ -55,8 +55,7 @@ class Model(nnx.Module):
     if not isinstance(model, ModelProtocol):
       raise UserError(f"model must follow the zoo's model protocol (init, apply, "
                       f"loss), got {type(model).__name__}")
-    if deterministic is not None and not isinstance(deterministic, bool):
-      raise UserError(f"deterministic must be None, True or False, got {deterministic!r}")
+    checks.optional_bool("deterministic", deterministic)
     if params is None:
       if rngs is None:
         raise UserError("rngs is required to initialize the params (or pass params=)")
@@ -78,8 +77,7 @@ class Model(nnx.Module):
 
   def _randomness(self, fn, deterministic, rngs) -> dict:
     deterministic = self.deterministic if deterministic is None else deterministic
-    if deterministic is not None and not isinstance(deterministic, bool):
-      raise UserError(f"deterministic must be None, True or False, got {deterministic!r}")
+    checks.optional_bool("deterministic", deterministic)
     kwargs: dict[str, Any] = {}
     if deterministic is not None and _accepts(fn, "deterministic"):
       kwargs["deterministic"] = deterministic

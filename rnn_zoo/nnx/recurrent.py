@@ -23,6 +23,7 @@ from rnn_zoo.errors import UserError
 from rnn_zoo.nn.recurrent import RNN as LinenRNN
 from rnn_zoo.nnx.params import draw_key, rng_stream, to_arrays, to_variables
 from rnn_zoo.runner import StackedRNN
+from rnn_zoo.runner.stack import MERGES, merge_directions
 from rnn_zoo.runner.select import check_impl
 
 Array = jax.Array
@@ -44,6 +45,12 @@ def _stack_of(cell, num_layers, bidirectional, merge, dropout_rate,
   return StackedRNN.of(cell, num_layers, bidirectional=bidirectional, merge=merge,
                        dropout_rate=dropout_rate,
                        learn_initial_carry=learn_initial_carry)
+
+
+def _check_reverse(reverse: bool, stack: StackedRNN) -> None:
+  if reverse and stack.bidirectional:
+    raise UserError("reverse=True with bidirectional=True: a bidirectional "
+                    "layer already runs both ways")
 
 
 class RNN(nnx.Module):
@@ -91,11 +98,8 @@ class RNN(nnx.Module):
     self.stack = _stack_of(cell, num_layers, bidirectional, merge, dropout_rate,
                            learn_initial_carry)
     check_impl(impl)
-    if reverse and self.stack.bidirectional:
-      raise UserError("reverse=True with bidirectional=True: a bidirectional "
-                      "layer already runs both ways")
-    if deterministic is not None and not isinstance(deterministic, bool):
-      raise UserError(f"deterministic must be None, True or False, got {deterministic!r}")
+    _check_reverse(reverse, self.stack)
+    checks.optional_bool("deterministic", deterministic)
     self.time_major, self.unroll, self.remat, self.impl = time_major, unroll, remat, impl
     self.reverse, self.return_carry = bool(reverse), bool(return_carry)
     self.deterministic = deterministic
@@ -202,9 +206,7 @@ class RNN(nnx.Module):
           hidden_probes: tuple | None = None) -> tuple[Array, tuple]:
     """``(ys, final carries)`` whatever ``return_carry`` (see ``__call__``)."""
     reverse = self.reverse if reverse is None else reverse
-    if reverse and self.stack.bidirectional:
-      raise UserError("reverse=True with bidirectional=True: a bidirectional "
-                      "layer already runs both ways")
+    _check_reverse(reverse, self.stack)
     deterministic = self.deterministic if deterministic is None else deterministic
     use = checks.use_dropout(self.stack.dropout_rate, deterministic,
                              has_key=rngs is not None or self.rngs is not None)
@@ -247,7 +249,7 @@ class Bidirectional(nnx.Module):
     for name, m in (("forward_rnn", forward_rnn), ("backward_rnn", backward_rnn)):
       if not isinstance(m, RNN):
         raise UserError(f"{name} must be an rz.nnx.RNN, got {type(m).__name__}")
-    checks.choice("merge", merge, ("concat", "sum"))
+    checks.choice("merge", merge, MERGES)
     self.forward_rnn, self.backward_rnn = forward_rnn, backward_rnn
     self.merge, self.return_carry = merge, bool(return_carry)
 
@@ -258,11 +260,8 @@ class Bidirectional(nnx.Module):
     kw = {"lengths": lengths, "deterministic": deterministic, "rngs": rngs}
     ys_f, c_f = self.forward_rnn.run(xs, initial_carry=c_f, reverse=False, **kw)
     ys_b, c_b = self.backward_rnn.run(xs, initial_carry=c_b, reverse=True, **kw)
-    if self.merge == "concat":
-      ys = jax.numpy.concatenate([ys_f, ys_b], axis=-1)
-    else:
-      if ys_f.shape != ys_b.shape:
-        raise UserError(f"merge='sum' needs equal output sizes, got {ys_f.shape[-1]} "
-                        f"and {ys_b.shape[-1]}")
-      ys = ys_f + ys_b
+    if self.merge == "sum" and ys_f.shape != ys_b.shape:
+      raise UserError(f"merge='sum' needs equal output sizes, got {ys_f.shape[-1]} "
+                      f"and {ys_b.shape[-1]}")
+    ys = merge_directions(ys_f, ys_b, self.merge)
     return (ys, (c_f, c_b)) if self.return_carry else ys

@@ -25,7 +25,8 @@ MERGES = ("concat", "sum")
 # --------------------------------------------------------------------------
 # Bidirectional.
 
-def _merge(ys_f, ys_b, merge):
+def merge_directions(ys_f: Array, ys_b: Array, merge: str) -> Array:
+  """The two directions' outputs: ``"concat"`` on the last axis or ``"sum"``."""
   if merge == "concat":
     return jnp.concatenate([ys_f, ys_b], axis=-1)
   return ys_f + ys_b
@@ -70,7 +71,7 @@ def bidirectional(cell: Cell, params: Params, xs: Array, *,
                      lengths=lengths, **kwargs)
   ys_b, c_b = unroll(cell, params["backward"], xs, initial_carry=c_b,
                      lengths=lengths, reverse=True, **kwargs)
-  return _merge(ys_f, ys_b, merge), (c_f, c_b)
+  return merge_directions(ys_f, ys_b, merge), (c_f, c_b)
 
 
 # --------------------------------------------------------------------------
