@@ -73,7 +73,7 @@ def to_torch_state_dict(model: Cell | StackedRNN, params) -> dict[str, np.ndarra
   ``params`` is ``cell.init(...)`` output for a cell, or a stack's params.
   """
   stack = _as_stack(model)
-  if isinstance(model, Cell):
+  if not isinstance(model, StackedRNN):
     params = {"layer_0": params}
   out = {}
   for suffix, cell, p in _layer_params(stack, params):
@@ -160,7 +160,7 @@ def from_torch_state_dict(model: Cell | StackedRNN,
         out[f"layer_{i}"] = p
       else:
         out.setdefault(f"layer_{i}", {})[direction] = p
-  return out["layer_0"] if isinstance(model, Cell) else out
+  return out["layer_0"] if not isinstance(model, StackedRNN) else out
 
 
 def _describe(stack: StackedRNN) -> str:

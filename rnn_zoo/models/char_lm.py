@@ -166,5 +166,5 @@ class CharLM:
       cell, p = self.cell, params["stack"]["layer_0"]
       xp = self._rows(p["w_ih"], tokens).astype(cell.dtype)
       xp = xp + base.at_rank(p["b"], xp.ndim)
-      carry, y = self.stack.step(params["stack"], carry, xp, projected=True)
+      carry, y = self.stack.step_projected(params["stack"], carry, xp)
     return carry, base.affine(y, params["head"]["w"], params["head"]["b"])

@@ -112,7 +112,7 @@ class RNN(nnx.Module):
       checks.positive_int("in_features", in_features)
       params = self.stack.init(rngs.params(), in_features)
     else:
-      self.stack._check_params(params)
+      self.stack.check_params(params, in_features)
     self.params = to_variables(params)
     self.rngs = rng_stream(rngs) if self.stack.dropout_rate > 0 else nnx.data(None)
 

@@ -6,14 +6,47 @@ implementation is chosen once (:func:`rnn_zoo.runner.select.select_impl`,
 a pure function of the facts), and the chosen module runs it; every
 implementation has the one signature ``run(cell, params, prepared) ->
 (ys, final_carry, carries)``.
+
+The implementations (``impl=`` of :func:`unroll`; each is tested against
+``"scan"``):
+
+* ``"auto"`` (default): the fastest that applies: ``"parallel"`` for a
+  linear recurrent cell without remat, else ``"native"``, else ``"fused"``,
+  else ``"scan"``;
+* ``"scan"``: autodiff of ``jax.lax.scan``: every cell, option and transform
+  (the portable reference);
+* ``"fused"``: a hand-written backward pass (the weight gradient as one
+  matmul after the loop) for a :class:`rnn_zoo.cells.PointwiseCell`
+  (SimpleRNN, LSTM, GRU) without remat, resets or every carry;
+* ``"native"``: the C++ CPU kernels (:mod:`rnn_zoo.native`) of an
+  ``rnn_zoo.LSTM`` or ``rnn_zoo.GRU`` in float32 on a one-device CPU
+  process, without lengths or probes (what ``"fused"`` takes otherwise);
+* ``"cudnn"``: an ``rnn_zoo.LSTM`` through cuDNN on an NVIDIA GPU
+  (:mod:`rnn_zoo.cudnn`; float32, one device, no probes, resets or remat);
+  never chosen by ``"auto"``. Its float32 matmuls use TF32 unless JAX's
+  default matmul precision is ``"highest"``; ``rnn_zoo.cudnn.emulated()``
+  runs the same path on any backend;
+* ``"parallel"``: a :class:`rnn_zoo.cells.LinearRecurrentCell` (MinGRU,
+  MinLSTM, LRU) by ``jax.lax.associative_scan``; ``"parallel_log"``: by the
+  log-space scan (Feng et al. 2024).
+
+Autodiff: reverse mode (``jax.grad``, ``jax.vjp``) uses the chosen
+implementation's backward pass. Forward mode cannot go through the
+``custom_vjp`` of ``"fused"``, ``"native"`` and ``"cudnn"``: for
+``jax.jvp``, ``jax.jacfwd`` and ``jax.hessian``, ``impl="auto"`` falls back
+to the scan by itself (same values); an explicit one raises. The linear
+function ``jax.linearize`` returns is evaluated after the runner has run, so
+it cannot fall back: pass ``impl="scan"`` for it.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import jax
 
+from rnn_zoo import checks
 from rnn_zoo import cudnn as cudnn_kernels
 from rnn_zoo import native as native_kernels
 from rnn_zoo.cells.cell import Carry, Cell, Params
@@ -26,6 +59,9 @@ from rnn_zoo.runner import scan as scan_impl
 from rnn_zoo.runner.inputs import Prepared, prepare
 from rnn_zoo.runner.select import (Choice, Platform, Request, check_impl,
                                    from_legacy_flags, native_kind, select_impl)
+
+if TYPE_CHECKING:
+  from rnn_zoo.runner.stack import StackedRNN
 
 Array = jax.Array
 
@@ -121,6 +157,7 @@ def explain_impl(cell: Cell, params: Params, xs: Array, *, impl: str = "auto",
     >>> impl, why
     ('scan', 'the fused backward pass does not combine with remat')
   """
+  _refuse_stack(cell, "explain_impl")
   legacy = {k: kwargs.pop(k) for k in ("fused", "native", "cudnn", "parallel")
             if k in kwargs}
   return _choose(cell, params, xs, impl, legacy, kwargs)[2]
@@ -131,7 +168,8 @@ def unroll(cell: Cell, params: Params, xs: Array, *, initial_carry: Carry = None
            time_major: bool = False, unroll: int | bool = 1,
            remat: bool | str | int = False,
            hidden_probes: Array | None = None, resets: Array | None = None,
-           impl: str = "auto", fused: bool | None = None,
+           impl: str = "auto", key: Array | None = None,
+           deterministic: bool | None = None, fused: bool | None = None,
            parallel: bool | str | None = None, native: bool | None = None,
            cudnn: bool | None = None) -> tuple[Array, Carry]:
   """Runs ``cell`` over a sequence.
@@ -141,7 +179,8 @@ def unroll(cell: Cell, params: Params, xs: Array, *, initial_carry: Carry = None
   recurrent part.
 
   Args:
-    cell: a cell from :mod:`rnn_zoo.cells` (any :class:`rnn_zoo.Cell`).
+    cell: a cell from :mod:`rnn_zoo.cells` (any :class:`rnn_zoo.Cell`); a
+      :class:`rnn_zoo.StackedRNN` runs layer by layer (its ``apply``).
     params: ``cell.init(...)`` output.
     xs: ``[batch, time, input]`` floating array (``[time, batch, input]`` if
       ``time_major``).
@@ -169,50 +208,27 @@ def unroll(cell: Cell, params: Params, xs: Array, *, initial_carry: Carry = None
       ``time_major``): where set, the carry entering that step is
       ``initial_carry`` again (packed sequences, episodes), as Haiku's
       ``ResetCore``. Not with ``reverse``.
-    impl: which implementation runs it (:func:`explain_impl` says which
-      and why; each is tested against ``"scan"``):
-
-      * ``"auto"`` (default): the fastest that applies: ``"parallel"`` for
-        a linear recurrent cell without remat, else ``"native"``, else
-        ``"fused"``, else ``"scan"``;
-      * ``"scan"``: autodiff of ``jax.lax.scan``: every cell, option and
-        transform (the portable reference);
-      * ``"fused"``: a hand-written backward pass (the weight gradient as
-        one matmul after the loop) for a :class:`PointwiseCell` (SimpleRNN,
-        LSTM, GRU) without remat, resets or every carry;
-      * ``"native"``: the C++ CPU kernels (:mod:`rnn_zoo.native`) of an
-        ``rnn_zoo.LSTM`` or ``rnn_zoo.GRU`` in float32 on a one-device CPU
-        process, without lengths or probes (what ``"fused"`` takes
-        otherwise);
-      * ``"cudnn"``: an ``rnn_zoo.LSTM`` through cuDNN on an NVIDIA GPU
-        (:mod:`rnn_zoo.cudnn`; float32, one device, no probes, resets or
-        remat); never chosen by ``"auto"``. Its float32 matmuls use TF32
-        unless JAX's default matmul precision is ``"highest"``;
-        ``rnn_zoo.cudnn.emulated()`` runs the same path on any backend;
-      * ``"parallel"``: a :class:`rnn_zoo.cells.LinearRecurrentCell`
-        (MinGRU, MinLSTM, LRU) by ``jax.lax.associative_scan``;
-        ``"parallel_log"``: by the log-space scan (Feng et al. 2024).
-
-      An implementation named explicitly that cannot run the call raises,
-      saying why.
+    impl: which implementation runs it: ``"auto"`` (default: the fastest
+      that applies), ``"scan"``, ``"fused"``, ``"native"``, ``"cudnn"``,
+      ``"parallel"`` or ``"parallel_log"`` (what each takes: this module's
+      documentation; :func:`explain_impl` says which runs and why). One
+      named explicitly that cannot run the call raises, saying why.
     fused, parallel, native, cudnn: deprecated aliases of ``impl`` (a
       ``DeprecationWarning``; removed in the next release): ``X=True`` is
       ``impl="X"`` (``parallel="log"``: ``"parallel_log"``), ``X=False``
       leaves ``"auto"`` to choose among the others (``fused=False`` also
       rules out the native kernels).
+    key, deterministic: dropout inside the cell (a stack's between layers;
+      the zoo's rule: None drops out exactly when ``key`` is given); a cell
+      without dropout ignores them.
 
   Returns:
     ``(ys, final_carry)``; ``ys`` is ``[batch, time, hidden]``. The carry
     after every step: :func:`unroll_with_carries`.
 
-  Autodiff:
-    Reverse mode (``jax.grad``, ``jax.vjp``) uses the chosen implementation's
-    backward pass. Forward mode cannot go through the ``custom_vjp`` of
-    ``"fused"``, ``"native"`` and ``"cudnn"``: for ``jax.jvp``,
-    ``jax.jacfwd`` and ``jax.hessian``, ``impl="auto"`` falls back to the
-    scan by itself (same values); an explicit one raises. The linear
-    function ``jax.linearize`` returns is evaluated after the runner has
-    run, so it cannot fall back: pass ``impl="scan"`` for it.
+  Autodiff: reverse mode everywhere; forward mode (``jax.jvp``,
+  ``jax.jacfwd``, ``jax.hessian``) falls back to the scan under ``"auto"``
+  (see this module's documentation).
 
   Raises:
     ValueError (:class:`rnn_zoo.UserError`): on a wrong rank, a feature size
@@ -228,13 +244,34 @@ def unroll(cell: Cell, params: Params, xs: Array, *, initial_carry: Carry = None
     >>> ys.shape, carry.h.shape
     ((2, 10, 32), (2, 32))
   """
+  legacy = dict(fused=fused, parallel=parallel, native=native, cudnn=cudnn)
+  if isinstance(cell, _stack_type()):
+    return cell.apply(
+        params, xs, initial_carry=initial_carry, lengths=lengths, key=key,
+        deterministic=deterministic,
+        hidden_probes=None if hidden_probes is None else (
+            (None,) * (cell.num_layers - 1) + (hidden_probes,)),
+        reverse=reverse, time_major=time_major, unroll=unroll, remat=remat,
+        resets=resets, impl=impl,
+        **{k: v for k, v in legacy.items() if v is not None})
+  checks.optional_bool("deterministic", deterministic)
   ys, carry, _ = _run(
-      cell, params, xs, impl,
-      dict(fused=fused, parallel=parallel, native=native, cudnn=cudnn),
+      cell, params, xs, impl, legacy,
       initial_carry=initial_carry, lengths=lengths, reverse=reverse,
       time_major=time_major, unroll=unroll, remat=remat, all_carries=False,
       hidden_probes=hidden_probes, resets=resets)
   return ys, carry
+
+
+def _stack_type() -> type[StackedRNN]:
+  from rnn_zoo.runner.stack import StackedRNN  # built on this module
+  return StackedRNN
+
+
+def _refuse_stack(cell, name: str) -> None:
+  if isinstance(cell, _stack_type()):
+    raise UserError(f"{name} takes one cell, got a StackedRNN: run it on each "
+                    "layer (stack.cells[i], params['layer_i'])")
 
 
 def unroll_with_carries(cell: Cell, params: Params, xs: Array, *, initial_carry: Carry = None,
@@ -261,6 +298,7 @@ def unroll_with_carries(cell: Cell, params: Params, xs: Array, *, initial_carry:
     >>> carries.c.shape
     (3, 6, 4)
   """
+  _refuse_stack(cell, "unroll_with_carries")
   return _run(
       cell, params, xs, impl, dict(parallel=parallel),
       initial_carry=initial_carry, lengths=lengths, reverse=reverse,

@@ -14,7 +14,6 @@ from rnn_zoo.cells import base
 from rnn_zoo.cells.cell import Carry, Cell, Params
 from rnn_zoo.errors import UserError
 from rnn_zoo.runner.api import unroll
-from rnn_zoo.runner.inputs import check_inputs
 from rnn_zoo.runner.select import check_cell
 
 Array = jax.Array
@@ -78,8 +77,18 @@ def bidirectional(cell: Cell, params: Params, xs: Array, *,
 # Stacks.
 
 @dataclasses.dataclass(frozen=True)
-class StackedRNN:
+class StackedRNN(Cell):
   """Several recurrent layers, each fed the previous layer's outputs.
+
+  A stack is itself a :class:`~rnn_zoo.Cell` (as Haiku's ``DeepRNN`` is a
+  core): :meth:`step` runs one time step through every layer, so whatever
+  takes a cell takes a stack (:func:`~rnn_zoo.unroll`,
+  :func:`truncated_bptt`, :func:`~rnn_zoo.python_unroll`, the decoders,
+  ``rz.nn.RNN``, ``rz.nnx.RNN``). :func:`~rnn_zoo.unroll` runs a stack layer
+  by layer (:meth:`apply`: each layer over the whole sequence, through its
+  own fastest implementation), with the same values as stepping it.
+  ``hidden_size`` is the output size (``2 H`` for a bidirectional concat),
+  ``dtype`` and ``param_dtype`` are the first cell's.
 
   Params are ``{"layer_0": p_0, "layer_1": p_1, ...}``; with
   ``bidirectional`` each ``p_k`` is ``{"forward": ..., "backward": ...}``.
@@ -108,6 +117,11 @@ class StackedRNN:
     >>> ys.shape, len(carries)
     ((3, 7, 16), 2)
   """
+  # The Cell's fields, derived from the cells (not arguments).
+  hidden_size: int = dataclasses.field(init=False, repr=False, compare=False)
+  dtype: jax.typing.DTypeLike = dataclasses.field(init=False, repr=False, compare=False)
+  param_dtype: jax.typing.DTypeLike = dataclasses.field(
+      init=False, repr=False, compare=False)
   cells: tuple
   bidirectional: bool = False
   merge: str = "concat"
@@ -115,14 +129,17 @@ class StackedRNN:
   learn_initial_carry: bool = False
 
   def __post_init__(self):
-    cells = tuple(self.cells)
-    if not cells:
-      raise UserError("cells must hold at least one cell, got ()")
+    cells = tuple(self.cells) if isinstance(self.cells, (tuple, list)) else self.cells
+    if not isinstance(cells, tuple) or not cells:
+      raise UserError(f"cells must be a non-empty tuple of cells, got {self.cells!r}")
     for c in cells:
       check_cell(c)
     object.__setattr__(self, "cells", cells)
     base.check_choice("merge", self.merge, MERGES)
     checks.fraction("dropout_rate", self.dropout_rate)
+    object.__setattr__(self, "hidden_size", self.output_size)
+    object.__setattr__(self, "dtype", cells[0].dtype)
+    object.__setattr__(self, "param_dtype", cells[0].param_dtype)
 
   @classmethod
   def of(cls, cell: Cell, num_layers: int, **kwargs) -> "StackedRNN":
@@ -139,8 +156,8 @@ class StackedRNN:
     h = self.cells[-1].hidden_size
     return 2 * h if self.bidirectional and self.merge == "concat" else h
 
-  def _layer_input_sizes(self, input_size):
-    sizes = [input_size]
+  def _layer_input_sizes(self, input_size: int | None) -> list[int | None]:
+    sizes: list[int | None] = [input_size]
     for c in self.cells[:-1]:
       mult = 2 if self.bidirectional and self.merge == "concat" else 1
       sizes.append(mult * c.hidden_size)
@@ -203,8 +220,11 @@ class StackedRNN:
         is ``dL/dh_t`` of that layer (not with ``bidirectional``).
       **kwargs: passed to :func:`unroll`.
     """
-    self._check_params(params)
+    self._check_keys(params)
     use_dropout = self._use_dropout(key, deterministic)
+    if self.bidirectional and kwargs.get("reverse"):
+      raise UserError("reverse=True with a bidirectional stack: its layers "
+                      "already run both ways")
     if initial_carry is None and self.learn_initial_carry:
       batch = xs.shape[1] if kwargs.get("time_major") else xs.shape[0]
       initial_carry = self.initial_carry((batch,), params=params)
@@ -268,7 +288,7 @@ class StackedRNN:
     if self.bidirectional:
       raise UserError("a bidirectional stack cannot run one step at a time "
                       "(the backward direction needs the whole sequence)")
-    self._check_params(params)
+    self._check_keys(params)
     use_dropout = self._use_dropout(key, deterministic)
     if not isinstance(carry, (tuple, list)) or len(carry) != self.num_layers:
       raise UserError(
@@ -286,6 +306,54 @@ class StackedRNN:
       new.append(c)
     return tuple(new), x
 
+  def step_projected(self, params: Params, carry: Carry, xp: Array, *,
+                     key: Array | None = None,
+                     deterministic: bool | None = None) -> tuple[Carry, Array]:
+    """:meth:`step` given ``xp = input_projection(params, x)``."""
+    return self.step(params, carry, xp, projected=True, key=key,
+                     deterministic=deterministic)
+
+  def input_projection(self, params: Params, x: Array) -> Array:
+    """The first layer's input projection (what :meth:`step_projected`
+    takes)."""
+    return self.cells[0].input_projection(self._first(params), x)
+
+  def prepare(self, params: Params) -> Params:
+    """Every layer's :meth:`~rnn_zoo.Cell.prepare`d params."""
+    out = dict(params)
+    for i, cell in enumerate(self.cells):
+      p = params[f"layer_{i}"]
+      out[f"layer_{i}"] = ({d: cell.prepare(p[d]) for d in ("forward", "backward")}
+                           if self.bidirectional else cell.prepare(p))
+    return out
+
+  def check_params(self, params: Params, input_size: int | None = None) -> None:
+    """Raises ValueError unless ``params`` are this stack's: the keys, then
+    every layer's (and direction's) params for its input size."""
+    self._check_keys(params)
+    for i, (cell, size) in enumerate(zip(self.cells, self._layer_input_sizes(input_size))):
+      p = params[f"layer_{i}"]
+      for d in (("forward", "backward") if self.bidirectional else (None,)):
+        if d is not None and (not isinstance(p, dict) or d not in p):
+          raise UserError(f"params['layer_{i}'] of a bidirectional stack must "
+                          f"hold 'forward' and 'backward', got {p!r:.80}")
+        cell.check_params(p if d is None else p[d], size)
+
+  def check_initial_carry(self, carry: Carry) -> None:
+    if not isinstance(carry, (tuple, list)) or len(carry) != self.num_layers:
+      raise UserError(f"initial_carry must hold {self.num_layers} carries (one "
+                      f"per layer), got {type(carry).__name__}")
+    for cell, c in zip(self.cells, carry):
+      for one in (c if self.bidirectional else (c,)):
+        cell.check_initial_carry(one)
+
+  def input_size_of(self, params: Params) -> int | None:
+    return self.cells[0].input_size_of(self._first(params))
+
+  def _first(self, params: Params) -> Params:
+    p = params["layer_0"]
+    return p["forward"] if self.bidirectional else p
+
   def _use_dropout(self, key, deterministic: bool | None) -> bool:
     return checks.use_dropout(self.dropout_rate, deterministic, has_key=key is not None)
 
@@ -295,7 +363,7 @@ class StackedRNN:
     mask = jax.random.bernoulli(jax.random.fold_in(key, layer), keep, xs.shape)
     return jnp.where(mask, xs / keep, 0.0).astype(xs.dtype)
 
-  def _check_params(self, params) -> None:
+  def _check_keys(self, params) -> None:
     expected = [f"layer_{i}" for i in range(self.num_layers)]
     if self.learn_initial_carry:
       expected.append("initial_carry")
@@ -344,26 +412,20 @@ def truncated_bptt(model: Cell | StackedRNN, params: Params, xs: Array, *,
   if "lengths" in kwargs:
     raise UserError("truncated_bptt does not take lengths; got lengths="
                      f"{kwargs['lengths']!r}")
-  if isinstance(model, StackedRNN):
-    def run(carry, xw, k):
-      return model.apply(params, xw, initial_carry=carry, time_major=True,
-                         key=k, **kwargs)
-    if initial_carry is None:
-      B = xs.shape[1] if time_major else xs.shape[0]
-      initial_carry = model.initial_carry(
-          (B,), params=params if model.learn_initial_carry else None)
-  elif isinstance(model, Cell):
-    def run(carry, xw, k):
-      del k
-      return unroll(model, params, xw, initial_carry=carry, time_major=True,
-                    **kwargs)
-    check_inputs(model, params, xs, time_major)
-    if initial_carry is None:
-      initial_carry = model.initial_carry((xs.shape[1] if time_major else xs.shape[0],))
-  else:
+  if not isinstance(model, Cell):
     raise UserError(f"model must be a cell or a StackedRNN, got {model!r}")
+
+  def run(carry, xw, k):
+    return unroll(model, params, xw, initial_carry=carry, time_major=True,
+                  key=k, **kwargs)
+
+  model.check_params(params)
   if getattr(xs, "ndim", None) != 3:
     raise UserError(f"xs must have rank 3, got shape {getattr(xs, 'shape', None)}")
+  if initial_carry is None:
+    batch = (xs.shape[1] if time_major else xs.shape[0],)
+    initial_carry = (model.initial_carry(batch, params=params)  # learned or zeros
+                     if isinstance(model, StackedRNN) else model.initial_carry(batch))
   xs_t = xs if time_major else jnp.swapaxes(xs, 0, 1)
   T = xs_t.shape[0]
   if T == 0:  # nothing to cut: what the runner gives for an empty sequence

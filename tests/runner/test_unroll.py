@@ -124,6 +124,68 @@ def test_stack_equals_layer_by_layer():
   np.testing.assert_allclose(ys, h, rtol=1e-6)
 
 
+@pytest.mark.parametrize("options", [
+    {}, {"lengths": [7, 3, 0]}, {"reverse": True, "lengths": [7, 3, 0]},
+    {"resets": True}, {"time_major": True}])
+def test_a_stack_is_a_cell_stepped_or_run_layer_by_layer(options):
+  """As Haiku's DeepRNN is a core: the runner takes a stack (layer by
+  layer, each layer's own fast path) and gives what stepping every layer
+  per time step gives (the Python loop over ``stack.step``)."""
+  stack = rz.StackedRNN((rz.LSTM(H), rz.GRU(H + 1), rz.SimpleRNN(H)))
+  assert isinstance(stack, rz.Cell) and stack.hidden_size == H
+  p = randomize(stack.init(jax.random.key(0), I), jax.random.key(1), 0.3)
+  xs = jax.random.normal(jax.random.key(2), (B, T, I))
+  kw = dict(options)
+  if "lengths" in kw:
+    kw["lengths"] = jnp.array(kw["lengths"])
+  if kw.get("resets"):
+    kw["resets"] = jnp.zeros((B, T), bool).at[:, 4].set(True)
+  if kw.get("time_major"):
+    xs = jnp.swapaxes(xs, 0, 1)
+  ys, carries = jax.jit(lambda p, xs: rz.unroll(stack, p, xs, **kw))(p, xs)
+  if "resets" in kw:  # every layer restarts from zeros at t=4
+    first, _ = rz.python_unroll(stack, p, xs[:, :4])
+    rest, want_carries = rz.python_unroll(stack, p, xs[:, 4:])
+    want_ys = jnp.concatenate([first, rest], axis=1)
+  else:
+    want_ys, want_carries = rz.python_unroll(stack, p, xs, **kw)
+  np.testing.assert_allclose(ys, want_ys, rtol=1e-5, atol=1e-6)
+  assert_trees_close(carries, want_carries, rtol=1e-5, atol=1e-6)
+  # The cell protocol's hoisted first-layer projection steps the same.
+  c0 = stack.initial_carry((B,))
+  x0 = xs[0] if kw.get("time_major") else xs[:, 0]
+  assert_trees_close(stack.step_projected(p, c0, stack.input_projection(p, x0)),
+                     stack.step(p, c0, x0), rtol=1e-6)
+
+
+def test_a_stack_as_a_cell_checks_its_params_probes_and_refusals():
+  stack = rz.StackedRNN.of(rz.GRU(H), 2, dropout_rate=0.5)
+  p = stack.init(jax.random.key(0), I)
+  stack.check_params(p, I)
+  assert stack.input_size_of(p) == I
+  with pytest.raises(ValueError, match=r"params\['w_ih'\] of GRU must have shape"):
+    stack.check_params(p, I + 1)
+  xs = jax.random.normal(jax.random.key(1), (B, T, I))
+  # The probe of unroll(stack) is the last layer's dL/dh_t; dropout follows
+  # the key, as stack.apply does.
+  probe = jnp.zeros((B, T, H))
+  loss = lambda q, k: jnp.sum(rz.unroll(stack, p, xs, hidden_probes=q, key=k)[0] ** 2)
+  g = jax.grad(loss)(probe, jax.random.key(3))
+  want = jax.grad(lambda q: jnp.sum(stack.apply(
+      p, xs, hidden_probes=(None, q), key=jax.random.key(3))[0] ** 2))(probe)
+  np.testing.assert_allclose(g, want, rtol=1e-6)
+  assert not np.allclose(loss(probe, jax.random.key(3)), loss(probe, None))
+  with pytest.raises(ValueError, match="unroll_with_carries takes one cell"):
+    rz.unroll_with_carries(stack, p, xs)
+  with pytest.raises(ValueError, match="explain_impl takes one cell"):
+    rz.explain_impl(stack, p, xs)
+  bi = rz.StackedRNN.of(rz.GRU(H), 1, bidirectional=True)
+  with pytest.raises(ValueError, match="reverse=True with a bidirectional stack"):
+    rz.unroll(bi, bi.init(jax.random.key(0), I), xs, reverse=True)
+  with pytest.raises(ValueError, match="deterministic must be None, True or False"):
+    rz.unroll(rz.GRU(H), p["layer_0"], xs, deterministic="yes")
+
+
 def test_bidirectional_stack_shapes_and_values():
   stack = rz.StackedRNN.of(rz.GRU(H), 2, bidirectional=True)
   p = stack.init(jax.random.key(0), I)
