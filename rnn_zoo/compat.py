@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import importlib
 import warnings
+from typing import Any, Callable
 
 
-def moved(module: str, names: dict[str, str]):
+def moved(module: str, names: dict[str, str]) -> Callable[[str], Any]:
   """A module ``__getattr__`` for the ``names`` that moved to new modules."""
 
-  def __getattr__(name: str):  # pylint: disable=invalid-name
+  def __getattr__(name: str) -> Any:  # pylint: disable=invalid-name
     if name not in names:
       raise AttributeError(f"module {module!r} has no attribute {name!r}")
     warnings.warn(f"{module}.{name} is deprecated and will be removed in the next "

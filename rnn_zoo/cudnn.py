@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+from typing import Iterator
 
 import jax
 import jax.numpy as jnp
@@ -46,7 +47,7 @@ _emulation = {"on": os.environ.get("RNN_ZOO_CUDNN_EMULATE", "") == "1"}
 
 
 @contextlib.contextmanager
-def emulated():
+def emulated() -> Iterator[None]:
   """Within it, the cuDNN path runs on JAX's reference implementation of
   the cuDNN call (``jax.experimental.rnn.lstm_ref`` over the same packed
   weights) on any backend: a way to run ``impl="cudnn"`` code on a CPU.
@@ -72,7 +73,7 @@ def emulated():
     _emulation["on"] = before
 
 
-def pack_lstm_weights(params) -> jax.Array:
+def pack_lstm_weights(params: dict[str, jax.Array]) -> jax.Array:
   """The zoo's LSTM params as cuDNN's flat weight vector (one layer, one
   direction): ``[W_ih^T, W_hh^T, b, 0]`` flattened, float32.
 
@@ -148,7 +149,9 @@ def _precision():
   return jax.lax.Precision.HIGHEST if full else jax.lax.Precision.HIGH
 
 
-def lstm(params, xs_t, h0, c0, lengths=None):
+def lstm(params: dict[str, jax.Array], xs_t: jax.Array, h0: jax.Array,
+         c0: jax.Array, lengths: jax.Array | None = None
+         ) -> tuple[jax.Array, jax.Array, jax.Array]:
   """One LSTM layer through cuDNN, time-major.
 
   Args:

@@ -30,7 +30,7 @@ Array = jax.Array
 StepFn = Callable[[Any, Any, Array], tuple[Any, Array]]
 
 
-def check_options(temperature, top_k, length) -> None:
+def check_options(temperature: Any, top_k: Any, length: Any) -> None:
   """The sampling options; each error names the option and the value."""
   try:
     ok = not isinstance(temperature, (bool, str)) and temperature >= 0

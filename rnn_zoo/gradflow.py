@@ -24,13 +24,13 @@ gradient vanishes exponentially. All functions but
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rnn_zoo.cells.cell import Cell
+from rnn_zoo.cells.cell import Carry, Cell, Params
 from rnn_zoo.cells.linear import LinearRecurrentCell
 from rnn_zoo.runner import unroll, unroll_with_carries
 
@@ -57,14 +57,14 @@ class Diagnostics:
   layers: Callable
   first_layer_inputs: Callable | None = None
 
-  def first_layer(self, params, inputs):
+  def first_layer(self, params: Params, inputs: Any) -> tuple[Cell, Params, Array]:
     """``(cell, cell params, what it reads)`` of the first recurrent layer."""
     cell, p = self.layers(params)[0]
     xs = inputs if self.first_layer_inputs is None else self.first_layer_inputs(params, inputs)
     return cell, p, xs
 
 
-def hidden_grad_norms(loss_of_probes: Callable, probes) -> tuple:
+def hidden_grad_norms(loss_of_probes: Callable, probes: Any) -> tuple:
   """``||dL/dh_t||`` for every step, averaged over the batch.
 
   Args:
@@ -83,7 +83,7 @@ def hidden_grad_norms(loss_of_probes: Callable, probes) -> tuple:
   return jax.tree.map(lambda g: jnp.mean(norm(g, axis=-1), axis=0), grads)
 
 
-def norm(x: Array, axis=-1, keepdims: bool = False) -> Array:
+def norm(x: Array, axis: int | tuple[int, ...] = -1, keepdims: bool = False) -> Array:
   """The L2 norm of ``x`` (any shape, e.g. ``[B, T, H]``) along ``axis``
   (``[B, T]``), scaled by the largest entry first, so that it
   stays exact for vectors far below the square root of the smallest normal
@@ -95,8 +95,9 @@ def norm(x: Array, axis=-1, keepdims: bool = False) -> Array:
   return out if keepdims else jnp.squeeze(out, axis)
 
 
-def jacobian_norms(cell: Cell, params, xs: Array, positions: Sequence[int] | Array,
-                   *, key: Array, num_iters: int = 30, initial_carry=None) -> Array:
+def jacobian_norms(cell: Cell, params: Params, xs: Array, positions: Sequence[int] | Array,
+                   *, key: Array, num_iters: int = 30,
+                   initial_carry: Carry = None) -> Array:
   """Spectral norm of ``dh_T / dh_t`` for each t in ``positions``.
 
   Power iteration on ``J^T J`` with ``J v`` from a jvp and ``J^T u`` from the
@@ -151,9 +152,9 @@ def jacobian_norms(cell: Cell, params, xs: Array, positions: Sequence[int] | Arr
   return jax.vmap(one)(positions, v0)
 
 
-def step_jacobian_singular_values(cell: Cell, params, xs: Array,
+def step_jacobian_singular_values(cell: Cell, params: Params, xs: Array,
                                   positions: Sequence[int] | Array,
-                                  initial_carry=None) -> Array:
+                                  initial_carry: Carry = None) -> Array:
   """Singular values of ``d carry_{t+1} / d carry_t`` along the trajectory.
 
   The carry is flattened (``h`` for RNN/GRU, ``[h, c]`` for the LSTM, so
@@ -191,7 +192,7 @@ def step_jacobian_singular_values(cell: Cell, params, xs: Array,
   return jax.vmap(at)(positions)
 
 
-def recurrent_weight_stats(cell: Cell, params) -> dict[str, dict[str, float]]:
+def recurrent_weight_stats(cell: Cell, params: Params) -> dict[str, dict[str, float]]:
   """Spectral radius and largest singular value of each ``[H, H]`` block of
   ``w_hh`` (one block for SimpleRNN, expRNN's ``expm(S)`` and coRNN's
   position coupling, i/f/g/o for LSTM, r/z/n for GRU);
@@ -222,7 +223,7 @@ def steps_in_the_past(norms: Array, floor: float = 1e-2) -> Array:
   return first_below - 1
 
 
-def parameter_sensitivity(cell: Cell, params, xs: Array, positions: Sequence[int] | Array,
+def parameter_sensitivity(cell: Cell, params: Params, xs: Array, positions: Sequence[int] | Array,
                           key: Array) -> dict[str, Array]:
   """The sensitivity of the state at step t to the recurrent parameters and
   to the initial state, for each t in ``positions``.

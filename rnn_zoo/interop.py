@@ -30,7 +30,7 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
-from rnn_zoo.cells.cell import Cell
+from rnn_zoo.cells.cell import Cell, Params
 from rnn_zoo.cells.gru import GRU, GRUCho
 from rnn_zoo.cells.lstm import LSTM
 from rnn_zoo.cells.simple_rnn import SimpleRNN
@@ -67,7 +67,7 @@ def _layer_params(stack: StackedRNN, params):
       yield f"_l{i}", cell, p
 
 
-def to_torch_state_dict(model: Cell | StackedRNN, params) -> dict[str, np.ndarray]:
+def to_torch_state_dict(model: Cell | StackedRNN, params: Params) -> dict[str, np.ndarray]:
   """Zoo params -> PyTorch state_dict layout (NumPy arrays).
 
   ``params`` is ``cell.init(...)`` output for a cell, or a stack's params.
@@ -169,7 +169,7 @@ def _describe(stack: StackedRNN) -> str:
           + (", bidirectional" if stack.bidirectional else ""))
 
 
-def make_torch_module(model: Cell | StackedRNN, input_size: int):
+def make_torch_module(model: Cell | StackedRNN, input_size: int) -> Any:
   """The ``torch.nn.RNN/LSTM/GRU`` (batch_first) matching ``model``.
 
   Needs torch (the ``torch`` extra). Dropout is not carried over.

@@ -45,7 +45,7 @@ import jax.numpy as jnp
 from rnn_zoo import checks
 from rnn_zoo import compat
 from rnn_zoo.cells import base
-from rnn_zoo.cells.cell import Cell
+from rnn_zoo.cells.cell import Carry, Cell, Params
 from rnn_zoo.errors import UserError
 
 Array = jax.Array
@@ -137,11 +137,16 @@ class AttentionCell(Cell):
   def _A(self) -> int:
     return self.attention_size or self.hidden_size
 
-  def init(self, key, input_size):
+  @property
+  def _inner(self) -> Cell:
+    """The wrapped cell (``__post_init__`` requires one)."""
+    return typing.cast(Cell, self.cell)
+
+  def init(self, key: Array, input_size: int) -> dict[str, Any]:
     checks.positive_int("input_size", input_size)
     k_cell, k_f, k_h, k_v, k_g = jax.random.split(key, 5)
     D, H, A, dt = self.feature_size, self.hidden_size, self._A, self.param_dtype
-    params = {"cell": self.cell.init(k_cell, input_size + (D if self.feed_context else 0)),
+    params = {"cell": self._inner.init(k_cell, input_size + (D if self.feed_context else 0)),
               "att": {"w_feat": base.glorot_uniform(k_f, (D, A), dt),
                       "w_h": base.glorot_uniform(k_h, (H, A), dt),
                       "b": jnp.zeros((A,), dt),
@@ -151,12 +156,13 @@ class AttentionCell(Cell):
                         "b": jnp.zeros((), dt)}
     return params
 
-  def input_size_of(self, params):
-    size = self.cell.input_size_of(params["cell"])
+  def input_size_of(self, params: Params) -> int | None:
+    size = self._inner.input_size_of(params["cell"])
     return None if size is None else size - (self.feature_size if self.feed_context else 0)
 
-  def initial_carry(self, batch_shape=(), dtype=None):
-    inner = self.cell.initial_carry(batch_shape, dtype)
+  def initial_carry(self, batch_shape: int | tuple[int, ...] = (),
+                    dtype: jax.typing.DTypeLike | None = None) -> AttentionCarry:
+    inner = self._inner.initial_carry(batch_shape, dtype)
     if isinstance(batch_shape, int):
       batch_shape = (batch_shape,)
     batch_shape = tuple(batch_shape)
@@ -173,7 +179,7 @@ class AttentionCell(Cell):
         projected=jnp.full(batch_shape + (L, self._A), jnp.nan, dt),
         key=jnp.zeros(batch_shape + (2,), jnp.uint32))
 
-  def with_features(self, params, carry: AttentionCarry, features: Array, *,
+  def with_features(self, params: Params, carry: AttentionCarry, features: Array, *,
                     key: Array | None = None) -> AttentionCarry:
     """The carry with the annotations ``features`` ``[*batch, L, D]`` set (and
     their projection computed once); hard attention needs ``key``."""
@@ -198,7 +204,7 @@ class AttentionCell(Cell):
       carry = carry._replace(key=keys.reshape(carry.key.shape).astype(jnp.uint32))
     return carry
 
-  def attend(self, params, carry: AttentionCarry, h: Array):
+  def attend(self, params: Params, carry: AttentionCarry, h: Array) -> tuple[Array, Array]:
     """``(alpha [*batch, L], soft context [*batch, D])`` for the query ``h``."""
     q = base.matmul(h, params["att"]["w_h"], self.dtype)
     e = jnp.tanh(carry.projected + q[..., None, :]) @ params["att"]["v"]
@@ -233,19 +239,18 @@ class AttentionCell(Cell):
       context = beta[..., None] * context
     return alpha, context, location, key
 
-  def check_initial_carry(self, carry) -> None:
+  def check_initial_carry(self, carry: Carry) -> None:
     _check_annotated(carry)
 
-  def step(self, params, carry: AttentionCarry, x: Array):
+  def step(self, params: Params, carry: AttentionCarry, x: Array) -> tuple[AttentionCarry, Array]:
     _check_annotated(carry)
-    assert self.cell is not None  # __post_init__ requires it
     inner = carry.inner._replace(h=carry.h)
     feed = lambda z: jnp.concatenate([x, z], -1) if self.feed_context else x
     if self.query == "before":
       alpha, context, location, key = self._look(params, carry, carry.h)
-      inner, y = self.cell.step(params["cell"], inner, feed(context))
+      inner, y = self._inner.step(params["cell"], inner, feed(context))
     else:   # the cell reads [x_t, z_{t-1}], then attention looks with h_t
-      inner, y = self.cell.step(params["cell"], inner, feed(carry.context))
+      inner, y = self._inner.step(params["cell"], inner, feed(carry.context))
       alpha, context, location, key = self._look(params, carry, inner.h)
     new = carry._replace(h=inner.h, inner=inner, context=context, alpha=alpha,
                          location=location, key=key)

@@ -46,19 +46,22 @@ def check_dtype(name: str, value: Any) -> None:
 # --------------------------------------------------------------------------
 # Initializers. Each takes (key, shape, dtype) and returns an array.
 
-def uniform_fan(key, shape, dtype, hidden_size):
+def uniform_fan(key: Array, shape: tuple[int, ...], dtype: jax.typing.DTypeLike,
+                hidden_size: int) -> Array:
   """PyTorch's default RNN init: U(-1/sqrt(H), 1/sqrt(H))."""
   bound = 1.0 / math.sqrt(hidden_size)
   return jax.random.uniform(key, shape, dtype, -bound, bound)
 
 
-def glorot_uniform(key, shape, dtype):
+def glorot_uniform(key: Array, shape: tuple[int, ...],
+                   dtype: jax.typing.DTypeLike) -> Array:
   fan_in, fan_out = shape[-2], shape[-1]
   bound = math.sqrt(6.0 / (fan_in + fan_out))
   return jax.random.uniform(key, shape, dtype, -bound, bound)
 
 
-def orthogonal_blocks(key, hidden_size, num_blocks, dtype, scale=1.0):
+def orthogonal_blocks(key: Array, hidden_size: int, num_blocks: int,
+                      dtype: jax.typing.DTypeLike, scale: float = 1.0) -> Array:
   """``[H, G*H]`` made of G independent orthogonal ``[H, H]`` blocks."""
   keys = jax.random.split(key, num_blocks)
   init = jax.nn.initializers.orthogonal(scale)
@@ -66,8 +69,9 @@ def orthogonal_blocks(key, hidden_size, num_blocks, dtype, scale=1.0):
       [init(k, (hidden_size, hidden_size), dtype) for k in keys], axis=-1)
 
 
-def gate_weights(k_ih, k_hh, input_size: int, hidden_size: int, num_gates: int,
-                 input_init: str, recurrent_init: str, dtype):
+def gate_weights(k_ih: Array, k_hh: Array, input_size: int, hidden_size: int,
+                 num_gates: int, input_init: str, recurrent_init: str,
+                 dtype: jax.typing.DTypeLike) -> tuple[Array, Array]:
   """``(w_ih [I, G*H], w_hh [H, G*H])`` of a gated cell (LSTM, GRU).
 
   ``input_init``: ``"glorot_uniform"`` (per gate block) or ``"uniform"``;
@@ -90,7 +94,8 @@ def gate_weights(k_ih, k_hh, input_size: int, hidden_size: int, num_gates: int,
   return w_ih, w_hh
 
 
-def identity_blocks(hidden_size, num_blocks, dtype, scale=1.0):
+def identity_blocks(hidden_size: int, num_blocks: int, dtype: jax.typing.DTypeLike,
+                    scale: float = 1.0) -> Array:
   eye = scale * jnp.eye(hidden_size, dtype=dtype)
   return jnp.concatenate([eye] * num_blocks, axis=-1)
 
@@ -119,7 +124,7 @@ def affine(x: Array, w: Array, b: Array) -> Array:
   return y + at_rank(b, y.ndim)
 
 
-def matmul(x: Array, w: Array, dtype) -> Array:
+def matmul(x: Array, w: Array, dtype: jax.typing.DTypeLike) -> Array:
   """``x @ w`` computed in ``dtype`` with float32 (or wider) accumulation.
 
   A float64 operand (x64 enabled, as in the float64 gradient-flow
@@ -137,7 +142,7 @@ def matmul(x: Array, w: Array, dtype) -> Array:
   return out.reshape(lead + (w.shape[-1],))
 
 
-def check_params(cell, params: PyTree, expected: dict[str, tuple]) -> None:
+def check_params(cell: Any, params: PyTree, expected: dict[str, tuple]) -> None:
   """Raises ValueError if ``params`` lacks a key or has a wrong shape."""
   if not isinstance(params, dict):
     raise UserError(

@@ -35,7 +35,7 @@ EXPRNN_INITS = ("henaff", "cayley")
 INDRNN_ACTIVATIONS = ("relu", "tanh")
 
 
-def skew_blocks(angles: Array, hidden_size: int, dtype) -> Array:
+def skew_blocks(angles: Array, hidden_size: int, dtype: jax.typing.DTypeLike) -> Array:
   """``[H, H]``: a parameter ``A`` whose skew part ``A - Aᵀ`` is block
   diagonal with 2x2 blocks ``[[0, a], [-a, 0]]`` (the ``angles``, one per
   pair of units; an odd last unit gets none): the expRNN code's

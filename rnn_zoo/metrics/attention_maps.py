@@ -8,12 +8,13 @@ out). Used by the captioning and VQA evaluations and figures.
 from __future__ import annotations
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from rnn_zoo.data.shape_language import _matches, object_words, tokenize
 from rnn_zoo.errors import UserError
 
 
-def pixel_locations(side: int, size: int):
+def pixel_locations(side: int, size: int) -> np.ndarray:
   """``[size, size]``: the index of the location (of a ``side`` x ``side``
   grid of :class:`ConvEncoder` locations over the image) each pixel falls
   in (rows and columns split evenly)."""
@@ -29,7 +30,7 @@ def _grid_side(alpha) -> int:
   return side
 
 
-def upsample_attention(alpha, size: int):
+def upsample_attention(alpha: ArrayLike, size: int) -> np.ndarray:
   """``[L]`` attention over a square grid of locations -> ``[size, size]``
   mass per pixel (each location's weight spread evenly over the pixels it
   covers; the map sums to what ``alpha`` sums to)."""
@@ -39,7 +40,7 @@ def upsample_attention(alpha, size: int):
   return alpha[loc] / pixels[loc]
 
 
-def mass_on_mask(alpha, mask) -> tuple[float, float]:
+def mass_on_mask(alpha: ArrayLike, mask: ArrayLike) -> tuple[float, float]:
   """Where an attention map looked, against an object's ``[S, S]`` bool
   mask: ``(pixels, cells)`` — the share of ``alpha``'s mass inside the mask
   (each location's weight spread evenly over its pixels) and the share on
@@ -54,7 +55,8 @@ def mass_on_mask(alpha, mask) -> tuple[float, float]:
           float(np.sum(alpha[touched])))
 
 
-def attention_pointing(caption: str, alphas, objects: list[dict], masks) -> list[dict]:
+def attention_pointing(caption: str, alphas: ArrayLike, objects: list[dict],
+                       masks: ArrayLike) -> list[dict]:
   """Where attention looked while each object word of a generated caption
   was produced.
 

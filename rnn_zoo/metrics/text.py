@@ -4,10 +4,12 @@
 
 from __future__ import annotations
 
+from typing import Sequence
+
 from rnn_zoo import checks
 
 
-def distinct_ngrams(seq, n: int) -> float:
+def distinct_ngrams(seq: Sequence, n: int) -> float:
   """Distinct n-grams over all n-grams of ``seq`` (a string or token list):
   1.0 when nothing repeats, near 0 for a loop."""
   checks.positive_int("n", n)
@@ -16,7 +18,7 @@ def distinct_ngrams(seq, n: int) -> float:
   return len(set(grams)) / len(grams) if grams else 0.0
 
 
-def repeated_substring_rate(seq, length: int = 20) -> float:
+def repeated_substring_rate(seq: Sequence, length: int = 20) -> float:
   """The fraction of positions whose next ``length`` tokens already occurred
   earlier in ``seq``: near 1 once generation falls into a loop; natural text
   rarely repeats 20 characters verbatim."""
@@ -31,7 +33,7 @@ def repeated_substring_rate(seq, length: int = 20) -> float:
   return repeats / total if total else 0.0
 
 
-def loop_period(seq, tail: int = 200) -> int | None:
+def loop_period(seq: Sequence, tail: int = 200) -> int | None:
   """The smallest period p <= tail // 2 with which the last ``tail`` tokens
   repeat exactly (a sample stuck in a loop), or None."""
   seq = list(seq)[-tail:]
@@ -41,7 +43,7 @@ def loop_period(seq, tail: int = 200) -> int | None:
   return None
 
 
-def diversity(seq, ns=(4, 8, 16), repeat_len: int = 20) -> dict:
+def diversity(seq: Sequence, ns: Sequence[int] = (4, 8, 16), repeat_len: int = 20) -> dict:
   """``distinct_<n>`` for each n, ``repeated_substring_rate`` and
   ``loop_period`` (0 when not looping) of one sample."""
   out = {f"distinct_{n}": distinct_ngrams(seq, n) for n in ns}

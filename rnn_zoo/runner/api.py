@@ -78,7 +78,7 @@ _RUN = {
 }
 
 
-def current_platform(cell, req: Request) -> Platform:
+def current_platform(cell: Cell, req: Request) -> Platform:
   """The facts of this process that :func:`select_impl` reads. The native
   library is loaded (built on first use) only when the call could use it."""
   native_error = native_untuned = None

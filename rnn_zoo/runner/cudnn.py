@@ -3,12 +3,13 @@ time-major, with lengths and reversal within them."""
 
 from __future__ import annotations
 
-
 from rnn_zoo import cudnn as cudnn_kernels
 from rnn_zoo.cells import base
+from rnn_zoo.cells.cell import Cell, Params
+from rnn_zoo.runner.inputs import Prepared, RunResult
 
 
-def run(cell, params, prep):
+def run(cell: Cell, params: Params, prep: Prepared) -> RunResult:
   """The runner's contract (see :mod:`rnn_zoo.runner`)."""
   del cell
   xs_t = prep.in_run_order(prep.inputs_t())

@@ -26,11 +26,13 @@ import jax
 import jax.numpy as jnp
 
 from rnn_zoo.cells import base
+from rnn_zoo.cells.cell import Carry, Cell, Params, PointwiseCell
+from rnn_zoo.runner.inputs import Prepared, RunResult
 
 MATMUL_PARAMS = ("w_ih", "w_hh", "b")
 
 
-def split_params(params):
+def split_params(params: Params) -> tuple[jax.Array, Params]:
   """``(w_hh, small)``: the recurrent weight and the pointwise-only params."""
   return params["w_hh"], {k: v for k, v in params.items()
                           if k not in MATMUL_PARAMS}
@@ -44,7 +46,10 @@ def _blend(mask_t, new, old):
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 7))
-def fused_recurrence(cell, w_hh, small, xp, carry0, mask, probes=None, unroll=1):
+def fused_recurrence(cell: PointwiseCell, w_hh: jax.Array, small: Params,
+                     xp: jax.Array, carry0: Carry, mask: jax.Array | None,
+                     probes: jax.Array | None = None,
+                     unroll: int | bool = 1) -> tuple[jax.Array, Carry]:
   """Runs the recurrence over time-major ``xp`` ``[T, B, G*H]``.
 
   Args:
@@ -138,7 +143,7 @@ def _bwd(cell, unroll, res, cotangents):
 fused_recurrence.defvjp(_fwd, _bwd)
 
 
-def run(cell, params, prep):
+def run(cell: Cell, params: Params, prep: Prepared) -> RunResult:
   """``impl="fused"``: the runner's contract (see :mod:`rnn_zoo.runner`)."""
   xs_t = prep.in_run_order(prep.inputs_t())
   probes_t = None if prep.probes_t is None else prep.in_run_order(prep.probes_t)

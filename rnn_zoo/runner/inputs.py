@@ -15,18 +15,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rnn_zoo.cells.cell import Cell
+from rnn_zoo.cells.cell import Carry, Cell, Params
 from rnn_zoo.errors import UserError
 from rnn_zoo.runner.select import Request, check_cell, dtype_reason
 
 Array = jax.Array
+RunResult = tuple[Array, Carry, Carry | None]  # (ys, final_carry, every carry or None)
 
 
 def _is_concrete(x) -> bool:
   return not isinstance(x, jax.core.Tracer)
 
 
-def check_xs(xs, time_major: bool) -> None:
+def check_xs(xs: Any, time_major: bool) -> None:
   """``xs`` is a rank-3 floating array."""
   if not hasattr(xs, "shape") or not hasattr(xs, "dtype"):
     raise UserError(f"xs must be an array, got {type(xs).__name__}")
@@ -37,7 +38,7 @@ def check_xs(xs, time_major: bool) -> None:
     raise UserError(f"xs must be a floating array, got dtype {xs.dtype}")
 
 
-def check_inputs(cell: Cell, params, xs, time_major: bool) -> None:
+def check_inputs(cell: Cell, params: Params, xs: Any, time_major: bool) -> None:
   """Validates ``xs`` ([B, T, I], or [T, B, I] if time_major) against params
   (the params are checked once, here)."""
   check_xs(xs, time_major)
@@ -49,7 +50,7 @@ def check_inputs(cell: Cell, params, xs, time_major: bool) -> None:
         f"{input_size} (xs shape {tuple(xs.shape)})")
 
 
-def check_lengths(lengths, batch: int, time: int) -> Array:
+def check_lengths(lengths: Any, batch: int, time: int) -> Array:
   lengths = jnp.asarray(lengths)
   if not jnp.issubdtype(lengths.dtype, jnp.integer):
     raise UserError(f"lengths must be integers, got dtype {lengths.dtype}")
@@ -66,7 +67,7 @@ def check_lengths(lengths, batch: int, time: int) -> Array:
   return lengths
 
 
-def check_remat(remat) -> int:
+def check_remat(remat: bool | str | int | None) -> int:
   """Returns 0 (no remat), 1 (per step) or the chunk size."""
   if remat is False or remat is None or remat == "none":
     return 0
@@ -78,14 +79,14 @@ def check_remat(remat) -> int:
       f"remat must be False, True/'step', or a positive chunk size, got {remat!r}")
 
 
-def check_unroll(unroll) -> None:
+def check_unroll(unroll: int | bool) -> None:
   if isinstance(unroll, bool):
     return
   if not isinstance(unroll, (int, np.integer)) or unroll <= 0:
     raise UserError(f"unroll must be a positive int or bool, got {unroll!r}")
 
 
-def check_carry(cell: Cell, carry, batch: int) -> None:
+def check_carry(cell: Cell, carry: Carry, batch: int) -> None:
   ref = cell.initial_carry((batch,))
   if type(carry) is not type(ref):
     raise UserError(
@@ -117,7 +118,7 @@ def check_carry(cell: Cell, carry, batch: int) -> None:
           f"dtype={got.dtype}")
 
 
-def check_resets(resets, B: int, T: int, time_major: bool, reverse: bool) -> Array:
+def check_resets(resets: Any, B: int, T: int, time_major: bool, reverse: bool) -> Array:
   if reverse:
     raise UserError("resets are not supported with reverse=True")
   want = (T, B) if time_major else (B, T)
@@ -130,7 +131,7 @@ def check_resets(resets, B: int, T: int, time_major: bool, reverse: bool) -> Arr
   return resets if time_major else resets.T
 
 
-def zero_carry(cell: Cell, params, batch: int):
+def zero_carry(cell: Cell, params: Params, batch: int) -> Carry:
   """The cell's zero carry, in float64 when its params are (the default is
   the cell's own dtype): float64 runs, such as the gradient-flow
   diagnostics, then need no initial carry of their own."""
@@ -216,7 +217,7 @@ class Prepared:
     a_t = self.in_run_order(a_t)
     return a_t if self.time_major else jnp.swapaxes(a_t, 0, 1)
 
-  def request(self, cell: Cell, params, impl: str,
+  def request(self, cell: Cell, params: Params, impl: str,
               excluded: frozenset = frozenset()) -> Request:
     """The facts :func:`rnn_zoo.runner.select.select_impl` reads."""
     dtypes = {"compute dtype": cell.dtype}
@@ -236,10 +237,11 @@ class Prepared:
                    excluded=excluded)
 
 
-def prepare(cell: Cell, params, xs, *, initial_carry=None, lengths=None,
-            reverse: bool = False, time_major: bool = False, unroll=1,
-            remat=False, all_carries: bool = False, hidden_probes=None,
-            resets=None) -> Prepared:
+def prepare(cell: Cell, params: Params, xs: Any, *, initial_carry: Carry = None,
+            lengths: Any = None, reverse: bool = False, time_major: bool = False,
+            unroll: int | bool = 1, remat: bool | str | int = False,
+            all_carries: bool = False, hidden_probes: Array | None = None,
+            resets: Any = None) -> Prepared:
   """Validates one call of the runner (see :func:`rnn_zoo.unroll`)."""
   check_cell(cell)
   check_inputs(cell, params, xs, time_major)

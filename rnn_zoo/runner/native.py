@@ -10,10 +10,12 @@ import jax.numpy as jnp
 
 from rnn_zoo import native as native_kernels
 from rnn_zoo.cells import base
+from rnn_zoo.cells.cell import Carry, Cell, Params
+from rnn_zoo.runner.inputs import Prepared, RunResult
 from rnn_zoo.runner.select import native_kind
 
 
-def run(cell, params, prep):
+def run(cell: Cell, params: Params, prep: Prepared) -> RunResult:
   """The runner's contract (see :mod:`rnn_zoo.runner`)."""
   xs, carry0 = prep.xs, prep.carry0
   t_axis = 0 if prep.time_major else 1
@@ -23,7 +25,7 @@ def run(cell, params, prep):
     ys, h, c = native_kernels.lstm_layer(
         params["w_ih"], params["w_hh"], params["b"], xs, carry0.h, carry0.c,
         not prep.time_major)
-    carry = base.LSTMCarry(h=h, c=c)
+    carry: Carry = base.LSTMCarry(h=h, c=c)
   else:
     xp = base.matmul(xs, params["w_ih"], cell.dtype)
     ys, h = native_kernels.gru_recurrence(

@@ -9,6 +9,8 @@ import jax.numpy as jnp
 
 from rnn_zoo import parallel as parallel_scan
 from rnn_zoo.cells import base
+from rnn_zoo.cells.cell import Cell, Params
+from rnn_zoo.runner.inputs import Prepared, RunResult
 
 
 def _col(m):
@@ -41,7 +43,7 @@ def _states(cell, params, xp, h0, mask, probes_t, resets_t):
   return cell.from_scan(parallel_scan.linear_scan(a, b, z0)).astype(h0.dtype)
 
 
-def run(cell, params, prep, *, log: bool = False):
+def run(cell: Cell, params: Params, prep: Prepared, *, log: bool = False) -> RunResult:
   """The runner's contract (see :mod:`rnn_zoo.runner`); ``log``: the
   log-space scan (``jax.lax.cumlogsumexp``, Feng et al. 2024)."""
   xs_t = prep.in_run_order(prep.inputs_t())

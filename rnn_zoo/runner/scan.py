@@ -10,6 +10,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from rnn_zoo.cells.cell import Cell, Params
+from rnn_zoo.runner.inputs import Prepared, RunResult
+
 
 def _body_fn(cell, params, carry0, all_carries: bool):
   """One step with the runner's masks, probes and resets."""
@@ -64,7 +67,7 @@ def _chunked(cell, params, body, prep, xs_t, mask, probes_t, resets_t):
   return carry, outs
 
 
-def run(cell, params, prep):
+def run(cell: Cell, params: Params, prep: Prepared) -> RunResult:
   """``impl="scan"``: the runner's contract (see :mod:`rnn_zoo.runner`)."""
   xs_t = prep.in_run_order(prep.inputs_t())
   probes_t = None if prep.probes_t is None else prep.in_run_order(prep.probes_t)

@@ -75,7 +75,7 @@ def _cell_class(cell) -> str:
   return type(cell).__name__
 
 
-def native_kind(cell) -> str | None:
+def native_kind(cell: Cell) -> str | None:
   """``"lstm"`` or ``"gru"`` for the cells the native kernels run."""
   kinds: dict[type, str] = {LSTM: "lstm", GRU: "gru"}
   return kinds.get(type(cell))
@@ -161,13 +161,13 @@ def _has_log_coefficients(cell) -> bool:
   return type(cell).log_coefficients is not LinearRecurrentCell.log_coefficients
 
 
-def check_cell(cell) -> None:
+def check_cell(cell: Any) -> None:
   if not isinstance(cell, Cell):
     raise UserError(
         f"cell must be an rnn_zoo cell (SimpleRNN, LSTM, GRU, ...), got {cell!r}")
 
 
-def check_impl(impl) -> None:
+def check_impl(impl: Any) -> None:
   if impl not in IMPLS:
     raise UserError(f"impl must be one of {list(IMPLS)}, got {impl!r}")
 
@@ -241,8 +241,9 @@ def _auto(cell, req: Request, platform: Platform) -> tuple[str, str]:
 # --------------------------------------------------------------------------
 # The deprecated flags (fused=, native=, cudnn=, parallel=).
 
-def from_legacy_flags(impl: str, *, fused=None, native=None, cudnn=None,
-                      parallel=None, stacklevel: int = 3) -> tuple[str, frozenset]:
+def from_legacy_flags(impl: str, *, fused: bool | None = None,
+                      native: bool | None = None, cudnn: bool | None = None,
+                      parallel: bool | str | None = None, stacklevel: int = 3) -> tuple[str, frozenset]:
   """Maps the deprecated flags onto ``(impl, excluded)`` with a warning.
 
   ``cudnn=True``, ``native=True``, ``fused=True``, ``parallel=True`` and

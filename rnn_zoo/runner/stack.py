@@ -185,7 +185,9 @@ class StackedRNN(Cell):
       return (carry, carry) if self.bidirectional else carry
     return tuple(one(c) for c in self.cells)
 
-  def initial_carry(self, batch_shape=(), dtype=None, params=None) -> tuple:
+  def initial_carry(self, batch_shape: int | tuple[int, ...] = (),
+                    dtype: jax.typing.DTypeLike | None = None,
+                    params: Params | None = None) -> tuple:
     """One carry per layer for ``batch_shape``: zeros, or with
     ``learn_initial_carry`` the learned state in ``params`` broadcast over
     the batch (``params`` is then required)."""
