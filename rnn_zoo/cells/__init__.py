@@ -1,5 +1,7 @@
 """Pure-function recurrent cells."""
 
+from typing import Any
+
 from rnn_zoo.cells.attention import AttentionCarry, AttentionCell
 from rnn_zoo.cells.base import HiddenCarry, LSTMCarry
 from rnn_zoo.cells.cell import Cell, PointwiseCell, ProjectedCell
@@ -17,7 +19,7 @@ CELL_NAMES = ("rnn", "irnn", "lstm", "gru", "mingru", "minlstm", "lru", "exprnn"
               "indrnn", "cornn")
 
 
-def make_cell(name: str, hidden_size: int, **kwargs) -> Cell:
+def make_cell(name: str, hidden_size: int, **kwargs: Any) -> Cell:
   """The one cell factory: a cell by name and its options.
 
   Args:

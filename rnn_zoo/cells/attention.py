@@ -110,7 +110,7 @@ class AttentionCell(Cell):
 
   @classmethod
   def wrap(cls, cell: Cell, *, num_locations: int, feature_size: int,
-           **kwargs) -> "AttentionCell":
+           **kwargs: Any) -> "AttentionCell":
     if not isinstance(cell, Cell):
       raise UserError(f"cell must be an rnn_zoo cell, got {cell!r}")
     return cls(cell.hidden_size, dtype=cell.dtype, param_dtype=cell.param_dtype,

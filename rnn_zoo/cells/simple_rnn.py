@@ -58,7 +58,7 @@ class SimpleRNN(PointwiseCell):
     base.check_choice("input_init", self.input_init, INPUT_INITS)
 
   @classmethod
-  def irnn(cls, hidden_size: int, **kw) -> "SimpleRNN":
+  def irnn(cls, hidden_size: int, **kw: Any) -> "SimpleRNN":
     """IRNN (Le, Jaitly & Hinton 2015): ReLU, identity recurrent weight,
     small Gaussian input weights (std 0.001), zero bias."""
     defaults: dict[str, Any] = {"activation": "relu", "recurrent_init": "identity",

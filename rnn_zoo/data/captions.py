@@ -21,7 +21,9 @@ import collections
 import functools
 import json
 import os
-from typing import Sequence
+from typing import Any, Iterable, Sequence
+
+from numpy.typing import ArrayLike
 
 import numpy as np
 
@@ -49,7 +51,7 @@ class WordVocab:
     self.index = {w: i for i, w in enumerate(words)}
 
   @classmethod
-  def build(cls, captions, min_count: int = 1) -> "WordVocab":
+  def build(cls, captions: Iterable[str], min_count: int = 1) -> "WordVocab":
     """From training captions (strings); words rarer than ``min_count``
     become ``<UNK>``. Deterministic: by count, then alphabetically."""
     checks.positive_int("min_count", min_count)
@@ -75,7 +77,7 @@ class WordVocab:
     ids = [START] + [self.index.get(w, UNK) for w in words[:max_length]] + [END]
     return np.asarray(ids + [NULL] * (max_length + 2 - len(ids)), np.int32)
 
-  def decode(self, ids) -> str:
+  def decode(self, ids: ArrayLike) -> str:
     """Words up to the first ``<END>``; ``<START>`` and ``<NULL>`` skipped."""
     out = []
     for i in np.asarray(ids).tolist():
@@ -244,7 +246,7 @@ class TfdsCocoCaptions:
   """A random-access source over a split of tfds's ``coco_captions`` (items
   as :class:`CocoCaptions`'s)."""
 
-  def __init__(self, source, image_size: int):
+  def __init__(self, source: Any, image_size: int) -> None:
     self.source, self.image_size = source, image_size
 
   def __len__(self):
@@ -285,7 +287,7 @@ def tfds_coco_captions(data_dir: str | None, *, image_size: int = shapes.IMAGE_S
           "test": TfdsCocoCaptions(src["test"], image_size)}
 
 
-def captions_of(source, i: int) -> tuple[int, list[str]]:
+def captions_of(source: Any, i: int) -> tuple[int, list[str]]:
   """``(image_id, captions)`` of item ``i`` of a caption source: through the
   source's ``captions_of`` when it has one (no image decoded: a COCO folder
   is not re-read at each start), else from the item (image ids = indices
@@ -296,7 +298,7 @@ def captions_of(source, i: int) -> tuple[int, list[str]]:
   return int(ex.get("image_id", ex.get("index", i))), _texts(ex["captions"])
 
 
-def write_coco_references(source, path: str) -> None:
+def write_coco_references(source: Any, path: str) -> None:
   """The source's reference captions in the COCO annotations format (what
   pycocoevalcap reads), image ids = indices for the shapes dataset."""
   images: list = []
@@ -318,8 +320,8 @@ def _texts(captions) -> list[str]:
   return [c.decode() if isinstance(c, bytes) else str(c) for c in captions]
 
 
-def batches(source, vocab: WordVocab, *, batch_size: int, max_length: int,
-            seed: int, train: bool = True):
+def batches(source: Any, vocab: WordVocab, *, batch_size: int, max_length: int,
+            seed: int, train: bool = True) -> Any:
   """A grain ``MapDataset`` whose item ``s`` is batch ``s``.
 
   Each example becomes ``{"image": float32 [S, S, 3] in [0, 1], "tokens":

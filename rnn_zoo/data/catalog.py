@@ -12,6 +12,8 @@ import glob
 import os
 import socket
 import tempfile
+import types
+from typing import Any, Callable
 
 import numpy as np
 
@@ -30,7 +32,7 @@ def online(host: str = HOST[0], port: int = HOST[1], timeout: float = 3.0) -> bo
 
 
 def catalog_builder(name: str, data_dir: str | None, *, what: str, alternative: str,
-                    **builder_kwargs):
+                    **builder_kwargs: Any) -> Any:
   """tfds's builder for catalogue dataset ``name``, prepared.
 
   Args:
@@ -73,7 +75,7 @@ def catalog_builder(name: str, data_dir: str | None, *, what: str, alternative: 
   return builder
 
 
-def import_tfds(what: str):
+def import_tfds(what: str) -> types.ModuleType:
   """The ``tensorflow_datasets`` module, or a one-line error naming ``what``
   needs it (a dependency of rnn_zoo: installed unless removed)."""
   try:
@@ -85,7 +87,7 @@ def import_tfds(what: str):
 
 
 def generated_builder(class_name: str, *, what: str, description: str, sizes: dict,
-                      features, generate):
+                      features: Any, generate: Callable[[str, int], dict]) -> type:
   """A tfds builder class for a dataset the zoo generates (no download).
 
   Args:
@@ -143,7 +145,7 @@ def _no_leaked_tempdirs():
         pass
 
 
-def prepare_own(builder_class, data_dir: str, config: str) -> dict:
+def prepare_own(builder_class: type, data_dir: str, config: str) -> dict:
   """``{split: data source}`` of one of the project's generated builders,
   prepared as array_record into ``data_dir`` on first use (no download, no
   TensorFlow). Runs started together prepare it once: the first holds a

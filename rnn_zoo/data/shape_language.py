@@ -41,7 +41,7 @@ def _parse_object(words: list[str], i: int):
   return attrs, j
 
 
-def parse(caption: str):
+def parse(caption: str) -> tuple | None:
   """The caption's claim, or None when it is not in the grammar.
 
   Returns one of ``("exists", obj)``, ``("relation", obj, rel, obj)``,

@@ -29,6 +29,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from numpy.typing import ArrayLike
+
 import numpy as np
 
 from rnn_zoo import checks
@@ -94,7 +96,7 @@ def encode_question(text: str) -> np.ndarray:
   return np.asarray(ids + [NULL] * (MAX_QUESTION_LENGTH - len(ids)), np.int32)
 
 
-def decode_question(ids) -> str:
+def decode_question(ids: ArrayLike) -> str:
   return " ".join(QUESTION_WORDS[i] for i in np.asarray(ids).tolist() if i != NULL)
 
 
@@ -111,7 +113,7 @@ def question_bits(subtype: str, colour: str) -> np.ndarray:
   return bits
 
 
-def answer(subtype: str, colour: str, shape, centre) -> str:
+def answer(subtype: str, colour: str, shape: ArrayLike, centre: ArrayLike) -> str:
   """The answer to a question about the scene ``(shape [6], centre [6, 2])``
   (object i has colour i)."""
   checks.choice("subtype", subtype, SUBTYPE_NAMES)
@@ -143,7 +145,7 @@ def _draw(image, shape: str, cx: int, cy: int, rgb) -> None:
   image[inside] = rgb
 
 
-def object_mask(image, colour) -> np.ndarray:
+def object_mask(image: ArrayLike, colour: str | int) -> np.ndarray:
   """``[S, S]`` bool: the pixels of the object of ``colour`` (a name or a
   :data:`COLOURS` index) in a scene's ``[S, S, 3]`` uint8 image (objects
   never overlap and each colour is drawn once, so the mask is exact)."""

@@ -21,6 +21,8 @@
 
 from __future__ import annotations
 
+from numpy.typing import ArrayLike
+
 import ast
 import dataclasses
 import functools
@@ -222,7 +224,7 @@ class Vocab:
     index = {c: i + 1 for i, c in enumerate(self.chars)}
     return np.fromiter((index.get(c, 0) for c in text), np.int32, len(text))
 
-  def decode(self, ids) -> str:
+  def decode(self, ids: ArrayLike) -> str:
     ids = np.asarray(ids)
     if ids.size and (ids.min() < 0 or ids.max() >= self.size):
       raise UserError(f"token ids must lie in [0, {self.size}), got "

@@ -18,6 +18,7 @@ import functools
 import json
 import os
 import re
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
@@ -62,7 +63,7 @@ class SortOfClevrQuestions:
 
   FIELDS = ("image", "questions", "answers", "subtype", "colour", "bits", "index")
 
-  def __init__(self, images, cache: bool = True):
+  def __init__(self, images: Any, cache: bool = True) -> None:
     self.images = images
     self.per_image = 2 * soc.QUESTIONS_PER_KIND
     self._cache: dict | None = {} if cache else None
@@ -146,12 +147,12 @@ def answer_type(answer: str) -> int:
 class Vocab:
   """Words (index 0 = ``<NULL>``, 1 = ``<UNK>``) or answers (no specials)."""
 
-  def __init__(self, words, specials: bool):
+  def __init__(self, words: Iterable[str], specials: bool) -> None:
     self.words, self.specials = list(words), specials
     self.index = {w: i for i, w in enumerate(self.words)}
 
   @classmethod
-  def build(cls, texts, specials: bool) -> "Vocab":
+  def build(cls, texts: Iterable[str], specials: bool) -> "Vocab":
     seen = sorted(set(texts))
     return cls((["<NULL>", "<UNK>"] if specials else []) + seen, specials)
 
@@ -170,8 +171,8 @@ class Vocab:
 class ClevrQuestions:
   """A random-access source over a CLEVR-format question file."""
 
-  def __init__(self, records, image_dir, image_size, words: Vocab, answers: Vocab,
-               max_length: int):
+  def __init__(self, records: Sequence[dict], image_dir: str, image_size: int,
+               words: Vocab, answers: Vocab, max_length: int) -> None:
     self.records, self.image_dir, self.image_size = records, image_dir, image_size
     self.words, self.answers, self.max_length = words, answers, max_length
 
@@ -283,8 +284,8 @@ def load_clevr(train_questions: str, val_questions: str, image_dirs: tuple[str, 
           words, answers)
 
 
-def batches(source, *, batch_size: int, seed: int, train: bool = True,
-            by_image: bool = False):
+def batches(source: Any, *, batch_size: int, seed: int, train: bool = True,
+            by_image: bool = False) -> Any:
   """A grain ``MapDataset`` whose item ``s`` is batch ``s``: ``image``
   float32 in [0, 1], ``question``, ``answer``, ``subtype`` (and ``bits``,
   ``colour`` on Sort-of-CLEVR), with ``question_index``. Training batches

@@ -37,7 +37,7 @@ import optax
 from rnn_zoo import checks
 from rnn_zoo.cells import base
 from rnn_zoo.cells.attention import AttentionCell
-from rnn_zoo.cells.cell import Cell
+from rnn_zoo.cells.cell import Cell, Params
 from rnn_zoo.data.captions import NULL
 from rnn_zoo.errors import UserError
 from rnn_zoo.models import attention_losses
@@ -186,7 +186,7 @@ class Captioner:
     return params
 
   # -- encoding ----------------------------------------------------------------
-  def encode(self, params, images) -> jax.Array:
+  def encode(self, params: Params, images: jax.Array) -> jax.Array:
     """Images (or precomputed features) -> annotations ``[B, L, D]``."""
     if self.encoder == "cnn":
       S = self.image_size
@@ -206,7 +206,8 @@ class Captioner:
                       f"{self.feature_shape[1]}], got {tuple(images.shape)}")
     return feats
 
-  def initial_carry(self, params, images, *, key=None) -> tuple:
+  def initial_carry(self, params: Params, images: jax.Array, *,
+                    key: jax.Array | None = None) -> tuple:
     """The decoder's carry for a batch of images: ``h0`` (and ``c0``) an
     affine map of the mean annotation, the annotations in the attention
     layer's carry. Hard attention needs ``key``."""
@@ -329,8 +330,8 @@ class Captioner:
       metrics["reward"] = reward.mean()
     return loss, metrics
 
-  def attention_maps(self, params, images, captions, *, key=None,
-                     carry=None) -> jax.Array:
+  def attention_maps(self, params: Params, images: jax.Array, captions: jax.Array, *,
+                     key: jax.Array | None = None, carry: Any = None) -> jax.Array:
     """``[B, T, L]`` attention weights while reading ``captions`` (soft/hard;
     ``carry`` as in :meth:`apply`)."""
     if self.mode == "plain":

@@ -77,7 +77,7 @@ class CharLM:
   def initial_carry(self, batch_size: int) -> tuple:
     return self.stack.initial_carry((batch_size,))
 
-  def check_tokens(self, tokens, name: str = "tokens") -> None:
+  def check_tokens(self, tokens: Any, name: str = "tokens") -> None:
     """Token ids must be integers in ``[0, vocab_size)``. JAX clamps
     out-of-range indices silently, so concrete ids are checked here; under
     ``jit`` (traced ids) :meth:`embed` turns them into NaN instead."""

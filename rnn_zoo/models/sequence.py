@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any, Callable, Sequence, cast
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from rnn_zoo import checks
 from rnn_zoo import gradflow
-from rnn_zoo.cells.cell import Cell
+from rnn_zoo.cells.cell import Cell, Params
 from rnn_zoo.nn.recurrent import RNN
 from rnn_zoo.errors import UserError
 
@@ -67,7 +69,8 @@ class SequenceModel(nn.Module):
   cudnn: bool = False
 
   @nn.compact
-  def __call__(self, inputs, *, deterministic: bool | None = None, hidden_probes=None):
+  def __call__(self, inputs: Any, *, deterministic: bool | None = None,
+               hidden_probes: Sequence[jax.Array] | None = None) -> Any:
     if self.readout not in READOUTS:
       raise UserError(f"readout must be one of {list(READOUTS)}, got {self.readout!r}")
     if self.block not in BLOCKS:
@@ -94,7 +97,7 @@ class SequenceModel(nn.Module):
     return nn.Dense(self.output_size, name="head")(feats)
 
   @nn.nowrap  # plain functions of params: usable on the unbound model
-  def recurrent_layers(self, params) -> tuple:
+  def recurrent_layers(self, params: Params) -> tuple:
     """``((cell, cell params), ...)``, one per recurrent layer, read from
     :meth:`init`'s variables."""
     p = params["params"]
@@ -105,14 +108,15 @@ class SequenceModel(nn.Module):
                  for i in range(self.num_layers))
 
   @nn.nowrap
-  def hidden_shapes(self, inputs) -> tuple:
+  def hidden_shapes(self, inputs: jax.Array) -> tuple:
     """One ``[B, T, H]`` per recurrent layer: the ``hidden_probes`` shapes
     for ``inputs`` ``[B, T, ...]``."""
     b, t = inputs.shape[:2]
     return ((b, t, self.cell.hidden_size),) * self.num_layers
 
   @nn.nowrap
-  def diagnostics(self, inputs_of=lambda batch: batch["inputs"]):
+  def diagnostics(self, inputs_of: Callable[[Any], jax.Array] = lambda batch: batch["inputs"]
+                  ) -> gradflow.Diagnostics:
     """The gradient-flow hook (:class:`rnn_zoo.gradflow.Diagnostics`) of a
     workload whose batches hold this model's inputs at ``inputs_of(batch)``."""
     return gradflow.Diagnostics(
@@ -121,7 +125,7 @@ class SequenceModel(nn.Module):
         first_layer_inputs=self.rnn_inputs if self.block == "residual_glu" else None)
 
   @nn.nowrap
-  def rnn_inputs(self, params, xs):
+  def rnn_inputs(self, params: Params, xs: jax.Array) -> jax.Array:
     """What the first recurrent layer reads, given ``xs`` (float ``[B, T,
     F]``): ``xs`` itself, or with ``residual_glu`` the encoder and the first
     LayerNorm of :meth:`_residual_blocks` (for diagnostics that drive the
@@ -130,7 +134,7 @@ class SequenceModel(nn.Module):
       return xs
     p = params["params"]
     x = nn.Dense(self.cell.hidden_size).apply({"params": p["encoder"]}, xs)
-    return nn.LayerNorm().apply({"params": p["norm_0"]}, x)
+    return cast(jax.Array, nn.LayerNorm().apply({"params": p["norm_0"]}, x))
 
   def _residual_blocks(self, xs, deterministic, hidden_probes, impl):
     """The ``residual_glu`` stack; layer i's params are ``rnn_{i}``."""

@@ -41,7 +41,7 @@ import optax
 
 from rnn_zoo import checks
 from rnn_zoo.cells import base
-from rnn_zoo.cells.cell import Cell
+from rnn_zoo.cells.cell import Cell, Params
 from rnn_zoo.errors import UserError
 from rnn_zoo.models import protocol
 from rnn_zoo.nn.encoders import ConvEncoder, num_locations, with_coordinates
@@ -170,7 +170,7 @@ class VQA:
     return params
 
   # -- encoders ----------------------------------------------------------------
-  def regions(self, params, images) -> jax.Array:
+  def regions(self, params: Params, images: jax.Array) -> jax.Array:
     """``[B, L, D + 2]``: CNN features per region with grid coordinates."""
     S = self.image_size
     if getattr(images, "ndim", None) != 4 or tuple(images.shape[1:]) != (S, S, 3):
@@ -181,7 +181,7 @@ class VQA:
                       f"{images.dtype}")
     return with_coordinates(cast(jax.Array, self.cnn.apply(params["cnn"], images)))
 
-  def read(self, params, questions) -> jax.Array:
+  def read(self, params: Params, questions: jax.Array) -> jax.Array:
     """``[B, Lq]`` word ids (``<NULL>``-padded) -> ``[B, Q]``."""
     if getattr(questions, "ndim", None) != 2 or not jnp.issubdtype(questions.dtype,
                                                                       jnp.integer):

@@ -50,6 +50,8 @@ import threading
 import jax
 import jax.numpy as jnp
 
+Array = jax.Array
+
 from rnn_zoo import cache
 from rnn_zoo.errors import UserError
 
@@ -333,7 +335,8 @@ def _dims(xp, batch_major):
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
-def lstm_recurrence(w_hh, b, xp, h0, c0, batch_major=False):
+def lstm_recurrence(w_hh: Array, b: Array, xp: Array, h0: Array, c0: Array,
+                    batch_major: bool = False) -> tuple[Array, Array, Array]:
   """The LSTM recurrence over projected inputs.
 
   Args:
@@ -362,7 +365,8 @@ def _last(ys, batch_major):
   return ys[:, -1] if batch_major else ys[-1]
 
 
-def weight_grads(h0, ys, d, xs=None, batch_major=False):
+def weight_grads(h0: Array, ys: Array, d: Array, xs: Array | None = None,
+                 batch_major: bool = False) -> tuple[Array, ...]:
   """The weight gradients of a recurrence, in one native GEMM over every
   step's rows: ``dW_hh = sum_t h_{t-1}^T d_t``, ``db = sum_t d_t`` and, with
   ``xs``, ``dW_ih = sum_t x_t^T d_t``.
@@ -442,7 +446,8 @@ lstm_recurrence.defvjp(_fwd, _bwd)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(6,))
-def lstm_layer(w_ih, w_hh, b, xs, h0, c0, batch_major=False):
+def lstm_layer(w_ih: Array, w_hh: Array, b: Array, xs: Array, h0: Array, c0: Array,
+               batch_major: bool = False) -> tuple[Array, Array, Array]:
   """An LSTM layer over its inputs: :func:`lstm_recurrence` with the input
   projection ``xs W_ih`` computed inside the kernel, step by step in the
   same register tiles as ``h_{t-1} W_hh`` (no ``[T, B, 4H]`` projection
@@ -494,7 +499,8 @@ lstm_layer.defvjp(_layer_fwd, _layer_bwd)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
-def gru_recurrence(w_hh, b, b_hn, xp, h0, batch_major=False):
+def gru_recurrence(w_hh: Array, b: Array, b_hn: Array, xp: Array, h0: Array,
+                   batch_major: bool = False) -> tuple[Array, Array]:
   """The GRU recurrence (``rnn_zoo.GRU``, the cuDNN/PyTorch form) over
   projected inputs.
 

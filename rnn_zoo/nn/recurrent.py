@@ -73,8 +73,9 @@ class RNN(nn.Module):
                               ("cudnn", self.cudnn)) if v is not None}
 
   @nn.compact
-  def __call__(self, xs: jax.Array, *, initial_carry=None, lengths=None,
-               deterministic: bool | None = None, hidden_probes=None):
+  def __call__(self, xs: jax.Array, *, initial_carry: Any = None,
+               lengths: jax.Array | None = None, deterministic: bool | None = None,
+               hidden_probes: Any = None) -> Any:
     stack = self._stack()
     if self.has_variable("params", "stack"):
       # Read, not declared again: a mismatch with xs is then the runner's

@@ -66,7 +66,7 @@ class Model(nnx.Module):
     self.rngs = rng_stream(rngs)
 
   @classmethod
-  def from_params(cls, model: Any, params: Any, **kwargs) -> "Model":
+  def from_params(cls, model: Any, params: Any, **kwargs: Any) -> "Model":
     """The module holding ``params`` for ``model`` (``rngs`` only for
     dropout and sampling)."""
     return cls(model, params=params, **kwargs)
@@ -124,7 +124,7 @@ class CharLM(Model):
   """
 
   def __init__(self, *, rngs: nnx.Rngs | None = None, params: Any = None,
-               deterministic: bool | None = None, **fields):
+               deterministic: bool | None = None, **fields: Any) -> None:
     super().__init__(FunctionalCharLM(**fields), params=params,
                      deterministic=deterministic, rngs=rngs)
 
@@ -135,7 +135,7 @@ class Captioner(Model):
   keyword arguments are its fields."""
 
   def __init__(self, *, rngs: nnx.Rngs | None = None, params: Any = None,
-               deterministic: bool | None = None, **fields):
+               deterministic: bool | None = None, **fields: Any) -> None:
     super().__init__(FunctionalCaptioner(**fields), params=params,
                      deterministic=deterministic, rngs=rngs)
 
@@ -145,7 +145,7 @@ class VQA(Model):
   its fields."""
 
   def __init__(self, *, rngs: nnx.Rngs | None = None, params: Any = None,
-               deterministic: bool | None = None, **fields):
+               deterministic: bool | None = None, **fields: Any) -> None:
     super().__init__(FunctionalVQA(**fields), params=params,
                      deterministic=deterministic, rngs=rngs)
 

@@ -118,7 +118,7 @@ class RNN(nnx.Module):
 
   # -- conversions ------------------------------------------------------------
   @classmethod
-  def from_params(cls, cell: Cell | StackedRNN, params: dict, **kwargs) -> "RNN":
+  def from_params(cls, cell: Cell | StackedRNN, params: dict, **kwargs: Any) -> "RNN":
     """The module holding ``params`` (what ``StackedRNN.init`` makes: the
     ``{"layer_k": ...}`` dict) for ``cell``; ``kwargs`` as the constructor's
     (``rngs`` only for dropout)."""

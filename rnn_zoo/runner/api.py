@@ -42,7 +42,7 @@ it cannot fall back: pass ``impl="scan"`` for it.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import jax
 
@@ -134,7 +134,7 @@ def _run(cell, params, xs, impl, legacy, **kwargs):
 
 
 def explain_impl(cell: Cell, params: Params, xs: Array, *, impl: str = "auto",
-                 **kwargs) -> Choice:
+                 **kwargs: Any) -> Choice:
   """Which implementation :func:`unroll` runs for this call, and why.
 
   Takes the arguments of :func:`unroll` (``xs`` ``[batch, time, input]``,

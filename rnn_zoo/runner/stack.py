@@ -142,7 +142,7 @@ class StackedRNN(Cell):
     object.__setattr__(self, "param_dtype", cells[0].param_dtype)
 
   @classmethod
-  def of(cls, cell: Cell, num_layers: int, **kwargs) -> "StackedRNN":
+  def of(cls, cell: Cell, num_layers: int, **kwargs: Any) -> "StackedRNN":
     """``num_layers`` copies of ``cell``."""
     base.check_positive_int("num_layers", num_layers)
     return cls((cell,) * num_layers, **kwargs)

@@ -28,7 +28,7 @@ import logging as logging_std
 import os
 import shutil
 import sys
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from absl import logging
 import jax
@@ -96,7 +96,7 @@ def verify_step(directory: str, step: int) -> bool:
   return True
 
 
-def describe_vocab_change(saved, requested) -> str:
+def describe_vocab_change(saved: Any, requested: Any) -> str:
   """What differs between two vocabularies (JSON: a dict holding a list of
   symbols, as ``Vocab.to_json`` writes), in words."""
   def symbols(v):
@@ -201,7 +201,7 @@ class Checkpointer:
             enable_async_checkpointing=async_save))
 
   # -- saving ----------------------------------------------------------------
-  def save(self, step: int, state, config: dict, vocab: Any = None,
+  def save(self, step: int, state: Any, config: dict, vocab: Any = None,
            force: bool = False, log_window: Any = None) -> bool:
     """Saves at ``step`` (async). Returns whether a save started.
 
@@ -320,8 +320,9 @@ class Checkpointer:
     steps = self.steps()
     return steps[-1] if steps else None
 
-  def restore_latest(self, abstract_state, config: dict,
-                     shape_fields: Sequence[str], vocab: Any = None):
+  def restore_latest(self, abstract_state: Any, config: dict,
+                     shape_fields: Sequence[str], vocab: Any = None
+                     ) -> tuple[Any, int | None, Any]:
     """Restores the newest readable checkpoint.
 
     Args:
@@ -380,7 +381,8 @@ class Checkpointer:
     return restored["state"], step, saved_vocab
 
 
-def newest_readable(steps: Sequence[int], read, directory: str):
+def newest_readable(steps: Sequence[int], read: Callable[[int], Any],
+                    directory: str) -> tuple[int, Any, list]:
   """The one restore path: tries ``read(step)`` from the newest step down.
 
   A step that raises is skipped with a warning naming it (a kill during a

@@ -37,7 +37,7 @@ import functools
 import json
 import math
 import os
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -53,13 +53,16 @@ from rnn_zoo.training import loop
 from rnn_zoo.training.loop import Workload
 from rnn_zoo.training.state import TrainState
 
+if TYPE_CHECKING:
+  from ml_collections import ConfigDict
+
 # Config fields that may differ between the runs of one group whatever the
 # workload: the seed and the optimizer's hyperparameters, never a shape or the
 # function a step computes. A workload adds its init-only fields.
 VARYING_FIELDS = ("seed", "learning_rate", "clip_norm")
 
 
-def group_key(config, init_only_fields: Sequence[str] = ()) -> str:
+def group_key(config: ConfigDict, init_only_fields: Sequence[str] = ()) -> str:
   """The config without :data:`VARYING_FIELDS` and ``init_only_fields``:
   runs with equal keys can share one compiled program."""
   skip = set(VARYING_FIELDS) | set(init_only_fields)
@@ -114,8 +117,8 @@ def _check_training_fields(configs: Sequence) -> None:
     checks.number_at_least("config.clip_norm", cfg.clip_norm, 0)
 
 
-def make_optimizer(config, learning_rate=None, max_norm=None
-                   ) -> optax.GradientTransformation:
+def make_optimizer(config: ConfigDict, learning_rate: float | None = None,
+                   max_norm: float | None = None) -> optax.GradientTransformation:
   """``optim.make_optimizer(config)`` with the learning rate and the global
   norm threshold as state (``optax.inject_hyperparams``), so that they can
   differ between vmapped runs (pass them to override the config's; they

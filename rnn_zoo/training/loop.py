@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import signal
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from absl import logging
 import jax
@@ -27,6 +27,9 @@ from rnn_zoo.training import preemption
 from rnn_zoo.training import sharding as shard_lib
 from rnn_zoo.training import workdir as workdir_lib
 from rnn_zoo.training.state import TrainState
+
+if TYPE_CHECKING:
+  from ml_collections import ConfigDict
 
 NONFINITE_POLICIES = ("stop", "skip")
 
@@ -111,7 +114,7 @@ def _check_training_config(config, workload: Workload | None = None) -> None:
   checks.choice("config.nonfinite", config.nonfinite, NONFINITE_POLICIES)
 
 
-def carried_loss(workload: Workload):
+def carried_loss(workload: Workload) -> Callable[..., Any]:
   """``workload.loss_fn`` as ``(params, batch, key, train, carry) -> (loss,
   (metrics, carry))`` for every workload (the carry is None when stateless),
   so that training and evaluation have one path."""
@@ -136,7 +139,7 @@ def eval_key() -> jax.Array:
   return jax.random.key(EVAL_SEED)
 
 
-def make_eval_step(workload: Workload):
+def make_eval_step(workload: Workload) -> Callable[..., Any]:
   """``(params, batch, carry=None) -> (loss, (metrics, carry))``: the held-out
   loss, as the loop jits it and the grid vmaps it."""
   loss_fn = carried_loss(workload)
@@ -147,7 +150,8 @@ def make_eval_step(workload: Workload):
   return eval_step
 
 
-def initial_state(workload: Workload, optimizer, config, k_init, k_train) -> TrainState:
+def initial_state(workload: Workload, optimizer: optax.GradientTransformation,
+                  config: ConfigDict, k_init: jax.Array, k_train: jax.Array) -> TrainState:
   """The train state at step 0 (traceable: jit it with ``out_shardings``)."""
   params = workload.init_params(k_init)
   carry = (workload.init_carry(config.batch_size)
@@ -158,7 +162,8 @@ def initial_state(workload: Workload, optimizer, config, k_init, k_train) -> Tra
                     nonfinite_steps=jnp.zeros((), jnp.int32), carry=carry)
 
 
-def make_train_step(workload: Workload, optimizer, config):
+def make_train_step(workload: Workload, optimizer: optax.GradientTransformation,
+                    config: ConfigDict) -> Callable[..., Any]:
   """``(state, batch) -> (state, metrics)``: one update, as the loop jits it
   (with donation) and the grid vmaps it over runs. ``optimizer`` is
   :func:`rnn_zoo.training.optim.make_optimizer`'s (or the grid's, whose
@@ -206,7 +211,7 @@ def _all_finite(tree) -> bool:
       jax.tree.map(lambda x: jnp.all(jnp.isfinite(x)), tree), jnp.bool_(True)))
 
 
-def train_and_evaluate(config, workdir: str, workload: Workload, *,
+def train_and_evaluate(config: ConfigDict, workdir: str, workload: Workload, *,
                        finish: Callable[[], Any] | None = None) -> dict:
   """Trains ``workload`` as ``config`` says, checkpointing into ``workdir``.
 

@@ -13,7 +13,7 @@ import math
 import os
 import sys
 import time
-from typing import Any
+from typing import Any, Sequence
 
 from absl import logging
 import jax
@@ -44,7 +44,7 @@ def _json_safe(scalars: dict) -> dict:
   return {k: _finite_or_none(v) for k, v in scalars.items()}
 
 
-def summary_writer_class():
+def summary_writer_class() -> type:
   """tensorboardX's ``SummaryWriter``, imported without PyTorch.
 
   tensorboardX imports ``torch`` at import time when it is installed, only to
@@ -56,7 +56,7 @@ def summary_writer_class():
   if "torch" in sys.modules or "tensorboardX" in sys.modules:
     from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
     return SummaryWriter
-  sys.modules["torch"] = None  # `import torch` raises ImportError
+  sys.modules["torch"] = None  # type: ignore[assignment]  # `import torch` raises ImportError
   try:
     from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
   finally:
@@ -90,7 +90,7 @@ class MetricWriter:
       self._tb.add_scalar(f"{split}/{k}", v, step)
     self._tb.flush()
 
-  def write_trace(self, steps, values: dict) -> None:
+  def write_trace(self, steps: Sequence[int], values: dict) -> None:
     """Per-step values (e.g. the gradient norm) to ``workdir/trace.jsonl``."""
     if not self.active:
       return

@@ -20,10 +20,15 @@ Config fields read (all required; see experiments/*/config.py):
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import jax
 import jax.numpy as jnp
 import optax
 from rnn_zoo.errors import UserError
+
+if TYPE_CHECKING:
+  from ml_collections import ConfigDict
 
 OPTIMIZERS = ("sgd", "momentum", "rmsprop", "adam", "adamw", "adagrad")
 # Leaf names of the params trained as the orthogonal group (rnn_zoo.ExpRNN).
@@ -31,7 +36,7 @@ ORTHOGONAL_PARAMS = ("skew",)
 SCHEDULES = ("constant", "cosine", "step")
 
 
-def make_schedule(config) -> optax.Schedule:
+def make_schedule(config: ConfigDict) -> optax.Schedule:
   lr, steps = config.learning_rate, config.num_steps
   warm = config.warmup_steps
   if config.schedule == "constant":
@@ -49,7 +54,7 @@ def make_schedule(config) -> optax.Schedule:
   return main
 
 
-def orthogonal_labels(params):
+def orthogonal_labels(params: Any) -> Any:
   """``"orthogonal"`` for the leaves named in :data:`ORTHOGONAL_PARAMS`,
   ``"default"`` for the rest (``optax.multi_transform``'s labels)."""
   def label(path, _):
@@ -59,7 +64,8 @@ def orthogonal_labels(params):
   return jax.tree_util.tree_map_with_path(label, params)
 
 
-def base_optimizer(config, sched) -> optax.GradientTransformation:
+def base_optimizer(config: ConfigDict, sched: optax.ScalarOrSchedule
+                   ) -> optax.GradientTransformation:
   """``config.optimizer`` at learning rate ``sched`` (a schedule or a
   number), without the clipping :func:`make_optimizer` chains before it.
   With ``config.orthogonal_lr_scale`` other than 1, the orthogonal group
@@ -90,7 +96,7 @@ def _one_optimizer(config, sched) -> optax.GradientTransformation:
   raise UserError(f"config.optimizer must be one of {list(OPTIMIZERS)}, got {name!r}")
 
 
-def make_optimizer(config) -> optax.GradientTransformation:
+def make_optimizer(config: ConfigDict) -> optax.GradientTransformation:
   """``optax.chain(clip by value, clip by global norm, optimizer)``.
 
   The clipping transforms are in the chain only when their threshold is set
@@ -106,7 +112,7 @@ def make_optimizer(config) -> optax.GradientTransformation:
   return optax.chain(*parts, base_optimizer(config, sched))
 
 
-def applied_learning_rate(opt_state, schedule: optax.Schedule) -> jax.Array:
+def applied_learning_rate(opt_state: optax.OptState, schedule: optax.Schedule) -> jax.Array:
   """The learning rate the next update applies: ``schedule`` at the
   optimizer's own count (``optax.ScaleByScheduleState``), which stops where
   a skipped non-finite step keeps the old optimizer state, unlike the train
@@ -124,7 +130,7 @@ def applied_learning_rate(opt_state, schedule: optax.Schedule) -> jax.Array:
   return schedule(states[0].count)
 
 
-def clip_stats(grads, *, clip_norm: float, clip_value: float) -> dict:
+def clip_stats(grads: Any, *, clip_norm: float, clip_value: float) -> dict:
   """What the optimizer's clipping does to ``grads`` (jittable).
 
   Returns:

@@ -8,6 +8,8 @@ devices, and each process computes only its own shard of every batch
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import jax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
@@ -59,7 +61,7 @@ def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 
 
-def state_shardings(shapes, mesh: Mesh):
+def state_shardings(shapes: Any, mesh: Mesh) -> Any:
   """Shardings for a ``TrainState`` shaped like ``shapes``: everything
   replicated but the carry, which is sharded along ``data`` like the batch."""
   repl, data = replicated(mesh), batch_sharding(mesh)
@@ -67,7 +69,7 @@ def state_shardings(shapes, mesh: Mesh):
       carry=jax.tree.map(lambda _: data, shapes.carry))
 
 
-def place_host_batch(batch, sharding: NamedSharding):
+def place_host_batch(batch: Any, sharding: NamedSharding) -> Any:
   """A global batch of NumPy arrays (the same on every process) as arrays
   sharded along ``data``: each process puts only its own rows on its
   devices."""
