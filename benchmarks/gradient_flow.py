@@ -42,6 +42,7 @@ import logging as pylogging
 import math
 import os
 import pathlib
+import re
 import sys
 import time
 
@@ -201,6 +202,10 @@ _DEVICES = flags.DEFINE_integer(
     "devices", 0, "CPU devices to spread each group's runs over, in each worker "
     "process (0: the cores over the workers). Ignored when XLA_FLAGS already "
     "forces a device count, or on GPU/TPU.")
+_REPORT_FROM = flags.DEFINE_string(
+    "report_from", None, "Trains nothing: writes DIR/report.md anew from "
+    "DIR/results.json (or results.json.gz) with this version's findings and "
+    "verdicts, keeping the report's figures and its hand-written note.")
 _WORKERS = flags.DEFINE_integer(
     "workers", 0, "Processes that compute the diagnostics and train the groups "
     "side by side (0: one per CPU core on a CPU-only host, 1 with an accelerator; "
@@ -670,8 +675,52 @@ def dead_run(r: dict) -> bool:
   return len(norms) > 1 and all(v == 0 for v in norms[:-1])
 
 
+# What one seed's run ended at (its final eval loss over the no-memory
+# baseline, f): the categories a verdict is made of, best first.
+OUTCOMES = ("solved", "beats", "partly", "at baseline", "dead", "diverged")
+AT_BASELINE_FRACTION = 0.9
+
+
+def run_outcome(r: dict) -> str:
+  """One seed's outcome (:data:`OUTCOMES`), from its final eval loss over
+  the baseline (and the dead-run test)."""
+  from rnn_zoo.data import synthetic  # pylint: disable=g-import-not-at-top
+  f = r["final_over_baseline"]
+  if not math.isfinite(f):
+    return "diverged"
+  if dead_run(r):
+    return "dead"
+  if f < synthetic.SOLVED_FRACTION:
+    return "solved"
+  if f < synthetic.BEATS_FRACTION:
+    return "beats"
+  return "partly" if f < AT_BASELINE_FRACTION else "at baseline"
+
+
+def verdict(outcomes: list[str]) -> str:
+  """The outcome all seeds agree on, else ``"mixed"``: a verdict is stated
+  only where the seeds agree, so none sits on a threshold that one seed
+  crosses and another does not."""
+  return outcomes[0] if outcomes and len(set(outcomes)) == 1 else "mixed"
+
+
+def mean_ci95(values) -> tuple[float, float]:
+  """The 95% Student-t confidence interval of the mean of ``values`` (the
+  mean itself twice for a single value)."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from scipy import stats  # pylint: disable=g-import-not-at-top
+  v = np.asarray(values, np.float64)
+  m = float(v.mean())
+  if len(v) < 2:
+    return m, m
+  half = float(stats.t.ppf(0.975, len(v) - 1) * v.std(ddof=1) / math.sqrt(len(v)))
+  return m - half, m + half
+
+
 def aggregate(rows: list[dict]) -> list[dict]:
-  """The runs of each (task, T, cell, clip) over seeds: mean and spread."""
+  """The runs of each (task, T, cell, clip) over seeds: each seed's final
+  loss over the baseline and outcome, mean, spread, the 95% interval of the
+  mean, and the verdict (the outcome every seed shares, else "mixed")."""
   import numpy as np  # pylint: disable=g-import-not-at-top
   out: dict = {}
   for r in rows:
@@ -689,6 +738,10 @@ def aggregate(rows: list[dict]) -> list[dict]:
                 "lr": rs[0]["lr"], "hidden": rs[0]["hidden"],
                 "seeds": len(rs), "diverged": int((~np.isfinite(f_all)).sum()),
                 "dead": sum(dead_run(r) for r in rs),
+                "per_seed": [(r["seed"], r["final_over_baseline"], run_outcome(r))
+                             for r in sorted(rs, key=lambda r: r["seed"])],
+                "verdict": verdict([run_outcome(r) for r in rs]),
+                "final_ci95": mean_ci95(f),
                 "final_mean": float(f.mean()),
                 "final_std": float(f.std(ddof=1)) if len(f) > 1 else 0.0,
                 "final_min": float(f.min()), "final_max": float(f.max()),
@@ -960,51 +1013,78 @@ def _finding_sensitivity(sens: list) -> list[str]:
   return out
 
 
+_VERDICT_LEAD = {
+    "solved": "Solved (final eval loss below 5% of the baseline) in every seed",
+    "beats": "Beat the baseline by half in every seed (final below 50% of it, "
+             "not below 5%)",
+    "partly": "Below the baseline but not by half in every seed (50–90% of it)",
+    "at baseline": "At the baseline in every seed (final at 90% of it or above)",
+    "diverged": "Diverged in every seed at its learning rate (the loss turned NaN/Inf)",
+}
+
+
+def _mean_and_ci(a: dict) -> str:
+  lo, hi = a["final_ci95"]
+  return f"{a['final_mean']:.2f}, 95% CI {lo:.2f}–{hi:.2f}"
+
+
+def _seed_values(a: dict) -> str:
+  return ", ".join(f"{f:.3f} {o}" for _, f, o in a["per_seed"])
+
+
 def _findings_who_learns(agg: list) -> list[str]:
-  """Per task and length: the cells that solved it, beat the baseline, or
-  stayed at it."""
+  """Per task and length: the verdict of every cell (the outcome its seeds
+  share), and the cells whose seeds disagree as "mixed" with their values."""
   out = []
   for (task, T) in sorted({(a["task"], a["T"]) for a in agg}):
     rs = [a for a in agg if (a["task"], a["T"]) == (task, T)]
     budget, n = rs[0]["steps"], rs[0]["seeds"]
-    allsolved = [a for a in rs if a["solved"] == a["seeds"]]
-    somesolved = [a for a in rs if 0 < a["solved"] < a["seeds"]]
-    beat = [a for a in rs if a["beat"] and a not in allsolved]
-    dead = [a for a in rs if a.get("dead", 0) == a["seeds"]]
-    stuck = [a for a in rs if a["final_min"] > 0.9 and a not in dead]
-    txt = f"**Which cells learn {task} at T={T} ({budget} steps, {n} seeds each).** "
-    if allsolved:
-      txt += "Solved (eval loss below 5% of the baseline) by every seed: " + ", ".join(
-          f"{CELLS[a['cell']][0]} (median step {a['solved_median']})"
-          for a in sorted(allsolved, key=lambda a: a["solved_median"])) + ". "
-    if somesolved:
-      txt += "Solved by some seeds: " + ", ".join(
-          f"{CELLS[a['cell']][0]} ({a['solved']}/{a['seeds']})" for a in somesolved) + ". "
-    if beat:
-      txt += "Beat the no-memory baseline by half: " + ", ".join(
-          f"{CELLS[a['cell']][0]} ({a['beat']}/{a['seeds']} seeds)" for a in beat) + ". "
-    if not allsolved and not somesolved and not beat:
-      txt += ("No cell beat the baseline by half within the budget; closest: " +
-              ", ".join(f"{CELLS[a['cell']][0]} {a['final_mean']:.2f}x"
-                        for a in sorted(rs, key=lambda a: a["final_mean"])[:3]) +
-              " the baseline (mean over seeds). ")
-    if task in PIXEL_TASKS and all("accuracy_mean" in a for a in rs):
-      txt += ("Test accuracy (mean ± std over seeds; chance 0.10): " + ", ".join(
-          f"{CELLS[a['cell']][0]} {a['accuracy_mean']:.3f} ± {a['accuracy_std']:.3f}"
-          + (" (dead)" if a in dead else "")
-          for a in sorted(rs, key=lambda a: -a["accuracy_mean"])) + ". ")
+    txt = (f"**Which cells learn {task} at T={T} ({budget} steps, a cap: every "
+           f"run stops there, solved or not; {n} seeds each).** ")
+    for outcome, lead in _VERDICT_LEAD.items():
+      sel = [a for a in rs if a["verdict"] == outcome]
+      if not sel:
+        continue
+      if outcome == "solved":
+        items = [f"{CELLS[a['cell']][0]} (median step {a['solved_median']} to "
+                 "first reach it)" for a in sorted(
+                     sel, key=lambda a: a["solved_median"] or budget)]
+      elif outcome == "diverged":
+        items = [f"{CELLS[a['cell']][0]} (lr {a['lr']:g})" for a in sel]
+      else:
+        items = [f"{CELLS[a['cell']][0]} ({_mean_and_ci(a)})"
+                 for a in sorted(sel, key=lambda a: a["final_mean"])]
+      txt += f"{lead}: " + ", ".join(items) + ". "
+    dead = [a for a in rs if a["verdict"] == "dead"]
     if dead:
       txt += ("Dead at its learning rate in every seed (by the end of training "
               "‖dL/dh_t‖ is exactly 0 at every step but the last: no gradient "
               "reaches the past, so it is not learning at all, which says nothing "
               "of the cell at another rate): " +
               ", ".join(f"{CELLS[a['cell']][0]} (lr {a['lr']:g})" for a in dead) + ". ")
-    if stuck:
-      txt += ("At the baseline in every seed (final loss above 90% of it): " +
-              ", ".join(f"{CELLS[a['cell']][0]} ({a['final_mean']:.2f} ± "
-                        f"{a['final_std']:.2f})" for a in stuck) + ".")
-    out.append(txt)
+    mixed = [a for a in rs if a["verdict"] == "mixed"]
+    if mixed:
+      txt += ("Mixed, no verdict (the seeds disagree; final loss over the "
+              "baseline per seed): " + "; ".join(
+                  f"{CELLS[a['cell']][0]} ({_seed_values(a)})" for a in mixed) + ". ")
+    if not any(o in ("solved", "beats") for a in rs for _, _, o in a["per_seed"]):
+      txt += ("No seed of any cell beat the baseline by half within the budget; "
+              "closest: " + ", ".join(
+                  f"{CELLS[a['cell']][0]} {a['final_mean']:.2f}x"
+                  for a in sorted(rs, key=lambda a: a["final_mean"])[:3]) +
+              " the baseline (mean over seeds). ")
+    if task in PIXEL_TASKS and all("accuracy_mean" in a for a in rs):
+      txt += ("Test accuracy (mean ± std over seeds; chance 0.10): " + ", ".join(
+          f"{CELLS[a['cell']][0]} {a['accuracy_mean']:.3f} ± {a['accuracy_std']:.3f}"
+          + (" (dead)" if a in dead else "")
+          for a in sorted(rs, key=lambda a: -a["accuracy_mean"])) + ". ")
+    out.append(txt.rstrip())
   return out
+
+
+def _verdict_text(a: dict) -> str:
+  return (f"mixed ({_seed_values(a)})" if a["verdict"] == "mixed"
+          else a["verdict"])
 
 
 def _findings_forget_bias(agg: list) -> list[str]:
@@ -1019,7 +1099,8 @@ def _findings_forget_bias(agg: list) -> list[str]:
                  "and that solved it: " +
                  "; ".join(f"{CELLS[a['cell']][0]} {a['final_mean']:.3f} ± "
                            f"{a['final_std']:.3f}, beat {_fmt_count(a['beat'], a['seeds'], a['beat_median'])}, "
-                           f"solved {_fmt_count(a['solved'], a['seeds'], a['solved_median'])}"
+                           f"solved {_fmt_count(a['solved'], a['seeds'], a['solved_median'])}, "
+                           f"verdict: {_verdict_text(a)}"
                            for a in sel) + ".")
   return out
 
@@ -1248,7 +1329,9 @@ def _claims_at_init(o: _Ours, add) -> None:
           "" if ok else "init and input scales differ from the paper's")
 
 
-def report_markdown(results: dict, figs: list[str]) -> str:
+def report_markdown(results: dict, figs: list[str], note: str = "") -> str:
+  """The report; ``note``: a hand-written paragraph (how the run was made)
+  placed under the header, kept when :func:`rerender` writes it anew."""
   pv = results["preset_values"]
   L = ["# Gradient flow", "",
        f"Command: `{results['command']}`  ",
@@ -1256,8 +1339,10 @@ def report_markdown(results: dict, figs: list[str]) -> str:
        f"wall time {results['seconds']:.0f} s on {results['device']} "
        f"({results['machine']}); training time summed over the groups "
        f"{_train_seconds(results):.0f} s (groups read back from an earlier "
-       "invocation of the same command count with their own time).", "",
-       "## Findings", ""]
+       "invocation of the same command count with their own time).", ""]
+  if note:
+    L += [note.strip(), ""]
+  L += ["## Findings", ""]
   for p in findings(results):
     L += [p, ""]
   L += ["## At initialization", "",
@@ -1291,16 +1376,20 @@ def report_markdown(results: dict, figs: list[str]) -> str:
         f"per task as listed; batch {pv['batch']}), {pv['seeds']} seeds each, "
         "all runs of one shape trained at once (`rnn_zoo.training.grid`). "
         "*Beat* = eval loss below half the no-memory baseline; *solved* = below "
-        "5% of it; k/n counts the seeds.", "",
-        "| task | T | steps | lr | hidden | cell | clip | final loss / baseline (mean ± std) | min – max | beat | solved | s per run |",
-        "|---|---:|---:|---:|---:|---|---:|---:|---:|---|---|---:|"]
+        "5% of it; k/n counts the seeds that reached it at some evaluation. "
+        "*Verdict*: the outcome of the final loss that every seed shares "
+        "(solved < 5% of the baseline, beats < 50%, partly < 90%, at baseline "
+        "≥ 90%, dead, diverged), else *mixed*; the step budget is a cap.", "",
+        "| task | T | steps | lr | hidden | cell | clip | final loss / baseline (mean ± std) | 95% CI of the mean | per seed | verdict | beat | solved | s per run |",
+        "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---|---|---|---:|"]
   for a in aggregate(results["train"]):
     stopped = (f" (stopped at {a['steps_trained']})" if a["steps_trained"] < a["steps"] else "")
     L.append(f"| {a['task']} | {a['T']} | {a['steps']}{stopped} | {a['lr']:g} | {a['hidden']} | "
              f"{CELLS[a['cell']][0]} | {a['clip_norm']:g} | "
              f"{a['final_mean']:.3f} ± {a['final_std']:.3f}"
              + (f" ({a['diverged']} diverged: NaN)" if a.get("diverged") else "") + " | "
-             f"{a['final_min']:.3f} – {a['final_max']:.3f} | "
+             f"{a['final_ci95'][0]:.3f} – {a['final_ci95'][1]:.3f} | "
+             + ", ".join(f"{f:.3f}" for _, f, _ in a["per_seed"]) + f" | {a['verdict']} | "
              f"{_fmt_count(a['beat'], a['seeds'], a['beat_median'])} | "
              f"{_fmt_count(a['solved'], a['seeds'], a['solved_median'])} | "
              f"{a['seconds_per_run']:.1f} |")
@@ -1320,6 +1409,31 @@ def report_markdown(results: dict, figs: list[str]) -> str:
   for f in figs:
     L.append(f"![{f}]({f})")
   return "\n".join(L) + "\n"
+
+
+def load_results(folder: pathlib.Path) -> dict:
+  """A run folder's ``results.json`` (or the ``results.json.gz`` a committed
+  report keeps)."""
+  import gzip  # pylint: disable=g-import-not-at-top
+  plain, packed = folder / "results.json", folder / "results.json.gz"
+  if plain.exists():
+    return json.loads(plain.read_text())
+  if packed.exists():
+    return json.loads(gzip.decompress(packed.read_bytes()))
+  raise FileNotFoundError(f"--report_from={str(folder)!r} holds no results.json "
+                          "or results.json.gz")
+
+
+def rerender(folder: pathlib.Path) -> str:
+  """``folder/report.md`` as this version writes it from the folder's
+  results: the same figures and hand-written note (the blockquote under the
+  header), the findings and verdicts recomputed."""
+  results = load_results(folder)
+  old = (folder / "report.md").read_text() if (folder / "report.md").exists() else ""
+  head = old.split("\n## Findings", 1)[0]
+  note = "\n".join(l for l in head.splitlines() if l.startswith(">"))
+  figs = re.findall(r"^!\[([^\]]+)\]\(", old, flags=re.M)
+  return report_markdown(results, figs, note)
 
 
 def _machine() -> str:
@@ -1409,6 +1523,15 @@ def _measure_at_init(init_jobs, cells, preset: dict, out: pathlib.Path, t_wall: 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  if _REPORT_FROM.value:
+    folder = pathlib.Path(_REPORT_FROM.value)
+    try:
+      text = rerender(folder)
+    except FileNotFoundError as e:
+      sys.exit(f"error: {e}")
+    (folder / "report.md").write_text(text)
+    _say(f"wrote {folder / 'report.md'}")
+    return
   preset, cells = _preset_from_flags()
   if _DEVICES.value < 0:
     sys.exit(f"error: --devices must be >= 0 (0: one per CPU core), got {_DEVICES.value}")

@@ -145,3 +145,79 @@ def test_dead_runs_are_told_from_vanishing_ones():
   (mixed,) = gf.aggregate([row(dead, 0), row(vanishing, 1)])
   assert mixed["dead"] == 1
   assert "Dead at its learning rate" not in " ".join(gf._findings_who_learns([mixed]))
+
+
+def test_outcomes_verdicts_and_the_interval_of_the_mean():
+  """A verdict is the outcome every seed shares; seeds on both sides of a
+  threshold make it "mixed", listed with their values."""
+  import math  # pylint: disable=g-import-not-at-top
+  row = lambda final, seed, cell="lstm_fb1": _row("adding", 200, cell, final, seed=seed)
+  assert [gf.run_outcome(row(f, 0)) for f in (0.01, 0.3, 0.7, 0.95, float("nan"))] == [
+      "solved", "beats", "partly", "at baseline", "diverged"]
+  assert set(gf.OUTCOMES) == {"solved", "beats", "partly", "at baseline", "dead", "diverged"}
+  # Thresholds: 5% is solved's upper end (exclusive), 90% at-baseline's lower.
+  assert gf.run_outcome(row(0.05, 0)) == "beats" and gf.run_outcome(row(0.9, 0)) == "at baseline"
+  assert gf.verdict(["beats", "beats"]) == "beats"
+  assert gf.verdict(["partly", "at baseline"]) == "mixed" and gf.verdict([]) == "mixed"
+  lo, hi = gf.mean_ci95([1.0, 2.0, 3.0])  # mean 2, std 1, t(0.975, 2) = 4.303
+  assert math.isclose(lo, 2 - 4.302653 / math.sqrt(3), rel_tol=1e-5)
+  assert math.isclose(hi, 2 + 4.302653 / math.sqrt(3), rel_tol=1e-5)
+  assert gf.mean_ci95([0.5]) == (0.5, 0.5)
+  # Forget bias 1 at adding T=200 as the paper preset measured it: a mean of
+  # 0.96 would read "at the baseline"; its seeds disagree.
+  agg = {a["cell"]: a for a in gf.aggregate(
+      [row(f, s) for s, f in enumerate((1.17, 0.80, 0.90))]
+      + [row(0.002, s, "lstm_chrono") for s in range(3)])}
+  fb1 = agg["lstm_fb1"]
+  assert fb1["verdict"] == "mixed"
+  assert fb1["per_seed"] == [(0, 1.17, "at baseline"), (1, 0.80, "partly"), (2, 0.90, "at baseline")]
+  assert agg["lstm_chrono"]["verdict"] == "solved"
+  text = " ".join(gf._findings_who_learns(list(agg.values())))
+  assert ("Mixed, no verdict (the seeds disagree; final loss over the baseline per "
+          "seed): LSTM (forget bias 1) (1.170 at baseline, 0.800 partly, 0.900 at baseline)") in text
+  assert "At the baseline in every seed" not in text
+  assert "a cap: every run stops there, solved or not" in text
+  assert "verdict: mixed (1.170 at baseline" in " ".join(gf._findings_forget_bias(list(agg.values())))
+
+
+def test_committed_reports_are_what_their_results_give():
+  """Every committed gradient-flow report is what this version writes from
+  its committed results.json.gz (python -m benchmarks.gradient_flow
+  --report_from=<folder>): no finding or verdict written by hand."""
+  import pathlib  # pylint: disable=g-import-not-at-top
+  folders = sorted((pathlib.Path(__file__).resolve().parents[2] / "docs" / "reports")
+                   .glob("gradient_flow*"))
+  assert len(folders) >= 5
+  for folder in folders:
+    committed = (folder / "report.md").read_text()
+    assert gf.rerender(folder) == committed, (
+        f"{folder.name}: run python -m benchmarks.gradient_flow --report_from={folder}")
+
+
+@pytest.mark.slow
+def test_report_from_rewrites_a_report_from_its_numbers(tmp_path):
+  """The flag through the binary: a folder with results and a report whose
+  findings are stale gets them anew; its note and figures stay."""
+  import gzip, json, shutil, subprocess, sys  # pylint: disable=g-import-not-at-top,multiple-imports
+  import pathlib  # pylint: disable=g-import-not-at-top
+  root = pathlib.Path(__file__).resolve().parents[2]
+  src = root / "docs" / "reports" / "gradient_flow_linear_block"
+  shutil.copy(src / "results.json.gz", tmp_path / "results.json.gz")
+  text = (src / "report.md").read_text()
+  stale = text.replace("## Findings\n", "> A note written by hand.\n\n## Findings\n\nstale words\n", 1)
+  (tmp_path / "report.md").write_text(stale)
+  run = lambda folder: subprocess.run(
+      [sys.executable, "-m", "benchmarks.gradient_flow", f"--report_from={folder}"],
+      cwd=root, capture_output=True, text=True, timeout=300)
+  proc = run(tmp_path)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  new = (tmp_path / "report.md").read_text()
+  assert "stale words" not in new and "> A note written by hand." in new
+  assert new.replace("> A note written by hand.\n\n", "", 1) == text
+  empty = tmp_path / "empty"
+  empty.mkdir()
+  proc = run(empty)
+  assert proc.returncode == 1
+  assert proc.stderr.strip().splitlines()[-1] == (
+      f"error: --report_from={str(empty)!r} holds no results.json or results.json.gz")
+  json.loads(gzip.decompress((tmp_path / "results.json.gz").read_bytes()))  # left as it was
