@@ -73,6 +73,22 @@ PRESETS = {
                   steps_per_call=100, diagnose_every=200,
                   jacobian_positions=8, jacobian_iters=10, jacobian_examples=4,
                   clip_ablation=("rnn_tanh", "lstm_fb1"), clip_ablation_seeds=1),
+    # A learning-rate sweep per cell (lrs: every rate trains, each seed, in
+    # the cell's one vmapped group), chosen by the validation loss (a tenth
+    # of the training images, never trained on), the test split reporting
+    # the chosen rate's result: the pixel tasks for the cells whose verdict
+    # the shared rate decided (the IRNN, dead at Adam 3e-3) and the LSTM and
+    # tanh RNN beside them.
+    "pixels_sweep": dict(
+        cells=("rnn_tanh", "irnn", "lstm_fb1"), init_lengths=(64,), seeds=3,
+        train=(dict(task="digits", T=64, steps=1500, lrs=(1e-4, 3e-4, 1e-3, 3e-3)),
+               dict(task="permuted_digits", T=64, steps=1500,
+                    lrs=(1e-4, 3e-4, 1e-3, 3e-3))),
+        hidden=64, batch=32, clip=1.0, valid_fraction=0.1,
+        log_every=50, eval_every=100, eval_batches=8,
+        steps_per_call=100, diagnose_every=500,
+        jacobian_positions=8, jacobian_iters=10, jacobian_examples=4,
+        clip_ablation=(), clip_ablation_seeds=1),
     # Pixel-by-pixel digits and permuted digits (T=64) for every cell.
     "pixels": dict(init_lengths=(64,), seeds=3,
                    train=(dict(task="digits", T=64, steps=1500, lr=3e-3),
@@ -202,6 +218,11 @@ _DEVICES = flags.DEFINE_integer(
     "devices", 0, "CPU devices to spread each group's runs over, in each worker "
     "process (0: the cores over the workers). Ignored when XLA_FLAGS already "
     "forces a device count, or on GPU/TPU.")
+_LRS = flags.DEFINE_list(
+    "lrs", None, "Sweep these learning rates for every task of the preset "
+    "(each cell's rates and seeds train in one group); the report chooses each "
+    "cell's rate by its validation loss (pixel tasks: 10% of the training "
+    "images held out) and reports the held-out result at that rate.")
 _REPORT_FROM = flags.DEFINE_string(
     "report_from", None, "Trains nothing: writes DIR/report.md anew from "
     "DIR/results.json (or results.json.gz) with this version's findings and "
@@ -387,12 +408,13 @@ def train_jobs(preset: dict, cells: list[str], seeds: int) -> list[dict]:
     for cell in cells:
       if cell not in run.get("cells", cells):
         continue
-      for seed in range(min(seeds, run.get("seeds", seeds))):
-        jobs.append(dict({k: v for k, v in run.items() if k not in ("cells", "seeds")},
-                         cell=cell, seed=seed, clip_norm=preset["clip"]))
-        if (i == 0 and cell in preset["clip_ablation"]
-            and seed < preset.get("clip_ablation_seeds", seeds)):
-          jobs.append(dict(jobs[-1], clip_norm=0.0))
+      for lr in run.get("lrs", (run.get("lr"),)):
+        for seed in range(min(seeds, run.get("seeds", seeds))):
+          jobs.append(dict({k: v for k, v in run.items() if k not in ("cells", "seeds", "lrs")},
+                           cell=cell, seed=seed, lr=lr, clip_norm=preset["clip"]))
+          if (i == 0 and cell in preset["clip_ablation"]
+              and seed < preset.get("clip_ablation_seeds", seeds)):
+            jobs.append(dict(jobs[-1], clip_norm=0.0))
   return jobs
 
 
@@ -419,11 +441,20 @@ def solved(task: str, T: int, loss: float) -> bool:
   return synthetic.is_solved(task, T, loss)
 
 
+def sweeps(preset: dict) -> bool:
+  """Whether the preset sweeps learning rates (then every group also
+  evaluates on validation data, and the report chooses by it)."""
+  return any("lrs" in run for run in preset["train"])
+
+
 def job_config(job: dict, preset: dict):
+  extra = {}
+  if job["task"] in PIXEL_TASKS and preset.get("valid_fraction"):
+    extra["valid_fraction"] = preset["valid_fraction"]
   return make_config(job["cell"], job["task"], job["T"], preset, steps=job["steps"],
                      lr=job["lr"], seed=job["seed"], clip_norm=job["clip_norm"],
                      hidden_size=job.get("hidden", preset["hidden"]),
-                     data_dir=job.get("data_dir", ""))
+                     data_dir=job.get("data_dir", ""), **extra)
 
 
 def summarize_run(job: dict, r: dict, seconds: float, preset: dict) -> dict:
@@ -446,6 +477,10 @@ def summarize_run(job: dict, r: dict, seconds: float, preset: dict) -> dict:
       "baseline": baseline, "final_loss": r["final"]["loss"],
       "final_over_baseline": r["final"]["loss"] / baseline,
       "final_metrics": r["final"],
+      # With a sweep: the loss on validation data (apart from training and
+      # from the held-out data above), what the learning rate is chosen by.
+      "final_valid_over_baseline": (r["final"]["valid_loss"] / baseline
+                                    if "valid_loss" in r["final"] else None),
       "beats_step": first(lambda l: beats(task, T, l)),
       "solved_step": first(lambda l: solved(task, T, l)),
       "train_curve": curve, "eval_curve": evals, "grad_trace": grads,
@@ -481,8 +516,9 @@ def _group_done(jobs: list[dict], members: list[int], out: pathlib.Path) -> list
   if not path.exists():
     return None
   saved = json.loads(path.read_text())
-  if [(d["cell"], d["seed"], d["clip_norm"]) for d in saved] != [
-      (jobs[m]["cell"], jobs[m]["seed"], jobs[m]["clip_norm"]) for m in members]:
+  if [(d["cell"], d["seed"], d["clip_norm"], d["lr"]) for d in saved] != [
+      (jobs[m]["cell"], jobs[m]["seed"], jobs[m]["clip_norm"], jobs[m]["lr"])
+      for m in members]:
     return None
   return saved
 
@@ -517,7 +553,8 @@ def train_group(jobs: list[dict], members: list[int], preset: dict, out: pathlib
         solved(t, T, r["eval"][-1][1]["loss"]) for r in res)
   res = grid.train_group([job_config(jobs[m], preset) for m in members], workload.long_range,
                          steps_per_call=preset["steps_per_call"],
-                         diagnose_every=preset["diagnose_every"], on_eval=stop)
+                         diagnose_every=preset["diagnose_every"], on_eval=stop,
+                         validate=sweeps(preset))
   seconds = time.perf_counter() - t0
   done = [summarize_run(jobs[m], r, seconds / len(members), preset)
           for m, r in zip(members, res)]
@@ -724,9 +761,9 @@ def aggregate(rows: list[dict]) -> list[dict]:
   import numpy as np  # pylint: disable=g-import-not-at-top
   out: dict = {}
   for r in rows:
-    out.setdefault((r["task"], r["T"], r["cell"], r["clip_norm"]), []).append(r)
+    out.setdefault((r["task"], r["T"], r["cell"], r["clip_norm"], r["lr"]), []).append(r)
   agg = []
-  for (task, T, cell, clip), rs in out.items():
+  for (task, T, cell, clip, _), rs in out.items():
     f_all = np.array([r["final_over_baseline"] for r in rs], np.float64)
     # A run whose loss turned NaN/Inf diverged: counted, left out of the stats.
     f = f_all[np.isfinite(f_all)] if np.isfinite(f_all).any() else f_all
@@ -749,11 +786,39 @@ def aggregate(rows: list[dict]) -> list[dict]:
                 "solved": len(solved),
                 "solved_median": solved[len(solved) // 2] if solved else None,
                 "seconds_per_run": float(np.mean([r["seconds"] for r in rs]))})
+    valid = [r.get("final_valid_over_baseline") for r in rs]
+    if all(v is not None for v in valid):
+      # A diverged run's NaN makes the rate's mean infinite: never chosen.
+      agg[-1]["valid_mean"] = float(np.mean(
+          [v if math.isfinite(v) else math.inf for v in valid]))
     accs = [r.get("final_metrics", {}).get("accuracy") for r in rs]
     if accs and all(a is not None for a in accs):
       agg[-1]["accuracy_mean"] = float(np.mean(accs))
       agg[-1]["accuracy_std"] = float(np.std(accs, ddof=1)) if len(accs) > 1 else 0.0
   return agg
+
+
+def choose_rates(agg: list[dict]) -> list[dict]:
+  """One row per (task, T, cell, clip): where several learning rates were
+  swept, the one whose seeds reach the lowest mean loss on the validation
+  data (the held-out result never chooses; ties go to the smaller rate),
+  every swept row marked ``chosen`` True or False; else the only row."""
+  by: dict = {}
+  for a in agg:
+    by.setdefault((a["task"], a["T"], a["cell"], a["clip_norm"]), []).append(a)
+  out = []
+  for rows in by.values():
+    if len(rows) > 1:
+      missing = [a["lr"] for a in rows if "valid_mean" not in a]
+      if missing:
+        raise ValueError(f"rates {missing} of {rows[0]['cell']} on {rows[0]['task']} "
+                         "have no validation loss to choose by")
+      best = min(rows, key=lambda a: (a["valid_mean"], a["lr"]))
+      for a in rows:
+        a["chosen"] = a is best
+      rows = [best]
+    out.append(rows[0])
+  return out
 
 
 def _clip_ablation_runs(results: dict) -> list[dict]:
@@ -918,8 +983,10 @@ def _fmt_count(k, n, median):
 
 def findings(results: dict) -> list[str]:
   """One paragraph per finding, each computed from this run's numbers."""
-  agg = [a for a in aggregate(results["train"]) if a["clip_norm"] != 0]
+  every = aggregate(results["train"])
+  agg = [a for a in choose_rates(every) if a["clip_norm"] != 0]
   return (_findings_at_init(results["init"])
+          + _findings_sweep(every)
           + _finding_sensitivity(results.get("sensitivity") or [])
           + _findings_who_learns(agg)
           + _findings_forget_bias(agg)
@@ -1087,6 +1154,31 @@ def _verdict_text(a: dict) -> str:
           else a["verdict"])
 
 
+def _findings_sweep(every: list) -> list[str]:
+  """The learning rate each cell got where rates were swept, and what the
+  others did (call it after :func:`choose_rates` marked them)."""
+  swept = [a for a in every if "chosen" in a and a["clip_norm"] != 0]
+  out = []
+  for (task, T) in sorted({(a["task"], a["T"]) for a in swept}):
+    parts = []
+    for cell in CELLS:
+      rows = sorted((a for a in swept if (a["task"], a["T"], a["cell"]) == (task, T, cell)),
+                    key=lambda a: a["lr"])
+      if not rows:
+        continue
+      best = next(a for a in rows if a["chosen"])
+      others = "; ".join(f"lr {a['lr']:g} {_verdict_text(a)}" for a in rows if not a["chosen"])
+      parts.append(f"{CELLS[cell][0]} lr {best['lr']:g} (validation {best['valid_mean']:.3f} "
+                   f"of the baseline; test verdict {_verdict_text(best)}; at the other "
+                   f"rates: {others})")
+    out.append(f"**Learning rates chosen on validation data ({task}, T={T}).** "
+               "Each cell trained at every rate of the sweep (its seeds at all rates "
+               "in one vmapped group); the rate with the lowest mean validation loss "
+               "is the one every other finding reports, on the held-out data: " +
+               "; ".join(parts) + ".")
+  return out
+
+
 def _findings_forget_bias(agg: list) -> list[str]:
   """The LSTM's forget-gate bias variants side by side."""
   out = []
@@ -1159,7 +1251,8 @@ class _Ours:
 
   def __init__(self, results: dict):
     self.results = results
-    self.agg = [a for a in aggregate(results["train"]) if a["clip_norm"] != 0]
+    self.agg = [a for a in choose_rates(aggregate(results["train"]))
+                if a["clip_norm"] != 0]
     self.batch = results["preset_values"]["batch"]
 
   def get(self, task, T, cell):
@@ -1382,7 +1475,8 @@ def report_markdown(results: dict, figs: list[str], note: str = "") -> str:
         "≥ 90%, dead, diverged), else *mixed*; the step budget is a cap.", "",
         "| task | T | steps | lr | hidden | cell | clip | final loss / baseline (mean ± std) | 95% CI of the mean | per seed | verdict | beat | solved | s per run |",
         "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---|---|---|---:|"]
-  for a in aggregate(results["train"]):
+  every = aggregate(results["train"])
+  for a in choose_rates(every):
     stopped = (f" (stopped at {a['steps_trained']})" if a["steps_trained"] < a["steps"] else "")
     L.append(f"| {a['task']} | {a['T']} | {a['steps']}{stopped} | {a['lr']:g} | {a['hidden']} | "
              f"{CELLS[a['cell']][0]} | {a['clip_norm']:g} | "
@@ -1393,6 +1487,22 @@ def report_markdown(results: dict, figs: list[str], note: str = "") -> str:
              f"{_fmt_count(a['beat'], a['seeds'], a['beat_median'])} | "
              f"{_fmt_count(a['solved'], a['seeds'], a['solved_median'])} | "
              f"{a['seconds_per_run']:.1f} |")
+  swept = [a for a in every if "chosen" in a]
+  if swept:
+    L += ["", "Learning-rate sweep: every rate's seeds; the rate with the lowest "
+          "mean validation loss (data apart from training and from the held-out "
+          "data) is the one in the table above (**bold**).", "",
+          "| task | T | cell | clip | lr | validation loss / baseline (mean) | "
+          "held-out loss / baseline (mean ± std) | per seed | verdict |",
+          "|---|---:|---|---:|---:|---:|---:|---:|---|"]
+    for a in sorted(swept, key=lambda a: (a["task"], a["T"], list(CELLS).index(a["cell"]),
+                                          -a["clip_norm"], a["lr"])):
+      lr = f"**{a['lr']:g}**" if a["chosen"] else f"{a['lr']:g}"
+      L.append(f"| {a['task']} | {a['T']} | {CELLS[a['cell']][0]} | {a['clip_norm']:g} | "
+               f"{lr} | {a['valid_mean']:.3f} | {a['final_mean']:.3f} ± "
+               f"{a['final_std']:.3f} | "
+               + ", ".join(f"{f:.3f}" for _, f, _ in a["per_seed"])
+               + f" | {a['verdict']} |")
   L += ["", "No-memory baselines: adding 0.167 (MSE of always predicting 1); copy "
         "10 ln 8 / (T+20); pixel digits ln 10 (chance). Seconds per run: the group's wall time (compile "
         "included) over its runs.", "", "## Published results beside ours", "",
@@ -1492,6 +1602,16 @@ def _preset_from_flags() -> tuple[dict, list[str]]:
     if _SEEDS.value < 1:
       sys.exit(f"error: --seeds must be >= 1, got {_SEEDS.value}")
     preset["seeds"] = _SEEDS.value
+  if _LRS.value is not None:
+    try:
+      lrs = tuple(float(x) for x in _LRS.value)
+    except ValueError:
+      lrs = ()
+    if not lrs or not all(math.isfinite(x) and x > 0 for x in lrs):
+      sys.exit(f"error: --lrs must be positive numbers, got {_LRS.value}")
+    preset["train"] = tuple(dict({k: v for k, v in run.items() if k != "lr"},
+                                 lrs=tuple(sorted(set(lrs)))) for run in preset["train"])
+    preset.setdefault("valid_fraction", 0.1)
   return preset, cells
 
 

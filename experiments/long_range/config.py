@@ -33,6 +33,10 @@ def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
   # Optimization, logging, checkpoints (experiments/common.py).
   common.add_training_fields(c)
   c.eval_batches = 8          # Held-out batches per evaluation.
+  c.valid_fraction = 0.0      # Pixel tasks: this share of the training images
+                              # becomes validation data (what a grid sweep
+                              # chooses a learning rate by; 0: none). The
+                              # synthetic tasks draw theirs from the generator.
 
   if preset == "smoke":
     c.seq_len = 20

@@ -62,6 +62,13 @@ def _pixel_classification(config, cell) -> Workload:
   data = _pixel_data(config.task, config.data_dir)
   train_x, train_y = jnp.asarray(data["train_x"]), jnp.asarray(data["train_y"])
   test_x, test_y = jnp.asarray(data["test_x"]), jnp.asarray(data["test_y"])
+  valid_batch = None
+  if config.valid_fraction:
+    # The last images of the training split, never trained on.
+    n_valid = max(1, round(config.valid_fraction * len(train_y)))
+    valid_x, valid_y = train_x[-n_valid:], train_y[-n_valid:]
+    train_x, train_y = train_x[:-n_valid], train_y[:-n_valid]
+    valid_batch = lambda key, i: pixels.sample_batch(key, valid_x, valid_y, B)
   model = SequenceModel(cell, output_size=10, num_layers=config.num_layers,
                         dropout_rate=config.dropout_rate, readout="last",
                         block=config.block, cudnn=config.cudnn)
@@ -81,6 +88,7 @@ def _pixel_classification(config, cell) -> Workload:
       loss_fn=loss_fn,
       train_batch=lambda key, step: pixels.sample_batch(key, train_x, train_y, B),
       eval_batch=lambda key, i: pixels.sample_batch(key, test_x, test_y, B),
+      valid_batch=valid_batch,
       shape_fields=("task", "cell", "hidden_size", "num_layers", "gru_variant", "block"),
       **_sequence_model_hooks(config, model))
 
@@ -94,6 +102,11 @@ def long_range(config) -> Workload:
   checks.choice("config.block", config.block, BLOCKS)
   if config.task == "adding" and config.seq_len < 2:
     raise UserError(f"config.seq_len must be >= 2 for adding, got {config.seq_len}")
+  checks.fraction("config.valid_fraction", config.valid_fraction)
+  if config.valid_fraction and config.task not in PIXEL_TASKS:
+    raise UserError(f"config.valid_fraction is read by the pixel tasks only (the "
+                    f"synthetic ones draw validation batches from the generator); "
+                    f"task {config.task!r} got valid_fraction={config.valid_fraction!r}")
   if config.data_dir and config.task not in MNIST_TASKS:
     raise UserError(f"config.data_dir is read by the mnist tasks only; task "
                     f"{config.task!r} got data_dir={config.data_dir!r}")
@@ -139,4 +152,5 @@ def long_range(config) -> Workload:
   return Workload(
       init_params=lambda key: model.init(key, example),
       loss_fn=loss_fn, train_batch=make_batch, eval_batch=make_batch,
+      valid_batch=make_batch,  # fresh draws, from keys of their own
       shape_fields=LONG_RANGE_SHAPE_FIELDS, **_sequence_model_hooks(config, model))

@@ -177,7 +177,12 @@ def _initial_runs(padded, workloads, c0, shard):
   return jax.device_put(_stack(runs), shard)
 
 
-def _make_chunk(w, optimizer, c0, diagnose_every):
+# The validation batches' key: this stream of each run's evaluation key (the
+# eval batches take streams 0 .. eval_batches-1).
+VALID_STREAM = 2**31 - 1
+
+
+def _make_chunk(w, optimizer, c0, diagnose_every, validate=False):
   """``chunk(state, start, do_diag, do_eval, k)``: one dispatch of the group:
   the loop's train and eval steps (and the diagnostics) vmapped over the
   runs."""
@@ -196,14 +201,20 @@ def _make_chunk(w, optimizer, c0, diagnose_every):
 
   num_eval = c0.eval_batches
 
-  def eval_one(run):
-    k_eval = jax.random.wrap_key_data(run["k_eval"])
+  def mean_metrics(run, batch_fn, key):
     def one(i):
-      loss, (aux, _) = eval_step(run["params"],
-                                 w.eval_batch(jax.random.fold_in(k_eval, i), i))
+      loss, (aux, _) = eval_step(run["params"], batch_fn(jax.random.fold_in(key, i), i))
       return {"loss": loss, **aux}
     per = jax.lax.map(one, jnp.arange(num_eval))
     return jax.tree.map(lambda x: jnp.mean(x, axis=0), per)
+
+  def eval_one(run):
+    k_eval = jax.random.wrap_key_data(run["k_eval"])
+    out = mean_metrics(run, w.eval_batch, k_eval)
+    if validate:  # the same count of batches, from the validation data
+      valid = mean_metrics(run, w.valid_batch, jax.random.fold_in(k_eval, VALID_STREAM))
+      out.update({f"valid_{m}": v for m, v in valid.items()})
+    return out
 
   def diag_one(run):
     k_eval = jax.random.wrap_key_data(run["k_eval"])
@@ -242,7 +253,8 @@ def _make_chunk(w, optimizer, c0, diagnose_every):
 def train_group(configs: Sequence, make_workload: Callable[[Any], Workload], *,
                 steps_per_call: int | None = None, diagnose_every: int = 0,
                 mesh: Mesh | None = None, keep_params: bool = False,
-                on_eval: Callable[[int, list[dict]], bool | None] | None = None) -> list[dict]:
+                on_eval: Callable[[int, list[dict]], bool | None] | None = None,
+                validate: bool = False) -> list[dict]:
   """Trains one run per config, all at once (see the module docstring).
 
   Args:
@@ -267,6 +279,9 @@ def train_group(configs: Sequence, make_workload: Callable[[Any], Workload], *,
       evaluation (progress reports); when it returns True the group stops
       there (early stopping, e.g. once every run has solved its task), and
       each result's ``steps`` says how many steps were trained.
+    validate: also evaluate on the workload's ``valid_batch`` data at every
+      evaluation (the same number of batches), as ``valid_<metric>`` beside
+      each held-out metric: what a sweep chooses by.
 
   A run whose loss or gradient turns NaN/Inf keeps training (its count is
   ``nonfinite_steps``); the other runs are not affected.
@@ -302,10 +317,13 @@ def train_group(configs: Sequence, make_workload: Callable[[Any], Workload], *,
   workloads = [make_workload(c) for c in padded]
   w = workloads[0]
   _check_workload(w, configs, diagnose_every)
+  if validate and w.valid_batch is None:
+    raise UserError("validate=True needs a workload with valid_batch (data kept "
+                    "apart from training and evaluation), got none")
   optimizer = make_optimizer(c0)
   shard = NamedSharding(mesh, P(axis))
   state = _initial_runs(padded, workloads, c0, shard)
-  chunk = _make_chunk(w, optimizer, c0, diagnose_every)
+  chunk = _make_chunk(w, optimizer, c0, diagnose_every, validate)
 
   # k is static: one program for the usual chunk, one for a shorter last one.
   chunk_fn = jax.jit(chunk, static_argnums=4, donate_argnums=0,

@@ -76,6 +76,11 @@ class Workload:
       None) and return the global batch as NumPy arrays, a pure function of
       the step (e.g. a grain ``MapDataset`` indexed by it); the loop places
       each process's rows on its devices.
+    valid_batch: ``(key, i) -> batch`` for the i-th validation batch: data
+      kept apart from both training and ``eval_batch``, on which a grid
+      (``train_group(..., validate=True)``) chooses hyperparameters such as
+      the learning rate, so that the held-out result is never what chose
+      them. None: the workload has none.
   """
   init_params: Callable[[jax.Array], Any]
   loss_fn: Callable[..., tuple[jax.Array, dict]]
@@ -91,6 +96,7 @@ class Workload:
   sample: Callable[[Any, jax.Array], str] | None = None
   info: dict | None = None
   host_data: bool = False
+  valid_batch: Callable[[jax.Array, jax.Array], dict] | None = None
 
 
 def _check_training_config(config, workload: Workload | None = None) -> None:

@@ -338,14 +338,15 @@ def test_scan_precision_tiny(tmp_path):
 
 
 def test_gradient_flow_pixels_preset_tiny(tmp_path):
-  """Pixel-by-pixel digits and permuted digits (T=64) through the grid, and
-  MNIST / permuted MNIST (T=784) from IDX files with --mnist_dir."""
+  """Pixel-by-pixel digits and permuted digits (T=64) through the grid with
+  a learning-rate sweep chosen on validation data, and MNIST / permuted
+  MNIST (T=784) from IDX files with --mnist_dir."""
   from zoo_helpers import write_tiny_mnist  # pylint: disable=g-import-not-at-top
   mnist = tmp_path / "mnist"
   mnist.mkdir()
   write_tiny_mnist(mnist)
   out = tmp_path / "out"
-  run("benchmarks.gradient_flow", "--preset=pixels", f"--out={out}",
+  run("benchmarks.gradient_flow", "--preset=pixels_sweep", f"--out={out}",
       "--cells=rnn_tanh", "--steps=10", "--seeds=2", f"--mnist_dir={mnist}")
   results = json.loads((out / "results.json").read_text())
   train = results["train"]
@@ -355,8 +356,19 @@ def test_gradient_flow_pixels_preset_tiny(tmp_path):
   for r in train:
     assert r["baseline"] == pytest.approx(2.302585, rel=1e-5)
     assert 0.0 <= r["final_metrics"]["accuracy"] <= 1.0
+    # Validation data (a tenth of the training images) is not the test data.
+    assert r["final_valid_over_baseline"] != r["final_over_baseline"]
+  swept = [r for r in train if r["task"] == "digits"]
+  assert sorted({r["lr"] for r in swept}) == [1e-4, 3e-4, 1e-3, 3e-3]
+  assert len(swept) == 8  # 4 rates x 2 seeds, one group
+  from benchmarks import gradient_flow as gf  # pylint: disable=g-import-not-at-top
+  every = gf.aggregate(train)
+  (best,) = [a for a in gf.choose_rates(every) if a["task"] == "digits"]
+  assert best["valid_mean"] == min(a["valid_mean"] for a in every if a["task"] == "digits")
   report = (out / "report.md").read_text()
   assert "Test accuracy (mean ± std over seeds; chance 0.10)" in report
+  assert "Learning rates chosen on validation data (digits, T=64)" in report
+  assert f"| digits | 64 | tanh RNN (default init) | 1 | **{best['lr']:g}** |" in report
   assert "](loss_permuted_digits_T64.png)" in report
   assert "](loss_permuted_mnist_T784.png)" in report
   bad = run("benchmarks.gradient_flow", "--preset=pixels", f"--out={tmp_path}/bad",

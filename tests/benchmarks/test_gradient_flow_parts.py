@@ -221,3 +221,31 @@ def test_report_from_rewrites_a_report_from_its_numbers(tmp_path):
   assert proc.stderr.strip().splitlines()[-1] == (
       f"error: --report_from={str(empty)!r} holds no results.json or results.json.gz")
   json.loads(gzip.decompress((tmp_path / "results.json.gz").read_bytes()))  # left as it was
+
+
+def test_the_rate_is_chosen_by_validation_never_by_the_held_out_data():
+  """Each cell's rate: the lowest mean validation loss over its seeds (a
+  diverged seed makes its rate's mean infinite); the findings and the
+  published comparison read the chosen rate's rows."""
+  rows = []
+  for seed in range(2):
+    for lr, valid, test in ((1e-4, 0.60, 0.10), (1e-3, 0.20, 0.40),
+                            (3e-3, float("nan") if seed else 0.01, 0.01)):
+      r = _row("adding", 100, "irnn", test, seed=seed)
+      rows.append(dict(r, lr=lr, final_valid_over_baseline=valid))
+  every = gf.aggregate(rows)
+  (best,) = gf.choose_rates(every)
+  assert best["lr"] == 1e-3 and best["valid_mean"] == pytest.approx(0.2)
+  assert [a["chosen"] for a in sorted(every, key=lambda a: a["lr"])] == [False, True, False]
+  assert next(a for a in every if a["lr"] == 3e-3)["valid_mean"] == float("inf")
+  text = " ".join(gf._findings_sweep(every))
+  assert "Learning rates chosen on validation data (adding, T=100)" in text
+  assert "IRNN lr 0.001 (validation 0.200 of the baseline; test verdict partly" not in text
+  assert "IRNN lr 0.001 (validation 0.200 of the baseline; test verdict beats" in text
+  assert "lr 0.0001 beats; lr 0.003 solved" in text
+  no_valid = [dict(r, final_valid_over_baseline=None) for r in rows]
+  with pytest.raises(ValueError, match="have no validation loss to choose by"):
+    gf.choose_rates(gf.aggregate(no_valid))
+  # One rate: nothing to choose, no mark.
+  (only,) = gf.choose_rates(gf.aggregate([r for r in no_valid if r["lr"] == 1e-4]))
+  assert "chosen" not in only

@@ -143,6 +143,42 @@ def test_groups_and_errors():
     grid.train_group(configs()[:1], stateful)
 
 
+@pytest.mark.slow
+def test_validation_is_its_own_data_and_leaves_training_alone():
+  """validate=True adds valid_<metric> from the workload's validation data
+  at every evaluation; the training and the held-out metrics are the run
+  without it, bit for bit. Pixel tasks hold a share of the training images
+  out for it (config.valid_fraction)."""
+  cs = configs()[:2]
+  plain = grid.train_group(cs, workload.long_range)
+  valid = grid.train_group(cs, workload.long_range, validate=True)
+  for p, v in zip(plain, valid):
+    assert p["train"] == v["train"]
+    for (s1, m1), (s2, m2) in zip(p["eval"], v["eval"]):
+      assert s1 == s2 and m1 == {k: x for k, x in m2.items() if not k.startswith("valid_")}
+      assert set(m2) == set(m1) | {f"valid_{k}" for k in m1}
+      assert m2["valid_loss"] != m2["loss"]  # other draws of the generator
+  digits = lr_config.get_config("digits")
+  digits.update(dict(num_steps=4, eval_every=4, log_every=1, eval_batches=1,
+                     checkpoint_every=4, hidden_size=8))
+  assert workload.long_range(digits).valid_batch is None
+  with pytest.raises(UserError, match="validate=True needs a workload with valid_batch"):
+    grid.train_group([digits], workload.long_range, validate=True)
+  digits.valid_fraction = 0.1
+  w = workload.long_range(digits)
+  batch = w.valid_batch(jax.random.key(0), 0)
+  assert batch["inputs"].shape == (digits.batch_size, 64, 1)
+  (r,) = grid.train_group([digits], workload.long_range, validate=True)
+  assert {"valid_loss", "valid_accuracy", "loss", "accuracy"} <= set(r["final"])
+  bad = lr_config.get_config("smoke")
+  bad.valid_fraction = 0.1
+  with pytest.raises(UserError, match="config.valid_fraction is read by the pixel tasks only"):
+    workload.long_range(bad)
+  bad.valid_fraction = 1.0
+  with pytest.raises(UserError, match=r"config.valid_fraction must be in \[0, 1\), got 1.0"):
+    workload.long_range(bad)
+
+
 DEVICES_SCRIPT = """
 import json, sys
 import jax
