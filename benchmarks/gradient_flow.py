@@ -183,6 +183,17 @@ CELLS = {
     "cornn": ("coRNN", dict(cell="cornn")),
 }
 # The cells a preset trains unless it names its own (or --cells does).
+# The optimizer each cell's paper trained it with, printed beside the rate a
+# sweep chose (docs/references: the uRNN paper's baselines, IndRNN, expRNN).
+_URNN_BASELINES = "RMSprop 1e-3, batch 20, clip 1 (Arjovsky et al. 2016, its baselines)"
+PUBLISHED_OPTIMIZERS = {
+    "rnn_tanh": _URNN_BASELINES, "rnn_tanh_orth": _URNN_BASELINES,
+    "irnn": _URNN_BASELINES, "lstm_fb1": _URNN_BASELINES,
+    "indrnn_2layer": "Adam 2e-4 (Li et al. 2018)",
+    "exprnn": "RMSprop 2e-4, 2e-5 on the skew-symmetric A "
+              "(Lezcano-Casado & Martínez-Rubio 2019, copy)",
+}
+
 CLASSIC_CELLS = ("rnn_tanh", "rnn_tanh_orth", "irnn", "lstm_fb0", "lstm_fb1",
                  "lstm_chrono", "gru", "lstm_2layer")
 
@@ -1168,9 +1179,11 @@ def _findings_sweep(every: list) -> list[str]:
         continue
       best = next(a for a in rows if a["chosen"])
       others = "; ".join(f"lr {a['lr']:g} {_verdict_text(a)}" for a in rows if not a["chosen"])
+      published = (f"; its paper: {PUBLISHED_OPTIMIZERS[cell]}"
+                   if cell in PUBLISHED_OPTIMIZERS else "")
       parts.append(f"{CELLS[cell][0]} lr {best['lr']:g} (validation {best['valid_mean']:.3f} "
                    f"of the baseline; test verdict {_verdict_text(best)}; at the other "
-                   f"rates: {others})")
+                   f"rates: {others}{published})")
     out.append(f"**Learning rates chosen on validation data ({task}, T={T}).** "
                "Each cell trained at every rate of the sweep (its seeds at all rates "
                "in one vmapped group); the rate with the lowest mean validation loss "

@@ -242,7 +242,7 @@ def test_the_rate_is_chosen_by_validation_never_by_the_held_out_data():
   assert "Learning rates chosen on validation data (adding, T=100)" in text
   assert "IRNN lr 0.001 (validation 0.200 of the baseline; test verdict partly" not in text
   assert "IRNN lr 0.001 (validation 0.200 of the baseline; test verdict beats" in text
-  assert "lr 0.0001 beats; lr 0.003 solved" in text
+  assert "lr 0.0001 beats; lr 0.003 solved; its paper: RMSprop 1e-3, batch 20" in text
   no_valid = [dict(r, final_valid_over_baseline=None) for r in rows]
   with pytest.raises(ValueError, match="have no validation loss to choose by"):
     gf.choose_rates(gf.aggregate(no_valid))
