@@ -1181,7 +1181,11 @@ def _findings_sweep(every: list) -> list[str]:
       others = "; ".join(f"lr {a['lr']:g} {_verdict_text(a)}" for a in rows if not a["chosen"])
       published = (f"; its paper: {PUBLISHED_OPTIMIZERS[cell]}"
                    if cell in PUBLISHED_OPTIMIZERS else "")
-      parts.append(f"{CELLS[cell][0]} lr {best['lr']:g} (validation {best['valid_mean']:.3f} "
+      edge = ""
+      if best is rows[-1] or best is rows[0]:
+        edge = (f", the {'largest' if best is rows[-1] else 'smallest'} rate swept: "
+                f"a {'larger' if best is rows[-1] else 'smaller'} one may do better")
+      parts.append(f"{CELLS[cell][0]} lr {best['lr']:g}{edge} (validation {best['valid_mean']:.3f} "
                    f"of the baseline; test verdict {_verdict_text(best)}; at the other "
                    f"rates: {others}{published})")
     out.append(f"**Learning rates chosen on validation data ({task}, T={T}).** "

@@ -242,7 +242,13 @@ def test_the_rate_is_chosen_by_validation_never_by_the_held_out_data():
   assert "Learning rates chosen on validation data (adding, T=100)" in text
   assert "IRNN lr 0.001 (validation 0.200 of the baseline; test verdict partly" not in text
   assert "IRNN lr 0.001 (validation 0.200 of the baseline; test verdict beats" in text
+  assert "rate swept" not in text  # 1e-3 lies inside the sweep
   assert "lr 0.0001 beats; lr 0.003 solved; its paper: RMSprop 1e-3, batch 20" in text
+  edge = [dict(r, final_valid_over_baseline=0.05) if r["lr"] == 3e-3 else r for r in rows]
+  every = gf.aggregate(edge)
+  assert gf.choose_rates(every)[0]["lr"] == 3e-3
+  assert ("IRNN lr 0.003, the largest rate swept: a larger one may do better"
+          in " ".join(gf._findings_sweep(every)))
   no_valid = [dict(r, final_valid_over_baseline=None) for r in rows]
   with pytest.raises(ValueError, match="have no validation loss to choose by"):
     gf.choose_rates(gf.aggregate(no_valid))
