@@ -283,7 +283,6 @@ def test_helpers_that_start_late_or_inline_leave_the_call_to_the_others(tmp_path
   assert checks["helpers_on_callers_cpu_get_their_affinity_back"] == "ok"
 
 
-@pytest.mark.slow
 def test_the_explicit_build_step(tmp_path, monkeypatch, capsys):
   from rnn_zoo.native.__main__ import main  # pylint: disable=g-import-not-at-top
   untuned = native.untuned_cpu()
@@ -292,13 +291,13 @@ def test_the_explicit_build_step(tmp_path, monkeypatch, capsys):
       "used for float32 LSTM and GRU layers without lengths or probes"
       if untuned is None else f"not used: {untuned}")
   assert main(["frobnicate"]) == 2
-  # A fresh cache: the step compiles the library there (and registers
-  # nothing: this process keeps the kernels it has).
-  monkeypatch.setenv("RNN_ZOO_CACHE", str(tmp_path))
+  # A build into a fresh cache compiles there: tested from the installed
+  # wheel (tests/test_package.py), which runs this step in a new process
+  # (one compile of rnn.cc for both). Here: a cache that holds the build
+  # already, and a compiler that fails.
   assert main(["build"]) == 0
   out = capsys.readouterr().out.strip()
-  assert out.startswith(f"rnn_zoo.native: built {tmp_path}")
-  assert pathlib.Path(out.split("built ", 1)[1]).is_file()
+  assert out == f"rnn_zoo.native: built {native.build()}"
   monkeypatch.setenv("RNN_ZOO_CACHE", str(tmp_path / "other"))
   monkeypatch.setenv("CXX", "/bin/false")
   assert main(["build"]) == 1

@@ -43,8 +43,11 @@ import rnn_zoo as rz
 assert rz.__file__.startswith(os.environ["SITE"]), rz.__file__
 assert not os.path.exists(os.path.join(os.path.dirname(rz.__file__), "..", "setup.cfg"))
 from rnn_zoo import native
+from rnn_zoo.native.__main__ import main
 assert all(str(p).startswith(os.environ["SITE"]) for p in native.sources())
-print("native library", native.build())
+# The explicit build step (what make runs after installing), into the empty
+# cache: it compiles the installed sources.
+assert main(["build"]) == 0
 assert native.load_error() is None, native.load_error()
 xs = jax.random.normal(jax.random.key(0), (3, 7, 4))
 for cell, impls in ((rz.LSTM(5), ("scan", "fused", "native")),
@@ -63,7 +66,9 @@ def test_the_installed_wheel_builds_its_kernels_and_runs_every_cpu_impl(tmp_path
   """pip installs the wheel into a fresh environment outside the repository
   (the dependencies seen through a .pth file onto this environment's
   site-packages); there it compiles the native kernels from its package
-  data into an empty cache and runs one jitted unroll per CPU impl."""
+  data into an empty cache (through the explicit build step,
+  ``python -m rnn_zoo.native build``) and runs one jitted unroll per CPU
+  impl."""
   wheel = _build_wheel(tmp_path / "wheels")
   site = tmp_path / "site"
   _pip("install", "--no-deps", "--no-index", "--target", str(site), str(wheel), cwd=tmp_path)
@@ -79,6 +84,8 @@ def test_the_installed_wheel_builds_its_kernels_and_runs_every_cpu_impl(tmp_path
        f"import site; site.addsitedir({str(site)!r}); exec({_INSTALLED_CHECK!r})"],
       capture_output=True, text=True, timeout=900, cwd=tmp_path, env=env)
   assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-  assert str(tmp_path / "cache") in proc.stdout
+  built = next(l for l in proc.stdout.splitlines() if l.startswith("rnn_zoo.native: "))
+  assert built.startswith(f"rnn_zoo.native: built {tmp_path / 'cache'}"), built
+  assert pathlib.Path(built.split("built ", 1)[1]).is_file()
   for line in ("LSTM native ok", "LSTM fused ok", "MinGRU parallel_log ok"):
     assert line in proc.stdout
