@@ -245,22 +245,26 @@ def unroll(cell: Cell, params: Params, xs: Array, *, initial_carry: Carry = None
     ((2, 10, 32), (2, 32))
   """
   legacy = dict(fused=fused, parallel=parallel, native=native, cudnn=cudnn)
+  options = dict(initial_carry=initial_carry, lengths=lengths, reverse=reverse,
+                 time_major=time_major, unroll=unroll, remat=remat, resets=resets)
   if isinstance(cell, _stack_type()):
-    return cell.apply(
-        params, xs, initial_carry=initial_carry, lengths=lengths, key=key,
-        deterministic=deterministic,
-        hidden_probes=None if hidden_probes is None else (
-            (None,) * (cell.num_layers - 1) + (hidden_probes,)),
-        reverse=reverse, time_major=time_major, unroll=unroll, remat=remat,
-        resets=resets, impl=impl,
-        **{k: v for k, v in legacy.items() if v is not None})
+    return _unroll_stack(cell, params, xs, hidden_probes, key, deterministic,
+                         impl, legacy, options)
   checks.optional_bool("deterministic", deterministic)
-  ys, carry, _ = _run(
-      cell, params, xs, impl, legacy,
-      initial_carry=initial_carry, lengths=lengths, reverse=reverse,
-      time_major=time_major, unroll=unroll, remat=remat, all_carries=False,
-      hidden_probes=hidden_probes, resets=resets)
+  ys, carry, _ = _run(cell, params, xs, impl, legacy, all_carries=False,
+                      hidden_probes=hidden_probes, **options)
   return ys, carry
+
+
+def _unroll_stack(stack, params, xs, hidden_probes, key, deterministic, impl,
+                  legacy, options) -> tuple[Array, Carry]:
+  """:func:`unroll` of a stack: its ``apply`` (layer by layer), the probe
+  on the last layer."""
+  probes = None if hidden_probes is None else (
+      (None,) * (stack.num_layers - 1) + (hidden_probes,))
+  return stack.apply(params, xs, key=key, deterministic=deterministic,
+                     hidden_probes=probes, impl=impl, **options,
+                     **{k: v for k, v in legacy.items() if v is not None})
 
 
 def _stack_type() -> type[StackedRNN]:

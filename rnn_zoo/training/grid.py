@@ -91,7 +91,8 @@ def _check_group(configs: Sequence, init_only_fields: Sequence[str]) -> None:
         f"also differ in {diff} (use grid.group_configs to split them)")
 
 
-def _check_workload(w: Workload, configs: Sequence, diagnose_every: int) -> None:
+def _check_workload(w: Workload, configs: Sequence, diagnose_every: int,
+                    validate: bool = False) -> None:
   """The group's configs against the workload's init-only fields, and what
   the grid needs of the workload."""
   _check_group(configs, w.init_only_fields)
@@ -102,6 +103,9 @@ def _check_workload(w: Workload, configs: Sequence, diagnose_every: int) -> None
   if diagnose_every and w.diagnostics is None:
     raise UserError("diagnose_every needs a workload with diagnostics "
                     "(rnn_zoo.gradflow.Diagnostics)")
+  if validate and w.valid_batch is None:
+    raise UserError("validate=True needs a workload with valid_batch (data kept "
+                    "apart from training and evaluation), got none")
 
 
 def _check_training_fields(configs: Sequence) -> None:
@@ -316,10 +320,7 @@ def train_group(configs: Sequence, make_workload: Callable[[Any], Workload], *,
   padded = configs + [configs[-1]] * (-n % n_dev)
   workloads = [make_workload(c) for c in padded]
   w = workloads[0]
-  _check_workload(w, configs, diagnose_every)
-  if validate and w.valid_batch is None:
-    raise UserError("validate=True needs a workload with valid_batch (data kept "
-                    "apart from training and evaluation), got none")
+  _check_workload(w, configs, diagnose_every, validate)
   optimizer = make_optimizer(c0)
   shard = NamedSharding(mesh, P(axis))
   state = _initial_runs(padded, workloads, c0, shard)
@@ -331,6 +332,22 @@ def train_group(configs: Sequence, make_workload: Callable[[Any], Workload], *,
 
   results: list[dict[str, Any]] = [{"train": [], "eval": [], "diagnostics": [], "nonfinite_steps": 0}
              for _ in range(n)]
+  state, step = _train_chunks(chunk_fn, state, results, c0, K, diagnose_every, on_eval)
+  if keep_params:
+    params = _fetch(state["params"])
+    for i in range(n):
+      results[i]["params"] = jax.tree.map(lambda x, i=i: np.asarray(x[i]), params)
+  for r in results:
+    r["final"] = r["eval"][-1][1]
+    r["steps"] = step
+  return results
+
+
+def _train_chunks(chunk_fn, state, results: list, c0, K: int, diagnose_every: int,
+                  on_eval) -> tuple[Any, int]:
+  """Dispatches ``chunk_fn`` up to ``c0.num_steps`` (or until ``on_eval``
+  stops it), recording into ``results``; returns the state and the steps
+  trained."""
   step, total = 0, c0.num_steps
   while step < total:
     # Up to the next evaluation (or the end), at most K steps per dispatch.
@@ -346,14 +363,7 @@ def train_group(configs: Sequence, make_workload: Callable[[Any], Workload], *,
         r["eval"].append((step, {m: float(v[i]) for m, v in ev.items()}))
       if on_eval is not None and on_eval(step, results):
         break
-  if keep_params:
-    params = _fetch(state["params"])
-    for i in range(n):
-      results[i]["params"] = jax.tree.map(lambda x, i=i: np.asarray(x[i]), params)
-  for r in results:
-    r["final"] = r["eval"][-1][1]
-    r["steps"] = step
-  return results
+  return state, step
 
 
 def _record_chunk(results: list, step: int, k: int, loss, norm, diag) -> None:
