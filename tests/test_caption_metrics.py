@@ -36,6 +36,26 @@ def test_bleu_and_cider_on_known_examples():
   assert empty["BLEU-1"] < 1e-6
 
 
+def test_an_empty_caption_scores_as_pycocoevalcap_scores_it():
+  """An empty caption beside an exact one: it adds no n-gram and no length,
+  so every BLEU-n is the brevity penalty exp(1 - 11/7) (references of 7 and 4
+  words, 7 candidate words), and the scores are pycocoevalcap's on the empty
+  string. A placeholder word ("<empty>") gave 0.601 / 0.665."""
+  from pycocoevalcap.bleu.bleu import Bleu  # pylint: disable=g-import-not-at-top
+  from pycocoevalcap.cider.cider import Cider  # pylint: disable=g-import-not-at-top
+  refs = {1: ["a red circle above a blue square"], 2: ["a small green triangle"],
+          3: ["two shapes", "a big shape"]}
+  ours = evaluate.coco_scores(refs, {1: "A red circle above a blue square.", 2: "", 3: ""})
+  bp = math.exp(1 - (7 + 4 + 2) / 7)                     # the closest reference to 0 words: 2
+  for n in range(1, 5):
+    assert ours[f"BLEU-{n}"] == pytest.approx(bp, rel=1e-6)
+  res = {1: ["a red circle above a blue square"], 2: [""], 3: [""]}
+  bleu, _ = Bleu(4).compute_score(refs, res, verbose=0)
+  cider, _ = Cider().compute_score(refs, res)
+  assert [ours[f"BLEU-{n}"] for n in range(1, 5)] == bleu
+  assert ours["CIDEr-D"] == cider
+
+
 def test_pointing_summary_counts_matched_words_only():
   masks = np.zeros((4, 64, 64), bool)
   masks[0, :32] = True                                   # a red circle: the top half

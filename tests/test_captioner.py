@@ -207,6 +207,10 @@ def test_bad_inputs():
     m.apply(p, images(2), CAPS)
   with pytest.raises(ValueError, match="mode must be one of"):
     rz.models.Captioner(vocab_size=V, cell=rz.LSTM(4), mode="glance")
+  # The four special tokens and no word is refused, as the message says.
+  with pytest.raises(ValueError, match=r"vocab_size must exceed the 4 special tokens .*got 4$"):
+    rz.models.Captioner(vocab_size=4, cell=rz.LSTM(4))
+  rz.models.Captioner(vocab_size=5, cell=rz.LSTM(4))
 
 
 def test_submodules_are_built_once_per_model(monkeypatch):

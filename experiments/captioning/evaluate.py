@@ -116,11 +116,14 @@ def pointing_scores(examples: list, texts: list[str], alphas: list) -> dict:
 def coco_scores(references: dict, candidates: dict) -> dict:
   """BLEU-1..4 and CIDEr-D of ``{image_id: caption}`` against ``{image_id:
   [references]}``, with pycocoevalcap's scorers (captions tokenized as the
-  dataset tokenizes them)."""
+  dataset tokenizes them). An empty caption is scored as the empty string,
+  exactly as pycocoevalcap scores it: it adds nothing to the matched n-grams
+  or the candidate length and its reference length to the brevity penalty
+  (a placeholder word would count as one wrong word instead)."""
   from pycocoevalcap.bleu.bleu import Bleu  # pylint: disable=g-import-not-at-top
   from pycocoevalcap.cider.cider import Cider  # pylint: disable=g-import-not-at-top
   gts = {k: [" ".join(shape_language.tokenize(r)) for r in v] for k, v in references.items()}
-  res = {k: [" ".join(shape_language.tokenize(candidates[k])) or "<empty>"] for k in gts}
+  res = {k: [" ".join(shape_language.tokenize(candidates[k]))] for k in gts}
   bleu, _ = Bleu(4).compute_score(gts, res, verbose=0)
   cider, _ = Cider().compute_score(gts, res)
   return {**{f"BLEU-{n + 1}": float(b) for n, b in enumerate(bleu)}, "CIDEr-D": float(cider)}

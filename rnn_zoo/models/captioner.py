@@ -113,8 +113,9 @@ class Captioner:
 
   def __post_init__(self):
     checks.positive_int("vocab_size", self.vocab_size)
-    if self.vocab_size <= 3:
-      raise UserError(f"vocab_size must exceed the 4 special tokens, got {self.vocab_size}")
+    if self.vocab_size <= 4:
+      raise UserError(f"vocab_size must exceed the 4 special tokens (at least one word), "
+                      f"got {self.vocab_size}")
     checks.choice("mode", self.mode, MODES)
     checks.choice("encoder", self.encoder, ENCODERS)
     checks.positive_int("num_layers", self.num_layers)
