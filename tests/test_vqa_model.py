@@ -1,5 +1,6 @@
 """The VQA model: every fusion learns a batch through a jitted step; the
-relation network's split first layer equals the plain pairwise MLP; the
+relation network's split first layer equals the plain pairwise MLP and it answers
+by the question (zeroing the question fails that test: 0.375); the
 question reader honours padding; bad inputs are one-line errors."""
 
 import jax
@@ -93,6 +94,12 @@ def test_relation_first_layer_split_equals_the_pairwise_mlp():
                            jnp.broadcast_to(q[:, None], (B, L * L, q.shape[-1]))], -1)
   want = vqa_lib._mlp(params["g"], pairs, final_relu=True).sum(1)  # pylint: disable=protected-access
   np.testing.assert_allclose(fused, want, rtol=2e-4, atol=2e-4)
+  # g_pool="mean": the same g, averaged over the L^2 pairs.
+  mean = small("relation", g_pool="mean")
+  np.testing.assert_allclose(mean.fuse(params, regions, q)[0], want / L ** 2, rtol=2e-4,
+                             atol=2e-6)
+  with pytest.raises(ValueError, match="g_pool must be one of .*got 'max'"):
+    small("relation", g_pool="max")
 
 
 def test_padding_is_not_read():
@@ -192,3 +199,34 @@ def test_one_token_guard_for_every_model_under_jit():
       with pytest.raises(ValueError, match="must lie in"):
         run(ids)
       assert np.isnan(np.asarray(jax.jit(run)(ids))).any(), (name, bad)
+
+
+def test_relation_network_answers_by_the_question():
+  """The same scenes asked different non-relational questions: fitting their
+  answers needs the question (the image alone cannot tell "left or right?"
+  from "what shape?" or which object is named), and a relation network fits
+  them all through a jitted step."""
+  from rnn_zoo.data import sort_of_clevr as soc  # pylint: disable=g-import-not-at-top
+  scenes = [soc.make_scene("train", i) for i in range(4)]
+  pick = [np.flatnonzero(s.subtype < 3)[:8] for s in scenes]            # non-relational
+  images = jnp.asarray(np.stack([s.image for s in scenes]) / 255.0, jnp.float32)
+  questions = jnp.asarray(np.stack([s.questions[i] for s, i in zip(scenes, pick)]))
+  answers = jnp.asarray(np.stack([s.answers[i] for s, i in zip(scenes, pick)]))
+  assert all(len(set(a.tolist())) > 1 for a in answers)                 # per scene: several
+  model = rz.models.VQA(num_answers=len(soc.ANSWERS), question_vocab=len(soc.QUESTION_WORDS),
+                        cell=rz.GRU(16), fusion="relation", channels=(8, 8, 8, 8), skip=True,
+                        embed_size=8, mlp_size=32, g_layers=2, g_size=32)
+  params = model.init(key=jax.random.key(0))
+  opt = optax.chain(optax.clip_by_global_norm(5.0), optax.adam(3e-3))
+  state = opt.init(params)
+
+  @jax.jit
+  def step(params, state):
+    (loss, m), g = jax.value_and_grad(model.loss, has_aux=True)(params, images, questions,
+                                                                answers)
+    updates, state = opt.update(g, state, params)
+    return optax.apply_updates(params, updates), state, loss, m["accuracy"]
+
+  for _ in range(250):
+    params, state, loss, acc = step(params, state)
+  assert float(acc) == 1.0, (float(loss), float(acc))

@@ -48,6 +48,7 @@ def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
   c.mlp_size = 256            # The answer MLP's width (relation: f's).
   c.g_layers = 3              # relation: layers of g.
   c.g_size = 256              # relation: g's width (runs on all 25x25 region pairs).
+  c.g_pool = "sum"            # relation: "sum" (the paper's) or "mean" over the pairs.
   # Optimization, logging, checkpoints (experiments/common.py).
   common.add_training_fields(c, batch_size=16, num_steps=8000, learning_rate=1e-3,
                              clip_norm=5.0, eval_every=500)

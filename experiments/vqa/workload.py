@@ -21,7 +21,8 @@ from rnn_zoo.training.loop import Workload
 
 SHAPE_FIELDS = ("dataset", "data_config", "clevr_train", "image_size", "fusion", "cell",
                 "hidden_size", "gru_variant", "bidirectional", "embed_size", "channels",
-                "skip", "fusion_size", "hops", "mlp_size", "g_layers", "g_size")
+                "skip", "fusion_size", "hops", "mlp_size", "g_layers", "g_size",
+                "g_pool")
 DEFAULT_DATA_DIR = os.path.join("~", ".cache", "rnn_zoo", "tfds")
 
 
@@ -74,7 +75,7 @@ def make_model(config, num_answers: int, question_vocab: int) -> VQA:
              channels=tuple(config.channels), skip=bool(config.skip), embed_size=config.embed_size,
              bidirectional=config.bidirectional, fusion_size=config.fusion_size,
              hops=config.hops, mlp_size=config.mlp_size, g_layers=config.g_layers,
-             g_size=config.g_size, cudnn=config.cudnn)
+             g_size=config.g_size, g_pool=config.g_pool, cudnn=config.cudnn)
 
 
 def vqa(config) -> Task:

@@ -20,7 +20,9 @@ states, concatenated). Fusions:
   per hop, ``p = softmax(w_p tanh(W_I v_i + W_u u))`` over regions,
   ``u_{k+1} = u_k + sum_i p_i W_v v_i``; ``u`` -> MLP; ``hops`` 1 or 2;
 * ``"relation"`` — a relation network (Santoro et al. 2017): ``g`` (an MLP)
-  over every ordered pair of regions with ``q``, summed, then ``f`` (an MLP)
+  over every ordered pair of regions with ``q``, summed (``g_pool="sum"``,
+  the paper's) or averaged (``"mean"``: the sum over L^2 pairs, which puts
+  f's input and the first logits L^2 = 625 times lower), then ``f`` (an MLP)
   -> answers.
 
 Every fusion ends in the same answer MLP (``mlp_size``, ReLU, dropout-free)
@@ -48,6 +50,7 @@ from rnn_zoo.nn.encoders import ConvEncoder, num_locations, with_coordinates
 from rnn_zoo.runner import bidirectional, unroll
 
 FUSIONS = ("concat", "product", "attention", "relation")
+G_POOLS = ("sum", "mean")
 
 
 def _dense(key, n_in: int, n_out: int, scale: float = 1.0) -> dict:
@@ -89,6 +92,8 @@ class VQA:
     g_layers: ``relation``: layers of g.
     g_size: ``relation``: the width of g (it runs on every pair of regions of
       every question: its cost is L^2 g_size^2 per question and layer).
+    g_pool: ``relation``: ``"sum"`` (Santoro et al.) or ``"mean"`` over the
+      pairs.
     cudnn: read the question with an LSTM through cuDNN on an NVIDIA GPU
       (:mod:`rnn_zoo.cudnn`).
   """
@@ -106,6 +111,7 @@ class VQA:
   mlp_size: int = 256
   g_layers: int = 3
   g_size: int = 256
+  g_pool: str = "sum"
   cudnn: bool = False
 
   def __post_init__(self):
@@ -116,6 +122,7 @@ class VQA:
                  "g_size"):
       checks.positive_int(name, getattr(self, name))
     checks.choice("hops", self.hops, (1, 2))
+    checks.choice("g_pool", self.g_pool, G_POOLS)
     object.__setattr__(self, "channels", tuple(self.channels))
     for c in self.channels:
       checks.positive_int("channels", c)
@@ -232,7 +239,8 @@ class VQA:
            + (base.affine(q, w_q, first["b"]))[:, None, None, :])
     g = jax.nn.relu(pre)
     g = _mlp(rest, g, final_relu=True) if rest else g
-    return g.sum(axis=(1, 2)), None
+    pooled = g.sum(axis=(1, 2)) if self.g_pool == "sum" else g.mean(axis=(1, 2))
+    return pooled, None
 
   def apply(self, params: dict, images: jax.Array, questions: jax.Array, *,
             key: jax.Array | None = None, deterministic: bool | None = None
@@ -280,4 +288,4 @@ class VQA:
     return ce.mean(), {"accuracy": jnp.mean(jnp.argmax(logits, -1) == answers)}
 
 
-__all__ = ["VQA", "FUSIONS"]
+__all__ = ["VQA", "FUSIONS", "G_POOLS"]

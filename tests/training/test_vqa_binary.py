@@ -46,7 +46,7 @@ def test_smoke_trains_answers_scores_and_reports(tmp_path, data_dir):
 
 @pytest.mark.parametrize("fusion,extra", [("concat", {"bidirectional": True}),
                                           ("product", {"by_image": False, "batch_size": 16}),
-                                          ("relation", {"g_size": 8}),
+                                          ("relation", {"g_size": 8, "g_pool": "mean"}),
                                           ("attention", {"hops": 1, "cell": "lstm"})])
 def test_every_fusion_trains_through_the_loop(tmp_path, data_dir, fusion, extra):
   from rnn_zoo import training  # pylint: disable=g-import-not-at-top
