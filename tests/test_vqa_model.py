@@ -27,26 +27,31 @@ def batch(n=12, seed=0):
           jnp.asarray(rng.integers(0, 5, size=n), jnp.int32))
 
 
+def fit(model, params, opt, data, steps):
+  """``steps`` jitted steps on one batch: ``(params, first loss, loss, accuracy)``."""
+  state = opt.init(params)
+
+  @jax.jit
+  def step(params, state):
+    (loss, m), g = jax.value_and_grad(model.loss, has_aux=True)(params, *data)
+    updates, state = opt.update(g, state, params)
+    return optax.apply_updates(params, updates), state, loss, m["accuracy"]
+
+  first = None
+  for _ in range(steps):
+    params, state, loss, acc = step(params, state)
+    first = loss if first is None else first
+  return params, first, loss, acc
+
+
 @pytest.mark.parametrize("fusion,kw", [("concat", {"bidirectional": True}), ("product", {}),
                                        ("attention", {"skip": True}), ("relation", {})])
 def test_each_fusion_learns_a_batch_through_a_jitted_step(fusion, kw):
   model = small(fusion, **kw)
   params = model.init(key=jax.random.key(0))
   images, questions, answers = batch()
-  opt = optax.adam(3e-3)
-  state = opt.init(params)
-
-  @jax.jit
-  def step(params, state):
-    (loss, m), g = jax.value_and_grad(model.loss, has_aux=True)(params, images, questions,
-                                                                answers)
-    updates, state = opt.update(g, state, params)
-    return optax.apply_updates(params, updates), state, loss, m["accuracy"]
-
-  first = None
-  for _ in range(150):
-    params, state, loss, acc = step(params, state)
-    first = loss if first is None else first
+  params, first, loss, acc = fit(model, params, optax.adam(3e-3), (images, questions, answers),
+                                 150)
   assert float(loss) < 0.1 * float(first) and float(acc) == 1.0
   logits, maps = model.apply(params, images, questions)
   assert logits.shape == (12, 5)
@@ -218,15 +223,5 @@ def test_relation_network_answers_by_the_question():
                         embed_size=8, mlp_size=32, g_layers=2, g_size=32)
   params = model.init(key=jax.random.key(0))
   opt = optax.chain(optax.clip_by_global_norm(5.0), optax.adam(3e-3))
-  state = opt.init(params)
-
-  @jax.jit
-  def step(params, state):
-    (loss, m), g = jax.value_and_grad(model.loss, has_aux=True)(params, images, questions,
-                                                                answers)
-    updates, state = opt.update(g, state, params)
-    return optax.apply_updates(params, updates), state, loss, m["accuracy"]
-
-  for _ in range(250):
-    params, state, loss, acc = step(params, state)
+  _, _, loss, acc = fit(model, params, opt, (images, questions, answers), 250)
   assert float(acc) == 1.0, (float(loss), float(acc))
