@@ -255,3 +255,31 @@ def test_the_rate_is_chosen_by_validation_never_by_the_held_out_data():
   # One rate: nothing to choose, no mark.
   (only,) = gf.choose_rates(gf.aggregate([r for r in no_valid if r["lr"] == 1e-4]))
   assert "chosen" not in only
+
+
+PRESET_KEYS = {"cells", "init_lengths", "seeds", "train", "hidden", "batch", "clip",
+               "log_every", "eval_every", "eval_batches", "steps_per_call", "diagnose_every",
+               "jacobian_positions", "jacobian_iters", "jacobian_examples", "clip_ablation",
+               "clip_ablation_seeds", "stop_when_solved", "sensitivity_positions",
+               "sensitivity_examples", "valid_fraction"}
+RUN_KEYS = {"task", "T", "steps", "lr", "lrs", "hidden", "cells", "seeds", "data_dir"}
+
+
+@pytest.mark.parametrize("name", sorted(gf.PRESETS))
+def test_every_preset_trains_what_it_names(name):
+  """Each preset's fields are ones the script reads; each task entry has one
+  rate (lr) or a sweep (lrs), and every cell it names is one of the preset's
+  cells, so that it trains (a cell outside them would be skipped silently)."""
+  preset = gf.PRESETS[name]
+  assert set(preset) <= PRESET_KEYS, set(preset) - PRESET_KEYS
+  cells = list(preset.get("cells", gf.CLASSIC_CELLS))
+  assert set(cells) <= set(gf.CELLS)
+  jobs = gf.train_jobs(preset, cells, preset["seeds"])
+  for run in preset["train"]:
+    assert set(run) <= RUN_KEYS, set(run) - RUN_KEYS
+    assert ("lr" in run) != ("lrs" in run), run
+    assert run["task"] in gf.PIXEL_TASKS + ("adding", "copy"), run["task"]
+    for cell in run.get("cells", cells):
+      assert cell in cells, f"{name}: {run['task']} T={run['T']} names {cell}, not a preset cell"
+      assert any(j["cell"] == cell and j["task"] == run["task"] and j["T"] == run["T"]
+                 for j in jobs)
