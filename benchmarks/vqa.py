@@ -13,10 +13,18 @@ Usage::
 
   python -m benchmarks.vqa                         # ~3 min on 2 CPU cores
   python -m benchmarks.vqa --fusions=attention,relation --questions=320
+  python -m benchmarks.vqa --fusions=relation,relation_pairs  # the split first layer
+
+``relation_pairs`` is the relation preset computed as the paper writes it:
+g's first layer on the concatenation ``[o_i, o_j, q]`` of each of the 625
+pairs, where the model (``relation``) applies it to each region once and
+adds the pair's two projections (the same function, tested in
+tests/test_vqa_model.py): the anchor for what the split saves.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import json
 import os
@@ -26,6 +34,7 @@ import sys
 from absl import app
 from absl import flags
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 
@@ -33,9 +42,12 @@ from benchmarks import common
 from experiments.vqa import config as vqa_config
 from experiments.vqa import workload
 from rnn_zoo.data import sort_of_clevr as soc
+from rnn_zoo.models import vqa as vqa_lib
+
+FUSIONS = ("concat", "product", "attention", "relation", "relation_pairs")
 
 _FUSIONS = flags.DEFINE_list("fusions", ["concat", "product", "attention", "relation"],
-                             "Presets of experiments/vqa/config.py to time.")
+                             f"Presets of experiments/vqa/config.py to time, of {FUSIONS}.")
 _QUESTIONS = flags.DEFINE_integer(
     "questions", 320, "Questions per step: as many images, or questions/20 scenes.")
 _ROUNDS = flags.DEFINE_integer("rounds", 5, "Timed rounds (medians, interleaved).")
@@ -55,6 +67,28 @@ def batch(key, images: int, per_image: int | None):
           jax.random.randint(k3, shape, 0, len(soc.ANSWERS)))
 
 
+@dataclasses.dataclass(frozen=True)
+class PairwiseVQA(vqa_lib.VQA):
+  """The relation network with g's first layer on every concatenated pair."""
+
+  def fuse(self, params, regions, q):
+    B, L, _ = regions.shape
+    pairs = jnp.concatenate([jnp.repeat(regions, L, axis=1), jnp.tile(regions, (1, L, 1)),
+                             jnp.broadcast_to(q[:, None], (B, L * L, q.shape[-1]))], -1)
+    g = vqa_lib._mlp(params["g"], pairs, final_relu=True)  # pylint: disable=protected-access
+    return (g.sum(1) if self.g_pool == "sum" else g.mean(1)), None
+
+
+def make_model(fusion: str):
+  """The preset's model; ``relation_pairs``: the relation preset's as a
+  :class:`PairwiseVQA` (the same params)."""
+  config = vqa_config.get_config(fusion.replace("_pairs", ""))
+  model = workload.make_model(config, len(soc.ANSWERS), len(soc.QUESTION_WORDS))
+  if fusion == "relation_pairs":
+    model = PairwiseVQA(**{f.name: getattr(model, f.name) for f in dataclasses.fields(model)})
+  return model
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -64,16 +98,15 @@ def main(argv):
   if _ROUNDS.value <= 0:
     sys.exit(f"error: --rounds must be positive, got {_ROUNDS.value}")
   for f in _FUSIONS.value:
-    if f not in ("concat", "product", "attention", "relation"):
-      sys.exit(f"error: --fusions: unknown fusion {f!r}")
+    if f not in FUSIONS:
+      sys.exit(f"error: --fusions: unknown fusion {f!r}, use some of {list(FUSIONS)}")
   out = pathlib.Path(_OUT.value or os.path.join(
       "runs", "vqa_speed", datetime.datetime.now().strftime("%Y%m%d-%H%M%S")))
   out.mkdir(parents=True, exist_ok=True)
   opt = optax.adam(1e-3)
   fns, sizes = {}, {}
   for fusion in _FUSIONS.value:
-    config = vqa_config.get_config(fusion)
-    model = workload.make_model(config, len(soc.ANSWERS), len(soc.QUESTION_WORDS))
+    model = make_model(fusion)
     params = model.init(key=jax.random.key(0))
     state = (params, opt.init(params))
     sizes[fusion] = int(sum(x.size for x in jax.tree.leaves(params)))

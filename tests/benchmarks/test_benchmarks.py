@@ -300,14 +300,18 @@ def test_decoding_tiny(tmp_path):
 
 
 def test_vqa_speed_tiny(tmp_path):
-  run("benchmarks.vqa", f"--out={tmp_path}", "--questions=20", "--fusions=concat,relation",
-      "--rounds=1")
+  run("benchmarks.vqa", f"--out={tmp_path}", "--questions=20",
+      "--fusions=concat,relation_pairs", "--rounds=1")
   results = json.loads((tmp_path / "results.json").read_text())
   rows = {(r["fusion"], r["layout"], r["mode"]): r for r in results["rows"]}
   assert len(rows) == 8 and results["anchor"] == "concat, single questions"
   assert rows[("concat", "questions", "train")]["speedup_vs_anchor"] == 1.0
   assert all(r["ms"] > 0 for r in rows.values())
-  assert "| relation |" in (tmp_path / "report.md").read_text()
+  assert "| relation_pairs |" in (tmp_path / "report.md").read_text()
+  bad = run("benchmarks.vqa", f"--out={tmp_path}", "--fusions=relation,pairs", check=False)
+  assert bad.returncode != 0 and bad.stderr.strip().splitlines()[-1] == (
+      "error: --fusions: unknown fusion 'pairs', use some of ['concat', 'product', "
+      "'attention', 'relation', 'relation_pairs']")
 
 
 def test_scaling_tiny(tmp_path):
