@@ -28,6 +28,8 @@ Usage::
   python -m benchmarks.gradient_flow --preset=quick   # <= 5 min on 2 cores (make demo)
   python -m benchmarks.gradient_flow --preset=paper   # published lengths, cut budget; < 2 h on 2 cores
   python -m benchmarks.gradient_flow --preset=linear  # minGRU, minLSTM, LRU vs LSTM/GRU at T=1000
+  python -m benchmarks.gradient_flow --preset=copy_sweep  # copy T=100, 8 cells, each at its own rate; ~16 min
+  python -m benchmarks.gradient_flow --preset=pixels_sweep  # 8x8 digits, each cell at its own rate
   python -m benchmarks.gradient_flow --cells=lstm_fb1,gru --lengths=50,100
 
 Presets, cells and what "solved" means are defined below; see
