@@ -76,7 +76,7 @@ class PairwiseVQA(vqa_lib.VQA):
     pairs = jnp.concatenate([jnp.repeat(regions, L, axis=1), jnp.tile(regions, (1, L, 1)),
                              jnp.broadcast_to(q[:, None], (B, L * L, q.shape[-1]))], -1)
     g = vqa_lib._mlp(params["g"], pairs, final_relu=True)  # pylint: disable=protected-access
-    return (g.sum(1) if self.g_pool == "sum" else g.mean(1)), None
+    return self.pool_pairs(g, axis=1), None
 
 
 def make_model(fusion: str):

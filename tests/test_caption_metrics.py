@@ -37,10 +37,11 @@ def test_bleu_and_cider_on_known_examples():
 
 
 def test_an_empty_caption_scores_as_pycocoevalcap_scores_it():
-  """An empty caption beside an exact one: it adds no n-gram and no length,
-  so every BLEU-n is the brevity penalty exp(1 - 11/7) (references of 7 and 4
-  words, 7 candidate words), and the scores are pycocoevalcap's on the empty
-  string. A placeholder word ("<empty>") gave 0.601 / 0.665."""
+  """Two empty captions beside an exact one: they add no n-gram and no
+  length, so every BLEU-n is the brevity penalty exp(1 - 13/7) = 0.424
+  (closest references of 7, 4 and 2 words, 7 candidate words), and the
+  scores are pycocoevalcap's on the empty string. A placeholder word
+  ("<empty>") gave BLEU-1 0.499, BLEU-4 0.602."""
   from pycocoevalcap.bleu.bleu import Bleu  # pylint: disable=g-import-not-at-top
   from pycocoevalcap.cider.cider import Cider  # pylint: disable=g-import-not-at-top
   refs = {1: ["a red circle above a blue square"], 2: ["a small green triangle"],

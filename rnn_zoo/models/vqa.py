@@ -21,8 +21,8 @@ states, concatenated). Fusions:
   ``u_{k+1} = u_k + sum_i p_i W_v v_i``; ``u`` -> MLP; ``hops`` 1 or 2;
 * ``"relation"`` — a relation network (Santoro et al. 2017): ``g`` (an MLP)
   over every ordered pair of regions with ``q``, summed (``g_pool="sum"``,
-  the paper's) or averaged (``"mean"``: the sum over L^2 pairs, which puts
-  f's input and the first logits L^2 = 625 times lower), then ``f`` (an MLP)
+  the paper's) or averaged (``"mean"``: the sum divided by the L^2 pairs,
+  which puts f's input and the first logits 625 times lower), then ``f`` (an MLP)
   -> answers.
 
 Every fusion ends in the same answer MLP (``mlp_size``, ReLU, dropout-free)
@@ -239,8 +239,11 @@ class VQA:
            + (base.affine(q, w_q, first["b"]))[:, None, None, :])
     g = jax.nn.relu(pre)
     g = _mlp(rest, g, final_relu=True) if rest else g
-    pooled = g.sum(axis=(1, 2)) if self.g_pool == "sum" else g.mean(axis=(1, 2))
-    return pooled, None
+    return self.pool_pairs(g, axis=(1, 2)), None
+
+  def pool_pairs(self, g: jax.Array, axis: int | tuple[int, ...]) -> jax.Array:
+    """g over the pairs (``axis``) by ``g_pool``: summed or averaged."""
+    return g.sum(axis=axis) if self.g_pool == "sum" else g.mean(axis=axis)
 
   def apply(self, params: dict, images: jax.Array, questions: jax.Array, *,
             key: jax.Array | None = None, deterministic: bool | None = None
