@@ -11,19 +11,40 @@ os.environ.setdefault("JAX_DISABLE_MOST_OPTIMIZATIONS", "1")
 # captioning binary took 1.6x less time with it.
 _ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.join(_ROOT, ".cache", "jax_tests"))
-os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+# Every program the binaries compile is cached (most subprocesses start a
+# binary the suite has started before: a warm smoke run of the captioning
+# binary took 11.6 s with every program cached, 13.4 s with those over
+# 0.2 s); the pytest processes themselves keep only those over 0.2 s (they
+# compile thousands of tiny eager programs once each).
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 # Implicit rank promotion (adding a [T] to a [B, T] by broadcasting) hides
 # shape bugs: an error in the suite and in the binaries it starts, as in
 # Equinox's and big_vision's suites.
 os.environ.setdefault("JAX_NUMPY_RANK_PROMOTION", "raise")
 
+# The suite's processes compile thousands of small programs (eagerly, every
+# jnp operation on a new shape is one): XLA:CPU's classic emitters compile
+# them about twice as fast as its newer fusion emitters (backend compile
+# 26 -> 12 ms per tiny op; tests/runner/test_unroll.py and
+# tests/cells/test_linear.py 157 -> 102 s on 2 cores). The binaries set the
+# same flag for speed (rnn_zoo.xla_config.NO_FUSION_EMITTERS).
+_NO_FUSION_EMITTERS = "--xla_cpu_use_fusion_emitters=false"
+if "--xla_cpu_use_fusion_emitters" not in os.environ.get("XLA_FLAGS", ""):
+  os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_NO_FUSION_EMITTERS}".strip()
+
 import jax  # noqa: E402
 import pytest  # noqa: E402
+
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 
 # tests/ and tests/training/ are on the path through setup.cfg's
 # [tool:pytest] pythonpath (zoo_helpers, helpers).
 from zoo_helpers import CELL_FACTORIES  # noqa: E402
+
+from rnn_zoo import xla_config  # noqa: E402
+
+assert _NO_FUSION_EMITTERS == xla_config.NO_FUSION_EMITTERS
 
 
 @pytest.fixture(params=sorted(CELL_FACTORIES))
