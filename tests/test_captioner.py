@@ -252,3 +252,32 @@ def test_a_given_carry_skips_the_encoder_and_gives_the_same_maps(mode, monkeypat
   got = model.attention_maps(params, images, captions, carry=carry)
   assert not encoded
   np.testing.assert_array_equal(got, want)
+
+
+def test_attention_figure_draws_each_word_s_map_where_it_looked(tmp_path):
+  """The figure's panels (image, then one per word and <END>): a map that
+  puts all its weight on the top-left location is bright there and dark
+  in the opposite corner; without attention the word panels are the
+  image in gray."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  from experiments.captioning import figures  # pylint: disable=g-import-not-at-top
+  image = np.zeros((16, 16, 3), np.uint8)
+  image[:, :, 0] = 200
+  alphas = np.full((3, 4), 0.0)
+  alphas[:, 0] = 1.0                              # 2x2 grid: all on the top left
+  path = str(tmp_path / "grid.png")
+  figures.attention_grid(path, [dict(image=image, words=["a", "b"], alphas=alphas,
+                                     title="t")])
+  png = np.asarray(Image.open(path).convert("RGB"), np.float64)
+  step, top = figures._PANEL + figures._GAP, figures._TITLE  # pylint: disable=protected-access
+  assert png.shape[:2] == (top + figures._PANEL, 4 * step)  # pylint: disable=protected-access
+  for col in (1, 2, 3):                           # "a", "b", "<END>"
+    x0 = col * step
+    bright = png[top + 8, x0 + 8].sum()
+    dark = png[top + figures._PANEL - 8, x0 + figures._PANEL - 8].sum()  # pylint: disable=protected-access
+    assert bright > dark + 200, (col, bright, dark)
+  assert png[top + 8, 8, 0] > 150 and png[top + 8, 8, 1] < 60   # the image, in colour
+  figures.attention_grid(path, [dict(image=image, words=["a"], alphas=None)])
+  png = np.asarray(Image.open(path).convert("RGB"), np.float64)
+  gray = png[top + 8, step + 8]
+  assert np.ptp(gray) < 2 and abs(gray[0] - 200 / 3) < 3
