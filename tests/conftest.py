@@ -28,23 +28,20 @@ os.environ.setdefault("JAX_NUMPY_RANK_PROMOTION", "raise")
 # them about twice as fast as its newer fusion emitters (backend compile
 # 26 -> 12 ms per tiny op; tests/runner/test_unroll.py and
 # tests/cells/test_linear.py 157 -> 102 s on 2 cores). The binaries set the
-# same flag for speed (rnn_zoo.xla_config.NO_FUSION_EMITTERS).
-_NO_FUSION_EMITTERS = "--xla_cpu_use_fusion_emitters=false"
-if "--xla_cpu_use_fusion_emitters" not in os.environ.get("XLA_FLAGS", ""):
-  os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {_NO_FUSION_EMITTERS}".strip()
-
+# same flag for speed: rnn_zoo.xla_config's recommended flags, added to
+# XLA_FLAGS before any backend starts (a flag already set is left alone).
 import jax  # noqa: E402
 import pytest  # noqa: E402
+
+from rnn_zoo import xla_config  # noqa: E402
+
+xla_config.use_recommended_cpu_flags()
 
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 
 # tests/ and tests/training/ are on the path through setup.cfg's
 # [tool:pytest] pythonpath (zoo_helpers, helpers).
 from zoo_helpers import CELL_FACTORIES  # noqa: E402
-
-from rnn_zoo import xla_config  # noqa: E402
-
-assert _NO_FUSION_EMITTERS == xla_config.NO_FUSION_EMITTERS
 
 
 @pytest.fixture(params=sorted(CELL_FACTORIES))
