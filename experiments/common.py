@@ -60,7 +60,8 @@ COMPUTE_DTYPES = ("float32", "bfloat16")
 # The optimization, logging and checkpoint block the training loop reads.
 TRAINING_FIELDS = (
     ("batch_size", 64, "Global batch (divides over all devices)."),
-    ("num_steps", 4000, "Training steps."),
+    ("num_steps", 4000, "Training steps (with a time budget: at most this many)."),
+    ("time_budget_minutes", 0.0, "Wall clock for the whole run: num_steps becomes the steps that fit, measured at the start and kept in <workdir>/budget.json (0: off)."),
     ("optimizer", "adam", "sgd | momentum | rmsprop | adam | adamw | adagrad"),
     ("learning_rate", 1e-3, "Peak learning rate."),
     ("orthogonal_lr_scale", 1.0, "exprnn: the skew parameter's rate over learning_rate (the paper: 0.1)."),

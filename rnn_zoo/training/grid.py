@@ -116,6 +116,9 @@ def _check_training_fields(configs: Sequence) -> None:
         f"schedule={c.schedule!r}, warmup_steps={c.warmup_steps}")
   for field in ("batch_size", "num_steps", "eval_every", "eval_batches"):
     checks.positive_int(f"config.{field}", c[field])
+  if c.get("time_budget_minutes", 0):
+    raise UserError(f"train_group trains config.num_steps steps; config.time_budget_minutes="
+                    f"{c.time_budget_minutes} is for one run (rnn_zoo.training.train_and_evaluate)")
   for cfg in configs:
     checks.positive_number("config.learning_rate", cfg.learning_rate)
     checks.number_at_least("config.clip_norm", cfg.clip_norm, 0)

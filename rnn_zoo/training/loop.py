@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import signal
+import time
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from absl import logging
@@ -20,6 +22,8 @@ import numpy as np
 import optax
 
 from rnn_zoo import checks
+from rnn_zoo.errors import UserError
+from rnn_zoo.training import budget as budget_lib
 from rnn_zoo.training import checkpoint as ckpt_lib
 from rnn_zoo.training import metrics as metrics_lib
 from rnn_zoo.training import optim
@@ -118,6 +122,7 @@ def _check_training_config(config, workload: Workload | None = None) -> None:
   if workload is not None and workload.sample is not None:
     checks.int_at_least("config.sample_every", config.sample_every, 0, "0: never")
   checks.choice("config.nonfinite", config.nonfinite, NONFINITE_POLICIES)
+  checks.number_at_least("config.time_budget_minutes", config.get("time_budget_minutes", 0), 0)
 
 
 def carried_loss(workload: Workload) -> Callable[..., Any]:
@@ -308,6 +313,11 @@ def _batch_fns(workload, k_data, k_eval, data_sharding):
                   out_shardings=data_sharding))
 
 
+@jax.jit
+def _stack_rows(rows):
+  return jax.tree.map(lambda *xs: jnp.stack(xs), *rows)
+
+
 class _LogWindow:
   """The (step, metrics) of the train steps not yet in a log row. A
   checkpoint made on a signal between two log steps carries them over to the
@@ -332,7 +342,9 @@ class _LogWindow:
     """Fetches the window's metrics (one sync), checks them, logs their mean."""
     if not self.pending:
       return
-    fetched = jax.device_get([m for _, m in self.pending])
+    # Stacked on the device first: one transfer per metric, not per step.
+    stacked = jax.device_get(_stack_rows([m for _, m in self.pending]))
+    fetched = [{k: v[i] for k, v in stacked.items()} for i in range(len(self.pending))]
     steps = [s for s, _ in self.pending]
     self.pending.clear()
     for s, m in zip(steps, fetched):
@@ -361,14 +373,15 @@ class _LogWindow:
         "to skip such updates instead.")
 
 
-def _make_evaluate(workload, config, eval_batch_fn, eval_carry, writer):
-  """``(params, step, write=True) -> metrics``: the held-out loss and
+def _make_evaluate(workload, config, eval_batch_fn, eval_carry):
+  """``(params, step, writer=None) -> metrics``: the held-out loss and
   metrics, averaged over the evaluation batches in order (a stateful
-  model's carry flowing across them)."""
+  model's carry flowing across them), written by ``writer`` when given and
+  logged."""
   eval_step = jax.jit(make_eval_step(workload))
   num_eval = workload.eval_batches or config.eval_batches
 
-  def evaluate(params, step, write=True):
+  def evaluate(params, step, writer=None, log=True):
     sums = {}
     carry = eval_carry()
     for i in range(num_eval):
@@ -376,9 +389,9 @@ def _make_evaluate(workload, config, eval_batch_fn, eval_carry, writer):
       for k, v in {"loss": loss, **aux}.items():
         sums[k] = sums.get(k, 0.0) + v
     result = {k: float(v) / num_eval for k, v in sums.items()}
-    if write:
+    if writer is not None:
       writer.write(step, result, split="eval")
-    if jax.process_index() == 0:
+    if log and jax.process_index() == 0:
       logging.info("eval at step %d: %s", step,
                    " ".join(f"{k} {v:.4g}" for k, v in result.items()))
     return result
@@ -401,22 +414,27 @@ def _train_and_evaluate(config, workdir: str, workload: Workload,
   mesh = shard_lib.make_mesh()
   shard_lib.check_batch_size(config.batch_size, mesh)
   data_sharding = shard_lib.batch_sharding(mesh)
-  config_dict = config.to_dict()
 
   root = jax.random.key(config.seed)
   k_init, k_train, k_data, k_eval = jax.random.split(root, 4)
+  batch_fn, eval_batch_fn = _batch_fns(workload, k_data, k_eval, data_sharding)
+  # The carry is sharded along ``data`` like the batch (shard_lib.state_shardings).
+  init_carry = lambda: (workload.init_carry(config.batch_size)
+                        if workload.init_carry is not None else None)
+  eval_carry = jax.jit(init_carry, out_shardings=jax.tree.map(
+      lambda _: data_sharding, jax.eval_shape(init_carry)))
+  evaluate = _make_evaluate(workload, config, eval_batch_fn, eval_carry)
+  if config.get("time_budget_minutes", 0):
+    _apply_time_budget(config, workdir, workload, mesh, batch_fn, evaluate,
+                       (k_init, k_train))
+  config_dict = config.to_dict()
   optimizer = optim.make_optimizer(config)
   state, start, checkpointer, shardings = _restore_or_init(
       config, workdir, workload, optimizer, k_init, k_train, mesh)
   writer = metrics_lib.MetricWriter(workdir, resume_step=start)
   progress = metrics_lib.Progress(start, config.num_steps)
-  batch_fn, eval_batch_fn = _batch_fns(workload, k_data, k_eval, data_sharding)
   train_step = jax.jit(make_train_step(workload, optimizer, config),
                        donate_argnums=0)
-  eval_carry = jax.jit(lambda: initial_state(workload, optimizer, config, k_init,
-                                             k_train).carry,
-                       out_shardings=shardings.carry)
-  evaluate = _make_evaluate(workload, config, eval_batch_fn, eval_carry, writer)
   sample_every = config.sample_every if workload.sample else 0
   show_sample = _make_show_sample(workload, workdir, jax.random.fold_in(root, 1))
   window = _LogWindow(config, checkpointer, writer, progress)
@@ -435,7 +453,7 @@ def _train_and_evaluate(config, workdir: str, workload: Workload,
       if saving or last or s % config.log_every == 0:
         window.flush(s)
       if last or s % config.eval_every == 0:
-        eval_result = evaluate(state.params, s)
+        eval_result = evaluate(state.params, s, writer)
       if sample_every and (last or s % sample_every == 0):
         show_sample(state.params, s)
       if saving:
@@ -452,7 +470,7 @@ def _train_and_evaluate(config, workdir: str, workload: Workload,
       # second time (metrics.jsonl reads like one uninterrupted run).
       logging.info("the run in %s already reached num_steps=%d", workdir,
                    config.num_steps)
-      eval_result = evaluate(state.params, start, write=False)
+      eval_result = evaluate(state.params, start)
   finally:
     checkpointer.close()
     writer.close()
@@ -464,6 +482,130 @@ def _train_and_evaluate(config, workdir: str, workload: Workload,
           f"  TensorBoard  tensorboard --logdir {os.path.join(workdir, 'tensorboard')}",
           flush=True)
   return {"step": int(state.step), **eval_result}
+
+
+def _has_checkpoints(workdir: str) -> bool:
+  folder = os.path.join(workdir, "checkpoints")
+  return os.path.isdir(folder) and any(n.isdigit() for n in os.listdir(folder))
+
+
+def _apply_time_budget(config, workdir, workload, mesh, batch_fn, evaluate, keys):
+  """Sets ``config.num_steps`` from ``config.time_budget_minutes``: the
+  plan an earlier start of this run saved, else one made now by timing the
+  train step and an evaluation on a throwaway state
+  (:mod:`rnn_zoo.training.budget`), saved before training starts."""
+  minutes = float(config.time_budget_minutes)
+  plan = budget_lib.load_plan(workdir) if jax.process_index() == 0 else None
+  if plan is None and jax.process_index() == 0 and _has_checkpoints(workdir):
+    raise UserError(
+        f"config.time_budget_minutes={minutes:g}, but the run in {workdir!r} was started "
+        "without one (no budget.json beside its checkpoints): resume it with "
+        "config.time_budget_minutes=0 and its num_steps, or use another --workdir")
+  if plan is not None:
+    if plan["time_budget_minutes"] != minutes:
+      logging.warning("config.time_budget_minutes=%g, but this run was planned for %g "
+                      "minutes: it keeps its plan of %d steps (delete %s to plan again)",
+                      minutes, plan["time_budget_minutes"], plan["num_steps"],
+                      os.path.join(workdir, budget_lib.PLAN_FILE))
+  else:
+    plan = _measure_plan(config, workdir, workload, mesh, batch_fn, evaluate, keys,
+                         minutes)
+    if jax.process_index() == 0:
+      if plan["num_steps"] < 1:
+        raise UserError(
+            f"config.time_budget_minutes={minutes:g} leaves no time to train: "
+            f"{budget_lib.describe(plan)}")
+      budget_lib.save_plan(workdir, plan)
+  steps = plan["num_steps"] if plan is not None else 0
+  if jax.process_count() > 1:
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    steps = int(multihost_utils.broadcast_one_to_all(np.int64(steps)))
+  if plan is not None and jax.process_index() == 0:
+    logging.info("%s", budget_lib.describe(plan))
+  config.num_steps = steps
+
+
+class _NoProgress:
+  def report(self, step, scalars):
+    pass
+
+
+def _timed(fn, repeat: int = 1) -> float:
+  """Seconds of one call of ``fn`` (after a first, untimed call that
+  compiles), the least of ``repeat``."""
+  fn()
+  best = float("inf")
+  for _ in range(repeat):
+    t0 = time.perf_counter()
+    fn()
+    best = min(best, time.perf_counter() - t0)
+  return best
+
+
+def _measure_plan(config, workdir, workload, mesh, batch_fn, evaluate, keys, minutes):
+  """Times, on a state that is thrown away, what the loop will do: the train
+  step (compiled for the cap ``config.num_steps``), an evaluation, a
+  sample, a checkpoint save and a metrics row; then plans."""
+  optimizer = optim.make_optimizer(config)
+  init = lambda: initial_state(workload, optimizer, config, *keys)
+  shardings = shard_lib.state_shardings(jax.eval_shape(init), mesh)
+  state = jax.jit(init, out_shardings=shardings)()
+  step = jax.jit(make_train_step(workload, optimizer, config), donate_argnums=0)
+  t0 = time.perf_counter()
+  state, m = step(state, batch_fn(0))
+  jax.block_until_ready(m)
+  compile_s = time.perf_counter() - t0
+  # Dispatched as the loop does (one sync per chunk, not per step), for 2 s.
+  n, t0 = 0, time.perf_counter()
+  while n < 10 or (time.perf_counter() - t0 < 2.0 and n < 1000):
+    for _ in range(5):
+      state, m = step(state, batch_fn(n + 1))
+      n += 1
+    jax.block_until_ready(m)
+  step_s = (time.perf_counter() - t0) / n
+  costs = {"eval": (_timed(lambda: evaluate(state.params, 0, log=False)), config.eval_every)}
+  if workload.sample is not None and config.sample_every:
+    key = jax.random.key(0)
+    costs["sample"] = (_timed(lambda: workload.sample(state.params, key)), config.sample_every)
+  probe_dir = os.path.join(workdir, ".budget-probe")
+  checkpointer = ckpt_lib.Checkpointer(
+      os.path.join(probe_dir, "checkpoints"), save_every=1, keep=1,
+      async_save=config.async_checkpoint)
+  writer = metrics_lib.MetricWriter(probe_dir)
+  try:
+    saves = iter(range(1, 100))
+    costs["checkpoint"] = (_timed(lambda: (
+        _all_finite(state.params),
+        checkpointer.save(next(saves), state, config.to_dict(), workload.vocab, force=True),
+        checkpointer.wait()), repeat=2), config.checkpoint_every)
+    window = _LogWindow(config, checkpointer, writer, _NoProgress())
+    # A row fetches every step's metrics: distinct arrays (a fetched array
+    # keeps its host copy, so fetching one twice would be free).
+    fresh = jax.jit(lambda t: jax.tree.map(jnp.copy, t))
+    log_s = float("inf")
+    for _ in range(2):
+      rows = [fresh(m) for _ in range(config.log_every)]
+      jax.block_until_ready(rows)
+      t0 = time.perf_counter()
+      for i, row in enumerate(rows):
+        window.add(i + 1, row)
+      window.flush(config.log_every)
+      log_s = min(log_s, time.perf_counter() - t0)
+    costs["log"] = (log_s, config.log_every)
+  finally:
+    checkpointer.close()
+    writer.close()
+    if jax.process_index() == 0:
+      shutil.rmtree(probe_dir, ignore_errors=True)
+  del state
+  elapsed = budget_lib.process_elapsed()
+  steps = budget_lib.plan_steps(
+      budget_s=60 * minutes, elapsed_s=elapsed, compile_s=compile_s, step_s=step_s,
+      periodic=costs, cap=config.num_steps)
+  return budget_lib.new_plan(
+      minutes=minutes, num_steps=steps, cap=config.num_steps, step_s=step_s,
+      periodic=costs, compile_s=compile_s, elapsed_s=elapsed, probe_steps=n,
+      device=jax.devices()[0].device_kind)
 
 
 def _save_and_stop(step, state, checkpointer, config_dict, workload, watcher,

@@ -230,3 +230,73 @@ def test_a_save_that_cannot_write_is_one_line_and_the_next_start_cleans_up(tmp_p
   assert "resumed from the checkpoint at step 10" in again.stderr
   assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
       "10", "20", "30", "digests"]
+
+
+def test_a_time_budget_only_chooses_num_steps_and_a_resume_keeps_the_plan(tmp_path):
+  """With config.time_budget_minutes the run measures the machine, writes
+  its plan, and trains exactly what --config.num_steps=<planned> trains; a
+  run cut short resumes to the same params without measuring again."""
+  common = ["--config.schedule=cosine", "--config.warmup_steps=5",
+            "--config.async_checkpoint=false", "--config.checkpoint_every=20",
+            "--config.eval_every=20", "--config.sample_every=20"]
+  # A budget that fits the cap of 60 steps on any machine: the plan is 60.
+  budget = train(tmp_path / "budget", *common, "--config.time_budget_minutes=10",
+                 "--config.num_steps=60")
+  plan = json.loads((tmp_path / "budget" / "budget.json").read_text())
+  assert plan["num_steps"] == plan["cap"] == 60 and plan["time_budget_minutes"] == 10
+  assert plan["step_seconds"] > 0 and set(plan["periodic"]) == {
+      "eval", "sample", "checkpoint", "log"}
+  assert "time budget 10 min: 60 steps (train step" in budget.stderr
+  assert not (tmp_path / "budget" / ".budget-probe").exists()
+  train(tmp_path / "steps", *common, "--config.num_steps=60")
+  step_a, a = helpers.final_params(tmp_path / "budget")
+  step_b, b = helpers.final_params(tmp_path / "steps")
+  assert step_a == step_b == 60
+  helpers.assert_trees_equal(a, b)
+  # Lose the last checkpoint, as a kill before it would: the rerun resumes
+  # from step 40 with the saved plan (another budget asked for is refused
+  # with a warning) and ends where the uninterrupted run did.
+  import shutil  # pylint: disable=g-import-not-at-top
+  shutil.rmtree(tmp_path / "budget" / "checkpoints" / "60")
+  (tmp_path / "budget" / "checkpoints" / "digests" / "60.json").unlink()
+  again = train(tmp_path / "budget", *common, "--config.time_budget_minutes=0.01",
+                "--config.num_steps=60")
+  assert "resumed from the checkpoint at step 40" in again.stderr
+  assert "it keeps its plan of 60 steps" in again.stderr
+  assert json.loads((tmp_path / "budget" / "budget.json").read_text()) == plan
+  step_c, c = helpers.final_params(tmp_path / "budget")
+  assert step_c == 60
+  helpers.assert_trees_equal(a, c)
+
+
+def test_a_time_budget_shorter_than_the_cap_plans_from_the_measured_rate(tmp_path):
+  proc = train(tmp_path, "--config.time_budget_minutes=0.4", "--config.num_steps=10000000",
+               "--config.eval_every=1000", "--config.sample_every=1000",
+               "--config.checkpoint_every=1000", "--config.log_every=100")
+  plan = json.loads((tmp_path / "budget.json").read_text())
+  assert 0 < plan["num_steps"] < plan["cap"] == 10_000_000
+  assert helpers.final_params(tmp_path)[0] == plan["num_steps"]
+  assert f"time budget 0.4 min: {plan['num_steps']:,} steps" in proc.stderr
+
+
+def test_time_budget_errors(tmp_path):
+  proc = train(tmp_path / "a", "--config.time_budget_minutes=-1", check=False)
+  assert proc.returncode == 2
+  assert proc.stderr.strip().splitlines()[-1] == (
+      "error: config.time_budget_minutes must be a number >= 0, got -1.0")
+  proc = train(tmp_path / "b", "--config.time_budget_minutes=0.001", check=False)
+  assert proc.returncode == 2
+  assert proc.stderr.strip().splitlines()[-1].startswith(
+      "error: config.time_budget_minutes=0.001 leaves no time to train: time budget")
+  assert not (tmp_path / "b" / "budget.json").exists()
+  train(tmp_path / "c", "--config.num_steps=10")
+  proc = train(tmp_path / "c", "--config.time_budget_minutes=5", check=False)
+  assert proc.returncode == 2
+  assert proc.stderr.strip().splitlines()[-1].startswith(
+      "error: config.time_budget_minutes=5, but the run in ")
+  (tmp_path / "d").mkdir()
+  (tmp_path / "d" / "budget.json").write_text("{not json")
+  proc = train(tmp_path / "d", "--config.time_budget_minutes=5", check=False)
+  assert proc.returncode == 2
+  assert proc.stderr.strip().splitlines()[-1].startswith(
+      f"error: {tmp_path / 'd' / 'budget.json'} is not a time-budget plan")
