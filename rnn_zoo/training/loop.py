@@ -555,9 +555,9 @@ def _measure_plan(config, workdir, workload, mesh, batch_fn, evaluate, keys, min
   state, m = step(state, batch_fn(0))
   jax.block_until_ready(m)
   compile_s = time.perf_counter() - t0
-  # Dispatched as the loop does (one sync per chunk, not per step), for 2 s.
+  # Dispatched as the loop does (one sync per chunk, not per step), for 3 s.
   n, t0 = 0, time.perf_counter()
-  while n < 10 or (time.perf_counter() - t0 < 2.0 and n < 1000):
+  while n < 10 or (time.perf_counter() - t0 < 3.0 and n < 1000):
     for _ in range(5):
       state, m = step(state, batch_fn(n + 1))
       n += 1
@@ -568,6 +568,8 @@ def _measure_plan(config, workdir, workload, mesh, batch_fn, evaluate, keys, min
     key = jax.random.key(0)
     costs["sample"] = (_timed(lambda: workload.sample(state.params, key)), config.sample_every)
   probe_dir = os.path.join(workdir, ".budget-probe")
+  if jax.process_index() == 0:  # what a start killed while planning left
+    shutil.rmtree(probe_dir, ignore_errors=True)
   checkpointer = ckpt_lib.Checkpointer(
       os.path.join(probe_dir, "checkpoints"), save_every=1, keep=1,
       async_save=config.async_checkpoint)

@@ -15,7 +15,7 @@ def test_plan_counts_the_start_the_compile_and_every_periodic_cost():
   # = 533 s for steps of 0.1 + 2/100 + 1/50 = 0.14 s.
   steps = budget.plan_steps(budget_s=600, elapsed_s=30, compile_s=10, step_s=0.1,
                             periodic={"eval": (2.0, 100), "checkpoint": (1.0, 50)},
-                            cap=10**9)
+                            cap=10**9, margin=0.04)
   assert steps == int(533 / 0.14) == 3807
   assert budget.plan_steps(budget_s=600, elapsed_s=30, compile_s=10, step_s=0.1,
                            periodic={}, cap=1000) == 1000
@@ -49,3 +49,12 @@ def test_a_plan_round_trips_and_a_bad_file_is_one_error_naming_it(tmp_path):
     path.write_text(text)
     with pytest.raises(UserError, match=f"{path}"):
       budget.load_plan(str(tmp_path))
+
+
+def test_a_negative_budget_is_an_error_naming_the_field():
+  from experiments.long_range import config as lr_config  # pylint: disable=g-import-not-at-top
+  from rnn_zoo.training import loop  # pylint: disable=g-import-not-at-top
+  c = lr_config.get_config("smoke")
+  c.time_budget_minutes = -1.0
+  with pytest.raises(UserError, match=r"^config.time_budget_minutes must be a number >= 0, got -1.0$"):
+    loop._check_training_config(c)
