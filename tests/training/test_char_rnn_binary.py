@@ -279,20 +279,18 @@ def test_a_time_budget_shorter_than_the_cap_plans_from_the_measured_rate(tmp_pat
   assert f"time budget 0.4 min: {plan['num_steps']:,} steps" in proc.stderr
 
 
-def test_time_budget_errors(tmp_path):
-  proc = train(tmp_path / "b", "--config.time_budget_minutes=0.001", check=False)
+def test_a_budget_that_leaves_no_time_is_one_line(tmp_path):
+  proc = train(tmp_path, "--config.time_budget_minutes=0.001", check=False)
   assert proc.returncode == 2
   assert proc.stderr.strip().splitlines()[-1].startswith(
       "error: config.time_budget_minutes=0.001 leaves no time to train: time budget")
-  assert not (tmp_path / "b" / "budget.json").exists()
-  train(tmp_path / "c", "--config.num_steps=10")
-  proc = train(tmp_path / "c", "--config.time_budget_minutes=5", check=False)
+  assert not (tmp_path / "budget.json").exists()
+  assert not (tmp_path / ".budget-probe").exists()
+
+
+def test_a_budget_asked_of_a_run_started_without_one_is_one_line(trained):
+  proc = train(trained, "--config.time_budget_minutes=5", check=False)
   assert proc.returncode == 2
   assert proc.stderr.strip().splitlines()[-1].startswith(
       "error: config.time_budget_minutes=5, but the run in ")
-  (tmp_path / "d").mkdir()
-  (tmp_path / "d" / "budget.json").write_text("{not json")
-  proc = train(tmp_path / "d", "--config.time_budget_minutes=5", check=False)
-  assert proc.returncode == 2
-  assert proc.stderr.strip().splitlines()[-1].startswith(
-      f"error: {tmp_path / 'd' / 'budget.json'} is not a time-budget plan")
+  assert not (trained / "budget.json").exists()
