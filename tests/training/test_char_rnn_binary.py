@@ -269,16 +269,6 @@ def test_a_time_budget_only_chooses_num_steps_and_a_resume_keeps_the_plan(tmp_pa
   helpers.assert_trees_equal(a, c)
 
 
-def test_a_time_budget_shorter_than_the_cap_plans_from_the_measured_rate(tmp_path):
-  proc = train(tmp_path, "--config.time_budget_minutes=0.4", "--config.num_steps=10000000",
-               "--config.eval_every=1000", "--config.sample_every=1000",
-               "--config.checkpoint_every=1000", "--config.log_every=100")
-  plan = json.loads((tmp_path / "budget.json").read_text())
-  assert 0 < plan["num_steps"] < plan["cap"] == 10_000_000
-  assert helpers.final_params(tmp_path)[0] == plan["num_steps"]
-  assert f"time budget 0.4 min: {plan['num_steps']:,} steps" in proc.stderr
-
-
 def test_a_budget_that_leaves_no_time_is_one_line(tmp_path):
   proc = train(tmp_path, "--config.time_budget_minutes=0.001", check=False)
   assert proc.returncode == 2
