@@ -6,8 +6,8 @@ the train step (compiled once and timed on a throwaway state, so the run's
 own steps and keys are untouched), one evaluation, one sample, one
 checkpoint save and one metrics row, and then fixes ``num_steps`` to the
 steps that fit the budget, counted from the process's start and leaving the
-time for the real step's compilation, the periodic work and a margin. The cosine schedule is then sized from that
-``num_steps`` as from any other.
+time for the real step's compilation, the periodic work and a margin. The
+cosine schedule is then sized from that ``num_steps`` as from any other.
 
 The plan is written to ``<workdir>/budget.json`` before the first step and
 read back by every later start of the same run, so a resumed run keeps the

@@ -9,6 +9,7 @@ jit straight into its shards; metrics stay on the device until a log step.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import shutil
 import signal
@@ -342,22 +343,21 @@ class _LogWindow:
     """Fetches the window's metrics (one sync), checks them, logs their mean."""
     if not self.pending:
       return
-    # Stacked on the device first: one transfer per metric, not per step.
-    stacked = jax.device_get(_stack_rows([m for _, m in self.pending]))
-    fetched = [{k: v[i] for k, v in stacked.items()} for i in range(len(self.pending))]
+    # Stacked on the device first, {metric: [one per step]}: one transfer
+    # per metric, not per step and metric.
+    rows = jax.device_get(_stack_rows([m for _, m in self.pending]))
     steps = [s for s, _ in self.pending]
     self.pending.clear()
-    for s, m in zip(steps, fetched):
-      if self.config.nonfinite == "stop" and not m["finite"]:
-        self._stop(s, m)
-    mean = {k: float(np.mean([m[k] for m in fetched])) for k in fetched[0]
-            if k not in ("finite", "clipped")}
-    mean["clipped_fraction"] = float(np.mean([m["clipped"] for m in fetched]))
-    mean["grad_norm_max"] = float(np.max([m["grad_norm"] for m in fetched]))
-    mean["nonfinite_steps"] = float(len(fetched) - np.sum([m["finite"] for m in fetched]))
+    if self.config.nonfinite == "stop":
+      for i, s in enumerate(steps):
+        if not rows["finite"][i]:
+          self._stop(s, {k: v[i] for k, v in rows.items()})
+    mean = {k: float(np.mean(v)) for k, v in rows.items() if k not in ("finite", "clipped")}
+    mean["clipped_fraction"] = float(np.mean(rows["clipped"]))
+    mean["grad_norm_max"] = float(np.max(rows["grad_norm"]))
+    mean["nonfinite_steps"] = float(len(steps) - np.sum(rows["finite"]))
     self.writer.write(step, mean)
-    self.writer.write_trace(steps, {"grad_norm": [m["grad_norm"] for m in fetched],
-                                    "loss": [m["loss"] for m in fetched]})
+    self.writer.write_trace(steps, {"grad_norm": rows["grad_norm"], "loss": rows["loss"]})
     self.progress.report(step, {k: mean[k] for k in ("loss", "grad_norm",
                                                       "clipped_fraction")})
 
@@ -489,38 +489,44 @@ def _has_checkpoints(workdir: str) -> bool:
   return os.path.isdir(folder) and any(n.isdigit() for n in os.listdir(folder))
 
 
+def _from_process_0(value: int) -> int:
+  """Process 0's ``value`` on every process (what every process must agree
+  on: a step count, how many probe steps to run)."""
+  if jax.process_count() == 1:
+    return value
+  from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+  return int(multihost_utils.broadcast_one_to_all(np.int64(value)))
+
+
 def _apply_time_budget(config, workdir, workload, mesh, batch_fn, evaluate, keys):
   """Sets ``config.num_steps`` from ``config.time_budget_minutes``: the
-  plan an earlier start of this run saved, else one made now by timing the
-  train step and an evaluation on a throwaway state
-  (:mod:`rnn_zoo.training.budget`), saved before training starts."""
+  plan an earlier start of this run saved, else one made now by timing what
+  the loop will do on a throwaway state (:func:`_measure_plan`), saved before
+  training starts. Every process reads the workdir (shared, as the
+  checkpoints are) and takes process 0's step count."""
   minutes = float(config.time_budget_minutes)
-  plan = budget_lib.load_plan(workdir) if jax.process_index() == 0 else None
-  if plan is None and jax.process_index() == 0 and _has_checkpoints(workdir):
+  plan = budget_lib.load_plan(workdir)
+  if plan is None and _has_checkpoints(workdir):
     raise UserError(
         f"config.time_budget_minutes={minutes:g}, but the run in {workdir!r} was started "
         "without one (no budget.json beside its checkpoints): resume it with "
         "config.time_budget_minutes=0 and its num_steps, or use another --workdir")
-  if plan is not None:
-    if plan["time_budget_minutes"] != minutes:
-      logging.warning("config.time_budget_minutes=%g, but this run was planned for %g "
-                      "minutes: it keeps its plan of %d steps (delete %s to plan again)",
-                      minutes, plan["time_budget_minutes"], plan["num_steps"],
-                      os.path.join(workdir, budget_lib.PLAN_FILE))
-  else:
+  measured = plan is None
+  if measured:
     plan = _measure_plan(config, workdir, workload, mesh, batch_fn, evaluate, keys,
                          minutes)
-    if jax.process_index() == 0:
-      if plan["num_steps"] < 1:
-        raise UserError(
-            f"config.time_budget_minutes={minutes:g} leaves no time to train: "
-            f"{budget_lib.describe(plan)}")
+  elif plan["time_budget_minutes"] != minutes:
+    logging.warning("config.time_budget_minutes=%g, but this run was planned for %g "
+                    "minutes: it keeps its plan of %d steps (delete %s to plan again)",
+                    minutes, plan["time_budget_minutes"], plan["num_steps"],
+                    os.path.join(workdir, budget_lib.PLAN_FILE))
+  steps = _from_process_0(plan["num_steps"])
+  if steps < 1:
+    raise UserError(f"config.time_budget_minutes={minutes:g} leaves no time to train: "
+                    f"{budget_lib.describe(plan)}")
+  if jax.process_index() == 0:
+    if measured:
       budget_lib.save_plan(workdir, plan)
-  steps = plan["num_steps"] if plan is not None else 0
-  if jax.process_count() > 1:
-    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
-    steps = int(multihost_utils.broadcast_one_to_all(np.int64(steps)))
-  if plan is not None and jax.process_index() == 0:
     logging.info("%s", budget_lib.describe(plan))
   config.num_steps = steps
 
@@ -555,14 +561,25 @@ def _measure_plan(config, workdir, workload, mesh, batch_fn, evaluate, keys, min
   state, m = step(state, batch_fn(0))
   jax.block_until_ready(m)
   compile_s = time.perf_counter() - t0
-  # Dispatched as the loop does (one sync per chunk, not per step), for 3 s.
-  n, t0 = 0, time.perf_counter()
-  while n < 10 or (time.perf_counter() - t0 < 3.0 and n < 1000):
+  # Dispatched as the loop does (one sync per chunk of 5 steps, not per
+  # step), for about 3 s: as many chunks as the first one says fit, the same
+  # number on every process.
+  n = 0
+
+  def chunk():
+    nonlocal state, m, n
     for _ in range(5):
       state, m = step(state, batch_fn(n + 1))
       n += 1
     jax.block_until_ready(m)
-  step_s = (time.perf_counter() - t0) / n
+  t0 = time.perf_counter()
+  chunk()
+  chunk_s = time.perf_counter() - t0
+  chunks = _from_process_0(min(199, max(2, math.ceil(3.0 / max(chunk_s, 1e-6)))))
+  t0 = time.perf_counter()
+  for _ in range(chunks):
+    chunk()
+  step_s = (time.perf_counter() - t0) / (5 * chunks)
   costs = {"eval": (_timed(lambda: evaluate(state.params, 0, log=False)), config.eval_every)}
   if workload.sample is not None and config.sample_every:
     key = jax.random.key(0)
@@ -576,10 +593,12 @@ def _measure_plan(config, workdir, workload, mesh, batch_fn, evaluate, keys, min
   writer = metrics_lib.MetricWriter(probe_dir)
   try:
     saves = iter(range(1, 100))
-    costs["checkpoint"] = (_timed(lambda: (
-        _all_finite(state.params),
-        checkpointer.save(next(saves), state, config.to_dict(), workload.vocab, force=True),
-        checkpointer.wait()), repeat=2), config.checkpoint_every)
+
+    def save():  # what the loop does at a checkpoint step
+      _all_finite(state.params)
+      checkpointer.save(next(saves), state, config.to_dict(), workload.vocab, force=True)
+      checkpointer.wait()
+    costs["checkpoint"] = (_timed(save, repeat=2), config.checkpoint_every)
     window = _LogWindow(config, checkpointer, writer, _NoProgress())
     # A row fetches every step's metrics: distinct arrays (a fetched array
     # keeps its host copy, so fetching one twice would be free).
