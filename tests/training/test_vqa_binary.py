@@ -46,7 +46,8 @@ def test_smoke_trains_answers_scores_and_reports(tmp_path, data_dir):
 
 @pytest.mark.parametrize("fusion,extra", [("concat", {"bidirectional": True}),
                                           ("product", {"by_image": False, "batch_size": 16}),
-                                          ("relation", {"g_size": 8, "g_pool": "mean"}),
+                                          ("relation", {"g_size": 8, "g_pool": "mean",
+                                                        "time_budget_minutes": 600.0}),
                                           ("attention", {"hops": 1, "cell": "lstm"})])
 def test_every_fusion_trains_through_the_loop(tmp_path, data_dir, fusion, extra):
   from rnn_zoo import training  # pylint: disable=g-import-not-at-top
@@ -58,6 +59,9 @@ def test_every_fusion_trains_through_the_loop(tmp_path, data_dir, fusion, extra)
   r = evaluate.evaluate_run(c, str(tmp_path), task)
   assert r["fusion"] == fusion and r["questions"] == 160
   assert ("figure" in r) == (fusion == "attention")
+  if "time_budget_minutes" in extra:     # the relation preset's budget: planned, capped
+    plan = json.loads((tmp_path / "budget.json").read_text())
+    assert plan["num_steps"] == plan["cap"] == 2 and r["step"] == 2
 
 
 def test_resume_is_bit_identical_with_the_data_stream(tmp_path, data_dir):
