@@ -68,8 +68,9 @@ def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
     # at 0.994 non-relational, 0.789 relational (docs/vqa.md).
     # So: a narrow g (2 x 64), 4 scenes a step, g averaged over the pairs
     # (the paper's sum starts the logits in the hundreds), and as many steps
-    # as 18 minutes of this machine allow (at most 30,000: 20 minutes on 2
-    # cores with the final evaluation).
+    # as 18 minutes of this machine allow, at most 30,000 (the cap binds on
+    # the project's AVX-512 2-core VM: 14-16 minutes a run with the test
+    # split; a machine 3x slower plans ~10,000 steps and ends on the plateau).
     c.fusion = "relation"
     c.g_size = 64
     c.g_layers = 2
