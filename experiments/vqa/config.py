@@ -69,7 +69,7 @@ def get_config(preset: str | None = None) -> ml_collections.ConfigDict:
     # So: a narrow g (2 x 64), 4 scenes a step, g averaged over the pairs
     # (the paper's sum starts the logits in the hundreds), and as many steps
     # as 18 minutes of this machine allow, at most 30,000 (the cap binds on
-    # the project's AVX-512 2-core VM: 14-16 minutes a run with the test
+    # the project's AVX-512 2-core VM: 13.8-16.1 minutes a run with the test
     # split; a machine 3x slower plans ~10,000 steps and ends on the plateau).
     c.fusion = "relation"
     c.g_size = 64

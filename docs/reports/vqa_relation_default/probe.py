@@ -8,7 +8,7 @@ Run from the repository root:
 
   python docs/reports/vqa_relation_default/probe.py --data=/tmp/soc --batch=4 --pool=mean --steps=6000
 """
-import os, sys, time, json, argparse
+import os, time, json, argparse
 import numpy as np, jax, jax.numpy as jnp, optax
 import rnn_zoo as rz
 from rnn_zoo.data import sort_of_clevr as soc
@@ -88,12 +88,12 @@ def evaluate(params):
 def Q(d, i):
   return jnp.asarray(d["bits"][i]) if a.bits else jnp.asarray(d["questions"][i])
 rng = np.random.default_rng(a.seed); order = rng.permutation(9800); pos = 0
-t0 = time.time(); L = []
+t0 = time.time(); L = []           # losses stay on the device until an evaluation
 for s in range(1, a.steps + 1):
   if pos + a.batch > 9800: order = rng.permutation(9800); pos = 0
   idx = np.sort(order[pos:pos + a.batch]); pos += a.batch
-  params, st, l, acc, gn = step(params, st, jnp.asarray(tr["image"][idx] / 255., jnp.float32), Q(tr, idx), jnp.asarray(tr["answers"][idx]))
-  L.append(float(l))
+  params, st, l, _, gn = step(params, st, jnp.asarray(tr["image"][idx] / 255., jnp.float32), Q(tr, idx), jnp.asarray(tr["answers"][idx]))
+  L.append(l)
   if s % a.every == 0:
     nr, r, sub = evaluate(params)
-    print(f"step {s} t {time.time()-t0:.0f}s loss {np.mean(L[-a.every:]):.3f} gn {float(gn):.2f} nonrel {nr:.3f} rel {r:.3f} {sub}", flush=True)
+    print(f"step {s} t {time.time()-t0:.0f}s loss {float(jnp.mean(jnp.stack(L[-a.every:]))):.3f} gn {float(gn):.2f} nonrel {nr:.3f} rel {r:.3f} {sub}", flush=True)
